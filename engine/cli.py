@@ -1,0 +1,65 @@
+"""`python -m engine COMMAND ...`: the command line over the engine.
+
+Each command lives in `engine/commands/<name>.py` with `register(subparsers)`,
+which adds its parser and sets `handler(args, settings) -> exit code`. Every
+command takes `--db PATH` (default: LEDGERLENS_DB, else $LEDGERLENS_HOME/ledgerlens.duckdb).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from engine.settings import Settings, load_settings
+from storage.errors import UserFacingError
+
+# One module per command group, in the order `--help` lists them.
+COMMAND_MODULES = (
+    "engine.commands.ingest",
+    "engine.commands.replay",
+    "engine.commands.export",
+    "engine.commands.synth",
+    "engine.commands.rings",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", type=Path, default=None, help="DuckDB store (overrides LEDGERLENS_DB)")
+    parser = argparse.ArgumentParser(prog="python -m engine", description="LedgerLens engine")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # TEMPORARY while commands are being written
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    if getattr(args, "db", None) is not None:
+        settings = settings.model_copy(update={"db": args.db})
+    try:
+        return int(args.handler(args, settings) or 0)
+    except UserFacingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the store keeps every committed batch; run the same command to resume.", file=sys.stderr)
+        return 130
+
+
+def open_store(settings: Settings, *, read_only: bool = False):
+    """The store named by the settings (the CLI's one way to it)."""
+    from storage.store import Store
+
+    return Store(settings.db_path, read_only=read_only)

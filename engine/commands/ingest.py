@@ -1,0 +1,92 @@
+"""`ingest horizon|datalake|files`: load a ledger range or files into the store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.cli import open_store
+from engine.ingest.runner import run_ingest
+from engine.progress import CliProgress
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("ingest", help="load trades and funding operations into the store")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="SOURCE")
+
+    h = kinds.add_parser("horizon", parents=[common], help="a ledger range from a Horizon server")
+    _range(h)
+    h.add_argument("--pair", help="only trades of this pair, BASE/COUNTER (e.g. USDC:GA5Z.../XLM:native)")
+    h.add_argument("--horizon-url", help="Horizon base URL (default: LEDGERLENS_HORIZON_URL)")
+    h.set_defaults(handler=_horizon)
+
+    d = kinds.add_parser("datalake", parents=[common], help="a ledger range from ledger-exporter objects")
+    _range(d)
+    d.add_argument("--source", help="folder or https:// prefix of the data lake (default: LEDGERLENS_DATALAKE_URL)")
+    d.add_argument("--workers", type=int, help="decoding processes (default: LEDGERLENS_DECODE_WORKERS)")
+    d.set_defaults(handler=_datalake)
+
+    f = kinds.add_parser("files", parents=[common], help="Horizon / Hubble / LedgerLens export files")
+    f.add_argument("paths", nargs="+", type=Path, help="files, or folders of files")
+    f.set_defaults(handler=_files)
+
+
+def _range(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start-ledger", type=int, required=True)
+    p.add_argument("--end-ledger", type=int, required=True)
+
+
+def _check_range(args) -> None:
+    from storage.errors import BadInput
+
+    if args.start_ledger < 1 or args.end_ledger < args.start_ledger:
+        raise BadInput(f"ledger range {args.start_ledger}..{args.end_ledger} is empty: give 1 <= A <= B")
+
+
+def _horizon(args, settings) -> int:
+    from engine.ingest import horizon
+
+    _check_range(args)
+    request, batches = horizon.plan(
+        start_ledger=args.start_ledger,
+        end_ledger=args.end_ledger,
+        horizon_url=args.horizon_url or settings.horizon_url,
+        pair=args.pair,
+        http_timeout_s=settings.http_timeout_s,
+        max_retries=settings.http_max_retries,
+    )
+    return _run(settings, request, batches)
+
+
+def _datalake(args, settings) -> int:
+    from engine.ingest import datalake
+
+    _check_range(args)
+    request, batches = datalake.plan(
+        start_ledger=args.start_ledger,
+        end_ledger=args.end_ledger,
+        source=args.source or settings.datalake_url,
+        workers=args.workers or settings.decode_workers,
+        http_timeout_s=settings.http_timeout_s,
+        max_retries=settings.http_max_retries,
+    )
+    return _run(settings, request, batches)
+
+
+def _run(settings, request, batches) -> int:
+    with open_store(settings) as store:
+        summary = run_ingest(store, request, batches, progress=CliProgress(f"ingest {request.source}"))
+    print(summary.describe())
+    return 0
+
+
+def _files(args, settings) -> int:
+    from engine.ingest.files import ingest_files
+
+    with open_store(settings) as store:
+        summaries = ingest_files(
+            store, args.paths, batch_size=settings.batch_size, progress=CliProgress("ingest files")
+        )
+    for s in summaries:
+        print(s.describe())
+    return 0

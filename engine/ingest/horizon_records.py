@@ -1,0 +1,239 @@
+"""Horizon trade and operation records (JSON) -> canonical frames + quarantine.
+
+One decoder for every path that sees Horizon JSON: the Horizon source, the replay
+server round trip, Horizon JSON Lines files and Horizon page files. Parsing and
+validation are vectorised (DuckDB json_transform + polars expressions).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from engine.assets import asset_id_expr, pair_id_expr
+from engine.ingest.validate import account_reason, amount_reason, amount_stroops, first_reason
+from engine.schemas import OPERATIONS_SCHEMA, QUARANTINE_SCHEMA, TRADES_SCHEMA, conform, empty
+from storage.readers import parse_json_strings, read_json_lines
+
+V = "VARCHAR"
+_ASSET = ("asset_type", "asset_code", "asset_issuer")
+TRADE_FIELDS: dict = {
+    "id": V, "paging_token": V, "ledger_close_time": V, "trade_type": V, "base_is_seller": V,
+    **{f"{side}_{f}": V for side in ("base", "counter")
+       for f in ("offer_id", "account", "amount", "liquidity_pool_id", *_ASSET)},
+    "price": {"n": V, "d": V},
+}  # fmt: skip
+OPERATION_FIELDS: dict = {
+    "id": V, "paging_token": V, "transaction_successful": V, "source_account": V, "type": V,
+    "created_at": V, "transaction_hash": V, "funder": V, "account": V, "starting_balance": V,
+    "from": V, "to": V, "into": V, "amount": V, "source_amount": V, "offer_id": V, "balance_id": V,
+    "claimant": V, "asset": V, "claimants": [{"destination": V}], "price_r": {"n": V, "d": V},
+    **{f"{p}{f}": V for p in ("", "source_", "selling_", "buying_") for f in _ASSET},
+    "transaction": {"memo": V},
+}  # fmt: skip
+
+
+def decode_trades(raw: list[str], *, source: str, locations: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Horizon trade records (JSON texts) -> (trades, quarantine); see module doc."""
+    parsed = parse_json_strings(raw, TRADE_FIELDS).with_columns(location=pl.Series(locations, dtype=pl.String))
+    return trades_from_parsed(parsed, source=source)
+
+
+def decode_operations(raw: list[str], *, source: str, locations: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Horizon operation records (JSON texts) -> (operations, quarantine)."""
+    parsed = parse_json_strings(raw, OPERATION_FIELDS).with_columns(location=pl.Series(locations, dtype=pl.String))
+    return operations_from_parsed(parsed, source=source)
+
+
+def read_trades_file(path, *, source: str = "files") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A Horizon trades JSON Lines file -> (trades, quarantine), one vectorised pass."""
+    parsed = read_json_lines(path, TRADE_FIELDS)
+    return trades_from_parsed(_with_location(parsed, path), source=source)
+
+
+def read_operations_file(path, *, source: str = "files") -> tuple[pl.DataFrame, pl.DataFrame]:
+    parsed = read_json_lines(path, OPERATION_FIELDS)
+    return operations_from_parsed(_with_location(parsed, path), source=source)
+
+
+def _with_location(parsed: pl.DataFrame, path) -> pl.DataFrame:
+    return parsed.with_columns(location=pl.format("{}:{}", pl.lit(str(path)), pl.col("line_no")))
+
+
+def trades_from_parsed(parsed: pl.DataFrame, *, source: str) -> pl.DataFrame:
+    """Parsed trade fields (all strings, plus raw/valid/location) -> (trades, quarantine)."""
+    p = parsed.with_columns(
+        tid=pl.coalesce("id", "paging_token"),
+        base_asset=asset_id_expr("base_asset_type", "base_asset_code", "base_asset_issuer"),
+        counter_asset=asset_id_expr("counter_asset_type", "counter_asset_code", "counter_asset_issuer"),
+        closed=pl.col("ledger_close_time").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_zone="UTC"),
+        pn=pl.col("price").struct.field("n").cast(pl.Int64, strict=False),
+        pd=pl.col("price").struct.field("d").cast(pl.Int64, strict=False),
+    )
+    reasons = [
+        pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
+        pl.when(pl.col("tid").is_null() | ~pl.col("tid").str.contains(r"^\d+-\d+$"))
+        .then(pl.lit("field id: missing or not an '{operation_id}-{index}' paging token")),
+        pl.when(pl.col("closed").is_null()).then(pl.lit("field ledger_close_time: missing or not ISO-8601 UTC")),
+        pl.when(~pl.col("trade_type").is_in(["orderbook", "liquidity_pool"]))
+        .then(pl.format("field trade_type: unknown value '{}'", pl.col("trade_type"))),
+        pl.when(~pl.col("base_is_seller").is_in(["true", "false"])).then(pl.lit("field base_is_seller: not a boolean")),
+        pl.when(pl.col("base_asset").is_null())
+        .then(pl.format("field base_asset_type: unknown asset type '{}'", pl.col("base_asset_type"))),
+        pl.when(pl.col("counter_asset").is_null())
+        .then(pl.format("field counter_asset_type: unknown asset type '{}'", pl.col("counter_asset_type"))),
+        amount_reason("base_amount"),
+        amount_reason("counter_amount"),
+        pl.when(pl.col("pn").is_null() | pl.col("pd").is_null() | (pl.col("pn") <= 0) | (pl.col("pd") <= 0))
+        .then(pl.lit("field price: n and d must be positive integers")),
+        pl.when(pl.col("base_account").is_null() & pl.col("base_liquidity_pool_id").is_null())
+        .then(pl.lit("base side has neither an account nor a liquidity pool")),
+        pl.when(pl.col("counter_account").is_null() & pl.col("counter_liquidity_pool_id").is_null())
+        .then(pl.lit("counter side has neither an account nor a liquidity pool")),
+    ]
+    p = p.with_columns(
+        reason=first_reason(
+            *reasons,
+            pl.lit(account_reason(p, "base_account", required=False)),
+            pl.lit(account_reason(p, "counter_account", required=False)),
+        )
+    )
+    p = _mark_duplicates(p, "tid")
+    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
+    return _canonical_trades(good, source), _quarantine(bad, source, "tid")
+
+
+def _mark_duplicates(p: pl.DataFrame, key: str) -> pl.DataFrame:
+    """A second record with a stored id but other content is quarantined; exact repeats collapse."""
+    p = p.unique(subset=[key, "raw"], keep="first", maintain_order=True)
+    dup = pl.col(key).is_not_null() & (pl.int_range(pl.len()).over(key) > 0)
+    return p.with_columns(
+        reason=pl.when(pl.col("reason").is_null() & dup)
+        .then(pl.format("duplicate id {} with different content than an earlier record", pl.col(key)))
+        .otherwise(pl.col("reason"))
+    )
+
+
+def _canonical_trades(g: pl.DataFrame, source: str) -> pl.DataFrame:
+    seller_is_base = pl.col("base_is_seller") == "true"
+
+    def side(is_base: pl.Expr, field: str) -> pl.Expr:
+        return pl.when(is_base).then(pl.col(f"base_{field}")).otherwise(pl.col(f"counter_{field}"))
+
+    op_id = pl.col("tid").str.extract(r"^(\d+)-", 1).cast(pl.Int64)
+    out = g.with_columns(
+        id=pl.col("tid"),
+        op_id=op_id,
+        ledger=op_id // (1 << 32),
+        closed_at=pl.col("closed"),
+        seller_account=side(seller_is_base, "account"),
+        seller_offer_id=side(seller_is_base, "offer_id").cast(pl.Int64, strict=False),
+        seller_pool_id=side(seller_is_base, "liquidity_pool_id"),
+        buyer_account=side(~seller_is_base, "account"),
+        buyer_offer_id=side(~seller_is_base, "offer_id").cast(pl.Int64, strict=False),
+        buyer_pool_id=side(~seller_is_base, "liquidity_pool_id"),
+        sold_asset=side(seller_is_base, "asset"),
+        bought_asset=side(~seller_is_base, "asset"),
+        sold_amount=pl.when(seller_is_base).then(amount_stroops("base_amount")).otherwise(amount_stroops("counter_amount")),
+        bought_amount=pl.when(seller_is_base).then(amount_stroops("counter_amount")).otherwise(amount_stroops("base_amount")),
+        price_n=pl.when(seller_is_base).then(pl.col("pn")).otherwise(pl.col("pd")),
+        price_d=pl.when(seller_is_base).then(pl.col("pd")).otherwise(pl.col("pn")),
+        source=pl.lit(source),
+    ).with_columns(pair_id=pair_id_expr("sold_asset", "bought_asset"))
+    return conform(out, TRADES_SCHEMA)
+
+
+def _quarantine(bad: pl.DataFrame, source: str, id_col: str) -> pl.DataFrame:
+    if bad.height == 0:
+        return empty(QUARANTINE_SCHEMA)
+    return conform(
+        bad.select(
+            source=pl.lit(source),
+            location=pl.col("location"),
+            record_id=pl.col(id_col).cast(pl.String),
+            reason=pl.col("reason"),
+            raw=pl.col("raw"),
+        ),
+        QUARANTINE_SCHEMA,
+    )
+
+
+_FUNDING_AMOUNT = ("payment", "path_payment_strict_send", "path_payment_strict_receive", "create_claimable_balance")
+_OFFERS = ("manage_sell_offer", "manage_buy_offer", "create_passive_sell_offer")
+
+
+def operations_from_parsed(parsed: pl.DataFrame, *, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parsed operation fields -> (operations, quarantine).
+
+    Funding direction per type: create_account funder->account; payments and path
+    payments from->to; account_merge account->into; create_claimable_balance
+    source->first claimant; claim_claimable_balance has no known sender in the
+    operation itself (to = claimant, from = null: not a funding edge).
+    """
+    t = pl.col("type")
+    claimable = pl.col("asset").str.replace(r"^native$", "XLM:native")
+    p = parsed.with_columns(
+        oid=pl.coalesce("id", "paging_token"),
+        closed=pl.col("created_at").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_zone="UTC"),
+        amount_col=pl.when(t == "create_account").then(pl.col("starting_balance")).otherwise(pl.col("amount")),
+        asset_id=pl.when(t == "create_account").then(pl.lit("XLM:native"))
+        .when(t == "account_merge").then(pl.lit("XLM:native"))
+        .when(t == "create_claimable_balance").then(claimable)
+        .when(t.is_in(_OFFERS)).then(asset_id_expr("selling_asset_type", "selling_asset_code", "selling_asset_issuer"))
+        .otherwise(asset_id_expr("asset_type", "asset_code", "asset_issuer")),
+    )
+    needs_amount = t.is_in(["create_account", *_FUNDING_AMOUNT])
+    reasons = [
+        pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
+        pl.when(pl.col("oid").is_null() | ~pl.col("oid").str.contains(r"^\d+$"))
+        .then(pl.lit("field id: missing or not a numeric operation id")),
+        pl.when(pl.col("type").is_null()).then(pl.lit("missing field type")),
+        pl.when(pl.col("closed").is_null()).then(pl.lit("field created_at: missing or not ISO-8601 UTC")),
+        pl.when(needs_amount).then(amount_reason("amount_col")).otherwise(None),
+        pl.when(t.is_in(_OFFERS)).then(amount_reason("amount", allow_zero=True)).otherwise(None),
+    ]
+    p = p.with_columns(
+        reason=first_reason(*reasons, pl.lit(account_reason(p, "source_account", required=False)))
+    )
+    p = _mark_duplicates(p, "oid")
+    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
+    return _canonical_operations(good, source), _quarantine(bad, source, "oid")
+
+
+def _canonical_operations(g: pl.DataFrame, source: str) -> pl.DataFrame:
+    t = pl.col("type")
+    oid = pl.col("oid").cast(pl.Int64)
+    from_account = (
+        pl.when(t == "create_account").then(pl.col("funder"))
+        .when(t == "account_merge").then(pl.col("account"))
+        .when(t == "create_claimable_balance").then(pl.col("source_account"))
+        .when(t.is_in(["payment", "path_payment_strict_send", "path_payment_strict_receive"])).then(pl.col("from"))
+        .otherwise(None)
+    )
+    to_account = (
+        pl.when(t == "create_account").then(pl.col("account"))
+        .when(t == "account_merge").then(pl.col("into"))
+        .when(t == "create_claimable_balance").then(pl.col("claimants").list.first().struct.field("destination"))
+        .when(t == "claim_claimable_balance").then(pl.col("claimant"))
+        .when(t.is_in(["payment", "path_payment_strict_send", "path_payment_strict_receive"])).then(pl.col("to"))
+        .otherwise(None)
+    )
+    out = g.with_columns(
+        id=oid,
+        ledger=oid // (1 << 32),
+        closed_at=pl.col("closed"),
+        tx_hash=pl.col("transaction_hash"),
+        successful=pl.col("transaction_successful").replace_strict({"true": True, "false": False}, default=None),
+        from_account=from_account,
+        to_account=to_account,
+        asset=pl.col("asset_id"),
+        amount=amount_stroops("amount_col"),
+        source_asset=asset_id_expr("source_asset_type", "source_asset_code", "source_asset_issuer"),
+        source_amount=amount_stroops("source_amount"),
+        offer_id=pl.col("offer_id").cast(pl.Int64, strict=False),
+        buying_asset=asset_id_expr("buying_asset_type", "buying_asset_code", "buying_asset_issuer"),
+        price_n=pl.col("price_r").struct.field("n").cast(pl.Int64, strict=False),
+        price_d=pl.col("price_r").struct.field("d").cast(pl.Int64, strict=False),
+        memo=pl.col("transaction").struct.field("memo"),
+        source=pl.lit(source),
+    )
+    return conform(out, OPERATIONS_SCHEMA)

@@ -1,0 +1,185 @@
+"""Hubble / stellar-etl exports (JSON Lines, CSV, Parquet) and LedgerLens's own
+canonical trade exports -> canonical frames + quarantine.
+
+Hubble rows are already seller/buyer ("selling_*" sold to "buying_*"); its amounts
+are floats, rounded here to the stroop (exact below ~900 million units).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from engine.assets import asset_id_expr, pair_id_expr
+from engine.ingest.horizon_records import (
+    OPERATION_FIELDS,
+    _mark_duplicates,
+    _quarantine,
+    operations_from_parsed,
+)
+from engine.ingest.validate import account_reason, amount_reason, amount_stroops, first_reason, stroops_from_float_text
+from engine.schemas import TRADES_SCHEMA, conform
+from storage.errors import BadInput
+from storage.readers import read_json_lines
+
+V = "VARCHAR"
+_ASSET = ("asset_type", "asset_code", "asset_issuer")
+TRADE_FIELDS: dict = {
+    "history_operation_id": V, "order": V, "ledger_closed_at": V, "trade_type": V,
+    **{f"{side}_{f}": V for side in ("selling", "buying")
+       for f in ("account_address", "amount", "offer_id", "liquidity_pool_id", *_ASSET)},
+    "price_n": V, "price_d": V,
+}  # fmt: skip
+CANONICAL_FIELDS: dict = {
+    c: V for c in (
+        "id", "closed_at", "trade_type", "seller_account", "seller_offer_id", "seller_pool_id", "buyer_account",
+        "buyer_offer_id", "buyer_pool_id", "sold_asset", "sold_amount", "bought_asset", "bought_amount",
+        "price_n", "price_d",
+    )
+}  # fmt: skip
+_DETAILS = {k: v for k, v in OPERATION_FIELDS.items() if k not in ("id", "paging_token", "type", "transaction")}
+OPERATION_FIELDS_HUBBLE: dict = {
+    "id": V, "closed_at": V, "source_account": V, "type_string": V, "transaction_hash": V,
+    "successful": V, "details": _DETAILS,
+}  # fmt: skip
+_TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S UTC", "%Y-%m-%d %H:%M:%S%.f UTC", "%Y-%m-%dT%H:%M:%S%.fZ")
+
+
+def _utc(col: str) -> pl.Expr:
+    return pl.coalesce([pl.col(col).str.to_datetime(f, strict=False, time_zone="UTC") for f in _TIME_FORMATS])
+
+
+def peek_columns(path: Path) -> list[str]:
+    if ".parquet" in path.name:
+        return pl.read_parquet_schema(path).names()
+    return pl.read_csv(path, n_rows=0, infer_schema=False).columns
+
+
+def _read(path: Path, fields: dict) -> pl.DataFrame:
+    """Rows of a JSONL / CSV / Parquet export as strings + line_no, raw, valid, location."""
+    path = Path(path)
+    if ".csv" in path.name or ".parquet" in path.name:
+        try:
+            frame = pl.read_csv(path, infer_schema=False) if ".csv" in path.name else pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise BadInput(f"{path}: cannot be read ({exc})") from exc
+        frame = frame.select(pl.all().cast(pl.String))
+        missing = [c for c in fields if c not in frame.columns and not isinstance(fields[c], dict)]
+        frame = frame.with_columns(
+            [pl.lit(None, dtype=pl.String).alias(c) for c in missing],
+            raw=pl.struct(pl.all()).struct.json_encode(),
+            valid=pl.lit(True),
+            line_no=pl.int_range(1, pl.len() + 1),
+        )
+        return frame.with_columns(location=pl.format("{}:row {}", pl.lit(str(path)), pl.col("line_no")))
+    parsed = read_json_lines(path, fields)
+    return parsed.with_columns(location=pl.format("{}:{}", pl.lit(str(path)), pl.col("line_no")))
+
+
+def read_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hubble history_trades export -> (trades, quarantine)."""
+    p = _read(path, TRADE_FIELDS).with_columns(
+        tid=pl.format("{}-{}", pl.col("history_operation_id"), pl.col("order")),
+        sold_asset=asset_id_expr("selling_asset_type", "selling_asset_code", "selling_asset_issuer"),
+        bought_asset=asset_id_expr("buying_asset_type", "buying_asset_code", "buying_asset_issuer"),
+        sold_amount=stroops_from_float_text("selling_amount"),
+        bought_amount=stroops_from_float_text("buying_amount"),
+        closed=_utc("ledger_closed_at"),
+        pn=pl.col("price_n").cast(pl.Int64, strict=False),
+        pd=pl.col("price_d").cast(pl.Int64, strict=False),
+    )
+    p = p.with_columns(reason=first_reason(*_trade_reasons(), pl.lit(_account_reasons(p))))
+    p = _mark_duplicates(p, "tid")
+    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
+    op_id = pl.col("history_operation_id").cast(pl.Int64)
+    out = good.with_columns(
+        id=pl.col("tid"), op_id=op_id, ledger=op_id // (1 << 32), closed_at=pl.col("closed"),
+        trade_type=pl.col("trade_type").replace_strict({"1": "orderbook", "2": "liquidity_pool"}, default=None),
+        seller_account=pl.col("selling_account_address"), buyer_account=pl.col("buying_account_address"),
+        seller_offer_id=pl.col("selling_offer_id").cast(pl.Int64, strict=False),
+        buyer_offer_id=pl.col("buying_offer_id").cast(pl.Int64, strict=False),
+        seller_pool_id=pl.col("selling_liquidity_pool_id"), buyer_pool_id=pl.col("buying_liquidity_pool_id"),
+        price_n=pl.col("pn"), price_d=pl.col("pd"), source=pl.lit("files"),
+        pair_id=pair_id_expr("sold_asset", "bought_asset"),
+    )  # fmt: skip
+    return conform(out, TRADES_SCHEMA), _quarantine(bad, "files", "tid")
+
+
+def _trade_reasons() -> list[pl.Expr]:
+    return [
+        pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
+        pl.when(~pl.col("history_operation_id").str.contains(r"^\d+$") | ~pl.col("order").str.contains(r"^\d+$"))
+        .then(pl.lit("fields history_operation_id/order: missing or not integers")),
+        pl.when(pl.col("closed").is_null()).then(pl.lit("field ledger_closed_at: missing or not a UTC timestamp")),
+        pl.when(~pl.col("trade_type").is_in(["1", "2"])).then(pl.format("field trade_type: unknown '{}'", "trade_type")),
+        pl.when(pl.col("sold_asset").is_null()).then(pl.lit("field selling_asset_type: unknown asset type")),
+        pl.when(pl.col("bought_asset").is_null()).then(pl.lit("field buying_asset_type: unknown asset type")),
+        pl.when(pl.col("sold_amount").is_null() | (pl.col("sold_amount") <= 0))
+        .then(pl.format("field selling_amount: '{}' is not a positive amount", "selling_amount")),
+        pl.when(pl.col("bought_amount").is_null() | (pl.col("bought_amount") <= 0))
+        .then(pl.format("field buying_amount: '{}' is not a positive amount", "buying_amount")),
+        pl.when((pl.col("pn").fill_null(0) <= 0) | (pl.col("pd").fill_null(0) <= 0))
+        .then(pl.lit("fields price_n/price_d: must be positive integers")),
+    ]
+
+
+def _account_reasons(p: pl.DataFrame) -> pl.Series:
+    a = account_reason(p, "selling_account_address", required=False)
+    b = account_reason(p, "buying_account_address", required=False)
+    return pl.select(pl.coalesce(pl.lit(a), pl.lit(b)).alias("r")).get_column("r")
+
+
+def read_operations(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hubble history_operations export -> (operations, quarantine), via the Horizon decoder."""
+    p = _read(path, OPERATION_FIELDS_HUBBLE)
+    if "details" not in p.columns:
+        raise BadInput(f"{path}: Hubble operations need a 'details' column (JSON export of history_operations)")
+    details = p.get_column("details").struct.unnest()
+    p = pl.concat([p.drop("details"), details.select([c for c in details.columns if c not in p.columns])], how="horizontal")
+    as_text = {c: _float_to_decimal_text(c) for c in ("amount", "starting_balance", "source_amount") if c in p.columns}
+    p = p.with_columns(
+        type=pl.col("type_string"),
+        created_at=pl.col("closed_at"),
+        transaction_successful=pl.col("successful").fill_null("true"),
+        transaction=pl.lit(None, dtype=pl.Struct({"memo": pl.String})),
+        paging_token=pl.col("id"),
+        **as_text,
+    )
+    return operations_from_parsed(p, source="files")
+
+
+def _float_to_decimal_text(col: str) -> pl.Expr:
+    """Hubble float text -> exact 7-decimal text via stroops ('1e-07' -> '0.0000001')."""
+    s = stroops_from_float_text(col)
+    return pl.when(s.is_not_null() & (s >= 0)).then(
+        pl.format("{}.{}", s // 10_000_000, (s % 10_000_000).cast(pl.String).str.pad_start(7, "0"))
+    ).otherwise(pl.col(col))
+
+
+def read_canonical_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """LedgerLens `export trades` JSON Lines -> (trades, quarantine)."""
+    p = _read(path, CANONICAL_FIELDS).with_columns(
+        tid=pl.col("id"), closed=_utc("closed_at"),
+        pn=pl.col("price_n").cast(pl.Int64, strict=False), pd=pl.col("price_d").cast(pl.Int64, strict=False),
+    )  # fmt: skip
+    reasons = [
+        pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
+        pl.when(~pl.col("tid").str.contains(r"^\d+-\d+$")).then(pl.lit("field id: not an '{op_id}-{index}' token")),
+        pl.when(pl.col("closed").is_null()).then(pl.lit("field closed_at: missing or not ISO-8601 UTC")),
+        amount_reason("sold_amount"),
+        amount_reason("bought_amount"),
+        pl.when((pl.col("pn").fill_null(0) <= 0) | (pl.col("pd").fill_null(0) <= 0))
+        .then(pl.lit("fields price_n/price_d: must be positive integers")),
+    ]
+    p = p.with_columns(reason=first_reason(*reasons, pl.lit(account_reason(p, "seller_account", required=False))))
+    p = _mark_duplicates(p, "tid")
+    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
+    op_id = pl.col("tid").str.extract(r"^(\d+)-", 1).cast(pl.Int64)
+    out = good.with_columns(
+        op_id=op_id, ledger=op_id // (1 << 32), closed_at=pl.col("closed"),
+        sold_amount=amount_stroops("sold_amount"), bought_amount=amount_stroops("bought_amount"),
+        price_n=pl.col("pn"), price_d=pl.col("pd"), source=pl.lit("files"),
+        pair_id=pair_id_expr("sold_asset", "bought_asset"),
+    )  # fmt: skip
+    return conform(out, TRADES_SCHEMA), _quarantine(bad, "files", "tid")

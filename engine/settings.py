@@ -1,0 +1,48 @@
+"""All settings in one place: environment variables prefixed ``LEDGERLENS_``.
+
+Read once at start (`Settings()`), then passed down; nothing else reads the
+environment. Every field has a default and a description, and README.md documents
+each one (a test checks that).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGERLENS_", extra="ignore")
+
+    home: Path = Field(Path("./data"), description="Data directory: the DuckDB store, models, reports.")
+    db: Path | None = Field(None, description="DuckDB file the app opens (default: $LEDGERLENS_HOME/ledgerlens.duckdb).")
+    horizon_url: str = Field("https://horizon.stellar.org", description="Horizon server for `ingest horizon`.")
+    datalake_url: str = Field(
+        "https://aws-public-blockchain.s3.us-east-2.amazonaws.com/v1.1/stellar/ledgers/pubnet",
+        description="Ledger-exporter (Galexie) data lake: a local folder or an HTTPS prefix.",
+    )
+    http_timeout_s: float = Field(30.0, description="Timeout of one HTTP request to a source, seconds.")
+    http_max_retries: int = Field(8, description="Retries on 429/5xx/timeouts (exponential backoff with jitter).")
+    batch_size: int = Field(50_000, description="Rows per transactional write batch during ingestion.")
+    decode_workers: int = Field(2, description="Processes decoding data-lake ledgers in parallel.")
+    seed: int = Field(42, description="Seed for every random step (simulator, models, layouts).")
+    risk_score_flag_threshold: int = Field(70, description="Score at or above which a (wallet, pair) is flagged.")
+
+    @property
+    def db_path(self) -> Path:
+        return self.db if self.db is not None else self.home / "ledgerlens.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment (called once by the CLI and by app.py)."""
+    return Settings()

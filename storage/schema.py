@@ -1,0 +1,122 @@
+"""The versioned DuckDB schema. Each migration is applied once, in order, inside a
+transaction that also bumps `schema_version`; opening an older file upgrades it.
+
+Append a new migration to `MIGRATIONS` to change the schema; never edit one that
+has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATION_1 = """
+CREATE TABLE trades (
+    id              VARCHAR PRIMARY KEY,   -- Horizon paging token "{op_id}-{index}"
+    op_id           BIGINT NOT NULL,
+    ledger          BIGINT NOT NULL,
+    closed_at       TIMESTAMPTZ NOT NULL,
+    trade_type      VARCHAR NOT NULL,      -- orderbook | liquidity_pool
+    pair_id         VARCHAR NOT NULL,
+    seller_account  VARCHAR,
+    seller_offer_id BIGINT,
+    seller_pool_id  VARCHAR,
+    buyer_account   VARCHAR,
+    buyer_offer_id  BIGINT,
+    buyer_pool_id   VARCHAR,
+    sold_asset      VARCHAR NOT NULL,
+    sold_amount     BIGINT NOT NULL CHECK (sold_amount > 0),     -- stroops
+    bought_asset    VARCHAR NOT NULL,
+    bought_amount   BIGINT NOT NULL CHECK (bought_amount > 0),   -- stroops
+    price_n         BIGINT NOT NULL,
+    price_d         BIGINT NOT NULL,
+    source          VARCHAR NOT NULL,
+    run_id          BIGINT
+);
+CREATE TABLE operations (
+    id              BIGINT PRIMARY KEY,
+    ledger          BIGINT NOT NULL,
+    closed_at       TIMESTAMPTZ NOT NULL,
+    type            VARCHAR NOT NULL,
+    tx_hash         VARCHAR,
+    successful      BOOLEAN,
+    source_account  VARCHAR,
+    from_account    VARCHAR,
+    to_account      VARCHAR,
+    asset           VARCHAR,
+    amount          BIGINT,
+    source_asset    VARCHAR,
+    source_amount   BIGINT,
+    offer_id        BIGINT,
+    buying_asset    VARCHAR,
+    price_n         BIGINT,
+    price_d         BIGINT,
+    balance_id      VARCHAR,
+    memo            VARCHAR,
+    source          VARCHAR NOT NULL,
+    run_id          BIGINT
+);
+CREATE TABLE accounts (
+    account_id        VARCHAR PRIMARY KEY,
+    created_at        TIMESTAMPTZ,
+    funder            VARCHAR,
+    starting_balance  BIGINT,
+    first_seen_ledger BIGINT,
+    last_seen_ledger  BIGINT
+);
+CREATE TABLE assets (
+    asset             VARCHAR PRIMARY KEY,
+    code              VARCHAR NOT NULL,
+    issuer            VARCHAR,
+    first_seen_ledger BIGINT
+);
+CREATE TABLE liquidity_pools (
+    pool_id           VARCHAR PRIMARY KEY,
+    pair_id           VARCHAR,
+    first_seen_ledger BIGINT
+);
+CREATE SEQUENCE ingest_run_ids START 1;
+CREATE TABLE ingest_runs (
+    run_id        BIGINT PRIMARY KEY DEFAULT nextval('ingest_run_ids'),
+    source        VARCHAR NOT NULL,
+    params        VARCHAR NOT NULL,     -- JSON of the request (range, pair, paths, url)
+    started_at    TIMESTAMPTZ NOT NULL,
+    finished_at   TIMESTAMPTZ,
+    status        VARCHAR NOT NULL,     -- running | done | failed | interrupted
+    n_trades      BIGINT DEFAULT 0,     -- new rows written
+    n_operations  BIGINT DEFAULT 0,
+    n_quarantined BIGINT DEFAULT 0,
+    n_ledgers     BIGINT DEFAULT 0,
+    error         VARCHAR
+);
+CREATE TABLE ingest_cursors (
+    source     VARCHAR NOT NULL,
+    stream     VARCHAR NOT NULL,        -- trades | operations | ledgers | file
+    scope      VARCHAR NOT NULL,        -- the request it belongs to (range, pair, path)
+    position   VARCHAR NOT NULL,        -- paging token, ledger, line number
+    done       BOOLEAN NOT NULL DEFAULT FALSE,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source, stream, scope)
+);
+CREATE SEQUENCE quarantine_ids START 1;
+CREATE TABLE quarantine (
+    key            VARCHAR PRIMARY KEY,  -- md5 of source|location|reason|raw: re-runs do not repeat rows
+    id             BIGINT NOT NULL DEFAULT nextval('quarantine_ids'),
+    run_id         BIGINT,
+    source         VARCHAR NOT NULL,
+    location       VARCHAR NOT NULL,
+    record_id      VARCHAR,
+    reason         VARCHAR NOT NULL,
+    raw            VARCHAR,
+    quarantined_at TIMESTAMPTZ NOT NULL
+);
+CREATE VIEW funding_edges AS
+    SELECT id, ledger, closed_at, type, from_account, to_account, asset, amount
+    FROM operations
+    WHERE type IN ('create_account', 'payment', 'path_payment_strict_send',
+                   'path_payment_strict_receive', 'account_merge',
+                   'create_claimable_balance', 'claim_claimable_balance')
+      AND coalesce(successful, TRUE)
+      AND from_account IS NOT NULL AND to_account IS NOT NULL
+      AND from_account <> to_account;
+"""
+
+MIGRATIONS: tuple[str, ...] = (MIGRATION_1,)
+SCHEMA_VERSION = len(MIGRATIONS)

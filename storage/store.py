@@ -1,0 +1,457 @@
+"""The one way into the DuckDB store.
+
+Concurrency model (DuckDB's, documented in README "Store"):
+- One process holds the file read-write; a second process that opens it (the app
+  while `python -m engine ingest` runs on the same file, or the reverse) gets
+  `StoreBusy` naming the file. Run ingestion from the app, or stop the app first.
+- Inside a process there is one connection; every read takes its own
+  `cursor()`, so Streamlit's per-session threads can read concurrently. Writes are
+  serialised by a lock and each batch is one transaction: its rows, its quarantined
+  records and the ingest cursor that covers them commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from storage.errors import BadInput, StoreBusy, StoreWriteError
+from storage.schema import MIGRATIONS, SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class CursorPosition:
+    """Where a source/stream/scope stopped; `done` once the request is complete."""
+
+    source: str
+    stream: str
+    scope: str
+    position: str
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    n_trades: int  # new trade rows (duplicates of stored rows are not counted)
+    n_operations: int
+    n_quarantined: int
+
+
+_TRADE_COLUMNS = (
+    "id, op_id, ledger, closed_at, trade_type, pair_id, seller_account, seller_offer_id, "
+    "seller_pool_id, buyer_account, buyer_offer_id, buyer_pool_id, sold_asset, sold_amount, "
+    "bought_asset, bought_amount, price_n, price_d, source"
+)
+_OPERATION_COLUMNS = (
+    "id, ledger, closed_at, type, tx_hash, successful, source_account, from_account, to_account, "
+    "asset, amount, source_asset, source_amount, offer_id, buying_asset, price_n, price_d, "
+    "balance_id, memo, source"
+)
+
+
+class Store:
+    """A DuckDB file holding the canonical Stellar data and everything derived from it."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        self.path = Path(path)
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusy(
+                    f"{self.path} is open read-write in another process (the app or a CLI "
+                    "ingest). Stop that process or run this step from it, then retry."
+                ) from exc
+            raise BadInput(f"cannot open store {self.path}: {exc}") from exc
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._write_lock = threading.Lock()
+        if not read_only:
+            self._migrate()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self._con.cursor()
+        try:
+            cur.execute("SET TimeZone = 'UTC'")
+            yield cur
+        finally:
+            cur.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction on a fresh cursor; rolled back on any error."""
+        with self._write_lock, self._cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(cur)
+                if _is_write_failure(exc):
+                    raise StoreWriteError(
+                        f"writing to {self.path} failed ({exc}); nothing of this batch was kept. "
+                        "Free disk space or memory and run the same command again: it resumes."
+                    ) from exc
+                raise
+
+    def _migrate(self) -> None:
+        with self.transaction() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            rows = cur.execute("SELECT max(version) FROM schema_version").fetchall()
+            current = rows[0][0] or 0
+            if current > SCHEMA_VERSION:
+                raise BadInput(
+                    f"{self.path} has schema version {current}, newer than this LedgerLens "
+                    f"({SCHEMA_VERSION}). Upgrade LedgerLens to open it."
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                cur.execute(MIGRATIONS[version - 1])
+                cur.execute("INSERT INTO schema_version VALUES (?)", [version])
+
+    @property
+    def schema_version(self) -> int:
+        return self._scalar("SELECT max(version) FROM schema_version")
+
+    # -- generic reads ---------------------------------------------------------------
+
+    def _frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        with self._cursor() as cur:
+            return pl.from_arrow(cur.sql(sql, params=params or None).to_arrow_table())
+
+    def _scalar(self, sql: str, params: list | None = None):
+        with self._cursor() as cur:
+            return cur.execute(sql, params or []).fetchall()[0][0]
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of the main tables."""
+        tables = ("trades", "operations", "accounts", "assets", "liquidity_pools", "quarantine", "ingest_runs")
+        sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables)
+        with self._cursor() as cur:
+            return {name: n for name, n in cur.execute(sql).fetchall()}
+
+    # -- ingestion writes ---------------------------------------------------------------
+
+    def start_run(self, source: str, params: dict) -> int:
+        """Record a new ingest run; returns its id."""
+        with self.transaction() as cur:
+            rows = cur.execute(
+                "INSERT INTO ingest_runs (source, params, started_at, status) "
+                "VALUES (?, ?, ?, 'running') RETURNING run_id",
+                [source, json.dumps(params, sort_keys=True, default=str), _now()],
+            ).fetchall()
+        return rows[0][0]
+
+    def finish_run(self, run_id: int, *, status: str, n_ledgers: int = 0, error: str | None = None) -> None:
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE ingest_runs SET status = ?, finished_at = ?, n_ledgers = ?, error = ? WHERE run_id = ?",
+                [status, _now(), n_ledgers, error, run_id],
+            )
+
+    def write_batch(
+        self,
+        *,
+        run_id: int | None,
+        trades: pl.DataFrame | None = None,
+        operations: pl.DataFrame | None = None,
+        quarantine: pl.DataFrame | None = None,
+        cursor: CursorPosition | None = None,
+    ) -> BatchResult:
+        """Write one batch and the cursor that covers it in a single transaction.
+
+        Rows whose natural key is already stored are left as they are (idempotent
+        re-runs); accounts, assets and pools are upserted from the batch.
+        """
+        with self.transaction() as cur:
+            n_trades = n_ops = 0
+            if trades is not None and trades.height:
+                n_trades = _insert(cur, "trades", _TRADE_COLUMNS, trades, run_id, _UPSERT_FROM_TRADES)
+            if operations is not None and operations.height:
+                n_ops = _insert(cur, "operations", _OPERATION_COLUMNS, operations, run_id, _UPSERT_FROM_OPERATIONS)
+            n_quar = _insert_quarantine(cur, quarantine, run_id)
+            if cursor is not None:
+                cur.execute(
+                    "INSERT INTO ingest_cursors VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
+                    "SET position = excluded.position, done = excluded.done, updated_at = excluded.updated_at",
+                    [cursor.source, cursor.stream, cursor.scope, cursor.position, cursor.done, _now()],
+                )
+            if run_id is not None:
+                cur.execute(
+                    "UPDATE ingest_runs SET n_trades = n_trades + ?, n_operations = n_operations + ?, "
+                    "n_quarantined = n_quarantined + ? WHERE run_id = ?",
+                    [n_trades, n_ops, n_quar, run_id],
+                )
+        return BatchResult(n_trades, n_ops, n_quar)
+
+    def get_cursor(self, source: str, stream: str, scope: str) -> CursorPosition | None:
+        with self._cursor() as cur:
+            rows = cur.execute(
+                "SELECT position, done FROM ingest_cursors WHERE source = ? AND stream = ? AND scope = ?",
+                [source, stream, scope],
+            ).fetchall()
+        if not rows:
+            return None
+        return CursorPosition(source, stream, scope, rows[0][0], rows[0][1])
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def trades(
+        self,
+        *,
+        ledger_from: int | None = None,
+        ledger_to: int | None = None,
+        pair_id: str | None = None,
+        account: str | None = None,
+    ) -> pl.DataFrame:
+        """Stored trades in canonical form (engine.schemas.TRADES_SCHEMA), by id."""
+        where, params = _ledger_where(ledger_from, ledger_to)
+        if pair_id is not None:
+            where.append("pair_id = ?")
+            params.append(pair_id)
+        if account is not None:
+            where.append("(seller_account = ? OR buyer_account = ?)")
+            params += [account, account]
+        sql = f"SELECT {_TRADE_COLUMNS} FROM trades {_where(where)} ORDER BY op_id, id"
+        return self._frame(sql, params)
+
+    def operations(
+        self, *, types: tuple[str, ...] | None = None, ledger_from: int | None = None, ledger_to: int | None = None
+    ) -> pl.DataFrame:
+        """Stored operations (engine.schemas.OPERATIONS_SCHEMA), by id."""
+        where, params = _ledger_where(ledger_from, ledger_to)
+        if types:
+            where.append(f"type IN ({', '.join('?' for _ in types)})")
+            params += list(types)
+        return self._frame(f"SELECT {_OPERATION_COLUMNS} FROM operations {_where(where)} ORDER BY id", params)
+
+    def funding_edges(self, *, ledger_to: int | None = None) -> pl.DataFrame:
+        """Funding edges: id, ledger, closed_at, type, from_account, to_account, asset, amount."""
+        where, params = _ledger_where(None, ledger_to)
+        return self._frame(f"SELECT * FROM funding_edges {_where(where)} ORDER BY id", params)
+
+    def accounts(self) -> pl.DataFrame:
+        """account_id, created_at, funder, starting_balance, first_seen_ledger, last_seen_ledger."""
+        return self._frame("SELECT * FROM accounts ORDER BY account_id")
+
+    def runs(self, *, limit: int = 50) -> pl.DataFrame:
+        return self._frame("SELECT * FROM ingest_runs ORDER BY run_id DESC LIMIT ?", [limit])
+
+    def quarantined(self, *, run_id: int | None = None, limit: int = 1000) -> pl.DataFrame:
+        where, params = ([], []) if run_id is None else (["run_id = ?"], [run_id])
+        sql = (
+            "SELECT id, run_id, source, location, record_id, reason, raw, quarantined_at "
+            f"FROM quarantine {_where(where)} ORDER BY id LIMIT ?"
+        )
+        return self._frame(sql, params + [limit])
+
+    def save_derived(self, name: str, frame: pl.DataFrame) -> None:
+        """Replace derived table `name` (one of DERIVED_TABLES) with `frame`, atomically."""
+        table = _derived_name(name)
+        with self.transaction() as cur:
+            cur.register("derived_rows", frame.to_arrow())
+            try:
+                cur.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM derived_rows")
+            finally:
+                cur.unregister("derived_rows")
+
+    def load_derived(self, name: str, *, where: dict[str, object] | None = None) -> pl.DataFrame | None:
+        """Derived table `name` (None if never computed), filtered by column = value pairs."""
+        table = _derived_name(name)
+        with self._cursor() as cur:
+            exists = cur.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+            ).fetchall()[0][0]
+            if not exists:
+                return None
+            columns = {r[0] for r in cur.execute(f"DESCRIBE {table}").fetchall()}
+            clauses, params = [], []
+            for column, value in (where or {}).items():
+                if column not in columns:
+                    raise BadInput(f"{name} has no column {column!r}")
+                clauses.append(f'"{column}" = ?')
+                params.append(value)
+            return pl.from_arrow(cur.sql(f"SELECT * FROM {table} {_where(clauses)}", params=params or None).to_arrow_table())
+
+    def ledger_span(self) -> tuple[int | None, int | None]:
+        """(first, last) ledger holding a stored trade or operation."""
+        with self._cursor() as cur:
+            rows = cur.execute(
+                "SELECT min(l), max(l) FROM (SELECT ledger AS l FROM trades UNION ALL SELECT ledger FROM operations)"
+            ).fetchall()
+        return rows[0][0], rows[0][1]
+
+    def export_trades(self, out: Path, *, ledger_from: int | None = None, ledger_to: int | None = None) -> int:
+        """Write stored trades as canonical JSON Lines (amounts as 7-decimal strings)."""
+        where, params = _ledger_where(ledger_from, ledger_to)
+        amount = "printf('%d.%07d', {c} // 10000000, {c} % 10000000)"
+        select = (
+            "SELECT id, ledger, strftime(closed_at, '%Y-%m-%dT%H:%M:%SZ') AS closed_at, trade_type, "
+            "seller_account, seller_offer_id, seller_pool_id, buyer_account, buyer_offer_id, buyer_pool_id, "
+            f"sold_asset, {amount.format(c='sold_amount')} AS sold_amount, bought_asset, "
+            f"{amount.format(c='bought_amount')} AS bought_amount, price_n, price_d "
+            f"FROM trades {_where(where)} ORDER BY op_id, id"
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with self._cursor() as cur:
+            n = cur.execute(f"SELECT count(*) FROM trades {_where(where)}", params).fetchall()[0][0]
+            cur.execute(f"COPY ({select}) TO ? (FORMAT json)", params + [str(out)])
+        return n
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """Disk full, file too large, I/O or memory failure while writing or committing."""
+    if isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
+        return True
+    return isinstance(exc, duckdb.TransactionException) and "Failed to commit" in str(exc)
+
+
+def _unregister(cur, name: str) -> None:
+    try:
+        cur.unregister(name)
+    except duckdb.Error:  # an aborted transaction refuses it; the cursor is closed anyway
+        pass
+
+
+def _rollback(cur) -> None:
+    try:
+        cur.execute("ROLLBACK")
+    except duckdb.Error:  # the transaction may already be aborted
+        pass
+
+
+# Derived results the engine computes and persists whole (replaced on each run).
+DERIVED_TABLES = frozenset(
+    {"features", "benford", "rings", "ring_members", "closed_loops", "snapshots", "embeddings", "scores_latest"}
+)
+
+
+def _derived_name(name: str) -> str:
+    if name not in DERIVED_TABLES:
+        raise BadInput(f"unknown derived table {name!r}; known: {sorted(DERIVED_TABLES)}")
+    return f"derived_{name}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ledger_where(ledger_from: int | None, ledger_to: int | None) -> tuple[list[str], list]:
+    where, params = [], []
+    if ledger_from is not None:
+        where.append("ledger >= ?")
+        params.append(int(ledger_from))
+    if ledger_to is not None:
+        where.append("ledger <= ?")
+        params.append(int(ledger_to))
+    return where, params
+
+
+def _where(clauses: list[str]) -> str:
+    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+# Table names and the statements below are constants: no outside text reaches an f-string.
+def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts: tuple[str, ...]) -> int:
+    """INSERT OR IGNORE the frame (registered as `batch_rows`), then run the upserts."""
+    cur.register("batch_rows", frame.select(columns.split(", ")).to_arrow())
+    try:
+        before = cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        cur.execute(
+            f"INSERT OR IGNORE INTO {table} ({columns}, run_id) SELECT {columns}, ? FROM batch_rows", [run_id]
+        )
+        after = cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        for sql in upserts:
+            cur.execute(sql)
+        return after - before
+    finally:
+        _unregister(cur, "batch_rows")
+
+
+def _insert_quarantine(cur, frame: pl.DataFrame | None, run_id: int | None) -> int:
+    if frame is None or frame.height == 0:
+        return 0
+    cur.register("quarantine_rows", frame.select("source", "location", "record_id", "reason", "raw").to_arrow())
+    try:
+        before = cur.execute("SELECT count(*) FROM quarantine").fetchall()[0][0]
+        cur.execute(
+            "INSERT OR IGNORE INTO quarantine (key, run_id, source, location, record_id, reason, raw, "
+            "quarantined_at) SELECT md5(concat_ws('|', source, location, reason, coalesce(raw, ''))), "
+            "?, source, location, record_id, reason, raw, ? FROM quarantine_rows",
+            [run_id, _now()],
+        )
+        return cur.execute("SELECT count(*) FROM quarantine").fetchall()[0][0] - before
+    finally:
+        _unregister(cur, "quarantine_rows")
+
+
+_ACCOUNT_UPSERT = """
+INSERT INTO accounts (account_id, created_at, funder, starting_balance, first_seen_ledger, last_seen_ledger)
+SELECT account_id, min(created_at), arg_min(funder, created_at), arg_min(starting_balance, created_at),
+       min(ledger), max(ledger)
+FROM ({seen}) GROUP BY account_id
+ON CONFLICT (account_id) DO UPDATE SET
+    created_at = coalesce(accounts.created_at, excluded.created_at),
+    funder = coalesce(accounts.funder, excluded.funder),
+    starting_balance = coalesce(accounts.starting_balance, excluded.starting_balance),
+    first_seen_ledger = least(accounts.first_seen_ledger, excluded.first_seen_ledger),
+    last_seen_ledger = greatest(accounts.last_seen_ledger, excluded.last_seen_ledger)
+"""
+_ASSET_UPSERT = """
+INSERT INTO assets (asset, code, issuer, first_seen_ledger)
+SELECT asset, split_part(asset, ':', 1), nullif(split_part(asset, ':', 2), 'native'), min(ledger)
+FROM ({seen}) WHERE asset IS NOT NULL GROUP BY asset
+ON CONFLICT (asset) DO UPDATE SET first_seen_ledger = least(assets.first_seen_ledger, excluded.first_seen_ledger)
+"""
+_NO_CREATION = "NULL::TIMESTAMPTZ AS created_at, NULL AS funder, NULL::BIGINT AS starting_balance"
+_UPSERT_FROM_TRADES = (
+    _ACCOUNT_UPSERT.format(
+        seen=f"SELECT seller_account AS account_id, {_NO_CREATION}, ledger FROM batch_rows "
+        f"WHERE seller_account IS NOT NULL UNION ALL "
+        f"SELECT buyer_account, {_NO_CREATION}, ledger FROM batch_rows WHERE buyer_account IS NOT NULL"
+    ),
+    _ASSET_UPSERT.format(
+        seen="SELECT sold_asset AS asset, ledger FROM batch_rows UNION ALL SELECT bought_asset, ledger FROM batch_rows"
+    ),
+    """
+INSERT INTO liquidity_pools (pool_id, pair_id, first_seen_ledger)
+SELECT pool_id, any_value(pair_id), min(ledger) FROM (
+    SELECT coalesce(seller_pool_id, buyer_pool_id) AS pool_id, pair_id, ledger FROM batch_rows
+) WHERE pool_id IS NOT NULL GROUP BY pool_id
+ON CONFLICT (pool_id) DO UPDATE SET
+    first_seen_ledger = least(liquidity_pools.first_seen_ledger, excluded.first_seen_ledger)
+""",
+)
+_UPSERT_FROM_OPERATIONS = (
+    _ACCOUNT_UPSERT.format(
+        seen="SELECT to_account AS account_id, closed_at AS created_at, from_account AS funder, "
+        "amount AS starting_balance, ledger FROM batch_rows "
+        "WHERE type = 'create_account' AND coalesce(successful, TRUE) UNION ALL "
+        f"SELECT a AS account_id, {_NO_CREATION}, ledger FROM batch_rows, "
+        "unnest([source_account, from_account, to_account]) AS u(a) WHERE a IS NOT NULL"
+    ),
+    _ASSET_UPSERT.format(
+        seen="SELECT asset, ledger FROM batch_rows UNION ALL SELECT source_asset, ledger FROM batch_rows "
+        "UNION ALL SELECT buying_asset, ledger FROM batch_rows"
+    ),
+)

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+
+import polars as pl
+import pytest
+
+from engine.ingest.files import detect_format, ingest_files, load_file
+from storage.errors import BadInput
+from storage.store import Store
+from tests.conftest import ROOT, fixture_path
+from tests.factories import account, horizon_trade, write_jsonl
+
+
+def _table(store: Store) -> pl.DataFrame:
+    return store.trades().sort("id")
+
+
+def test_bad_records_are_quarantined_with_reasons_and_good_ones_land(store, tmp_path):
+    good = [horizon_trade(i) for i in range(6)]
+    bad = {
+        "malformed": '{"id": "1-0", ',
+        "missing": {k: v for k, v in horizon_trade(100).items() if k != "base_amount"},
+        "zero": {**horizon_trade(101), "counter_amount": "0.0000000"},
+        "negative": {**horizon_trade(102), "base_amount": "-1.0000000"},
+        "precise": {**horizon_trade(103), "base_amount": "1.00000001"},
+        "account": {**horizon_trade(104), "base_account": account(1)[:-1] + "A"},
+        "asset": {**horizon_trade(105), "counter_asset_type": "credit_alphanum99"},
+        "duplicate": {**horizon_trade(0), "counter_amount": "9.0000000"},
+    }
+    path = write_jsonl(tmp_path / "trades.jsonl", good + list(bad.values()))
+    [summary] = ingest_files(store, [path])
+    assert (summary.n_trades, summary.n_quarantined) == (6, 8)
+    reasons = store.quarantined().select("location", "reason").rows()
+    text = "\n".join(f"{loc} {why}" for loc, why in reasons)
+    for expected in (
+        "trades.jsonl:7 not a JSON object",
+        "trades.jsonl:8 missing field base_amount",
+        "trades.jsonl:9 field counter_amount: zero amount",
+        "trades.jsonl:10 field base_amount: negative amount",
+        "trades.jsonl:11 field base_amount: 1.00000001 has more than 7 decimals",
+        "trades.jsonl:12 field base_account:",
+        "trades.jsonl:13 field counter_asset_type: unknown asset type 'credit_alphanum99'",
+        "trades.jsonl:14 duplicate id",
+    ):
+        assert expected in text, f"{expected!r} not in\n{text}"
+    assert "StrKey checksum" in text
+
+
+def test_second_run_changes_nothing(store, tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [horizon_trade(i) for i in range(20)])
+    ingest_files(store, [path])
+    before = (_table(store), store.counts())
+    [again] = ingest_files(store, [path])
+    assert again.already_done
+    assert _table(store).equals(before[0]) and store.counts() == before[1]
+
+
+def test_seller_buyer_orientation_follows_base_is_seller(store, tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [horizon_trade(0, base_is_seller=False)])
+    ingest_files(store, [path])
+    row = store.trades().row(0, named=True)
+    assert row["seller_account"] == account(10)  # the counter side sold
+    assert row["sold_asset"].startswith("USD:") and row["sold_amount"] == 25_000_000
+    assert row["bought_asset"] == "XLM:native" and row["bought_amount"] == 10_000_000
+    assert (row["price_n"], row["price_d"]) == (4, 1)  # bought per sold
+
+
+def test_unknown_file_gets_a_clear_error(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"hello": 1}])
+    with pytest.raises(BadInput, match="unrecognised records"):
+        detect_format(path)
+
+
+def _ingest_cmd(db, path, env_extra=None):
+    env = {**os.environ, "LEDGERLENS_BATCH_SIZE": "2000", **(env_extra or {})}
+    return [sys.executable, "-m", "engine", "ingest", "files", "--db", str(db), str(path)], env
+
+
+def test_killed_mid_ingest_then_rerun_equals_uninterrupted(tmp_path):
+    records = [horizon_trade(i, ledger=1000 + i) for i in range(60_000)]
+    path = write_jsonl(tmp_path / "big.jsonl", records)
+    cmd, env = _ingest_cmd(tmp_path / "killed.duckdb", path)
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    for line in proc.stderr:  # kill -9 once a few batches have committed
+        seen += "ingest files:" in line
+        if seen >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with Store(tmp_path / "killed.duckdb") as s:
+        partial = s.counts()["trades"]
+    assert 0 < partial < 60_000, "the kill should land mid-file"
+    subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+    clean, env2 = _ingest_cmd(tmp_path / "clean.duckdb", path)
+    subprocess.run(clean, env=env2, cwd=ROOT, check=True, capture_output=True)
+    with Store(tmp_path / "killed.duckdb") as a, Store(tmp_path / "clean.duckdb") as b:
+        assert _table(a).drop("source").equals(_table(b).drop("source"))
+        assert a.counts()["trades"] == 60_000
+
+
+def test_disk_full_write_fails_clearly_and_rerun_completes(tmp_path):
+    """RLIMIT_FSIZE makes the store file unable to grow, as a full disk does."""
+    path = write_jsonl(tmp_path / "t.jsonl", [horizon_trade(i, ledger=1000 + i) for i in range(30_000)])
+    cmd, env = _ingest_cmd(tmp_path / "full.duckdb", path)
+    limit = "import resource, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); " \
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))"
+    proc = subprocess.run(
+        [sys.executable, "-c", f"{limit}; import runpy, sys; sys.argv = {['engine', *cmd[3:]]!r}; "
+         "runpy.run_module('engine', run_name='__main__')"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "nothing of this batch was kept" in proc.stderr and "resumes" in proc.stderr
+    subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+    with Store(tmp_path / "full.duckdb") as s:
+        assert s.counts()["trades"] == 30_000
+
+
+def test_stellar_etl_trades_load_with_the_trades_they_list(store):
+    path = fixture_path("stellar-etl-golden", "trades", "10_ledgers_trades.golden")
+    listed = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    ingest_files(store, [path])
+    stored = {r["id"]: r for r in store.trades().to_dicts()}
+    assert len(stored) == len(listed) == 5
+    for rec in listed:
+        row = stored[f"{rec['history_operation_id']}-{rec['order']}"]
+        assert row["seller_account"] == rec["selling_account_address"]
+        assert row["buyer_account"] == rec["buying_account_address"]
+        assert row["sold_amount"] == round(rec["selling_amount"] * 10**7)
+        assert row["bought_amount"] == round(rec["buying_amount"] * 10**7)
+        assert (row["price_n"], row["price_d"]) == (rec["price_n"], rec["price_d"])
+
+
+def test_stellar_etl_operations_give_funding_edges(store):
+    path = fixture_path("stellar-etl-golden", "operations", "10_ledgers_ops.golden")
+    [summary] = ingest_files(store, [path])
+    assert summary.n_quarantined == 0 and summary.n_operations == 2085
+    edges = store.funding_edges()
+    assert set(edges["type"].unique()) >= {"create_account", "payment"}
+    created = store.accounts().filter(pl.col("funder").is_not_null())
+    assert created.height == 4  # five create_account operations; one account was created twice
+
+
+def test_horizon_pages_load(store):
+    page = fixture_path("java-sdk-horizon", "pages", "trades.json")
+    loaded = load_file(page)
+    records = json.loads(page.read_text())["_embedded"]["records"]
+    assert loaded.kind == "trades" and loaded.frame["id"].to_list() == [r["id"] for r in records]
+    ingest_files(store, [page, fixture_path("java-sdk-horizon", "pages", "operations.json")])
+    assert store.counts()["trades"] == 3 and store.counts()["operations"] == 3
+
+
+def test_canonical_export_round_trips(store, tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [horizon_trade(i) for i in range(25)])
+    ingest_files(store, [path])
+    out = tmp_path / "export.jsonl"
+    store.export_trades(out)
+    with Store(tmp_path / "second.duckdb") as other:
+        [summary] = ingest_files(other, [out])
+        assert summary.n_quarantined == 0
+        assert _table(other).drop("source").equals(_table(store).drop("source"))
+
+
+def test_cli_progress_reports_counts_and_rate(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [horizon_trade(i) for i in range(50)])
+    cmd, env = _ingest_cmd(tmp_path / "p.duckdb", path)
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "50 records" in proc.stderr and "rows/s" in proc.stderr
+    assert "50 new trades" in proc.stdout
+

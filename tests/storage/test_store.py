@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+import pytest
+
+from engine.ingest.horizon_records import decode_trades
+from storage.errors import StoreBusy
+from storage.schema import SCHEMA_VERSION
+from storage.store import CursorPosition, Store
+from tests.factories import horizon_trade
+
+
+def _trades(n: int) -> pl.DataFrame:
+    import json
+
+    raw = [json.dumps(horizon_trade(i)) for i in range(n)]
+    trades, bad = decode_trades(raw, source="files", locations=[str(i) for i in range(n)])
+    assert bad.height == 0
+    return trades
+
+
+def test_new_store_is_at_current_schema_version(store):
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.counts()["trades"] == 0
+
+
+def test_older_file_is_upgraded_on_open(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")  # a file from before migration 1
+    con.close()
+    with Store(path) as s:
+        assert s.schema_version == SCHEMA_VERSION
+        assert s.counts()["trades"] == 0
+
+
+def test_batch_and_cursor_commit_together_and_repeat_is_idempotent(store):
+    trades = _trades(30)
+    run = store.start_run("files", {"x": 1})
+    cursor = CursorPosition("files", "file", "scope", "30", done=True)
+    first = store.write_batch(run_id=run, trades=trades, cursor=cursor)
+    again = store.write_batch(run_id=run, trades=trades, cursor=cursor)
+    assert (first.n_trades, again.n_trades) == (30, 0)
+    assert store.get_cursor("files", "file", "scope") == cursor
+    assert store.trades().height == 30
+    # accounts seen on both sides are registered with first/last ledgers
+    accounts = store.accounts()
+    assert accounts.height == 7 + 5
+    assert accounts["first_seen_ledger"].min() == 1000
+
+
+def test_failed_batch_leaves_no_rows_and_no_cursor(store):
+    trades = _trades(10)
+    broken = trades.with_columns(sold_amount=pl.when(pl.col("id") == trades["id"][5]).then(0).otherwise(pl.col("sold_amount")))
+    with pytest.raises(duckdb.ConstraintException):
+        store.write_batch(run_id=None, trades=broken, cursor=CursorPosition("s", "t", "x", "10"))
+    assert store.counts()["trades"] == 0
+    assert store.get_cursor("s", "t", "x") is None
+
+
+def test_second_writer_process_gets_store_busy(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "busy.duckdb"
+    with Store(path):
+        code = f"from storage.store import Store\nStore({str(path)!r})"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=".")
+    assert proc.returncode != 0
+    assert "StoreBusy" in proc.stderr and "another process" in proc.stderr
+
+
+def test_export_round_trips_exact_amounts(store, tmp_path):
+    trades = _trades(12)
+    store.write_batch(run_id=None, trades=trades)
+    out = tmp_path / "export.jsonl"
+    assert store.export_trades(out) == 12
+    lines = out.read_text().splitlines()
+    first = __import__("json").loads(lines[0])
+    assert first["sold_amount"] == "1.0000000" and first["bought_amount"] == "2.5000000"
+    assert set(first) == {
+        "id", "ledger", "closed_at", "trade_type", "seller_account", "seller_offer_id", "seller_pool_id",
+        "buyer_account", "buyer_offer_id", "buyer_pool_id", "sold_asset", "sold_amount", "bought_asset",
+        "bought_amount", "price_n", "price_d",
+    }  # fmt: skip
+
+
+def test_derived_tables_are_replaced_whole(store):
+    store.save_derived("features", pl.DataFrame({"wallet": ["a", "b"], "x": [1.0, None]}))
+    store.save_derived("features", pl.DataFrame({"wallet": ["c"], "x": [2.0]}))
+    assert store.load_derived("features")["wallet"].to_list() == ["c"]
+    assert store.load_derived("rings") is None
