@@ -118,5 +118,43 @@ CREATE VIEW funding_edges AS
       AND from_account <> to_account;
 """
 
-MIGRATIONS: tuple[str, ...] = (MIGRATION_1,)
+MIGRATION_2 = """
+CREATE TABLE scores (                    -- every scoring run appends: history is kept
+    wallet          VARCHAR NOT NULL,
+    pair_id         VARCHAR NOT NULL,
+    score           INTEGER NOT NULL CHECK (score BETWEEN 0 AND 100),
+    benford_flag    BOOLEAN NOT NULL,
+    ml_flag         BOOLEAN NOT NULL,
+    timestamp       BIGINT NOT NULL,      -- ledger close (unix s) the score is "as of"
+    confidence      INTEGER NOT NULL CHECK (confidence BETWEEN 0 AND 100),
+    ring_id         VARCHAR,
+    model_version   VARCHAR NOT NULL,
+    bft_divergence  BOOLEAN NOT NULL,
+    scored_at       TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (wallet, pair_id, model_version, timestamp)
+);
+CREATE SEQUENCE annotation_ids START 1;
+CREATE TABLE annotations (               -- append-only: a relabel is a new row
+    id            BIGINT PRIMARY KEY DEFAULT nextval('annotation_ids'),
+    wallet        VARCHAR NOT NULL,
+    pair_id       VARCHAR,
+    label         VARCHAR NOT NULL CHECK (label IN ('wash', 'legit', 'unsure')),
+    note          VARCHAR,
+    annotator_id  VARCHAR NOT NULL,
+    annotated_at  TIMESTAMPTZ NOT NULL,
+    label_source  VARCHAR NOT NULL,      -- analyst | import | simulator | silver
+    hmac          VARCHAR NOT NULL       -- HMAC-SHA256 over wallet|label|annotator_id|annotated_at
+);
+CREATE TABLE reports (
+    fingerprint   VARCHAR PRIMARY KEY,   -- SHA-256 of the canonical JSON report
+    wallet        VARCHAR NOT NULL,
+    pair_id       VARCHAR NOT NULL,
+    format        VARCHAR NOT NULL,
+    path          VARCHAR NOT NULL,
+    generated_at  TIMESTAMPTZ NOT NULL,
+    model_version VARCHAR
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (MIGRATION_1, MIGRATION_2)
 SCHEMA_VERSION = len(MIGRATIONS)

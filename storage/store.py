@@ -56,6 +56,10 @@ _OPERATION_COLUMNS = (
     "balance_id, memo, source"
 )
 
+_SCORE_COLUMNS = (
+    "wallet, pair_id, score, benford_flag, ml_flag, timestamp, confidence, ring_id, model_version, bft_divergence"
+)
+
 
 class Store:
     """A DuckDB file holding the canonical Stellar data and everything derived from it."""
@@ -292,6 +296,73 @@ class Store:
                 clauses.append(f'"{column}" = ?')
                 params.append(value)
             return pl.from_arrow(cur.sql(f"SELECT * FROM {table} {_where(clauses)}", params=params or None).to_arrow_table())
+
+    # -- scores, annotations, reports -------------------------------------------------------
+
+    def append_scores(self, scores: pl.DataFrame) -> int:
+        """Append RiskScore rows (columns of the `scores` table minus scored_at); returns rows added."""
+        with self.transaction() as cur:
+            cur.register("score_rows", scores.select(_SCORE_COLUMNS.split(", ")).to_arrow())
+            try:
+                before = cur.execute("SELECT count(*) FROM scores").fetchall()[0][0]
+                cur.execute(
+                    f"INSERT OR REPLACE INTO scores ({_SCORE_COLUMNS}, scored_at) SELECT {_SCORE_COLUMNS}, ? "
+                    "FROM score_rows",
+                    [_now()],
+                )
+                return cur.execute("SELECT count(*) FROM scores").fetchall()[0][0] - before
+            finally:
+                _unregister(cur, "score_rows")
+
+    def latest_scores(self, *, wallet: str | None = None, pair_id: str | None = None) -> pl.DataFrame:
+        """The most recent score of each (wallet, pair), optionally for one wallet / pair."""
+        where, params = [], []
+        if wallet is not None:
+            where.append("wallet = ?")
+            params.append(wallet)
+        if pair_id is not None:
+            where.append("pair_id = ?")
+            params.append(pair_id)
+        sql = (
+            f"SELECT {_SCORE_COLUMNS}, scored_at FROM scores {_where(where)} "
+            "QUALIFY row_number() OVER (PARTITION BY wallet, pair_id ORDER BY scored_at DESC, timestamp DESC) = 1 "
+            "ORDER BY score DESC, wallet, pair_id"
+        )
+        return self._frame(sql, params)
+
+    def score_history(self, wallet: str, *, pair_id: str | None = None) -> pl.DataFrame:
+        where, params = ["wallet = ?"], [wallet]
+        if pair_id is not None:
+            where.append("pair_id = ?")
+            params.append(pair_id)
+        return self._frame(f"SELECT * FROM scores {_where(where)} ORDER BY scored_at, timestamp", params)
+
+    def append_annotations(self, rows: pl.DataFrame) -> int:
+        """Append annotation rows (wallet, pair_id, label, note, annotator_id, annotated_at, label_source, hmac)."""
+        cols = "wallet, pair_id, label, note, annotator_id, annotated_at, label_source, hmac"
+        with self.transaction() as cur:
+            cur.register("annotation_rows", rows.select(cols.split(", ")).to_arrow())
+            try:
+                cur.execute(f"INSERT INTO annotations ({cols}) SELECT {cols} FROM annotation_rows")
+            finally:
+                _unregister(cur, "annotation_rows")
+        return rows.height
+
+    def annotations(self, *, wallet: str | None = None) -> pl.DataFrame:
+        """Every annotation row (the audit trail), oldest first."""
+        where, params = ([], []) if wallet is None else (["wallet = ?"], [wallet])
+        return self._frame(f"SELECT * FROM annotations {_where(where)} ORDER BY id", params)
+
+    def record_report(self, *, fingerprint: str, wallet: str, pair_id: str, fmt: str, path: str,
+                      model_version: str | None) -> None:
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [fingerprint, wallet, pair_id, fmt, path, _now(), model_version],
+            )
+
+    def reports(self) -> pl.DataFrame:
+        return self._frame("SELECT * FROM reports ORDER BY generated_at DESC")
 
     def ledger_span(self) -> tuple[int | None, int | None]:
         """(first, last) ledger holding a stored trade or operation."""
