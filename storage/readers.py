@@ -15,14 +15,12 @@ import polars as pl
 
 from storage.errors import BadInput
 
-_READ_LINES = (
-    "SELECT row_number() OVER () AS line_no, line AS raw FROM read_csv(?, columns = {'line': 'VARCHAR'}, "
-    "header = false, delim = '\x01', quote = '', escape = '', auto_detect = false, strict_mode = false, "
-    "compression = 'auto')"
+# `try` turns a line that is not JSON into NULL (one parse per line); a record must
+# also be an object, which a leading "{" tells once the text parses.
+_TRANSFORM = (
+    "SELECT line_no, raw, rec IS NOT NULL AND ltrim(raw) LIKE '{%' AS valid, rec FROM ("
+    "  SELECT line_no, raw, try(json_transform(raw, ?)) AS rec FROM lines)"
 )
-
-# A record must be a JSON object; CASE keeps json_type away from invalid text.
-_VALID = "CASE WHEN json_valid(raw) THEN json_type(raw) = 'OBJECT' ELSE false END"
 
 
 def json_spec(fields: dict) -> str:
@@ -35,38 +33,36 @@ def json_spec(fields: dict) -> str:
 def read_json_lines(path: str | Path, fields: dict) -> pl.DataFrame:
     """Read a JSON Lines file (optionally .gz/.zst) into one row per non-empty line.
 
-    Shapes: line_no (i64), raw (str), valid (bool: parses as a JSON object),
-    then one column per top-level key of `fields` (str, or struct for nested dicts).
+    Shapes: line_no (i64, 1-based line in the file), raw (str), valid (bool: parses
+    as a JSON object), then one column per top-level key of `fields` (str, or
+    struct for nested dicts).
     """
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such file. Give the path of a JSON Lines export.")
-    con = duckdb.connect()
     try:
-        sql = (
-            "SELECT line_no, raw, valid, json_transform(CASE WHEN valid THEN raw END, ?) AS rec FROM ("
-            f"  SELECT line_no, raw, {_VALID} AS valid FROM ({_READ_LINES}) WHERE raw IS NOT NULL AND trim(raw) <> ''"
-            ")"
-        )
-        table = con.sql(sql, params=[json_spec(fields), str(path)]).to_arrow_table()
-    except duckdb.Error as exc:
+        # A control byte never occurs unescaped in valid JSON, so \x01 never splits a good line.
+        lines = pl.read_csv(
+            path, has_header=False, separator="\x01", quote_char=None, schema={"raw": pl.String},
+            truncate_ragged_lines=True,
+        ).with_row_index("line_no", offset=1)
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot be read as text lines ({exc}). Is it a JSON Lines file?") from exc
-    finally:
-        con.close()
-    frame = pl.from_arrow(table)
-    return frame.with_columns(pl.col("rec").struct.unnest()).drop("rec")
+    lines = lines.filter(pl.col("raw").is_not_null() & (pl.col("raw").str.strip_chars() != ""))
+    return _transform(lines.with_columns(pl.col("line_no").cast(pl.Int64)), fields)
 
 
 def parse_json_strings(raw: list[str], fields: dict) -> pl.DataFrame:
     """Like `read_json_lines` for in-memory JSON texts (e.g. records from Horizon)."""
+    lines = pl.DataFrame({"raw": raw}, schema={"raw": pl.String}).with_row_index("line_no", offset=1)
+    return _transform(lines.with_columns(pl.col("line_no").cast(pl.Int64)), fields)
+
+
+def _transform(lines: pl.DataFrame, fields: dict) -> pl.DataFrame:
     con = duckdb.connect()
     try:
-        con.register("raws", pl.DataFrame({"raw": raw}, schema={"raw": pl.String}).to_arrow())
-        table = con.sql(
-            "SELECT line_no, raw, valid, json_transform(CASE WHEN valid THEN raw END, ?) AS rec FROM ("
-            f"  SELECT row_number() OVER () AS line_no, raw, {_VALID} AS valid FROM raws)",
-            params=[json_spec(fields)],
-        ).to_arrow_table()
+        con.register("lines", lines.to_arrow())
+        table = con.sql(_TRANSFORM, params=[json_spec(fields)]).to_arrow_table()
     finally:
         con.close()
     frame = pl.from_arrow(table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 MIGRATION_1 = """
 CREATE TABLE trades (
-    id              VARCHAR PRIMARY KEY,   -- Horizon paging token "{op_id}-{index}"
+    id              VARCHAR NOT NULL,      -- Horizon paging token "{op_id}-{index}"; unique (see Store)
     op_id           BIGINT NOT NULL,
     ledger          BIGINT NOT NULL,
     closed_at       TIMESTAMPTZ NOT NULL,
@@ -31,7 +31,7 @@ CREATE TABLE trades (
     run_id          BIGINT
 );
 CREATE TABLE operations (
-    id              BIGINT PRIMARY KEY,
+    id              BIGINT NOT NULL,       -- unique (see Store)
     ledger          BIGINT NOT NULL,
     closed_at       TIMESTAMPTZ NOT NULL,
     type            VARCHAR NOT NULL,

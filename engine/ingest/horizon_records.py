@@ -10,7 +10,14 @@ from __future__ import annotations
 import polars as pl
 
 from engine.assets import asset_id_expr, pair_id_expr
-from engine.ingest.validate import account_reason, amount_reason, amount_stroops, first_reason
+from engine.ingest.validate import (
+    account_reason,
+    amount_reason,
+    amount_stroops,
+    fast_stroops,
+    first_reason,
+    split_checked,
+)
 from engine.schemas import OPERATIONS_SCHEMA, QUARANTINE_SCHEMA, TRADES_SCHEMA, conform, empty
 from storage.readers import parse_json_strings, read_json_lines
 
@@ -68,8 +75,28 @@ def trades_from_parsed(parsed: pl.DataFrame, *, source: str) -> pl.DataFrame:
         closed=pl.col("ledger_close_time").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_zone="UTC"),
         pn=pl.col("price").struct.field("n").cast(pl.Int64, strict=False),
         pd=pl.col("price").struct.field("d").cast(pl.Int64, strict=False),
+        base_stroops=fast_stroops("base_amount"),
+        counter_stroops=fast_stroops("counter_amount"),
     )
-    reasons = [
+    p = p.with_columns(
+        acct_reason=pl.coalesce(
+            pl.lit(account_reason(p, "base_account", required=False)),
+            pl.lit(account_reason(p, "counter_account", required=False)),
+        )
+    )
+    checks = _trade_checks()
+    ok = pl.all_horizontal([c.is_null() for c in checks[:-2]]) & (pl.col("base_stroops") > 0) & (
+        pl.col("counter_stroops") > 0
+    )
+    slow = {"base_stroops": amount_stroops("base_amount"), "counter_stroops": amount_stroops("counter_amount")}
+    p = _mark_duplicates(split_checked(p, ok, slow, first_reason(*checks)), "tid")
+    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
+    return _canonical_trades(good, source), _quarantine(bad, source, "tid")
+
+
+def _trade_checks() -> list[pl.Expr]:
+    """Reasons a trade record is unusable, in the order they are reported (amounts last)."""
+    return [
         pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
         pl.when(pl.col("tid").is_null() | ~pl.col("tid").str.contains(r"^\d+-\d+$"))
         .then(pl.lit("field id: missing or not an '{operation_id}-{index}' paging token")),
@@ -81,31 +108,24 @@ def trades_from_parsed(parsed: pl.DataFrame, *, source: str) -> pl.DataFrame:
         .then(pl.format("field base_asset_type: unknown asset type '{}'", pl.col("base_asset_type"))),
         pl.when(pl.col("counter_asset").is_null())
         .then(pl.format("field counter_asset_type: unknown asset type '{}'", pl.col("counter_asset_type"))),
-        amount_reason("base_amount"),
-        amount_reason("counter_amount"),
         pl.when(pl.col("pn").is_null() | pl.col("pd").is_null() | (pl.col("pn") <= 0) | (pl.col("pd") <= 0))
         .then(pl.lit("field price: n and d must be positive integers")),
         pl.when(pl.col("base_account").is_null() & pl.col("base_liquidity_pool_id").is_null())
         .then(pl.lit("base side has neither an account nor a liquidity pool")),
         pl.when(pl.col("counter_account").is_null() & pl.col("counter_liquidity_pool_id").is_null())
         .then(pl.lit("counter side has neither an account nor a liquidity pool")),
+        pl.col("acct_reason"),
+        amount_reason("base_amount"),
+        amount_reason("counter_amount"),
     ]
-    p = p.with_columns(
-        reason=first_reason(
-            *reasons,
-            pl.lit(account_reason(p, "base_account", required=False)),
-            pl.lit(account_reason(p, "counter_account", required=False)),
-        )
-    )
-    p = _mark_duplicates(p, "tid")
-    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
-    return _canonical_trades(good, source), _quarantine(bad, source, "tid")
 
 
 def _mark_duplicates(p: pl.DataFrame, key: str) -> pl.DataFrame:
     """A second record with a stored id but other content is quarantined; exact repeats collapse."""
-    p = p.unique(subset=[key, "raw"], keep="first", maintain_order=True)
-    dup = pl.col(key).is_not_null() & (pl.int_range(pl.len()).over(key) > 0)
+    repeated = pl.col(key).is_duplicated() & pl.col(key).is_not_null()
+    exact_repeat = repeated & ~pl.struct(key, "raw").is_first_distinct()
+    p = p.filter(~exact_repeat)
+    dup = pl.col(key).is_not_null() & ~pl.col(key).is_first_distinct()
     return p.with_columns(
         reason=pl.when(pl.col("reason").is_null() & dup)
         .then(pl.format("duplicate id {} with different content than an earlier record", pl.col(key)))
@@ -133,8 +153,8 @@ def _canonical_trades(g: pl.DataFrame, source: str) -> pl.DataFrame:
         buyer_pool_id=side(~seller_is_base, "liquidity_pool_id"),
         sold_asset=side(seller_is_base, "asset"),
         bought_asset=side(~seller_is_base, "asset"),
-        sold_amount=pl.when(seller_is_base).then(amount_stroops("base_amount")).otherwise(amount_stroops("counter_amount")),
-        bought_amount=pl.when(seller_is_base).then(amount_stroops("counter_amount")).otherwise(amount_stroops("base_amount")),
+        sold_amount=pl.when(seller_is_base).then(pl.col("base_stroops")).otherwise(pl.col("counter_stroops")),
+        bought_amount=pl.when(seller_is_base).then(pl.col("counter_stroops")).otherwise(pl.col("base_stroops")),
         price_n=pl.when(seller_is_base).then(pl.col("pn")).otherwise(pl.col("pd")),
         price_d=pl.when(seller_is_base).then(pl.col("pd")).otherwise(pl.col("pn")),
         source=pl.lit(source),

@@ -27,6 +27,31 @@ def amount_stroops(col: str) -> pl.Expr:
     return pl.when(s.str.contains(_EXACT)).then(value).otherwise(None)
 
 
+def fast_stroops(col: str) -> pl.Expr:
+    """Stroops for the canonical '123.4567890' form Horizon always writes; null otherwise.
+
+    The cheap path for good records; anything else goes through `amount_stroops`
+    and `amount_reason` on the (few) records that fail it.
+    """
+    s = pl.col(col)
+    return pl.when(s.str.contains(r"^\d{1,12}\.\d{7}$")).then(s.str.replace(".", "", literal=True).cast(pl.Int64))
+
+
+def split_checked(frame: pl.DataFrame, ok: pl.Expr, slow: dict[str, pl.Expr], reason: pl.Expr) -> pl.DataFrame:
+    """Validate in two passes: rows passing the cheap `ok` test get reason null; the
+    rest get the `slow` columns recomputed and a `reason`. Row order is kept.
+
+    Bad records are rare, so the detailed checks run on few rows.
+    """
+    frame = frame.with_columns(_ok=ok.fill_null(False))
+    fast = frame.filter(pl.col("_ok")).with_columns(reason=pl.lit(None, dtype=pl.String))
+    rest = frame.filter(~pl.col("_ok"))
+    if rest.height == 0:
+        return fast.drop("_ok")
+    rest = rest.with_columns(**slow).with_columns(reason=reason).select(fast.columns)
+    return pl.concat([fast, rest], how="vertical_relaxed").sort("line_no").drop("_ok")
+
+
 def amount_reason(col: str, *, allow_zero: bool = False, required: bool = True) -> pl.Expr:
     """Why the amount in `col` is unusable (null when it is fine)."""
     s = pl.col(col).str.strip_chars()
