@@ -88,7 +88,7 @@ def account_reason(frame: pl.DataFrame, col: str, *, required: bool) -> pl.Serie
     values = frame.get_column(col)
     distinct = values.drop_nulls().unique()
     bad = {v for v in distinct.to_list() if not _valid_account(v)}
-    is_bad = values.is_in(pl.Series(list(bad), dtype=pl.String)) if bad else pl.Series([False] * len(values))
+    is_bad = values.is_in(pl.Series(list(bad), dtype=pl.String)) if bad else pl.Series([False] * len(values), dtype=pl.Boolean)
     missing = values.is_null()
     reasons = pl.select(
         pl.when(pl.lit(is_bad))
