@@ -21,8 +21,11 @@ COMMAND_MODULES = (
     "engine.commands.ingest",
     "engine.commands.replay",
     "engine.commands.export",
+    "engine.commands.demo",
     "engine.commands.synth",
+    "engine.commands.features",
     "engine.commands.rings",
+    "engine.commands.report",
 )
 
 

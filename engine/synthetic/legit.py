@@ -1,0 +1,127 @@
+"""The legitimate market, including what naive rules mistake for manipulation:
+organic traders (sizes over many orders of magnitude, waking hours), market-maker
+rebalancing in round lots, arbitrage bots (pool + order book in one transaction,
+in bursts), scheduled fixed-size buyers (clock timing, fixed amounts, one
+counterparty), and crowds created by one funder that never trade with each other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.synthetic.events import (
+    Flow,
+    concat_flows,
+    keys,
+    round_lot,
+    stroops,
+    taker_ops,
+    trade_fills,
+    units_of,
+)
+from engine.synthetic.market_takes import market_takes, mm_offer_group, pick_makers
+from engine.synthetic.population import World
+
+NS_ORGANIC, NS_REBALANCE, NS_DCA, NS_ARB, NS_CROWD = 1, 2, 3, 4, 5
+
+
+def active_from(world: World, accounts: np.ndarray, *, delay: float = 600.0) -> np.ndarray:
+    """Earliest time `accounts` can act: creation + `delay`, or 0 when they pre-exist."""
+    created = world.created_t[accounts]
+    return np.where(np.isnan(created), 0.0, created + delay)
+
+
+def organic_trades(rng, world: World, n_ops: int) -> Flow:
+    """Heavy-tailed activity, 1-3 favourite pairs each, sizes log-normal over ~5 decades."""
+    org = world.groups["organic"]
+    activity = np.exp(rng.normal(0, 1.3, org.size))
+    size_mu = rng.normal(np.log(150), 2.0, org.size)
+    favourites = rng.choice(world.pair_weight.size, size=(org.size, 3), p=world.pair_weight)
+    n_fav = rng.integers(1, 4, org.size)
+    who = rng.choice(org.size, size=n_ops, p=activity / activity.sum())
+    taker = org[who]
+    lo = active_from(world, taker)
+    t = human_times_for(rng, world, taker, lo)
+    pair = favourites[who, (rng.random(n_ops) * n_fav[who]).astype(int)]
+    value = np.exp(rng.normal(size_mu[who], 1.2))
+    return market_takes(rng, world, namespace=NS_ORGANIC, taker=taker, t=t, pair=pair, value_xlm=value)
+
+
+def human_times_for(rng, world: World, accounts: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    from engine.synthetic.events import human_times
+
+    return human_times(rng, lo, np.full(lo.size, float(world.seconds)), world.tz[accounts].astype(float))
+
+
+def mm_rebalancing(rng, world: World, n_ops: int) -> Flow:
+    """Market makers take round lots from pools to rebalance inventory, around the clock."""
+    pooled = np.flatnonzero(world.pair_pool >= 0)
+    pair = rng.choice(pooled, size=n_ops, p=world.pair_weight[pooled] / world.pair_weight[pooled].sum())
+    maker = pick_makers(rng, world, pair)
+    t = np.sort(rng.uniform(0, world.seconds, n_ops))
+    sells_base = rng.random(n_ops) < 0.5
+    asset = np.where(sells_base, world.pair_base[pair], world.pair_counter[pair])
+    units = round_lot(units_of(world, asset, np.exp(rng.normal(np.log(3000), 0.8, n_ops))))
+    op_key = keys(NS_REBALANCE, n_ops)
+    fills = trade_fills(world, op_key=op_key, fill_idx=np.zeros(n_ops), t=t, pair=pair, taker=maker,
+                        maker=np.full(n_ops, -1), pool=world.pair_pool[pair], offer_group=np.full(n_ops, -1),
+                        maker_sells_base=sells_base, maker_units=units, markup=0.003 + 0.003 * rng.random(n_ops))
+    return Flow(taker_ops(op_key, t, maker, np.full(n_ops, "path_payment_strict_receive")), fills)
+
+
+def scheduled_buyers(rng, world: World) -> Flow:
+    """Each buyer spends the same amount on a clock (1 h - 1 day, a few seconds of jitter)."""
+    buyers = world.groups["scheduled_buyer"]
+    period = rng.choice([3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0], size=buyers.size)
+    start = active_from(world, buyers) + rng.uniform(0, 1, buyers.size) * period
+    count = np.maximum(0, np.floor((world.seconds - start) / period)).astype(int)
+    liquid = np.argsort(-world.pair_weight)[:6]
+    pair_b = rng.choice(liquid, size=buyers.size)
+    buys_base = rng.random(buyers.size) < 0.5  # taker buys base: maker sells base
+    spend_asset = np.where(buys_base, world.pair_counter[pair_b], world.pair_base[pair_b])
+    spend = units_of(world, spend_asset, np.exp(rng.normal(np.log(400), 1.0, buyers.size)))
+    spend = np.where(rng.random(buyers.size) < 0.7, round_lot(spend), np.round(spend, 2))
+    row = np.repeat(np.arange(buyers.size), count)
+    step = np.arange(row.size) - np.repeat(np.cumsum(count) - count, count)
+    t = start[row] + step * period[row] + rng.normal(0, rng.uniform(2, 90, buyers.size)[row])
+    t = np.clip(t, 0, world.seconds - 1)
+    pair, sells_base, op_key = pair_b[row], buys_base[row], keys(NS_DCA, row.size)
+    to_pool = world.pair_pool[pair] >= 0
+    p = world.price_at(pair, t) * 1.003
+    maker_units = np.where(sells_base, spend[row] / p, spend[row] * p)
+    maker = np.where(to_pool, -1, pick_makers(rng, world, pair))
+    fills = trade_fills(world, op_key=op_key, fill_idx=np.zeros(row.size), t=t, pair=pair, taker=buyers[row],
+                        maker=maker, pool=np.where(to_pool, world.pair_pool[pair], -1),
+                        offer_group=mm_offer_group(maker, pair, sells_base, t), maker_sells_base=sells_base,
+                        maker_units=maker_units, markup=np.full(row.size, 0.003))
+    fills = fills.with_columns(taker_amount=stroops(spend[row]))  # the fixed side is exact
+    types = np.where(to_pool, "path_payment_strict_send", "manage_sell_offer")
+    return Flow(taker_ops(op_key, t, buyers[row], types), fills)
+
+
+def arbitrage(rng, world: World, n_events: int) -> Flow:
+    """Pool leg and order-book leg in one transaction, bunched around price dislocations."""
+    bots = world.groups["arbitrage_bot"]
+    pooled = np.flatnonzero(world.pair_pool >= 0)
+    centers = rng.uniform(0, world.seconds, max(1, n_events // 6))
+    t = np.clip(rng.choice(centers, n_events) + rng.exponential(40, n_events), 0, world.seconds - 1)
+    pair = rng.choice(pooled, size=n_events, p=world.pair_weight[pooled] / world.pair_weight[pooled].sum())
+    bot = bots[rng.integers(0, bots.size, n_events)]
+    sells_base = rng.random(n_events) < 0.5
+    asset = np.where(sells_base, world.pair_base[pair], world.pair_counter[pair])
+    units = units_of(world, asset, np.exp(rng.normal(np.log(2500), 1.1, n_events)))
+    k1, k2 = keys(NS_ARB, n_events), keys(NS_ARB, 2 * n_events)[n_events:]
+    leg1 = trade_fills(world, op_key=k1, fill_idx=np.zeros(n_events), t=t, pair=pair, taker=bot,
+                       maker=np.full(n_events, -1), pool=world.pair_pool[pair], offer_group=np.full(n_events, -1),
+                       maker_sells_base=sells_base, maker_units=units, markup=np.full(n_events, 0.003))
+    mm = pick_makers(rng, world, pair)
+    back = leg1["taker_amount"].to_numpy() / 1e7 * (1 + rng.uniform(0.0005, 0.004, n_events))
+    leg2 = trade_fills(world, op_key=k2, fill_idx=np.zeros(n_events), t=t, pair=pair, taker=bot, maker=mm,
+                       pool=np.full(n_events, -1), offer_group=mm_offer_group(mm, pair, ~sells_base, t),
+                       maker_sells_base=~sells_base, maker_units=back, markup=np.full(n_events, -0.002))
+    ops = concat_flows([
+        Flow(taker_ops(k1, t, bot, np.full(n_events, "path_payment_strict_send"), tx_key=k1), leg1),
+        Flow(taker_ops(k2, t, bot, np.full(n_events, "manage_sell_offer"), tx_key=k1,
+                       op_seq=np.ones(n_events, dtype=np.int8)), leg2),
+    ])
+    return ops
