@@ -85,8 +85,10 @@ def trades_from_parsed(parsed: pl.DataFrame, *, source: str) -> pl.DataFrame:
         )
     )
     checks = _trade_checks()
-    ok = pl.all_horizontal([c.is_null() for c in checks[:-2]]) & (pl.col("base_stroops") > 0) & (
-        pl.col("counter_stroops") > 0
+    ok = (
+        pl.all_horizontal([c.is_null() for c in checks[:-2]])
+        & (pl.col("base_stroops") > 0)
+        & (pl.col("counter_stroops") > 0)
     )
     slow = {"base_stroops": amount_stroops("base_amount"), "counter_stroops": amount_stroops("counter_amount")}
     p = _mark_duplicates(split_checked(p, ok, slow, first_reason(*checks)), "tid")
@@ -98,22 +100,29 @@ def _trade_checks() -> list[pl.Expr]:
     """Reasons a trade record is unusable, in the order they are reported (amounts last)."""
     return [
         pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
-        pl.when(pl.col("tid").is_null() | ~pl.col("tid").str.contains(r"^\d+-\d+$"))
-        .then(pl.lit("field id: missing or not an '{operation_id}-{index}' paging token")),
+        pl.when(pl.col("tid").is_null() | ~pl.col("tid").str.contains(r"^\d+-\d+$")).then(
+            pl.lit("field id: missing or not an '{operation_id}-{index}' paging token")
+        ),
         pl.when(pl.col("closed").is_null()).then(pl.lit("field ledger_close_time: missing or not ISO-8601 UTC")),
-        pl.when(~pl.col("trade_type").is_in(["orderbook", "liquidity_pool"]))
-        .then(pl.format("field trade_type: unknown value '{}'", pl.col("trade_type"))),
+        pl.when(~pl.col("trade_type").is_in(["orderbook", "liquidity_pool"])).then(
+            pl.format("field trade_type: unknown value '{}'", pl.col("trade_type"))
+        ),
         pl.when(~pl.col("base_is_seller").is_in(["true", "false"])).then(pl.lit("field base_is_seller: not a boolean")),
-        pl.when(pl.col("base_asset").is_null())
-        .then(pl.format("field base_asset_type: unknown asset type '{}'", pl.col("base_asset_type"))),
-        pl.when(pl.col("counter_asset").is_null())
-        .then(pl.format("field counter_asset_type: unknown asset type '{}'", pl.col("counter_asset_type"))),
-        pl.when(pl.col("pn").is_null() | pl.col("pd").is_null() | (pl.col("pn") <= 0) | (pl.col("pd") <= 0))
-        .then(pl.lit("field price: n and d must be positive integers")),
-        pl.when(pl.col("base_account").is_null() & pl.col("base_liquidity_pool_id").is_null())
-        .then(pl.lit("base side has neither an account nor a liquidity pool")),
-        pl.when(pl.col("counter_account").is_null() & pl.col("counter_liquidity_pool_id").is_null())
-        .then(pl.lit("counter side has neither an account nor a liquidity pool")),
+        pl.when(pl.col("base_asset").is_null()).then(
+            pl.format("field base_asset_type: unknown asset type '{}'", pl.col("base_asset_type"))
+        ),
+        pl.when(pl.col("counter_asset").is_null()).then(
+            pl.format("field counter_asset_type: unknown asset type '{}'", pl.col("counter_asset_type"))
+        ),
+        pl.when(pl.col("pn").is_null() | pl.col("pd").is_null() | (pl.col("pn") <= 0) | (pl.col("pd") <= 0)).then(
+            pl.lit("field price: n and d must be positive integers")
+        ),
+        pl.when(pl.col("base_account").is_null() & pl.col("base_liquidity_pool_id").is_null()).then(
+            pl.lit("base side has neither an account nor a liquidity pool")
+        ),
+        pl.when(pl.col("counter_account").is_null() & pl.col("counter_liquidity_pool_id").is_null()).then(
+            pl.lit("counter side has neither an account nor a liquidity pool")
+        ),
         pl.col("acct_reason"),
         amount_reason("base_amount"),
         amount_reason("counter_amount"),
@@ -195,25 +204,28 @@ def operations_from_parsed(parsed: pl.DataFrame, *, source: str) -> tuple[pl.Dat
         oid=pl.coalesce("id", "paging_token"),
         closed=pl.col("created_at").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_zone="UTC"),
         amount_col=pl.when(t == "create_account").then(pl.col("starting_balance")).otherwise(pl.col("amount")),
-        asset_id=pl.when(t == "create_account").then(pl.lit("XLM:native"))
-        .when(t == "account_merge").then(pl.lit("XLM:native"))
-        .when(t == "create_claimable_balance").then(claimable)
-        .when(t.is_in(_OFFERS)).then(asset_id_expr("selling_asset_type", "selling_asset_code", "selling_asset_issuer"))
+        asset_id=pl.when(t == "create_account")
+        .then(pl.lit("XLM:native"))
+        .when(t == "account_merge")
+        .then(pl.lit("XLM:native"))
+        .when(t == "create_claimable_balance")
+        .then(claimable)
+        .when(t.is_in(_OFFERS))
+        .then(asset_id_expr("selling_asset_type", "selling_asset_code", "selling_asset_issuer"))
         .otherwise(asset_id_expr("asset_type", "asset_code", "asset_issuer")),
     )
     needs_amount = t.is_in(["create_account", *_FUNDING_AMOUNT])
     reasons = [
         pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
-        pl.when(pl.col("oid").is_null() | ~pl.col("oid").str.contains(r"^\d+$"))
-        .then(pl.lit("field id: missing or not a numeric operation id")),
+        pl.when(pl.col("oid").is_null() | ~pl.col("oid").str.contains(r"^\d+$")).then(
+            pl.lit("field id: missing or not a numeric operation id")
+        ),
         pl.when(pl.col("type").is_null()).then(pl.lit("missing field type")),
         pl.when(pl.col("closed").is_null()).then(pl.lit("field created_at: missing or not ISO-8601 UTC")),
         pl.when(needs_amount).then(amount_reason("amount_col")).otherwise(None),
         pl.when(t.is_in(_OFFERS)).then(amount_reason("amount", allow_zero=True)).otherwise(None),
     ]
-    p = p.with_columns(
-        reason=first_reason(*reasons, pl.lit(account_reason(p, "source_account", required=False)))
-    )
+    p = p.with_columns(reason=first_reason(*reasons, pl.lit(account_reason(p, "source_account", required=False))))
     p = _mark_duplicates(p, "oid")
     good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
     return _canonical_operations(good, source), _quarantine(bad, source, "oid")
@@ -223,18 +235,27 @@ def _canonical_operations(g: pl.DataFrame, source: str) -> pl.DataFrame:
     t = pl.col("type")
     oid = pl.col("oid").cast(pl.Int64)
     from_account = (
-        pl.when(t == "create_account").then(pl.col("funder"))
-        .when(t == "account_merge").then(pl.col("account"))
-        .when(t == "create_claimable_balance").then(pl.col("source_account"))
-        .when(t.is_in(["payment", "path_payment_strict_send", "path_payment_strict_receive"])).then(pl.col("from"))
+        pl.when(t == "create_account")
+        .then(pl.col("funder"))
+        .when(t == "account_merge")
+        .then(pl.col("account"))
+        .when(t == "create_claimable_balance")
+        .then(pl.col("source_account"))
+        .when(t.is_in(["payment", "path_payment_strict_send", "path_payment_strict_receive"]))
+        .then(pl.col("from"))
         .otherwise(None)
     )
     to_account = (
-        pl.when(t == "create_account").then(pl.col("account"))
-        .when(t == "account_merge").then(pl.col("into"))
-        .when(t == "create_claimable_balance").then(pl.col("claimants").list.first().struct.field("destination"))
-        .when(t == "claim_claimable_balance").then(pl.col("claimant"))
-        .when(t.is_in(["payment", "path_payment_strict_send", "path_payment_strict_receive"])).then(pl.col("to"))
+        pl.when(t == "create_account")
+        .then(pl.col("account"))
+        .when(t == "account_merge")
+        .then(pl.col("into"))
+        .when(t == "create_claimable_balance")
+        .then(pl.col("claimants").list.first().struct.field("destination"))
+        .when(t == "claim_claimable_balance")
+        .then(pl.col("claimant"))
+        .when(t.is_in(["payment", "path_payment_strict_send", "path_payment_strict_receive"]))
+        .then(pl.col("to"))
         .otherwise(None)
     )
     out = g.with_columns(

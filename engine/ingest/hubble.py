@@ -109,18 +109,24 @@ def read_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 def _trade_reasons() -> list[pl.Expr]:
     return [
         pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
-        pl.when(~pl.col("history_operation_id").str.contains(r"^\d+$") | ~pl.col("order").str.contains(r"^\d+$"))
-        .then(pl.lit("fields history_operation_id/order: missing or not integers")),
+        pl.when(~pl.col("history_operation_id").str.contains(r"^\d+$") | ~pl.col("order").str.contains(r"^\d+$")).then(
+            pl.lit("fields history_operation_id/order: missing or not integers")
+        ),
         pl.when(pl.col("closed").is_null()).then(pl.lit("field ledger_closed_at: missing or not a UTC timestamp")),
-        pl.when(~pl.col("trade_type").is_in(["1", "2"])).then(pl.format("field trade_type: unknown '{}'", "trade_type")),
+        pl.when(~pl.col("trade_type").is_in(["1", "2"])).then(
+            pl.format("field trade_type: unknown '{}'", "trade_type")
+        ),
         pl.when(pl.col("sold_asset").is_null()).then(pl.lit("field selling_asset_type: unknown asset type")),
         pl.when(pl.col("bought_asset").is_null()).then(pl.lit("field buying_asset_type: unknown asset type")),
-        pl.when(pl.col("sold_amount").is_null() | (pl.col("sold_amount") <= 0))
-        .then(pl.format("field selling_amount: '{}' is not a positive amount", "selling_amount")),
-        pl.when(pl.col("bought_amount").is_null() | (pl.col("bought_amount") <= 0))
-        .then(pl.format("field buying_amount: '{}' is not a positive amount", "buying_amount")),
-        pl.when((pl.col("pn").fill_null(0) <= 0) | (pl.col("pd").fill_null(0) <= 0))
-        .then(pl.lit("fields price_n/price_d: must be positive integers")),
+        pl.when(pl.col("sold_amount").is_null() | (pl.col("sold_amount") <= 0)).then(
+            pl.format("field selling_amount: '{}' is not a positive amount", "selling_amount")
+        ),
+        pl.when(pl.col("bought_amount").is_null() | (pl.col("bought_amount") <= 0)).then(
+            pl.format("field buying_amount: '{}' is not a positive amount", "buying_amount")
+        ),
+        pl.when((pl.col("pn").fill_null(0) <= 0) | (pl.col("pd").fill_null(0) <= 0)).then(
+            pl.lit("fields price_n/price_d: must be positive integers")
+        ),
     ]
 
 
@@ -136,7 +142,9 @@ def read_operations(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     if "details" not in p.columns:
         raise BadInput(f"{path}: Hubble operations need a 'details' column (JSON export of history_operations)")
     details = p.get_column("details").struct.unnest()
-    p = pl.concat([p.drop("details"), details.select([c for c in details.columns if c not in p.columns])], how="horizontal")
+    p = pl.concat(
+        [p.drop("details"), details.select([c for c in details.columns if c not in p.columns])], how="horizontal"
+    )
     as_text = {c: _float_to_decimal_text(c) for c in ("amount", "starting_balance", "source_amount") if c in p.columns}
     p = p.with_columns(
         type=pl.col("type_string"),
@@ -152,9 +160,11 @@ def read_operations(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 def _float_to_decimal_text(col: str) -> pl.Expr:
     """Hubble float text -> exact 7-decimal text via stroops ('1e-07' -> '0.0000001')."""
     s = stroops_from_float_text(col)
-    return pl.when(s.is_not_null() & (s >= 0)).then(
-        pl.format("{}.{}", s // 10_000_000, (s % 10_000_000).cast(pl.String).str.pad_start(7, "0"))
-    ).otherwise(pl.col(col))
+    return (
+        pl.when(s.is_not_null() & (s >= 0))
+        .then(pl.format("{}.{}", s // 10_000_000, (s % 10_000_000).cast(pl.String).str.pad_start(7, "0")))
+        .otherwise(pl.col(col))
+    )
 
 
 def read_canonical_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -169,8 +179,9 @@ def read_canonical_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.when(pl.col("closed").is_null()).then(pl.lit("field closed_at: missing or not ISO-8601 UTC")),
         amount_reason("sold_amount"),
         amount_reason("bought_amount"),
-        pl.when((pl.col("pn").fill_null(0) <= 0) | (pl.col("pd").fill_null(0) <= 0))
-        .then(pl.lit("fields price_n/price_d: must be positive integers")),
+        pl.when((pl.col("pn").fill_null(0) <= 0) | (pl.col("pd").fill_null(0) <= 0)).then(
+            pl.lit("fields price_n/price_d: must be positive integers")
+        ),
     ]
     p = p.with_columns(reason=first_reason(*reasons, pl.lit(account_reason(p, "seller_account", required=False))))
     p = _mark_duplicates(p, "tid")

@@ -107,8 +107,14 @@ def run_ingest(
         raise
     _finish(store, run_id, "done", totals["u"], None)
     return IngestSummary(
-        run_id, totals["t"], totals["o"], totals["q"], totals["r"], totals["u"],
-        time.monotonic() - started, resumed_from=resume_from,
+        run_id,
+        totals["t"],
+        totals["o"],
+        totals["q"],
+        totals["r"],
+        totals["u"],
+        time.monotonic() - started,
+        resumed_from=resume_from,
     )
 
 
