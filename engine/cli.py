@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "engine.commands.synth",
     "engine.commands.features",
     "engine.commands.rings",
+    "engine.commands.train",
     "engine.commands.report",
 )
 

@@ -1,0 +1,146 @@
+"""Input frame contracts and the per-wallet "side" view of trades.
+
+A trade has two sides. `trade_sides` turns each trade into one row per
+account side (pools are counterparties, never wallets), describing what the
+wallet gave and got, so every feature reads "who sold what" rather than
+Horizon's base/counter orientation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from engine.schemas import OPERATIONS_SCHEMA, TRADES_SCHEMA, UTC_DATETIME
+from storage.errors import BadInput
+
+# Columns the features read from each input; dtypes are checked at load.
+TRADE_COLUMNS: dict[str, pl.DataType] = {
+    c: TRADES_SCHEMA[c]
+    for c in ("id", "op_id", "ledger", "closed_at", "pair_id", "seller_account", "seller_pool_id",
+              "buyer_account", "buyer_pool_id", "sold_asset", "sold_amount", "bought_asset", "bought_amount")
+}  # fmt: skip
+OPERATION_COLUMNS: dict[str, pl.DataType] = {
+    c: OPERATIONS_SCHEMA[c]
+    for c in ("id", "closed_at", "type", "successful", "source_account", "from_account", "to_account",
+              "asset", "amount", "offer_id", "buying_asset")
+}  # fmt: skip
+ACCOUNTS_SCHEMA: dict[str, pl.DataType] = {"account_id": pl.String, "created_at": UTC_DATETIME, "funder": pl.String}
+ANCESTORS_SCHEMA: dict[str, pl.DataType] = {"account_id": pl.String, "ancestor": pl.String, "depth": pl.Int64}
+RING_MEMBERS_SCHEMA: dict[str, pl.DataType] = {"account_id": pl.String, "ring_id": pl.String}
+
+# The per-wallet view of a trade (one row per account side).
+# wallet / counterparty / pair_id are Categorical: group-bys and joins run on
+# integer codes (polars' global categories), strings come back at the end.
+SIDES_SCHEMA: dict[str, pl.DataType] = {
+    "wallet": pl.Categorical(),
+    "counterparty": pl.Categorical(),  # account or pool id
+    "cp_is_pool": pl.Boolean,
+    "pair_id": pl.Categorical(),
+    "trade_id": pl.String,
+    "op_id": pl.Int64,
+    "ledger": pl.Int64,
+    "closed_at": UTC_DATETIME,
+    "ts": pl.Int64,  # unix seconds
+    "gave_asset": pl.String,
+    "gave_amount": pl.Int64,  # stroops
+    "got_asset": pl.String,
+    "got_amount": pl.Int64,
+    "base_amount": pl.Int64,  # stroops of the pair's base asset
+    "sold_base": pl.Boolean,  # the wallet gave the pair's base asset
+}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Options of the feature matrix (all documented in FEATURE_DICTIONARY)."""
+
+    lookback: timedelta = timedelta(days=30)  # window of the non-Benford features
+    windows: tuple[tuple[str, timedelta], ...] = (
+        ("1h", timedelta(hours=1)),
+        ("4h", timedelta(hours=4)),
+        ("24h", timedelta(hours=24)),
+        ("7d", timedelta(days=7)),
+        ("30d", timedelta(days=30)),
+    )
+    round_trip_ledgers: int = 100  # an asset must come back within this many ledgers
+    round_trip_tolerance: float = 0.01  # ... with an amount within 1 %
+    cluster_seconds: int = 60  # intra-minute clustering
+    sync_seconds: int = 60  # cross-pair synchrony
+    spike_baseline_days: int = 7  # rolling baseline of the volume-spike ratio
+    off_hours: int = 6  # the N quietest UTC hours of the market are "off hours"
+    min_trades_shape: int = 5  # below: shape features (shares, CV, tail) are missing
+    ancestor_depth: int = 4
+    hub_fanout: int = 100  # ancestors that funded more accounts are hubs (exchanges)
+    pagerank_damping: float = 0.85
+
+
+def require(frame: pl.DataFrame, schema: dict[str, pl.DataType], name: str) -> pl.DataFrame:
+    """`frame` restricted to `schema`'s columns, cast to its dtypes; BadInput naming what is wrong."""
+    missing = [c for c in schema if c not in frame.columns]
+    if missing:
+        raise BadInput(f"{name} frame lacks columns {missing}; expected {list(schema)}")
+    try:
+        return frame.select(pl.col(c).cast(t, strict=True) for c, t in schema.items())
+    except pl.exceptions.PolarsError as exc:
+        raise BadInput(f"{name} frame has a column of the wrong type ({exc}); expected {schema}") from exc
+
+
+def trade_sides(trades: pl.DataFrame, *, as_of: datetime, lookback: timedelta) -> pl.DataFrame:
+    """Account sides of the trades with as_of - lookback < closed_at <= as_of.
+
+    Shapes: SIDES_SCHEMA columns, one row per (trade, account side).
+    """
+    t = require(trades, TRADE_COLUMNS, "trades").filter(
+        (pl.col("closed_at") <= as_of) & (pl.col("closed_at") > as_of - lookback)
+    )
+    base = pl.col("pair_id").str.split("/").list.first()
+    seller = t.select(
+        wallet=pl.col("seller_account"),
+        counterparty=pl.coalesce("buyer_account", "buyer_pool_id"),
+        cp_is_pool=pl.col("buyer_account").is_null(),
+        gave_asset=pl.col("sold_asset"), gave_amount=pl.col("sold_amount"),
+        got_asset=pl.col("bought_asset"), got_amount=pl.col("bought_amount"),
+    )
+    buyer = t.select(
+        wallet=pl.col("buyer_account"),
+        counterparty=pl.coalesce("seller_account", "seller_pool_id"),
+        cp_is_pool=pl.col("seller_account").is_null(),
+        gave_asset=pl.col("bought_asset"), gave_amount=pl.col("bought_amount"),
+        got_asset=pl.col("sold_asset"), got_amount=pl.col("sold_amount"),
+    )
+    common = t.select("pair_id", trade_id=pl.col("id"), op_id="op_id", ledger="ledger", closed_at="closed_at")
+    sides = pl.concat([pl.concat([common, seller], how="horizontal"), pl.concat([common, buyer], how="horizontal")])
+    return (
+        sides.filter(pl.col("wallet").is_not_null())
+        .with_columns(
+            ts=pl.col("closed_at").dt.epoch("s"),
+            sold_base=pl.col("gave_asset") == base,
+        )
+        .with_columns(base_amount=pl.when("sold_base").then("gave_amount").otherwise("got_amount"))
+        .select(pl.col(c).cast(t) for c, t in SIDES_SCHEMA.items())
+    )
+
+
+def keys_of(sides: pl.DataFrame) -> pl.DataFrame:
+    """The (wallet, pair_id) rows of the feature matrix."""
+    return sides.select("wallet", "pair_id").unique()
+
+
+def ranked(frame: pl.DataFrame, key: list[str], order: list[str], *, descending: bool = False) -> pl.DataFrame:
+    """`frame` sorted by key then order, with `_r`: 1-based position of the row in
+    its key group, and `_same`: the previous row is in the same group. Plain
+    shifts over the sorted frame, cheaper than window (`over`) expressions."""
+    s = frame.sort([*key, *order], descending=[False] * len(key) + [descending] * len(order))
+    same = pl.all_horizontal([pl.col(k) == pl.col(k).shift(1) for k in key]).fill_null(False)
+    idx = pl.int_range(pl.len(), dtype=pl.Int64)
+    return s.with_columns(_same=same).with_columns(
+        _r=idx - pl.when(~pl.col("_same")).then(idx).forward_fill() + 1
+    )
+
+
+def categorical(frame: pl.DataFrame, *cols: str) -> pl.DataFrame:
+    """String columns cast to Categorical, to join the side view's keys."""
+    return frame.with_columns(pl.col(c).cast(pl.Categorical()) for c in cols)

@@ -1,0 +1,178 @@
+"""Per (wallet, pair) trade-pattern features from the side view (engine.features.sides).
+
+Each function returns one row per (wallet, pair_id) present in `sides`, with
+its feature columns; a value that cannot be computed is null (the matrix adds
+the `<name>_missing` indicators), never 0. All vectorised polars.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import polars as pl
+
+from engine.features.sides import OPERATION_COLUMNS, FeatureConfig, categorical, ranked, require
+from engine.schemas import OFFER_TYPES, STROOPS_PER_UNIT
+
+KEY = ["wallet", "pair_id"]
+
+
+def activity_features(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
+    """n_trades, counterparty_hhi, volume_per_counterparty,
+    net_flow_ratio, flow_balance, fixed_lot_share, round_number_share."""
+    per_cp = sides.group_by(*KEY, "counterparty").agg(n=pl.len())
+    conc = per_cp.group_by(KEY).agg(
+        n_counterparties=pl.len(),
+        counterparty_hhi=((pl.col("n") / pl.col("n").sum()) ** 2).sum(),
+    )
+    lots = sides.group_by(*KEY, "base_amount").agg(n=pl.len()).group_by(KEY).agg(top_lot=pl.col("n").max())
+    units = pl.col("base_amount").cast(pl.Float64) / STROOPS_PER_UNIT
+    bought = units.filter(~pl.col("sold_base")).sum()
+    sold = units.filter(pl.col("sold_base")).sum()
+    stripped = pl.col("base_amount").cast(pl.String).str.strip_chars_end("0").str.len_chars()
+    is_round = (pl.col("base_amount") % STROOPS_PER_UNIT == 0) & (stripped <= 2)
+    main = sides.group_by(KEY).agg(
+        n_trades=pl.len(),
+        volume=units.sum(),
+        net_flow_ratio=(bought - sold) / (bought + sold),
+        round_share=is_round.mean(),
+    )
+    few = pl.col("n_trades") < cfg.min_trades_shape
+    return (
+        main.join(conc, on=KEY).join(lots, on=KEY)
+        .with_columns(
+            volume_per_counterparty=pl.col("volume") / pl.col("n_counterparties"),
+            flow_balance=1.0 - pl.col("net_flow_ratio").abs(),
+            fixed_lot_share=pl.when(few).then(None).otherwise(pl.col("top_lot") / pl.col("n_trades")),
+            round_number_share=pl.when(few).then(None).otherwise("round_share"),
+        )
+        .select(*KEY, "n_trades", "counterparty_hhi", "volume_per_counterparty",
+                "net_flow_ratio", "flow_balance", "fixed_lot_share", "round_number_share")
+    )  # fmt: skip
+
+
+def timing_features(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
+    """intra_minute_share, inter_arrival_cv, off_hours_ratio."""
+    s = ranked(sides.select(*KEY, "ts", "op_id", "closed_at"), KEY, ["ts", "op_id"]).with_columns(
+        dt_prev=pl.when("_same").then(pl.col("ts") - pl.col("ts").shift(1)),
+        dt_next=pl.when(pl.col("_same").shift(-1)).then(pl.col("ts").shift(-1) - pl.col("ts")),
+        hour=pl.col("closed_at").dt.hour(),
+    )
+    hourly = sides.group_by(hour=pl.col("closed_at").dt.hour()).agg(n=pl.len())
+    all_hours = pl.DataFrame({"hour": pl.int_range(0, 24, eager=True).cast(pl.Int8)})
+    quiet = (
+        all_hours.join(hourly.with_columns(pl.col("hour").cast(pl.Int8)), on="hour", how="left")
+        .fill_null(0).sort("n", "hour").head(cfg.off_hours)["hour"]
+    )  # fmt: skip
+    clustered = (pl.col("dt_prev") <= cfg.cluster_seconds) | (pl.col("dt_next") <= cfg.cluster_seconds)
+    agg = s.group_by(KEY).agg(
+        n=pl.len(),
+        intra=clustered.fill_null(False).mean(),
+        gap_mean=pl.col("dt_prev").cast(pl.Float64).mean(),
+        gap_std=pl.col("dt_prev").cast(pl.Float64).std(),
+        off=pl.col("hour").cast(pl.Int8).is_in(quiet.implode()).mean(),
+    )
+    return agg.select(
+        *KEY,
+        intra_minute_share=pl.when(pl.col("n") < 2).then(None).otherwise("intra"),
+        inter_arrival_cv=pl.when((pl.col("n") < 3) | (pl.col("gap_mean") <= 0)).then(None)
+        .otherwise(pl.col("gap_std") / pl.col("gap_mean")),
+        off_hours_ratio=pl.when(pl.col("n") < cfg.min_trades_shape).then(None).otherwise("off"),
+    )  # fmt: skip
+
+
+def volume_spike(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
+    """volume_spike_ratio: max over days of day volume / mean daily volume of the
+    `spike_baseline_days` days before it (zeros included); null without a baseline."""
+    daily = (
+        sides.group_by(*KEY, day=pl.col("closed_at").dt.truncate("1d"))
+        .agg(v=pl.col("base_amount").cast(pl.Float64).sum())
+        .sort(*KEY, "day")
+    )
+    window = f"{cfg.spike_baseline_days}d"
+    daily = daily.with_columns(
+        base=(pl.col("v").rolling_sum_by("day", window_size=window, closed="left") / cfg.spike_baseline_days).over(KEY)
+    )
+    ratio = pl.when(pl.col("base") > 0).then(pl.col("v") / pl.col("base"))
+    return daily.group_by(KEY).agg(volume_spike_ratio=ratio.max())
+
+
+def size_tail(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
+    """size_tail_exponent: Hill estimator of the base-amount upper tail,
+    k = max(2, floor(sqrt(n))) top amounts; null when n < 2 * min_trades_shape
+    or the top amounts are all equal (no tail)."""
+    x = pl.col("base_amount").cast(pl.Float64)
+    s = ranked(sides.filter(pl.col("base_amount") > 0).select(*KEY, "base_amount"), KEY, ["base_amount"],
+               descending=True)  # fmt: skip
+    n = s.group_by(KEY).agg(n=pl.len()).with_columns(
+        k=pl.max_horizontal(pl.col("n").cast(pl.Float64).sqrt().floor(), pl.lit(2.0)).cast(pl.Int64)
+    )
+    s = s.join(n, on=KEY)
+    threshold = s.filter(pl.col("_r") == pl.col("k") + 1).select(*KEY, threshold=x)
+    s = s.join(threshold, on=KEY, how="left")
+    agg = s.group_by(KEY).agg(
+        n=pl.first("n"),
+        k=pl.first("k"),
+        logsum=(x / pl.col("threshold")).log().filter(pl.col("_r") <= pl.col("k")).sum(),
+    )
+    ok = (pl.col("n") >= 2 * cfg.min_trades_shape) & (pl.col("logsum") > 0)
+    return agg.select(*KEY, size_tail_exponent=pl.when(ok).then(pl.col("k") / pl.col("logsum")))
+
+
+def round_trips(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
+    """round_trip_rate: share of the wallet's gives in the pair after which the same
+    asset came back to it (it got that asset) within `round_trip_ledgers` ledgers
+    with an amount within `round_trip_tolerance`.
+
+    Vectorised as as-of joins on (wallet, pair, asset, log-amount bucket): an
+    amount within x % lies in the give's bucket or a neighbour (bucket width
+    log(1+x)), so three forward as-of joins find the next candidate in each,
+    then the exact ledger and amount tests apply. Only the next candidate of a
+    bucket is examined (a later one behind a non-matching first is missed).
+    """
+    width = math.log1p(cfg.round_trip_tolerance)
+    bucket = (pl.col("amt").cast(pl.Float64).log() / width).floor().cast(pl.Int64)
+    gives = sides.select(*KEY, "op_id", "ledger", asset="gave_asset", amt="gave_amount").filter(pl.col("amt") > 0)
+    gives = gives.with_row_index("gid").with_columns(bucket=bucket).sort("op_id")
+    gets = sides.select(*KEY, "op_id", r_ledger="ledger", asset="got_asset", r_amt="got_amount")
+    gets = gets.filter(pl.col("r_amt") > 0).with_columns(
+        bucket=(pl.col("r_amt").cast(pl.Float64).log() / width).floor().cast(pl.Int64)
+    )
+    gets = gets.with_columns(r_op=pl.col("op_id")).sort("op_id")
+    hits = []
+    for shift in (-1, 0, 1):
+        g = gives.with_columns(bucket=pl.col("bucket") + shift)
+        m = g.join_asof(gets, on="op_id", by=[*KEY, "asset", "bucket"], strategy="forward",
+                        allow_exact_matches=False, check_sortedness=False)  # both sides sorted by op_id above
+        ok = (pl.col("r_ledger") - pl.col("ledger") <= cfg.round_trip_ledgers) & (
+            (pl.col("r_amt") - pl.col("amt")).abs() <= cfg.round_trip_tolerance * pl.col("amt")
+        )
+        hits.append(m.filter(ok).select("gid"))
+    done = pl.concat(hits).unique()
+    return (
+        gives.join(done.with_columns(hit=pl.lit(True)), on="gid", how="left")
+        .group_by(KEY).agg(round_trip_rate=pl.col("hit").fill_null(False).mean())
+    )  # fmt: skip
+
+
+def offer_cancellations(operations: pl.DataFrame | None, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
+    """offer_cancel_rate per (wallet, pair_id): share of the wallet's successful
+    manage-offer operations in the pair (within the lookback) that delete an
+    offer (offer_id != 0 and amount 0, written `0.0000000`). Wallets without
+    offer operations in a pair have no row (the feature is missing)."""
+    from engine.assets import pair_id_expr
+
+    if operations is None:
+        empty = pl.DataFrame(schema={"wallet": pl.String, "pair_id": pl.String, "offer_cancel_rate": pl.Float64})
+        return categorical(empty, "wallet", "pair_id")
+    ops = require(operations, OPERATION_COLUMNS, "operations").filter(
+        pl.col("type").is_in(list(OFFER_TYPES)) & pl.col("successful").fill_null(True)
+        & (pl.col("closed_at") <= as_of) & (pl.col("closed_at") > as_of - cfg.lookback)
+        & pl.col("asset").is_not_null() & pl.col("buying_asset").is_not_null()
+    )  # fmt: skip
+    cancel = (pl.col("offer_id") != 0) & (pl.col("amount") == 0)
+    rate = ops.group_by(wallet=pl.col("source_account"), pair_id=pair_id_expr("asset", "buying_asset")).agg(
+        offer_cancel_rate=cancel.mean()
+    )
+    return categorical(rate, "wallet", "pair_id")
