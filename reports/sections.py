@@ -1,0 +1,231 @@
+"""Report sections computed from frames the Store returns (pure: frames in, dicts out).
+
+A section that cannot be computed says so: ``{"available": False, "reason": ...}``
+with what to run; no number is ever invented.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from reports.trades import HORIZON_OPERATION_URL, units
+
+BENFORD_WINDOWS: tuple[tuple[str, timedelta], ...] = (
+    ("1h", timedelta(hours=1)),
+    ("4h", timedelta(hours=4)),
+    ("24h", timedelta(hours=24)),
+    ("7d", timedelta(days=7)),
+    ("30d", timedelta(days=30)),
+)
+LINEAGE_DEPTH = 4
+MAX_FUNDING_ROWS = 20
+MAX_FEATURE_ROWS = 15
+
+
+def not_available(reason: str) -> dict:
+    return {"available": False, "reason": reason}
+
+
+def benford_section(view: pl.DataFrame) -> dict:
+    """First-digit Benford test of the wallet's base amounts over the five windows.
+
+    `view`: reports.trades.wallet_view rows. Windows are (end - width, end] with
+    `end` the wallet's last trade in the pair at or before as_of (so a report on
+    old data is not empty).
+    """
+    try:
+        from engine import benford
+    except ImportError:
+        return not_available("engine.benford is not installed")
+    if view.height == 0:
+        return not_available("the wallet has no trades in the pair as of the report time")
+    end = view.get_column("closed_at").max()
+    rows = []
+    for name, width in BENFORD_WINDOWS:
+        inside = view.filter(pl.col("closed_at") > end - width)
+        r = benford.benford_test(inside.get_column("base_amount").to_numpy(), test="first")
+        rows.append({
+            "window": name, "start": end - width, "end": end, "n": r.n, "mad": r.mad, "mad_class": r.mad_class,
+            "expected_mad": r.expected_mad, "excess_mad": r.excess_mad, "chi2": r.chi2, "p_value": r.p_value,
+            "verdict": r.verdict, "flag": r.flag, "counts": r.counts.tolist(),
+        })  # fmt: skip
+    return {
+        "available": True,
+        "test": "first digit (1-9), chi-square df 8; flag = p < 0.001 and MAD above chance by > 0.015",
+        "amounts": "base-asset amount of each of the wallet's trades in the pair (stroops, integer digits)",
+        "digits": list(range(1, 10)),
+        "expected": benford.expected_proportions("first").tolist(),
+        "min_n": benford.MIN_N["first"],
+        "windows": rows,
+    }
+
+
+def lineage_section(edges: pl.DataFrame, funding_ops: pl.DataFrame, accounts: pl.DataFrame, *,
+                    wallet: str, members: list[str], as_of: datetime) -> dict:
+    """Funding lineage: the wallet's account record, direct funding and ancestors; shared ring ancestors.
+
+    `edges`: Store.funding_edges(); `funding_ops`: Store.operations(types=FUNDING_TYPES);
+    `accounts`: Store.accounts().
+    """
+    try:
+        from engine.graph.funding import DEFAULT_MAX_FANOUT, ancestors, exchange_like
+    except ImportError:
+        return not_available("engine.graph.funding is not installed")
+    edges = edges.filter(pl.col("closed_at") <= as_of)
+    hubs = exchange_like(edges).get_column("account_id")
+    anc = ancestors(edges, depth=LINEAGE_DEPTH, keep_exchange=True).filter(
+        pl.col("account_id").is_in(pl.Series([wallet, *members], dtype=pl.String).implode())
+    ).with_columns(exchange_like=pl.col("ancestor").is_in(hubs.implode()))
+    own = anc.filter(pl.col("account_id") == wallet).sort("depth", "ancestor").select("ancestor", "depth", "exchange_like")
+    shared = (
+        anc.filter(pl.col("account_id").is_in(pl.Series(members, dtype=pl.String).implode()))
+        .group_by("ancestor").agg(pl.col("account_id").n_unique().alias("n_members"), pl.col("depth").min(),
+                                  pl.col("exchange_like").first())
+        .filter(pl.col("n_members") >= 2).sort(["n_members", "depth", "ancestor"], descending=[True, False, False])
+    )  # fmt: skip
+    record = accounts.filter(pl.col("account_id") == wallet).select(
+        "created_at", "funder", units("starting_balance").alias("starting_balance"))
+    return {
+        "available": True,
+        "rule": f"ancestors up to {LINEAGE_DEPTH} hops (at most 3 funders per account: creator first, then "
+        f"earliest payers); exchange_like = funded more than {DEFAULT_MAX_FANOUT} accounts (walk stops there)",
+        "account": record.to_dicts()[0] if record.height else None,
+        "incoming_funding": _incoming(funding_ops, wallet=wallet, as_of=as_of),
+        "ancestors": own.to_dicts(),
+        "shared_ring_ancestors": shared.to_dicts(),
+        "n_funding_edges": edges.height,
+    }
+
+
+def _incoming(ops: pl.DataFrame, *, wallet: str, as_of: datetime) -> list[dict]:
+    """The first MAX_FUNDING_ROWS successful funding operations into the wallet, with memos."""
+    into = ops.filter(
+        (pl.col("to_account") == wallet) & (pl.col("closed_at") <= as_of) & pl.col("successful").fill_null(True)
+    ).sort("id").head(MAX_FUNDING_ROWS)
+    return into.select(
+        pl.col("id").cast(pl.String).alias("op_id"), "closed_at", "type", "from_account", "asset",
+        units("amount").alias("amount"), "memo",
+        pl.format(HORIZON_OPERATION_URL.replace("{op_id}", "{}"), pl.col("id")).alias("horizon_url"),
+    ).to_dicts()  # fmt: skip
+
+
+def ring_section(ring_id: str | None, ring: pl.DataFrame | None, members: pl.DataFrame | None,
+                 member_trades: pl.DataFrame, edges: pl.DataFrame, *, wallet: str) -> dict:
+    """The wallet's ring: stats, members and the graph edges among members (for the drawing).
+
+    `ring`: derived `rings` rows of the ring; `members`: derived `ring_members` rows;
+    `member_trades`: the pair's trades between two members; `edges`: funding edges.
+    """
+    if members is None:
+        return not_available("ring detection has not been run on this store: run `python -m engine rings`")
+    if ring_id is None or members.height == 0:
+        return {"available": True, "ring_id": None, "note": "the wallet is in no detected ring"}
+    ids = sorted(members.get_column("account_id").to_list())
+    id_list = pl.Series(ids, dtype=pl.String).implode()
+    trade_edges = (
+        member_trades.select(a=pl.min_horizontal("seller_account", "buyer_account"),
+                             b=pl.max_horizontal("seller_account", "buyer_account"))
+        .group_by("a", "b").agg(pl.len().alias("n_trades")).sort("a", "b")
+    )  # fmt: skip
+    funding = (
+        edges.filter(pl.col("from_account").is_in(id_list) & pl.col("to_account").is_in(id_list))
+        .group_by("from_account", "to_account").agg(pl.len().alias("n_edges")).sort("from_account", "to_account")
+    )
+    stats_cols = [c for c in ("size", "n_trades", "volume", "internal_density", "reciprocity", "closed_loop_share",
+                              "funding_share", "funding_depth", "internal_share", "n_pairs", "pairs") if ring is not None
+                  and c in ring.columns]  # fmt: skip
+    stats = ring.select(stats_cols).to_dicts()[0] if ring is not None and ring.height else None
+    member_cols = [c for c in ("account_id", "n_trades", "volume", "loop_volume") if c in members.columns]
+    return {
+        "available": True,
+        "ring_id": ring_id,
+        "stats": stats if stats is not None else not_available("derived table `rings` has no row for this ring: "
+                                                                "run `python -m engine rings`"),
+        "members": members.select(member_cols).sort("account_id").to_dicts(),
+        "wallet_is_member": wallet in ids,
+        "trade_edges": trade_edges.to_dicts(),
+        "funding_edges": funding.to_dicts(),
+    }
+
+
+def features_snapshot(features: pl.DataFrame | None, *, as_of: datetime) -> pl.DataFrame | None:
+    """The latest feature-matrix snapshot at or before as_of (the table may hold several `as_of`s)."""
+    if features is None or "as_of" not in features.columns:
+        return features
+    features = features.filter(pl.col("as_of") <= as_of)
+    return features.filter(pl.col("as_of") == features.get_column("as_of").max())
+
+
+def features_section(features: pl.DataFrame | None, *, wallet: str) -> dict:
+    """The wallet's feature values against the pair's population (`features_snapshot` rows).
+
+    Percentile = share of the population below the wallet's value plus half the ties, x 100.
+    """
+    try:
+        from engine.features.dictionary import FEATURE_DICTIONARY
+    except ImportError:
+        return not_available("engine.features is not installed")
+    if features is None or features.height == 0:
+        return not_available("no feature matrix is stored for this pair: run `python -m engine features`")
+    mine = features.filter(pl.col("wallet") == wallet)
+    if mine.height == 0:
+        return not_available("the wallet has no row in the stored feature matrix as of the report time")
+    rows = []
+    for name in (n for n in FEATURE_DICTIONARY if n in features.columns):  # one vectorised pass per column
+        value = mine.get_column(name)[0]
+        population = features.get_column(name).drop_nulls().cast(pl.Float64).to_numpy()
+        if value is None or population.size == 0:
+            continue
+        pct = 100.0 * (np.mean(population < value) + 0.5 * np.mean(population == value))
+        info = FEATURE_DICTIONARY[name]
+        rows.append({"feature": name, "value": float(value), "population_median": float(np.median(population)),
+                     "percentile": pct, "n_population": int(population.size), "description": info.description,
+                     "unit": info.unit, "direction": info.direction})  # fmt: skip
+    rows.sort(key=lambda r: (-abs(r["percentile"] - 50.0), r["feature"]))
+    snapshot = features.get_column("as_of").max() if "as_of" in features.columns else None
+    return {"available": True, "as_of": snapshot, "n_population": features.height,
+            "population": "every wallet with a feature row in the same pair", "rows": rows[:MAX_FEATURE_ROWS]}
+
+
+def shap_section(features: pl.DataFrame | None, *, wallet: str, pair_id: str, model_version: str | None,
+                 settings) -> dict:
+    """SHAP top factors of the wallet's score (engine.explain, exact/internal mode) from the scoring model."""
+    if model_version is None:
+        return not_available("no score: run `python -m engine train` and `python -m engine score`, then regenerate")
+    if features is None or features.height == 0:
+        return not_available("no feature matrix is stored for this pair: run `python -m engine features`")
+    if not (Path(settings.models_dir) / model_version).is_dir():
+        return not_available(f"model {model_version} is not in the registry {settings.models_dir}")
+    try:  # imported only when a model is there: it pulls in the ML stack
+        from engine.explain import explain_wallet
+    except ImportError:
+        return not_available("engine.explain (SHAP) is not installed")
+    from storage.errors import UserFacingError
+
+    try:
+        exp = explain_wallet(_model(str(settings.models_dir), model_version, _trusted(settings)), features, wallet,
+                             pair_id, top=10)  # fmt: skip
+    except UserFacingError as exc:  # NotFound row, ModelIntegrityError, schema mismatch: said, not hidden
+        return not_available(str(exc))
+    return {"available": True, "model_version": model_version, "score": exp.score, "base_value": exp.base_value,
+            "member_scores": list(exp.member_scores), "unit": "points of the 0-100 score",
+            "contributions": [c._asdict() for c in exp.contributions]}  # fmt: skip
+
+
+def _trusted(settings) -> frozenset[str]:
+    from engine.commands.train import trusted_fingerprints
+
+    return trusted_fingerprints(settings)
+
+
+@lru_cache(maxsize=4)
+def _model(models_dir: str, version: str, trusted: frozenset[str]):
+    """A verified registry model, loaded once per process (bulk reports reuse it)."""
+    from models.registry import load_version
+
+    return load_version(Path(models_dir), version, trusted_fingerprints=trusted)
