@@ -1,0 +1,502 @@
+"""Rings: groups of wallets that trade with each other to fake activity.
+
+Louvain only PROPOSES communities; the trade evidence decides which are rings.
+
+1. Pair evidence (`pair_evidence`). Per co-trading wallet pair: closed-loop trades
+   (engine.graph.closed_loops), round-trip trades (2 x min of the two directions,
+   per asset pair) and whether they share a funding ancestor (engine.graph.funding;
+   exchange-like funders are no lineage). A pair with any of the three is "strong".
+2. Suspicious subgraph. Wallets on a strong pair, and the co-trade edges between
+   them weighted loop_trades + round_trip_trades + 0.1 x n_trades (+ `funding_weight`
+   for kin). Funding adds weight but never creates an edge, and one-way trading
+   weighs little, so a funding forest of exchange customers, or a market maker's
+   flow, does not shape the communities.
+3. Communities. Louvain at every level of its dendrogram: python-louvain
+   (`community.generate_dendrogram`, `random_state=seed`) up to `louvain_max_edges`
+   edges; above that igraph's `community_multilevel(return_levels=True)` (same
+   method in C: python-louvain needs 35 s+ on 100k nodes / 500k edges) with igraph's
+   RNG seeded. Nodes and edges enter sorted, so input row order is irrelevant.
+4. Evidence (RingRules, all thresholds there). A community is a ring when it has
+   2..200 members, >= 4 internal trades, >= 80% of members on a strong pair inside,
+   and either closed loops carry >= 20% of its internal volume, or its internal
+   edges are reciprocal (>= 50%) and either dense (>= 50% of possible pairs) or
+   closed (>= 80% of members' trades internal, no member in > 80% of them: not a
+   star), and it is inward-looking (>= 50% of members share funding, or >= 50% of
+   members' trades are internal).
+5. Levels nest; each wallet keeps its coarsest accepted community, so rings are
+   disjoint and a ring split by a fine level is reported whole.
+
+Ring id: `ring_` + first 12 hex of sha256 of the sorted member ids joined by ','.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from engine.graph.closed_loops import closed_loops, loop_trades
+from engine.graph.cotrade import trader_trades
+from engine.graph.funding import (
+    DEFAULT_DEPTH,
+    DEFAULT_MAX_FANOUT,
+    ancestors,
+    shared_ancestors,
+)
+
+
+@dataclass(frozen=True)
+class RingRules:
+    """Evidence thresholds that turn a proposed community into a ring (see module doc)."""
+
+    min_size: int = 2
+    max_size: int = 200
+    min_trades: int = 4
+    min_engaged_share: float = 0.8
+    min_loop_share: float = 0.2
+    min_reciprocity: float = 0.5
+    min_density: float = 0.5
+    min_funding_share: float = 0.5
+    min_internal_share: float = 0.5
+    closed_internal_share: float = 0.8
+    max_hub_share: float = 0.8
+
+
+@dataclass(frozen=True)
+class RingOptions:
+    resolution: float = 1.0
+    seed: int = 42
+    depth: int = DEFAULT_DEPTH
+    max_fanout: int = DEFAULT_MAX_FANOUT
+    funding_weight: float = 1.0
+    one_way_weight: float = 0.1
+    louvain_max_edges: int = 50_000
+    rules: RingRules = field(default_factory=RingRules)
+
+
+@dataclass(frozen=True)
+class RingResult:
+    rings: pl.DataFrame  # accepted rings, one row each (columns: see community_stats)
+    ring_members: pl.DataFrame  # [ring_id, account_id, n_trades, volume, loop_volume]
+    closed_loops: pl.DataFrame  # engine.graph.closed_loops.CLOSED_LOOPS_SCHEMA
+    communities: pl.DataFrame  # every proposed community (all Louvain levels) with its stats and is_ring
+
+
+def detect_rings(
+    trades: pl.DataFrame, funding: pl.DataFrame, *, options: RingOptions = RingOptions(), as_of: datetime | None = None
+) -> RingResult:
+    """Closed loops, proposed communities and accepted rings from trades and funding edges.
+
+    Input: canonical trades (TRADES_SCHEMA) and funding edges (Store.funding_edges()).
+    `as_of`: use only rows closed at or before it (results "as of" that time).
+    """
+    if as_of is not None:
+        trades = trades.filter(pl.col("closed_at") <= as_of)
+        funding = funding.filter(pl.col("closed_at") <= as_of)
+    tt = trader_trades(trades)
+    loops = closed_loops(trades)
+    anc = ancestors(funding, depth=options.depth, max_fanout=options.max_fanout)
+    evidence = pair_evidence(tt, loops, anc, one_way_weight=options.one_way_weight)
+    suspects = suspicious_accounts(evidence)
+    graph = community_graph(evidence, suspects, funding_weight=options.funding_weight)
+    members = propose_communities(graph, suspects, resolution=options.resolution, seed=options.seed,
+                                  max_python_edges=options.louvain_max_edges)
+    touching = tt.filter(pl.col("seller").is_in(suspects.implode()) | pl.col("buyer").is_in(suspects.implode()))
+    stats = community_stats(members, touching, loops, anc, evidence, rules=options.rules)
+    chosen = _maximal_rings(members, stats)
+    ring_members = _ring_members(members.join(chosen, on="community", how="semi"), touching, loops)
+    rings = stats.join(chosen, on="community", how="semi").drop("community", "is_ring").sort("ring_id")
+    return RingResult(rings, ring_members, loops, stats.drop("community"))
+
+
+def ring_id_of(members: list[str]) -> str:
+    """`ring_` + first 12 hex of sha256 of the sorted member ids joined by ','."""
+    return "ring_" + hashlib.sha256(",".join(sorted(members)).encode()).hexdigest()[:12]
+
+
+def pair_evidence(tt: pl.DataFrame, loops: pl.DataFrame, anc: pl.DataFrame, *, one_way_weight: float) -> pl.DataFrame:
+    """Per co-trading wallet pair: how suspicious their trading is.
+
+    `recip_trades` = 2 x min(a->b, b->a) trades summed over asset pairs (the round-trip
+    part); `strong` = closed-loop trades, a round trip, or a shared funding ancestor;
+    `weight` = loop_trades + recip_trades + one_way_weight x n_trades (Louvain weight).
+    Shapes: -> [account_a, account_b, n_trades, loop_trades, recip_trades, kin_depth (null:
+    no shared funding), strong: bool, weight: f64], a < b.
+    """
+    lt = loop_trades(loops).select("id").with_columns(pl.lit(1).alias("_loop"))
+    per_pair = (
+        tt.join(lt, on="id", how="left")
+        .select(
+            pl.min_horizontal("seller", "buyer").alias("account_a"),
+            pl.max_horizontal("seller", "buyer").alias("account_b"),
+            "pair_id",
+            (pl.col("seller") < pl.col("buyer")).alias("_ab"),
+            pl.col("_loop").fill_null(0),
+        )
+        .group_by("account_a", "account_b", "pair_id")
+        .agg(pl.len().alias("n"), pl.col("_ab").sum().alias("n_ab"), pl.col("_loop").sum().alias("loop"))
+        .with_columns((2 * pl.min_horizontal(pl.col("n_ab"), pl.col("n") - pl.col("n_ab"))).alias("recip"))
+        .group_by("account_a", "account_b")
+        .agg(
+            pl.col("n").sum().cast(pl.Int64).alias("n_trades"),
+            pl.col("loop").sum().cast(pl.Int64).alias("loop_trades"),
+            pl.col("recip").sum().cast(pl.Int64).alias("recip_trades"),
+        )
+    )
+    kin = shared_ancestors(anc, per_pair).select("account_a", "account_b", pl.col("depth").alias("kin_depth"))
+    return (
+        per_pair.join(kin, on=["account_a", "account_b"], how="left")
+        .with_columns(
+            ((pl.col("loop_trades") > 0) | (pl.col("recip_trades") > 0) | pl.col("kin_depth").is_not_null()).alias("strong"),
+            (pl.col("loop_trades") + pl.col("recip_trades") + one_way_weight * pl.col("n_trades")).alias("weight"),
+        )
+        .sort("account_a", "account_b")
+    )
+
+
+def suspicious_accounts(evidence: pl.DataFrame) -> pl.Series:
+    """Wallets on a strong pair: closed loop, round trip, or trading with a funding sibling (sorted)."""
+    strong = evidence.filter(pl.col("strong"))
+    both = pl.concat([strong.get_column("account_a"), strong.get_column("account_b")])
+    return both.unique().sort().rename("account_id")
+
+
+def community_graph(evidence: pl.DataFrame, suspects: pl.Series, *, funding_weight: float) -> pl.DataFrame:
+    """Undirected weighted co-trade edges among suspects (Louvain input).
+
+    weight = pair_evidence weight, + `funding_weight` when the two share a funding
+    ancestor. Funding adds weight to trade edges but never creates an edge: lineage
+    over 4 hops relates far more wallets than trade, and must not shape the communities alone.
+    Shapes: -> [account_a, account_b, weight: f64], a < b, sorted.
+    """
+    inside = pl.col("account_a").is_in(suspects.implode()) & pl.col("account_b").is_in(suspects.implode())
+    kin = pl.col("kin_depth").is_not_null().cast(pl.Float64) * funding_weight
+    return evidence.filter(inside).select(
+        "account_a", "account_b", (pl.col("weight").cast(pl.Float64) + kin).alias("weight")
+    ).sort("account_a", "account_b")
+
+
+def propose_communities(
+    graph: pl.DataFrame, nodes: pl.Series, *, resolution: float, seed: int, max_python_edges: int
+) -> pl.DataFrame:
+    """Louvain communities of `nodes` over `graph` (seeded), at every level of the dendrogram.
+
+    Level 0 is the finest partition; `community` is unique across levels.
+    Shapes: -> [account_id: str, level: i32, community: i64]
+    """
+    names = nodes.unique().sort()
+    index = pl.DataFrame({"account_id": names}).with_row_index("i").with_columns(pl.col("i").cast(pl.Int64))
+    e = graph.join(index.rename({"account_id": "account_a", "i": "a"}), on="account_a").join(
+        index.rename({"account_id": "account_b", "i": "b"}), on="account_b"
+    )
+    src, dst, w = e.get_column("a").to_list(), e.get_column("b").to_list(), e.get_column("weight").to_list()
+    louvain = _louvain_python if len(src) <= max_python_edges else _louvain_igraph
+    levels = louvain(len(names), src, dst, w, resolution=resolution, seed=seed) if len(names) else []
+    frames = [
+        pl.DataFrame({"account_id": names, "level": pl.Series([lvl] * len(names), dtype=pl.Int32),
+                      "community": pl.Series(labels, dtype=pl.Int64) + (lvl << 32)})
+        for lvl, labels in enumerate(levels)
+    ]
+    schema = {"account_id": pl.String, "level": pl.Int32, "community": pl.Int64}
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def _louvain_python(n: int, src: list, dst: list, w: list, *, resolution: float, seed: int) -> list[list[int]]:
+    import community as community_louvain
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_weighted_edges_from(zip(src, dst, w, strict=True))
+    dendrogram = community_louvain.generate_dendrogram(g, weight="weight", resolution=resolution, random_state=seed)
+    levels = [community_louvain.partition_at_level(dendrogram, lvl) for lvl in range(len(dendrogram))]
+    return [[part[i] for i in range(n)] for part in levels]
+
+
+def _louvain_igraph(n: int, src: list, dst: list, w: list, *, resolution: float, seed: int) -> list[list[int]]:
+    import igraph
+
+    g = igraph.Graph(n=n, edges=list(zip(src, dst, strict=True)), directed=False)
+    g.es["weight"] = w
+    igraph.set_random_number_generator(random.Random(seed))
+    try:
+        levels = g.community_multilevel(weights="weight", resolution=resolution, return_levels=True)
+        return [list(level.membership) for level in levels]
+    finally:
+        igraph.set_random_number_generator(random)
+
+
+def community_stats(
+    members: pl.DataFrame,
+    tt: pl.DataFrame,
+    loops: pl.DataFrame,
+    anc: pl.DataFrame,
+    evidence: pl.DataFrame,
+    *,
+    rules: RingRules,
+) -> pl.DataFrame:
+    """Trade evidence per proposed community of two or more wallets, and the ring verdict.
+
+    `engaged_share`: share of members with a strong pair (pair_evidence) inside the community;
+    `hub_share`: the largest share of internal trades one member is in (1.0: a star or a pair).
+    Shapes: -> [ring_id, community, level, size, n_trades, volume, internal_density, reciprocity,
+    closed_loop_volume, closed_loop_share, funding_share, funding_depth, internal_share,
+    engaged_share, hub_share, n_pairs, pairs: list[str], members: list[str], is_ring: bool], sorted by ring_id, level.
+    (Volumes: base-asset stroops, summed over pairs.)
+    """
+    sizes = members.group_by("community").agg(
+        pl.col("level").first(), pl.len().alias("size"), pl.col("account_id").sort().alias("members")
+    ).filter(pl.col("size") >= 2)
+    members = members.join(sizes.select("community"), on="community", how="semi").select("account_id", "level", "community")
+    internal = _internal_trades(members, tt, loops)
+    out = (
+        sizes.with_columns(pl.col("members").map_elements(ring_id_of, return_dtype=pl.String).alias("ring_id"))
+        .join(_volume_shape(internal), on="community", how="left")
+        .join(_edge_shape(internal), on="community", how="left")
+        .join(_hub_share(internal), on="community", how="left")
+        .join(_funding_shape(members, anc), on="community", how="left")
+        .join(_member_trades(members, tt), on="community", how="left")
+        .join(_engaged_share(members, evidence), on="community", how="left")
+        .with_columns(
+            pl.col("n_trades", "volume", "closed_loop_volume").fill_null(0),
+            pl.col("funding_share", "engaged_share").fill_null(0.0),
+        )
+        .with_columns(
+            (pl.col("n_edges") / (pl.col("size") * (pl.col("size") - 1) / 2)).alias("internal_density"),
+            (pl.col("closed_loop_volume") / pl.col("volume")).fill_nan(0.0).alias("closed_loop_share"),
+            (pl.col("n_trades") / (pl.col("_sides") - pl.col("n_trades"))).fill_nan(0.0).alias("internal_share"),
+        )
+    )
+    return _verdict(out, rules).sort("ring_id", "level")
+
+
+def _volume_shape(internal: pl.DataFrame) -> pl.DataFrame:
+    """Per community: internal trade count, volume, closed-loop volume and asset pairs."""
+    return internal.group_by("community").agg(
+        pl.len().alias("n_trades"),
+        pl.col("base_amount").sum().alias("volume"),
+        pl.col("base_amount").filter(pl.col("in_loop")).sum().alias("closed_loop_volume"),
+        pl.col("pair_id").n_unique().alias("n_pairs"),
+        pl.col("pair_id").unique().sort().alias("pairs"),
+    )
+
+
+def _engaged_share(members: pl.DataFrame, evidence: pl.DataFrame) -> pl.DataFrame:
+    """Per community: share of members with a strong pair whose other end is in the same community."""
+    strong = evidence.filter(pl.col("strong")).select("account_a", "account_b")
+    inside = (
+        strong.join(members.rename({"account_id": "account_a"}), on="account_a")
+        .join(members.rename({"account_id": "account_b", "community": "_cb"}), on=["account_b", "level"])
+        .filter(pl.col("community") == pl.col("_cb"))
+    )
+    engaged = pl.concat([
+        inside.select("community", pl.col("account_a").alias("account_id")),
+        inside.select("community", pl.col("account_b").alias("account_id")),
+    ]).unique()
+    size = members.group_by("community").agg(pl.len().alias("_size"))
+    return (
+        engaged.group_by("community")
+        .agg(pl.len().alias("_n"))
+        .join(size, on="community")
+        .select("community", (pl.col("_n") / pl.col("_size")).alias("engaged_share"))
+    )
+
+
+def _internal_trades(members: pl.DataFrame, tt: pl.DataFrame, loops: pl.DataFrame) -> pl.DataFrame:
+    """Trades whose seller and buyer are in the same community; adds community, in_loop."""
+    in_loop = loop_trades(loops).select("id").unique().with_columns(pl.lit(True).alias("in_loop"))
+    return (
+        tt.join(members.rename({"account_id": "seller"}), on="seller")
+        .join(members.rename({"account_id": "buyer", "community": "_cb"}), on=["buyer", "level"])
+        .filter(pl.col("community") == pl.col("_cb"))
+        .drop("_cb")
+        .join(in_loop, on="id", how="left")
+        .with_columns(pl.col("in_loop").fill_null(False))
+    )
+
+
+def _edge_shape(internal: pl.DataFrame) -> pl.DataFrame:
+    """Per community: undirected edge count and reciprocity of directed edges (any pair)."""
+    directed = internal.select("community", "seller", "buyer").unique()
+    reverse = directed.rename({"seller": "buyer", "buyer": "seller"}).with_columns(pl.lit(True).alias("_rev"))
+    flagged = directed.join(reverse, on=["community", "seller", "buyer"], how="left")
+    return flagged.group_by("community").agg(
+        (pl.col("_rev").fill_null(False).sum() / pl.len()).alias("reciprocity"),
+        pl.struct(pl.min_horizontal("seller", "buyer").alias("lo"), pl.max_horizontal("seller", "buyer").alias("hi"))
+        .n_unique()
+        .alias("n_edges"),
+    )
+
+
+def _hub_share(internal: pl.DataFrame) -> pl.DataFrame:
+    """Per community: the largest share of internal trades one member takes part in (1.0 for a star)."""
+    legs = pl.concat([
+        internal.select("community", pl.col("seller").alias("account_id")),
+        internal.select("community", pl.col("buyer").alias("account_id")),
+    ])
+    per = legs.group_by("community", "account_id").agg(pl.len().alias("_n"))
+    total = internal.group_by("community").agg(pl.len().alias("_t"))
+    return per.group_by("community").agg(pl.col("_n").max()).join(total, on="community").select(
+        "community", (pl.col("_n") / pl.col("_t")).alias("hub_share")
+    )
+
+
+def _funding_shape(members: pl.DataFrame, anc: pl.DataFrame) -> pl.DataFrame:
+    """Per community: share of members sharing a funding ancestor with another member, and the deepest such link.
+
+    Linear in members x ancestors: groups (community, ancestor) instead of pairing members.
+    A member that funded another member counts as that member's ancestor at depth 0.
+    """
+    lineage = pl.concat([
+        anc.select("account_id", "ancestor", pl.col("depth").cast(pl.Int32)),
+        members.select("account_id", pl.col("account_id").alias("ancestor"), pl.lit(0, pl.Int32).alias("depth")),
+    ])
+    per = members.select("account_id", "community").join(lineage, on="account_id")
+    shared = per.join(
+        per.group_by("community", "ancestor").agg(pl.col("account_id").n_unique().alias("_k")).filter(pl.col("_k") >= 2),
+        on=["community", "ancestor"],
+        how="semi",
+    )
+    linked = shared.group_by("community", "account_id").agg(pl.col("depth").min())
+    size = members.group_by("community").agg(pl.len().alias("_size"))
+    return (
+        linked.group_by("community")
+        .agg(pl.len().alias("_linked"), pl.col("depth").max().alias("funding_depth"))
+        .join(size, on="community")
+        .select("community", (pl.col("_linked") / pl.col("_size")).alias("funding_share"), "funding_depth")
+    )
+
+
+def _member_trades(members: pl.DataFrame, tt: pl.DataFrame) -> pl.DataFrame:
+    """Per community: trades as seller plus trades as buyer over its members (`_sides`).
+
+    Trades touching the community = _sides - internal trades (an internal trade has both sides in it).
+    """
+    as_seller = tt.group_by(pl.col("seller").alias("account_id")).agg(pl.len().alias("_s"))
+    as_buyer = tt.group_by(pl.col("buyer").alias("account_id")).agg(pl.len().alias("_b"))
+    return (
+        members.join(as_seller, on="account_id", how="left")
+        .join(as_buyer, on="account_id", how="left")
+        .group_by("community")
+        .agg((pl.col("_s").fill_null(0).sum() + pl.col("_b").fill_null(0).sum()).alias("_sides"))
+    )
+
+
+def _verdict(stats: pl.DataFrame, rules: RingRules) -> pl.DataFrame:
+    """Apply RingRules; adds is_ring."""
+    c = pl.col
+    sized = (
+        c("size").is_between(rules.min_size, rules.max_size)
+        & (c("n_trades") >= rules.min_trades)
+        & (c("engaged_share") >= rules.min_engaged_share)
+    )
+    loops = c("closed_loop_share") >= rules.min_loop_share
+    shaped = (c("reciprocity").fill_null(0) >= rules.min_reciprocity) & (
+        (c("internal_density").fill_null(0) >= rules.min_density)
+        | ((c("internal_share").fill_null(0) >= rules.closed_internal_share) & (c("hub_share") <= rules.max_hub_share))
+    )
+    inward = (c("funding_share") >= rules.min_funding_share) | (
+        c("internal_share").fill_null(0) >= rules.min_internal_share
+    )
+    cols = [
+        "ring_id", "community", "level", "size", "n_trades", "volume", "internal_density", "reciprocity", "closed_loop_volume",
+        "closed_loop_share", "funding_share", "funding_depth", "internal_share", "engaged_share", "hub_share", "n_pairs", "pairs", "members",
+    ]
+    return stats.select(*cols, (sized & (loops | (shaped & inward))).fill_null(False).alias("is_ring"))
+
+
+def _maximal_rings(members: pl.DataFrame, stats: pl.DataFrame) -> pl.DataFrame:
+    """Accepted communities not inside a coarser accepted one. Shapes: -> [community: i64]
+
+    Louvain levels nest, so each wallet takes its coarsest accepted community and the
+    chosen communities are disjoint.
+    """
+    accepted = members.join(stats.filter(pl.col("is_ring")).select("community"), on="community", how="semi")
+    best = accepted.group_by("account_id").agg(pl.col("level").max())
+    return accepted.join(best, on=["account_id", "level"]).select("community").unique().sort("community")
+
+
+def _ring_members(members: pl.DataFrame, tt: pl.DataFrame, loops: pl.DataFrame) -> pl.DataFrame:
+    """Per ring member: internal trades and volume it took part in, and its closed-loop volume.
+
+    Shapes: -> [ring_id, account_id, n_trades: u32, volume: i64, loop_volume: i64], sorted.
+    """
+    members = members.select("account_id", "level", "community")
+    internal = _internal_trades(members, tt, loops)
+    legs = pl.concat([
+        internal.select("community", pl.col("seller").alias("account_id"), "base_amount", "in_loop"),
+        internal.select("community", pl.col("buyer").alias("account_id"), "base_amount", "in_loop"),
+    ])
+    per = legs.group_by("community", "account_id").agg(
+        pl.len().cast(pl.UInt32).alias("n_trades"),
+        pl.col("base_amount").sum().alias("volume"),
+        pl.col("base_amount").filter(pl.col("in_loop")).sum().alias("loop_volume"),
+    )
+    ids = members.group_by("community").agg(pl.col("account_id").sort()).with_columns(
+        pl.col("account_id").map_elements(ring_id_of, return_dtype=pl.String).alias("ring_id")
+    )
+    return (
+        ids.explode("account_id")
+        .join(per, on=["community", "account_id"], how="left")
+        .select(
+            "ring_id", "account_id", pl.col("n_trades").fill_null(0), pl.col("volume").fill_null(0),
+            pl.col("loop_volume").fill_null(0),
+        )
+        .sort("ring_id", "account_id")
+    )
+
+
+def ring_features(ring_members: pl.DataFrame, rings: pl.DataFrame, *, wallets: pl.Series | None = None) -> pl.DataFrame:
+    """Ring membership features for the feature matrix.
+
+    With `wallets`, every wallet gets a row (non-members: in_ring False, ring columns null).
+    Shapes: -> [wallet: str, ring_id: str, ring_size: u32, ring_density: f64,
+    ring_closed_loop_share: f64, in_ring: bool], sorted by wallet.
+    """
+    per = ring_members.select(pl.col("account_id").alias("wallet"), "ring_id").join(
+        rings.select(
+            "ring_id",
+            pl.col("size").cast(pl.UInt32).alias("ring_size"),
+            pl.col("internal_density").cast(pl.Float64).alias("ring_density"),
+            pl.col("closed_loop_share").cast(pl.Float64).alias("ring_closed_loop_share"),
+        ),
+        on="ring_id",
+        how="inner",
+    )
+    if wallets is not None:
+        per = pl.DataFrame({"wallet": wallets.cast(pl.String).unique()}).join(per, on="wallet", how="left")
+    return per.with_columns(pl.col("ring_id").is_not_null().alias("in_ring")).sort("wallet")
+
+
+def ring_recovery(ring_members: pl.DataFrame, labels: pl.DataFrame, *, min_jaccard: float = 0.5) -> dict[str, float]:
+    """How well detected rings recover labelled ones (simulated markets, analyst labels).
+
+    `labels`: [account_id, ring_id] of the true ring members (other wallets absent or ring_id null).
+    Wallet precision/recall compare member sets; a true ring is recovered when some
+    detected ring overlaps it with Jaccard >= `min_jaccard`.
+    Returns {wallet_precision, wallet_recall, ring_recall, ring_precision, n_true_rings, n_found_rings}.
+    """
+    truth = labels.filter(pl.col("ring_id").is_not_null()).select("account_id", pl.col("ring_id").alias("true_ring"))
+    found = ring_members.select("account_id", "ring_id")
+    hit = found.join(truth, on="account_id", how="semi").height
+    overlap = found.join(truth, on="account_id").group_by("ring_id", "true_ring").agg(pl.len().alias("_both"))
+    sizes_f = found.group_by("ring_id").agg(pl.len().alias("_f"))
+    sizes_t = truth.group_by("true_ring").agg(pl.len().alias("_t"))
+    jac = (
+        overlap.join(sizes_f, on="ring_id")
+        .join(sizes_t, on="true_ring")
+        .with_columns((pl.col("_both") / (pl.col("_f") + pl.col("_t") - pl.col("_both"))).alias("jaccard"))
+        .filter(pl.col("jaccard") >= min_jaccard)
+    )
+    n_true, n_found = sizes_t.height, sizes_f.height
+    return {
+        "wallet_precision": hit / found.height if found.height else float("nan"),
+        "wallet_recall": hit / truth.height if truth.height else float("nan"),
+        "ring_recall": jac.get_column("true_ring").n_unique() / n_true if n_true else float("nan"),
+        "ring_precision": jac.get_column("ring_id").n_unique() / n_found if n_found else float("nan"),
+        "n_true_rings": float(n_true),
+        "n_found_rings": float(n_found),
+    }
