@@ -19,11 +19,22 @@ from storage.store import Store
 # base asset stroops of a trade: the pair's first asset is the base
 BASE_AMOUNT = "CASE WHEN sold_asset = split_part(pair_id, '/', 1) THEN sold_amount ELSE bought_amount END"
 SORTABLE = ("score", "confidence", "wallet", "pair_id", "timestamp", "n_trades")
+_SCORE_COLS = (
+    "wallet, pair_id, score, benford_flag, ml_flag, timestamp, confidence, ring_id, model_version, bft_divergence"
+)
 _LATEST = (
     "SELECT wallet, pair_id, score, benford_flag, ml_flag, timestamp, confidence, ring_id, model_version, "
     "bft_divergence FROM scores QUALIFY row_number() OVER (PARTITION BY wallet, pair_id "
     "ORDER BY scored_at DESC, timestamp DESC) = 1"
 )
+
+
+def _latest(store: Store) -> str:
+    """SQL of the latest score per (wallet, pair): the `scores_latest` derived table when the scoring step keeps
+    one (a window over every score row costs ~0.5 s per million rows), else computed from `scores`."""
+    if has_table(store, "derived_scores_latest"):
+        return f"SELECT {_SCORE_COLS} FROM derived_scores_latest"
+    return _LATEST
 
 
 def has_table(store: Store, table: str) -> bool:
@@ -70,7 +81,7 @@ def overview_counts(store: Store, *, threshold: int, pair_id: str | None = None,
     spair = "WHERE pair_id = ?" if pair_id else ""
     scores = store._frame(
         f"SELECT count(DISTINCT wallet) AS n_scored, count(DISTINCT wallet) FILTER (WHERE score >= ?) AS n_flagged "
-        f"FROM ({_LATEST}) {spair}",
+        f"FROM ({_latest(store)}) {spair}",
         [threshold] + ([pair_id] if pair_id else []),
     ).row(0, named=True)
     return {k: int(v or 0) for k, v in {**trades, **scores}.items()}
@@ -87,7 +98,7 @@ def risk_distribution(store: Store, *, pair_id: str | None = None, bin_width: in
     spair, params = ("WHERE pair_id = ?", [pair_id]) if pair_id else ("", [])
     return store._frame(
         "SELECT b.bucket, coalesce(n, 0) AS n FROM (SELECT range::INTEGER AS bucket FROM range(0, 101, ?)) b "
-        f"LEFT JOIN (SELECT (least(score, 99) // ?) * ? AS bucket, count(*) AS n FROM ({_LATEST}) {spair} "
+        f"LEFT JOIN (SELECT (least(score, 99) // ?) * ? AS bucket, count(*) AS n FROM ({_latest(store)}) {spair} "
         "GROUP BY 1) s USING (bucket) ORDER BY b.bucket",
         [bin_width, bin_width, bin_width] + params,
     ).filter(pl.col("bucket") < 100)
@@ -119,14 +130,16 @@ def top_flagged(
         clauses.append("starts_with(wallet, ?)")
         params.append(wallet_prefix.strip().upper())
     where = "WHERE " + " AND ".join(clauses)
-    total = store._scalar(f"SELECT count(*) FROM ({_LATEST}) {where}", params)
     order = f"{sort_by} {'DESC' if descending else 'ASC'}, wallet, pair_id"  # whitelisted column
     page = store._frame(
-        "SELECT wallet, pair_id, score, confidence, benford_flag, ml_flag, ring_id, model_version, timestamp "
-        f"FROM ({_LATEST}) {where} ORDER BY {order} LIMIT ? OFFSET ?",
+        "SELECT wallet, pair_id, score, confidence, benford_flag, ml_flag, ring_id, model_version, timestamp, "
+        f"count(*) OVER () AS _total FROM ({_latest(store)}) {where} ORDER BY {order} LIMIT ? OFFSET ?",
         params + [int(limit), int(offset)],
     )
-    return page, int(total)
+    if page.height:
+        return page.drop("_total"), int(page.item(0, "_total"))
+    total = store._scalar(f"SELECT count(*) FROM ({_latest(store)}) {where}", params) if offset else 0
+    return page.drop("_total"), int(total)
 
 
 def pair_volumes(store: Store, *, window_days: int | None = None, limit: int = 15) -> pl.DataFrame:
@@ -176,7 +189,7 @@ def first_digit_counts(
 
 
 def rings(store: Store) -> pl.DataFrame | None:
-    """Detected rings with the highest latest member score. None when rings were never computed.
+    """Detected rings with the highest score any member ever had (any pair, any run). None when rings were never computed.
 
     Shapes: [ring_id, size, n_trades, volume, closed_loop_share, internal_density, reciprocity,
     funding_share, n_pairs, max_score], riskiest and largest first.
@@ -185,7 +198,7 @@ def rings(store: Store) -> pl.DataFrame | None:
         return None
     return store._frame(
         "WITH best AS (SELECT m.ring_id, max(s.score) AS max_score FROM derived_ring_members m "
-        f"JOIN ({_LATEST}) s ON s.wallet = m.account_id GROUP BY m.ring_id) "
+        "JOIN scores s ON s.wallet = m.account_id GROUP BY m.ring_id) "
         "SELECT r.ring_id, r.size, r.n_trades, r.volume, r.closed_loop_share, r.internal_density, "
         "r.reciprocity, r.funding_share, r.n_pairs, best.max_score "
         "FROM derived_rings r LEFT JOIN best USING (ring_id) "
@@ -194,12 +207,12 @@ def rings(store: Store) -> pl.DataFrame | None:
 
 
 def ring_members(store: Store, ring_id: str) -> pl.DataFrame:
-    """Members of one ring with their latest max score. Shapes: [account_id, n_trades, volume, max_score]."""
+    """Members of one ring with the highest score each ever had. Shapes: [account_id, n_trades, volume, max_score]."""
     if not has_table(store, "derived_ring_members"):
         return pl.DataFrame(schema={"account_id": pl.String, "n_trades": pl.Int64, "volume": pl.Int64, "max_score": pl.Int32})
     return store._frame(
         "SELECT m.account_id, m.n_trades::BIGINT AS n_trades, m.volume::BIGINT AS volume, max(s.score) AS max_score "
-        f"FROM derived_ring_members m LEFT JOIN ({_LATEST}) s ON s.wallet = m.account_id "
+        "FROM derived_ring_members m LEFT JOIN scores s ON s.wallet = m.account_id "
         "WHERE m.ring_id = ? GROUP BY ALL ORDER BY max_score DESC NULLS LAST, m.account_id",
         [ring_id],
     )
@@ -304,7 +317,7 @@ def funding_lineage(store: Store, wallet: str, *, depth: int = 6, max_siblings: 
 
 def wallet_scores(store: Store, wallet: str) -> pl.DataFrame:
     """The latest score of each pair a wallet was scored on, riskiest first (RiskScore columns)."""
-    return store._frame(f"SELECT * FROM ({_LATEST}) WHERE wallet = ? ORDER BY score DESC, pair_id", [wallet])
+    return store._frame(f"SELECT * FROM ({_latest(store)}) WHERE wallet = ? ORDER BY score DESC, pair_id", [wallet])
 
 
 def market_graph(
@@ -344,7 +357,7 @@ def annotation_queue(store: Store, *, threshold: int, limit: int = 50) -> pl.Dat
     Shapes: [wallet, pair_id, score, confidence, ring_id].
     """
     return store._frame(
-        f"SELECT wallet, pair_id, score, confidence, ring_id FROM ({_LATEST}) s "
+        f"SELECT wallet, pair_id, score, confidence, ring_id FROM ({_latest(store)}) s "
         "WHERE NOT EXISTS (SELECT 1 FROM annotations a WHERE a.wallet = s.wallet "
         "AND (a.pair_id IS NULL OR a.pair_id = s.pair_id)) "
         "ORDER BY abs(score - ?), confidence, wallet, pair_id LIMIT ?",

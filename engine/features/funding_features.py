@@ -1,9 +1,8 @@
 """Funding lineage features: account age, same-controller trading, funding similarity.
 
-Ancestors normally come from `engine.graph.funding.ancestors(edges, depth=4)`.
-When none are given, `ancestors_from_operations` builds a simple version here:
-the first-funder tree (create_account funder -> account, and the accounts
-frame's `funder`), walked up `depth` levels by bounded polars self-joins.
+Ancestors come from `engine.graph.funding.ancestors` (the one lineage walk);
+`ancestors_from_operations` feeds it the funding operations when the caller has
+no funding edges at hand.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from datetime import datetime
 
 import polars as pl
 
+from engine.graph.funding import ancestors, exchange_like, funding_edges
 from engine.features.sides import (
     ACCOUNTS_SCHEMA,
     ANCESTORS_SCHEMA,
@@ -27,39 +27,38 @@ KEY = ["wallet", "pair_id"]
 def ancestors_from_operations(
     operations: pl.DataFrame | None, accounts: pl.DataFrame | None, *, as_of: datetime, depth: int = 4
 ) -> pl.DataFrame:
-    """Funding ancestors up to `depth` hops from create_account funders known by as_of.
+    """Funding ancestors known by `as_of`, via the one lineage walk of
+    `engine.graph.funding.ancestors` (exchange-like funders end it), over the funding
+    operations plus the accounts frame's recorded funders (as create_account edges).
 
-    Shapes: account_id, ancestor, depth (1 = direct funder). One parent per
-    account (the earliest create_account), so the walk is linear in the result.
+    Shapes: account_id, ancestor, depth (1 = direct funder).
     """
     parts = []
     if operations is not None:
-        ops = require(operations, OPERATION_COLUMNS, "operations")
-        created = ops.filter(
-            (pl.col("type") == "create_account") & pl.col("successful").fill_null(True) & (pl.col("closed_at") <= as_of)
-        )
-        parts.append(created.select("closed_at", account_id=pl.col("to_account"), funder=pl.col("from_account")))
+        parts.append(funding_edges(require(operations, OPERATION_COLUMNS, "operations")))
     if accounts is not None:
-        acc = require(accounts, ACCOUNTS_SCHEMA, "accounts").filter(pl.col("created_at") <= as_of)
-        parts.append(acc.select(closed_at=pl.col("created_at"), account_id="account_id", funder="funder"))
+        acc = require(accounts, ACCOUNTS_SCHEMA, "accounts").drop_nulls(["funder", "created_at"])
+        parts.append(acc.select(
+            closed_at="created_at", type=pl.lit("create_account"), from_account="funder",
+            to_account="account_id", amount=pl.lit(None, dtype=pl.Int64),
+        ))  # fmt: skip
     if not parts:
         return pl.DataFrame(schema=ANCESTORS_SCHEMA)
-    parent = (
-        pl.concat(parts).drop_nulls(["account_id", "funder"]).sort("closed_at")
-        .group_by("account_id").agg(ancestor=pl.first("funder"))
-    )  # fmt: skip
-    level = parent.with_columns(depth=pl.lit(1, dtype=pl.Int64))
-    levels = [level]
-    for d in range(2, depth + 1):
-        level = (
-            level.join(parent.rename({"account_id": "ancestor", "ancestor": "up"}), on="ancestor")
-            .select("account_id", ancestor=pl.col("up"), depth=pl.lit(d, dtype=pl.Int64))
-            .filter(pl.col("ancestor") != pl.col("account_id"))
+    edges = pl.concat(parts, how="vertical_relaxed").unique()
+    found = ancestors(edges, depth=depth, as_of=as_of, keep_exchange=True)
+    hubs = exchange_like(edges, as_of=as_of).get_column("account_id").implode()
+    # An account funded only by an exchange has a known lineage of its own: keep it
+    # (as a depth-0 row on itself) while the exchange itself says nothing.
+    is_hub = pl.col("ancestor").is_in(hubs)
+    return (
+        found.with_columns(
+            ancestor=pl.when(is_hub).then(pl.col("account_id")).otherwise(pl.col("ancestor")),
+            depth=pl.when(is_hub).then(0).otherwise(pl.col("depth")),
         )
-        if level.height == 0:
-            break
-        levels.append(level)
-    return pl.concat(levels).select(list(ANCESTORS_SCHEMA))
+        .unique()
+        .cast(ANCESTORS_SCHEMA)
+        .sort("account_id", "depth", "ancestor")
+    )
 
 
 def account_age(keys: pl.DataFrame, accounts: pl.DataFrame | None, *, as_of: datetime) -> pl.DataFrame:
@@ -76,12 +75,11 @@ def account_age(keys: pl.DataFrame, accounts: pl.DataFrame | None, *, as_of: dat
 
 def lineage_sets(ancestors: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
     """account_id, node: each account with a known lineage, itself plus its
-    non-hub ancestors within cfg.ancestor_depth. A hub is an ancestor that funded
-    more than cfg.hub_fanout accounts directly (exchanges, faucets): sharing one
-    says nothing about a common controller."""
+    ancestors within cfg.ancestor_depth. Exchange-like funders (hubs) are already
+    left out by `engine.graph.funding.ancestors`: sharing one says nothing about a
+    common controller."""
     anc = require(ancestors, ANCESTORS_SCHEMA, "ancestors").filter(pl.col("depth") <= cfg.ancestor_depth)
-    hubs = anc.filter(pl.col("depth") == 1).group_by("ancestor").len().filter(pl.col("len") > cfg.hub_fanout)
-    kept = anc.join(hubs.select("ancestor"), on="ancestor", how="anti")
+    kept = anc.filter(pl.col("ancestor") != pl.col("account_id"))
     selves = anc.select("account_id").unique().with_columns(node=pl.col("account_id"))
     sets = pl.concat([selves, kept.select("account_id", node=pl.col("ancestor"))]).unique()
     return categorical(sets, "account_id", "node")

@@ -73,7 +73,6 @@ class FeatureConfig:
     off_hours: int = 6  # the N quietest UTC hours of the market are "off hours"
     min_trades_shape: int = 5  # below: shape features (shares, CV, tail) are missing
     ancestor_depth: int = 4
-    hub_fanout: int = 100  # ancestors that funded more accounts are hubs (exchanges)
     pagerank_damping: float = 0.85
 
 

@@ -27,12 +27,23 @@ from datetime import datetime
 
 import polars as pl
 
+from engine.schemas import FUNDING_TYPES
+
 DEFAULT_DEPTH = 4
 DEFAULT_MAX_FANOUT = 50
 DEFAULT_MAX_PARENTS = 1
 DEFAULT_MAX_GROUP = 200
 
 _ANCESTORS_SCHEMA = {"account_id": pl.String, "ancestor": pl.String, "depth": pl.Int32}
+
+
+def funding_edges(operations: pl.DataFrame) -> pl.DataFrame:
+    """Funding edges from an operations frame (OPERATIONS_SCHEMA), as the store's
+    `funding_edges` view gives them (the columns lineage needs): successful funding
+    types with both ends."""
+    return _valid_edges(
+        operations.filter(pl.col("type").is_in(FUNDING_TYPES) & pl.col("successful").fill_null(True)), None
+    ).select("closed_at", "type", "from_account", "to_account", "amount")
 
 
 def _valid_edges(edges: pl.DataFrame, as_of: datetime | None) -> pl.DataFrame:

@@ -122,8 +122,10 @@ def test_funding_lineage(matrix):
     assert a["funding_similarity"] == pytest.approx(0.75 * 2 / 4)  # {A,F,EX} vs {B,F,EX}
     assert row(matrix, "C", P1)["same_controller_rate"] == 0.0
     assert row(matrix, "A", P2)["same_controller_rate"] is None  # only a pool counterparty
-    hub = build_feature_matrix(TRADES, OPERATIONS, ACCOUNTS, as_of=AS_OF, config=FeatureConfig(hub_fanout=1))
-    assert row(hub, "A", P1)["funding_similarity"] == pytest.approx(0.75 * 1 / 3)  # F is a hub now
+    # a hub (exchange-like funder) is left out of lineage by engine.graph.funding.ancestors
+    no_f = pl.DataFrame({"account_id": ["A", "B"], "ancestor": ["EX", "EX"], "depth": [2, 2]})
+    hub = build_feature_matrix(TRADES, OPERATIONS, ACCOUNTS, as_of=AS_OF, ancestors=no_f)
+    assert row(hub, "A", P1)["funding_similarity"] == pytest.approx(0.75 * 1 / 3)
 
 
 def test_given_ancestors_and_ring_members_are_used():

@@ -1,0 +1,385 @@
+"""Engine-side helpers of the workbench pages (no streamlit here).
+
+- `graph_layout`: node positions computed server-side (igraph Fruchterman-Reingold
+  from seeded initial positions), so the browser never runs physics.
+- `ring_graph_html`: a pyvis page (vis.js inlined, physics off, fixed positions)
+  whose every text field is HTML-escaped: pyvis shows node titles with
+  `innerHTML`, and its JSON sits inside a <script> element.
+- `market_deck`: a pydeck deck (scatter + line layers, orthographic view, no map
+  tiles) of the whole market over a server-side layout.
+- `IngestJob` / `JOBS`: an ingest request run in a background thread, with progress
+  (records, units/s, ETA) the page polls.
+- `annotation_row`: an analyst label with its HMAC, as `Store.append_annotations` takes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import logging
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import polars as pl
+
+from engine.progress import Rate
+from storage.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+LABELS = ("wash", "legit", "unsure")
+EDGE_COLOURS = {"trade": "#4e79a7", "funding": "#f28e2b"}
+
+
+# -- colours and layout ----------------------------------------------------------------------
+
+
+def risk_colour(score: float | None) -> str:
+    """Hex colour of a risk score: grey (unscored), green < 40, amber < 70, red >= 70."""
+    if score is None or (isinstance(score, float) and np.isnan(score)):
+        return "#9e9e9e"
+    return "#2e7d32" if score < 40 else "#f9a825" if score < 70 else "#c62828"
+
+
+def risk_rgb(scores: np.ndarray) -> np.ndarray:
+    """(n, 4) uint8 RGBA colours for scores (NaN = unscored grey)."""
+    s = np.asarray(scores, dtype=np.float64)
+    out = np.tile(np.array([158, 158, 158, 140], dtype=np.uint8), (len(s), 1))
+    out[s < 40] = (46, 125, 50, 200)
+    out[(s >= 40) & (s < 70)] = (249, 168, 37, 220)
+    out[s >= 70] = (198, 40, 40, 240)
+    return out
+
+
+def graph_layout(
+    nodes: list[str], edges: pl.DataFrame, *, seed: int = 42, source: str = "source", target: str = "target",
+    weight: str | None = None, iterations: int = 300, scale: float = 1000.0,
+) -> pl.DataFrame:
+    """Positions of `nodes` for the edges (unknown endpoints ignored), deterministic for a seed.
+
+    Shapes: -> [account_id: str, x: f64, y: f64], in the order of `nodes`, within [-scale, scale].
+    """
+    import igraph
+
+    n = len(nodes)
+    if n == 0:
+        return pl.DataFrame(schema={"account_id": pl.String, "x": pl.Float64, "y": pl.Float64})
+    index = pl.DataFrame({"account_id": nodes}).with_row_index("i")
+    e = edges.join(index.rename({"account_id": source, "i": "a"}), on=source).join(
+        index.rename({"account_id": target, "i": "b"}), on=target
+    ).filter(pl.col("a") != pl.col("b"))
+    g = igraph.Graph(n=n, edges=list(zip(e.get_column("a").to_list(), e.get_column("b").to_list(), strict=True)))
+    start = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n, 2)).tolist()
+    weights = e.get_column(weight).cast(pl.Float64).log1p().to_list() if weight and g.ecount() else None
+    igraph.set_random_number_generator(random.Random(seed))
+    try:
+        xy = np.array(g.layout_fruchterman_reingold(seed=start, weights=weights, niter=iterations,
+                                                    grid="auto" if n > 1000 else "nogrid").coords)
+    finally:
+        igraph.set_random_number_generator(random)
+    xy = xy - xy.mean(axis=0)
+    span = float(np.abs(xy).max()) or 1.0
+    xy = xy / span * scale
+    return pl.DataFrame({"account_id": nodes, "x": xy[:, 0], "y": xy[:, 1]})
+
+
+# -- pyvis ring graph ---------------------------------------------------------------------------
+
+
+def wallet_link(wallet: str, *, base: str = "./wallet") -> str:
+    """URL of the Wallet page for `wallet` (query parameter, URL-encoded)."""
+    return f"{base}?{urlencode({'wallet': wallet})}"
+
+
+def _short(account: str) -> str:
+    return account if len(account) <= 12 else f"{account[:5]}…{account[-4:]}"
+
+
+def ring_graph_html(
+    nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame, *, link_base: str = "./wallet", height: int = 560
+) -> str:
+    """Self-contained HTML (vis.js inlined) of a ring neighbourhood; clicking a node opens its Wallet page.
+
+    nodes: [account_id, ring_id, max_score]; edges: [source, target, kind, n, volume];
+    positions: [account_id, x, y]. Every string placed in the page is HTML-escaped.
+    """
+    from pyvis.network import Network
+
+    net = Network(height=f"{height}px", width="100%", directed=True, cdn_resources="in_line")
+    net.toggle_physics(False)
+    links = {}
+    for row in nodes.join(positions, on="account_id", how="left").iter_rows(named=True):
+        node_id = html.escape(row["account_id"])
+        score = row["max_score"]
+        title = (f"{html.escape(row['account_id'])}\nrisk: {'–' if score is None else int(score)}\n"
+                 f"ring: {html.escape(row['ring_id'] or '–')}")
+        net.add_node(node_id, label=html.escape(_short(row["account_id"])), title=title, x=float(row["x"] or 0),
+                     y=float(row["y"] or 0), color=risk_colour(score), physics=False,
+                     shape="diamond" if row["ring_id"] else "dot", size=14 if row["ring_id"] else 9)
+        links[node_id] = wallet_link(row["account_id"], base=link_base)
+    known = set(links)
+    for row in edges.iter_rows(named=True):
+        a, b = html.escape(row["source"]), html.escape(row["target"])
+        if a in known and b in known:
+            title = html.escape(f"{row['kind']}: {int(row['n'])} (volume {int(row['volume'] or 0):,} stroops)")
+            net.add_edge(a, b, title=title, color=EDGE_COLOURS.get(row["kind"], "#999999"),
+                         width=1 + min(6.0, float(np.log1p(row["n"]))), dashes=row["kind"] == "funding")
+    page = net.generate_html(notebook=False)
+    return page.replace("</body>", _click_script(links) + "\n</body>", 1)
+
+
+def _click_script(links: dict[str, str]) -> str:
+    """JS: a node click opens its Wallet page in the app's window (falls back to a new tab)."""
+    data = json.dumps(links).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return (
+        "<script>(function(){var links=" + data + ";"
+        "network.on('click',function(p){if(!p.nodes.length){return;}var url=links[p.nodes[0]];if(!url){return;}"
+        "try{var d=window.parent.document;var a=d.createElement('a');a.href=url;a.target='_self';"
+        "d.body.appendChild(a);a.click();}catch(e){window.open(url,'_blank');}});})();</script>"
+    )
+
+
+# -- pydeck market view --------------------------------------------------------------------------
+
+
+def market_deck(nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame):
+    """deck.gl view of the market: wallets coloured by risk (rings larger), co-trade edges as lines.
+
+    nodes: [account_id, ring_id, max_score]; edges: [account_a, account_b, n_trades]; positions: [account_id, x, y].
+    Returns a `pydeck.Deck` (orthographic view, no map tiles). Hover shows the wallet, score and ring.
+    """
+    import pydeck as pdk
+
+    pts = nodes.join(positions, on="account_id", how="inner")
+    rgba = risk_rgb(pts.get_column("max_score").cast(pl.Float64).fill_null(np.nan).to_numpy())
+    pts = pts.with_columns(
+        colour=pl.Series(rgba.tolist()),
+        radius=pl.when(pl.col("ring_id").is_not_null()).then(9.0).otherwise(4.0),
+        ring=pl.col("ring_id").fill_null("–"),
+        risk=pl.col("max_score").cast(pl.String).fill_null("–"),
+    )
+    xy = positions.select("account_id", "x", "y")
+    lines = edges.join(xy.rename({"account_id": "account_a", "x": "x0", "y": "y0"}), on="account_a").join(
+        xy.rename({"account_id": "account_b", "x": "x1", "y": "y1"}), on="account_b"
+    ).select(src=pl.concat_list("x0", "y0"), dst=pl.concat_list("x1", "y1"), n_trades="n_trades")
+    layers = [
+        pdk.Layer("LineLayer", data=lines.to_dicts(), get_source_position="src", get_target_position="dst",
+                  get_color=[120, 120, 120, 60], get_width=1, pickable=False),
+        pdk.Layer("ScatterplotLayer", id="wallets", data=pts.select("account_id", "ring", "risk", "x", "y", "colour",
+                  "radius").to_dicts(), get_position=["x", "y"], get_fill_color="colour", get_radius="radius",
+                  radius_units="pixels", pickable=True, auto_highlight=True),
+    ]
+    view = pdk.View(type="OrthographicView", controller=True)
+    state = pdk.ViewState(target=[0, 0, 0], zoom=-1.2, min_zoom=-4, max_zoom=6)
+    # pydeck inserts tooltip fields as text via {field}; values are escaped again to be safe
+    tooltip = {"text": "{account_id}\nrisk {risk}\nring {ring}"}
+    return pdk.Deck(layers=layers, views=[view], initial_view_state=state, map_style=None, tooltip=tooltip)
+
+
+# -- background ingest jobs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a page shows about a job: state, counts, rate and ETA."""
+
+    job_id: str
+    label: str
+    state: str  # running | done | failed
+    done: int = 0
+    total: int | None = None
+    records: int = 0
+    unit: str = "ledgers"
+    rate: float = 0.0  # units per second
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
+    message: str = ""  # summary when done, the error when failed
+    incident: str | None = None  # set when the failure was unexpected (see the log)
+
+    @property
+    def fraction(self) -> float:
+        if not self.total:
+            return 1.0 if self.state != "running" else 0.0
+        return min(1.0, self.done / self.total)
+
+
+class IngestJob:
+    """Runs `work(progress)` on a daemon thread; `status()` is safe to call from any thread."""
+
+    def __init__(self, label: str, work: Callable[..., str]):
+        self.job_id = secrets.token_hex(4)
+        self._work, self._lock, self._rate = work, threading.Lock(), Rate()
+        self._status = JobStatus(self.job_id, label, "running")
+        self._thread = threading.Thread(target=self._run, name=f"ingest-{self.job_id}", daemon=True)
+
+    def start(self) -> IngestJob:
+        self._rate = Rate()
+        self._thread.start()
+        return self
+
+    def _progress(self, *, done: int, total: int | None, records: int, unit: str = "ledgers") -> None:
+        elapsed = time.monotonic() - self._rate.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if total and rate > 0 and done < total else None
+        with self._lock:
+            self._status = replace(self._status, done=done, total=total, records=records, unit=unit, rate=rate,
+                                   eta_s=eta, elapsed_s=elapsed)
+
+    def _run(self) -> None:
+        try:
+            message = self._work(self._progress)
+            self._set(state="done", message=message)
+        except UserFacingError as exc:
+            self._set(state="failed", message=str(exc))
+        except Exception:  # noqa: BLE001 - a background thread must report, never die silently
+            incident = secrets.token_hex(6)
+            log.exception("ingest job %s failed (incident %s)", self.job_id, incident)
+            self._set(state="failed", message="unexpected error", incident=incident)
+
+    def _set(self, **changes) -> None:
+        with self._lock:
+            self._status = replace(self._status, elapsed_s=time.monotonic() - self._rate.started, **changes)
+
+    def status(self) -> JobStatus:
+        with self._lock:
+            return self._status
+
+    def join(self, timeout: float | None = None) -> JobStatus:
+        self._thread.join(timeout)
+        return self.status()
+
+
+@dataclass
+class JobBoard:
+    """The process's ingest jobs per store path (threads are process-wide, so is this board)."""
+
+    jobs: dict[str, list[IngestJob]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def submit(self, store_key: str, job: IngestJob) -> IngestJob:
+        with self.lock:
+            if any(j.status().state == "running" for j in self.jobs.get(store_key, [])):
+                raise BusyError("an ingest is already running on this store; wait for it to finish")
+            self.jobs.setdefault(store_key, []).append(job.start())
+        return job
+
+    def of(self, store_key: str) -> list[JobStatus]:
+        with self.lock:
+            return [j.status() for j in reversed(self.jobs.get(store_key, []))]
+
+    def get(self, store_key: str, job_id: str) -> IngestJob | None:
+        with self.lock:
+            return next((j for j in self.jobs.get(store_key, []) if j.job_id == job_id), None)
+
+
+class BusyError(UserFacingError):
+    """A second ingest was asked for while one runs on the same store."""
+
+
+JOBS = JobBoard()  # process-wide: a job started by one session shows on every session's Ingest page
+
+
+def ingest_work(store, request, batches: Callable[[str | None], Iterator]) -> Callable[..., str]:
+    """`work(progress)` for IngestJob running one runner request into `store` (writes are serialised by it)."""
+    from engine.ingest.runner import run_ingest
+
+    def work(progress) -> str:
+        return run_ingest(store, request, batches, progress=progress).describe()
+
+    return work
+
+
+def files_work(store, paths: list[Path], *, batch_size: int) -> Callable[..., str]:
+    """`work(progress)` ingesting files (Horizon / Hubble / canonical exports) into `store`."""
+    from engine.ingest.files import ingest_files
+
+    def work(progress) -> str:
+        return "; ".join(s.describe() for s in ingest_files(store, paths, batch_size=batch_size, progress=progress))
+
+    return work
+
+
+# -- annotations ------------------------------------------------------------------------------------
+
+
+def annotation_key(home: Path) -> bytes:
+    """The local HMAC key for analyst labels (created once under the data directory, mode 0600)."""
+    path = Path(home) / "annotation.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
+def annotation_row(
+    *, wallet: str, pair_id: str | None, label: str, note: str, annotator_id: str, key: bytes, now: datetime
+) -> pl.DataFrame:
+    """One annotation row with its HMAC-SHA256 over wallet|label|annotator_id|annotated_at (ISO)."""
+    if label not in LABELS:
+        raise ValueError(f"label {label!r} is not one of {LABELS}")
+    now = now.astimezone(UTC)
+    mac = hmac.new(key, f"{wallet}|{label}|{annotator_id}|{now.isoformat()}".encode(), hashlib.sha256).hexdigest()
+    return pl.DataFrame(
+        {"wallet": [wallet], "pair_id": [pair_id], "label": [label], "note": [note or None],
+         "annotator_id": [annotator_id], "annotated_at": [now], "label_source": ["analyst"], "hmac": [mac]},
+        schema_overrides={"pair_id": pl.String, "note": pl.String, "annotated_at": pl.Datetime("us", "UTC")},
+    )
+
+
+# -- small display helpers ------------------------------------------------------------------------
+
+
+def benford_expected(counts: pl.DataFrame) -> pl.DataFrame:
+    """First-digit counts with Benford's expected share. Shapes: [digit, n, observed, expected]."""
+    from engine.benford import expected_proportions
+
+    total = max(int(counts.get_column("n").sum()), 1)
+    return counts.with_columns(
+        observed=pl.col("n") / total, expected=pl.Series(expected_proportions("first").tolist())
+    )
+
+
+def units(stroops: int | None) -> float | None:
+    """Stroops as asset units (display only)."""
+    return None if stroops is None else stroops / 10_000_000
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "–"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def plan_request(source: str, params: dict, settings) -> tuple:
+    """(IngestRequest, batches) for a Horizon or data-lake range; `params` as recorded with a run.
+
+    params: start_ledger, end_ledger, and horizon_url + pair (horizon) or source (datalake).
+    """
+    start, end = int(params["start_ledger"]), int(params["end_ledger"])
+    if source == "horizon":
+        from engine.ingest import horizon
+
+        return horizon.plan(start_ledger=start, end_ledger=end, horizon_url=params.get("horizon_url") or
+                            settings.horizon_url, pair=params.get("pair") or None,
+                            http_timeout_s=settings.http_timeout_s, max_retries=settings.http_max_retries)
+    if source == "datalake":
+        from engine.ingest import datalake
+
+        return datalake.plan(start_ledger=start, end_ledger=end, source=params.get("source") or settings.datalake_url,
+                             workers=settings.decode_workers, http_timeout_s=settings.http_timeout_s,
+                             max_retries=settings.http_max_retries)
+    from storage.errors import BadInput
+
+    raise BadInput(f"cannot resume a {source!r} run from the app; re-run the same files to resume them")

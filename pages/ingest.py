@@ -1,0 +1,109 @@
+"""Ingest: start a background ingest (Horizon, data lake, files), watch its progress, browse run history."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import streamlit as st
+
+from engine.workbench import JOBS, IngestJob, files_work, fmt_seconds, ingest_work, plan_request
+from pages import _ui
+
+_ui.frame()
+st.title("Ingest")
+settings = _ui.settings()
+store = _ui.store()
+key = _ui.db_key()
+first, last = _ui.sq("ledger_span")
+counts = _ui.sq("counts")
+st.caption(f"Store holds {counts['trades']:,} trades, {counts['operations']:,} operations, "
+           f"{counts['accounts']:,} accounts; ledgers {first or '–'}–{last or '–'}.")
+
+
+def start(label: str, work) -> None:
+    job = JOBS.submit(key, IngestJob(label, work))
+    st.session_state.ingest_job = job.job_id
+    st.toast(f"Started: {_ui.esc(label)}")
+
+
+source = st.radio("Source", ["Horizon", "Data lake", "Files", "Demo market"], horizontal=True, key="ingest_source")
+if source in ("Horizon", "Data lake"):
+    with st.form("ingest_range"):
+        if source == "Horizon":
+            url = st.text_input("Horizon URL", value=settings.horizon_url, key="ingest_url")
+        else:
+            url = st.text_input("Data lake (folder or https:// prefix)", value=settings.datalake_url, key="ingest_lake")
+        c1, c2 = st.columns(2)
+        start_ledger = c1.number_input("Start ledger", min_value=1, value=int(last or 1), step=1, key="ingest_start")
+        end_ledger = c2.number_input("End ledger", min_value=1, value=int(last or 1) + 100, step=1, key="ingest_end")
+        pair = st.text_input("Pair (optional, BASE/COUNTER)", key="ingest_pair") if source == "Horizon" else ""
+        if st.form_submit_button("Start ingest"):
+            kind = "horizon" if source == "Horizon" else "datalake"
+            params = {"start_ledger": start_ledger, "end_ledger": end_ledger, "pair": pair.strip() or None,
+                      "horizon_url" if kind == "horizon" else "source": url.strip()}
+            request, batches = plan_request(kind, params, settings)
+            start(f"{kind} ledgers {start_ledger}-{end_ledger}", ingest_work(store, request, batches))
+elif source == "Files":
+    uploads = st.file_uploader("Horizon JSON Lines / pages, Hubble exports (JSONL, CSV, Parquet), LedgerLens exports",
+                               accept_multiple_files=True, key="ingest_files")
+    if uploads and st.button("Ingest files", key="ingest_files_go"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="upload-", dir=settings.home))
+        paths = []
+        for up in uploads:
+            path = folder / Path(up.name).name  # the browser's file name, never a path
+            path.write_bytes(up.getvalue())
+            paths.append(path)
+        start(f"{len(paths)} file(s)", files_work(store, paths, batch_size=settings.batch_size))
+else:
+    st.info("The demo market (a simulated market with injected, labelled rings) is built by "
+            "`python -m engine demo --db PATH` (`make run` does it on an empty store).")
+
+
+@st.fragment(run_every=1.0)
+def progress_panel() -> None:
+    with _ui.guard():
+        jobs = JOBS.of(key)
+        if not jobs:
+            st.caption("No ingest started from this app since it started.")
+            return
+        job = jobs[0]
+        if job.state == "running":
+            st.progress(job.fraction, text=f"{_ui.esc(job.label)}: {job.records:,} records · {job.done:,}"
+                        f"{'/' + format(job.total, ',') if job.total else ''} {job.unit} · {job.rate:,.1f} {job.unit}/s "
+                        f"· ETA {fmt_seconds(job.eta_s)}")
+        elif job.state == "done":
+            st.success(f"{_ui.esc(job.label)}: done in {fmt_seconds(job.elapsed_s)} — {_ui.esc(job.message)}")
+            if st.session_state.get("ingest_seen") != job.job_id:
+                st.session_state.ingest_seen = job.job_id
+                _ui.clear_caches()
+                st.rerun(scope="app")
+        else:
+            incident = f" (incident {job.incident})" if job.incident else ""
+            st.error(f"{_ui.esc(job.label)}: failed{incident} — {_ui.esc(job.message)}. Resume it from the run history below.")
+
+
+progress_panel()
+
+st.subheader("Run history")
+runs = _ui.sq("runs", limit=50)
+if runs.height == 0:
+    st.caption("No runs yet.")
+    st.stop()
+st.dataframe(runs.select("run_id", "source", "status", "started_at", "finished_at", "n_trades", "n_operations",
+                         "n_quarantined", "n_ledgers", "error", "params"), hide_index=True, key="runs_table")
+run_id = st.selectbox("Run", runs.get_column("run_id").to_list(), key="run_pick")
+run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
+bad = _ui.sq("quarantined", run_id=run_id, limit=1000)
+st.markdown(f"**Quarantined records of run {run_id}: {run['n_quarantined']:,}**")
+if bad.height:
+    st.dataframe(bad.select("location", "record_id", "reason", "raw"), hide_index=True, key="quarantine_table")
+if run["status"] in ("failed", "interrupted", "running") and run["source"] in ("horizon", "datalake"):
+    if st.button(f"Resume run {run_id}", key="resume_run"):
+        params = json.loads(run["params"])
+        request, batches = plan_request(run["source"], params, settings)
+        start(f"resume {run['source']} ledgers {params['start_ledger']}-{params['end_ledger']}",
+              ingest_work(store, request, batches))

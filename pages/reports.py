@@ -1,0 +1,39 @@
+"""Reports: generated forensic reports, download, and verification of a report's fingerprint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from pages import _ui
+
+_ui.frame()
+st.title("Reports")
+reports = _ui.sq("reports")
+st.caption(f"{reports.height} report(s) generated")
+if reports.height == 0:
+    st.info("No report yet: open a scored wallet on the **Wallet** page and press *Generate report*.")
+else:
+    st.dataframe(reports, hide_index=True, key="reports_table")
+    pick = st.selectbox("Report", reports.get_column("fingerprint").to_list(), key="report_pick")
+    row = reports.filter(reports["fingerprint"] == pick).row(0, named=True)
+    path = Path(row["path"])
+    if path.exists():
+        st.download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name, key="report_download")
+    else:
+        st.warning(f"The file {path} is gone; generate the report again.")
+
+st.subheader("Verify a report")
+verify = _ui.optional("reports", "verify_report")
+upload = st.file_uploader("A LedgerLens report (PDF or JSON)", key="verify_upload")
+if upload is not None:
+    if verify is None:
+        st.warning("Verification is not available yet (the reports package has no `verify_report`).")
+    else:
+        result = verify[0](upload.getvalue())
+        known = result.fingerprint in set(reports.get_column("fingerprint").to_list()) if reports.height else False
+        if result.ok:
+            st.success(f"Intact: fingerprint {result.fingerprint}" + (" (generated here)" if known else ""))
+        else:
+            st.error("Not intact: " + "; ".join(result.problems))

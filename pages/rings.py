@@ -1,0 +1,77 @@
+"""Rings: detected rings, an interactive ring graph (pyvis) and the whole-market view (pydeck)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine.workbench import market_deck
+from pages import _ui
+
+st.title("Rings")
+f = _ui.frame()
+rings = _ui.q("rings")
+if _ui.sq("counts")["trades"] == 0:
+    _ui.empty_store_hint()
+    st.stop()
+if rings is None:
+    _ui.not_computed("Rings", "python -m engine rings")
+    st.stop()
+st.caption(f"{rings.height:,} rings detected")
+if rings.height == 0:
+    st.info("No ring passed the evidence rules on this data.")
+    st.stop()
+
+st.dataframe(rings, hide_index=True, key="ring_table")
+ids = rings.get_column("ring_id").to_list()
+wanted = st.query_params.get("ring")
+if "ring_pick" not in st.session_state or (wanted in ids and wanted != st.session_state.ring_pick):
+    st.session_state.ring_pick = wanted if wanted in ids else ids[0]
+ring_id = st.selectbox("Ring", ids, key="ring_pick")
+st.query_params["ring"] = ring_id
+
+tab_graph, tab_market = st.tabs(["Ring graph", "Whole market"])
+
+
+@st.fragment
+def ring_view(ring_id: str) -> None:
+    with _ui.guard():
+        members = _ui.q("ring_members", ring_id=ring_id)
+        c1, c2 = st.columns([3, 1])
+        expand = c1.multiselect("Expand neighbours of", members.get_column("account_id").to_list(),
+                                key=f"expand_{ring_id}", format_func=_ui.short)
+        max_nodes = c2.slider("Max nodes", 20, 400, 150, step=10, key="ring_max_nodes")
+        nodes, edges, page = _ui.ring_graph(ring_id, expand=tuple(expand), window_days=f.window_days,
+                                            max_nodes=max_nodes)
+        st.caption(f"{nodes.height} wallets, {edges.filter(edges['kind'] == 'trade').height} trade edges, "
+                   f"{edges.filter(edges['kind'] == 'funding').height} funding edges "
+                   f"(red ≥ 70, amber ≥ 40; diamonds are ring members; dashed: funding). Click a node to open it.")
+        st.iframe(page, height=580)  # our own page: every ledger string in it is escaped
+
+
+with tab_graph:
+    ring_view(ring_id)
+    # outside the fragment: switching page is a whole-app rerun
+    members = _ui.q("ring_members", ring_id=ring_id)
+    st.markdown("**Members**")
+    event = st.dataframe(members, hide_index=True, key=f"members_{ring_id}", on_select="rerun",
+                         selection_mode="single-row")
+    pick = st.selectbox("Open wallet", members.get_column("account_id").to_list(), key="ring_open_pick")
+    if st.button("Open wallet page", key="ring_open"):
+        st.switch_page(_ui.PAGES["wallet"], query_params={"wallet": pick})
+    if event.selection.rows:
+        st.switch_page(_ui.PAGES["wallet"],
+                       query_params={"wallet": members.row(event.selection.rows[0], named=True)["account_id"]})
+
+with tab_market:
+    if not st.toggle("Show the whole-market view", key="market_on", help="lays out up to 50,000 edges server-side"):
+        st.stop()
+    max_edges = st.select_slider("Edges shown", [1_000, 5_000, 20_000, 50_000], value=5_000, key="market_edges")
+    nodes, edges, pos = _ui.market(window_days=f.window_days, max_edges=max_edges)
+    st.caption(f"{nodes.height:,} wallets, {edges.height:,} co-trade edges (flagged and ring wallets first). "
+               "Scroll to zoom; click a ring wallet to open its ring.")
+    state = st.pydeck_chart(market_deck(nodes, edges, pos), on_select="rerun", selection_mode="single-object",
+                            key="market_deck", height=600)
+    picked = (state.selection.objects or {}).get("wallets", []) if state is not None else []
+    if picked and picked[0].get("ring") not in (None, "–") and picked[0]["ring"] != ring_id:
+        st.query_params["ring"] = picked[0]["ring"]
+        st.rerun()

@@ -1,0 +1,127 @@
+"""Wallet: score, flags, history, SHAP, Benford, trades, counterparties, funding lineage, rings, label, report."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from engine.workbench import LABELS, benford_expected
+from pages import _ui
+
+_ui.frame()
+st.title("Wallet")
+wallet = st.query_params.get("wallet", "")
+typed = st.text_input("Wallet (G…)", value=wallet, key="wallet_input").strip()
+if typed != wallet:
+    st.query_params["wallet"] = typed
+    wallet = typed
+if not wallet:
+    st.info("Enter a wallet address, or open one from Overview (top flagged) or Rings.")
+    st.stop()
+
+scores = _ui.q("wallet_scores", wallet=wallet)
+n_trades = _ui.q("trade_timeline", wallet=wallet)
+if scores.height == 0 and n_trades.height == 0:
+    st.warning(f"No trades or scores for {_ui.esc(wallet)}. Check the address, or ingest the ledgers it traded in.")
+    st.stop()
+
+st.subheader(_ui.esc(wallet))
+if scores.height == 0:
+    _ui.not_computed("Risk scores for this wallet", "python -m engine score")
+    pair_id = None
+else:
+    pairs = scores.get_column("pair_id").to_list()
+    pair_id = st.selectbox("Pair", pairs, key="wallet_pair")
+    top = scores.filter(pl.col("pair_id") == pair_id).row(0, named=True)
+    m = st.columns(5)
+    m[0].metric("Risk score", top["score"])
+    m[1].metric("Confidence", top["confidence"])
+    m[2].metric("Benford flag", "yes" if top["benford_flag"] else "no")
+    m[3].metric("ML flag", "yes" if top["ml_flag"] else "no")
+    m[4].metric("Ring", top["ring_id"] or "–")
+    st.caption(f"model {top['model_version']}; BFT divergence: {'yes' if top['bft_divergence'] else 'no'}")
+    st.dataframe(scores, hide_index=True, key="wallet_scores")
+
+tabs = st.tabs(["Score history", "Explanation", "Benford", "Trades", "Counterparties", "Funding lineage", "Rings"])
+with tabs[0]:
+    history = _ui.sq("score_history", wallet=wallet)
+    if history.height:
+        st.line_chart(history.select("scored_at", "score", "pair_id"), x="scored_at", y="score", color="pair_id")
+    else:
+        st.caption("no score history")
+with tabs[1]:
+    explain = _ui.optional("engine.explain", "wallet_explanation")
+    if explain is None or pair_id is None:
+        _ui.not_computed("SHAP explanation", "python -m engine train && python -m engine score")
+    else:
+        base, contrib = explain[0](_ui.store(), wallet=wallet, pair_id=pair_id)
+        contrib = contrib.sort(pl.col("shap").abs(), descending=True).head(15)
+        fig = go.Figure(go.Waterfall(orientation="h", y=contrib["feature"].to_list(), x=contrib["shap"].to_list(),
+                                     base=base))
+        st.plotly_chart(fig, key="shap_waterfall")
+with tabs[2]:
+    windows = _ui.sq("load_derived", name="benford", where={"scope": "wallet", "wallet": wallet, "test": "first"})
+    if windows is None:
+        _ui.not_computed("Benford tests per window", "python -m engine features")
+    else:
+        st.dataframe(windows.select("window", "n", "mad", "expected_mad", "excess_mad", "p_value", "verdict"),
+                     hide_index=True, key="wallet_benford")
+    digits = benford_expected(_ui.q("first_digit_counts", wallet=wallet, pair_id=pair_id))
+    n = int(digits.get_column("n").sum())
+    fig = go.Figure([go.Bar(x=digits["digit"].to_list(), y=digits["observed"].to_list(), name=f"observed (n={n})"),
+                     go.Scatter(x=digits["digit"].to_list(), y=digits["expected"].to_list(), name="Benford expected")])
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(fig, key="wallet_benford_chart")
+    st.caption(f"first digit of this wallet's base amounts, all time: n = {n}")
+with tabs[3]:
+    st.bar_chart(n_trades, x="day", y=["n_sells", "n_buys"], height=260)
+    st.dataframe(n_trades, hide_index=True, key="wallet_timeline")
+with tabs[4]:
+    st.dataframe(_ui.q("counterparties", wallet=wallet, limit=100), hide_index=True, key="wallet_counterparties")
+with tabs[5]:
+    ancestors, siblings = _ui.q("funding_lineage", wallet=wallet)
+    st.markdown("**Ancestors** (who created whom)")
+    st.dataframe(ancestors, hide_index=True, key="wallet_ancestors")
+    st.markdown(f"**Siblings** (same funder): {siblings.height}")
+    st.dataframe(siblings, hide_index=True, key="wallet_siblings")
+with tabs[6]:
+    member_of = _ui.q("wallet_rings", wallet=wallet)
+    st.dataframe(member_of, hide_index=True, key="wallet_rings")
+    for ring in member_of.get_column("ring_id").to_list():
+        st.page_link(_ui.PAGES["rings"], label=f"Open {ring}", query_params={"ring": ring})
+
+st.divider()
+left, right = st.columns(2)
+with left, st.form("label_form", clear_on_submit=True):
+    st.markdown("**Label this wallet**")
+    label = st.radio("Label", LABELS, horizontal=True, key="label_choice")
+    note = st.text_input("Note", key="label_note")
+    annotator = st.text_input("Annotator", value="analyst", key="label_annotator")
+    if st.form_submit_button("Save label"):
+        _ui.label_wallet(wallet=wallet, pair_id=pair_id, label=label, note=note, annotator=annotator)
+        st.success(f"Labelled {label}.")
+    history = _ui.sq("annotations", wallet=wallet)
+    st.caption(f"{history.height} label(s) on record")
+    if history.height:
+        st.dataframe(history.select("annotated_at", "pair_id", "label", "note", "annotator_id"), hide_index=True,
+                     key="wallet_labels")
+with right:
+    st.markdown("**Forensic report**")
+    generate = _ui.optional("reports", "generate_report")
+    if generate is None:
+        st.caption("Report generation is not available yet (the reports package has no `generate_report`).")
+    elif pair_id is None:
+        st.caption("Score the wallet first: a report covers one scored (wallet, pair).")
+    elif st.button("Generate report", key="generate_report"):
+        made = generate[0](_ui.store(), wallet=wallet, pair_id=pair_id, fmt="pdf", settings=_ui.settings())
+        _ui.clear_caches()
+        st.session_state.report_path = str(made.path)
+        st.success(f"Report {made.fingerprint[:16]}… written to {made.path}")
+    if st.session_state.get("report_path"):
+        from pathlib import Path
+
+        path = Path(st.session_state.report_path)
+        if path.exists():
+            st.download_button("Download PDF", path.read_bytes(), file_name=path.name, mime="application/pdf",
+                               key="download_report")
