@@ -25,13 +25,12 @@ else:
         st.warning(f"The file {path} is gone; generate the report again.")
 
 st.subheader("Verify a report")
-verify = _ui.optional("reports", "verify_report")
-upload = st.file_uploader("A LedgerLens report (PDF or JSON)", key="verify_upload")
+upload = st.file_uploader("A LedgerLens report (PDF, JSON or Markdown)", key="verify_upload")
 if upload is not None:
-    if verify is None:
-        st.warning("Verification is not available yet (the reports package has no `verify_report`).")
-    else:
-        result = verify[0](upload.getvalue())
+    from reports import verify_report
+
+    with _ui.guard():
+        result = verify_report(upload.getvalue())
         known = result.fingerprint in set(reports.get_column("fingerprint").to_list()) if reports.height else False
         if result.ok:
             st.success(f"Intact: fingerprint {result.fingerprint}" + (" (generated here)" if known else ""))

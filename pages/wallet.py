@@ -108,13 +108,12 @@ with left, st.form("label_form", clear_on_submit=True):
                      key="wallet_labels")
 with right:
     st.markdown("**Forensic report**")
-    generate = _ui.optional("reports", "generate_report")
-    if generate is None:
-        st.caption("Report generation is not available yet (the reports package has no `generate_report`).")
-    elif pair_id is None:
+    if pair_id is None:
         st.caption("Score the wallet first: a report covers one scored (wallet, pair).")
     elif st.button("Generate report", key="generate_report"):
-        made = generate[0](_ui.store(), wallet=wallet, pair_id=pair_id, fmt="pdf", settings=_ui.settings())
+        from reports import generate_report
+
+        made = generate_report(_ui.store(), wallet=wallet, pair_id=pair_id, fmt="pdf", settings=_ui.settings())
         _ui.clear_caches()
         st.session_state.report_path = str(made.path)
         st.success(f"Report {made.fingerprint[:16]}… written to {made.path}")

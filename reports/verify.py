@@ -28,7 +28,7 @@ from storage.errors import BadInput, NotFound
 
 @dataclass(frozen=True)
 class Verification:
-    path: Path
+    path: Path | None
     fmt: str
     fingerprint: str | None
     problems: tuple[str, ...]
@@ -61,16 +61,24 @@ def verify_report_file(path: Path, *, store=None, settings=None) -> Verification
     if not path.is_file():
         raise NotFound(f"{path}: no such report file")
     data = path.read_bytes()
+    side = output.sidecar(path)
+    sidecar = side.read_text() if side.exists() else None
+    return verify_report(data, path=path, sidecar=sidecar, store=store, settings=settings)
+
+
+def verify_report(
+    data: bytes, *, path: Path | None = None, sidecar: str | None = None, store=None, settings=None
+) -> Verification:
+    """Checks 1-5 on a report's bytes (e.g. an upload); `sidecar` is the .sha256 text if any."""
     fmt = detect_format(data)
     published, problems = parse_published(envelope_of(data, fmt))
     checks = ["canonical JSON envelope and fingerprint"] if not problems else []
     if fmt != "json":
         _check_rendering(published, data, fmt, problems, checks)
-    side = output.sidecar(path)
-    if side.exists():
-        recorded = side.read_text().split()[0] if side.read_text().strip() else ""
-        (checks if recorded == sha256_hex(data) else problems).append(
-            f"sidecar {side.name}: file SHA-256 {'matches' if recorded == sha256_hex(data) else 'DIFFERS'}")
+    if sidecar is not None:
+        recorded = sidecar.split()[0] if sidecar.strip() else ""
+        same = recorded == sha256_hex(data)
+        (checks if same else problems).append(f"sidecar: file SHA-256 {'matches' if same else 'DIFFERS'}")
     if published.anchor is not None:
         anchor_problems = check_anchor(published.anchor, published.fingerprint)
         problems += anchor_problems

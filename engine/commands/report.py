@@ -61,24 +61,21 @@ def _requests(args) -> list[tuple[str, str]]:
 
 
 def _report(args, settings) -> int:
-    from reports.anchor import anchor_from_settings
-    from reports.assemble import assemble_report
-    from reports.output import default_path, write_report
+    from reports import generate_report
 
     requests = _requests(args)
     as_of = args.as_of or datetime.now(UTC).replace(microsecond=0)
     started = time.monotonic()
     with open_store(settings) as store:
         for wallet, pair in requests:
-            report = assemble_report(store, wallet=wallet, pair_id=pair, as_of=as_of, settings=settings)
-            anchor = anchor_from_settings(report.fingerprint, settings, key_path=args.anchor_key) if args.anchor else None
-            path = default_path(settings, wallet=report.wallet, fingerprint=report.fingerprint, fmt=args.format)
-            if args.out is not None:
-                path = args.out / path.name if args.input is not None else args.out
-            write_report(report.published(anchor=anchor), fmt=args.format, path=path)
-            store.record_report(fingerprint=report.fingerprint, wallet=report.wallet, pair_id=report.pair_id,
-                                fmt=args.format, path=str(path), model_version=report.content["header"]["model"]["version"])
-            print(f"{report.fingerprint}  {path}" + (f"  anchor tx {anchor['tx_hash']}" if anchor else ""))
+            bulk = args.input is not None
+            made = generate_report(
+                store, wallet=wallet, pair_id=pair, fmt=args.format, settings=settings, as_of=as_of,
+                out=None if bulk else args.out, out_dir=args.out if bulk else None,
+                anchor=args.anchor, anchor_key=args.anchor_key,
+            )  # fmt: skip
+            anchor = made.anchor
+            print(f"{made.fingerprint}  {made.path}" + (f"  anchor tx {anchor['tx_hash']}" if anchor else ""))
     print(f"{len(requests)} report(s) in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
 

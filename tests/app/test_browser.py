@@ -156,8 +156,6 @@ def _analyst_flow(page, app_url, replay):
     page.get_by_text("1 label(s) on record").wait_for()
     _shot(page, "06-wallet-labelled")
 
-    if page.get_by_text("Report generation is not available yet").count():
-        pytest.skip("reports.generate_report is not merged yet: PDF generation/verification steps not run")
     page.get_by_role("button", name="Generate report").click()
     with page.expect_download() as dl:
         page.get_by_role("button", name="Download PDF").click()
