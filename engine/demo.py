@@ -7,21 +7,19 @@ then the analysis steps run so every page has something to show.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.graph.rings import RingOptions
 from engine.ingest import horizon
 from engine.ingest.replay import ReplayServer
 from engine.ingest.runner import IngestSummary, run_ingest
+from engine.pipeline import compute_features, compute_rings
 from engine.progress import Progress, no_progress
 from engine.synthetic import MarketSummary, generate_market
 from storage.store import Store
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,15 +29,6 @@ class DemoSummary:
     ingest: IngestSummary
     steps: tuple[str, ...]  # analysis steps that ran, in order
     seconds: float
-
-
-# Analysis steps after ingestion, each `step(store, market_dir, seed) -> None`.
-# They are looked up lazily so the demo works while a step's module is optional.
-ANALYSIS_STEPS: tuple[tuple[str, str], ...] = (
-    ("features", "engine.pipeline:compute_features"),
-    ("rings", "engine.pipeline:compute_rings"),
-    ("scores", "engine.pipeline:compute_scores"),
-)
 
 
 def build_demo_store(
@@ -74,26 +63,7 @@ def ingest_market(store: Store, market: MarketSummary, *, progress: Progress = n
 
 
 def run_analysis(store: Store, market_dir: Path, *, seed: int) -> tuple[str, ...]:
-    """Run every available analysis step; returns the names of those that ran."""
-    ran = []
-    for name, target in ANALYSIS_STEPS:
-        step = _resolve(target)
-        if step is None:
-            log.warning("demo: step %s is not available yet (%s)", name, target)
-            continue
-        step(store, market_dir=market_dir, seed=seed)
-        ran.append(name)
-    return tuple(ran)
-
-
-def _resolve(target: str) -> Callable | None:
-    import importlib
-
-    module_name, attr = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return None
-    return getattr(module, attr, None)
+    """Rings, then features (which use ring membership); returns the steps run."""
+    compute_rings(store, options=RingOptions(seed=seed))
+    compute_features(store)
+    return ("rings", "features")

@@ -19,11 +19,9 @@ def register(sub, common) -> None:
     p.set_defaults(handler=_features)
 
 
-def _as_of(text: str | None, trades) -> datetime:
+def _as_of(text: str | None) -> datetime | None:
     if text is None:
-        if trades.height == 0:
-            raise BadInput("the store holds no trades; ingest some first (python -m engine ingest ...)")
-        return trades["closed_at"].max()
+        return None
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -32,22 +30,13 @@ def _as_of(text: str | None, trades) -> datetime:
 
 
 def _features(args, settings) -> int:
-    from engine.features import build_benford_table, build_feature_matrix
+    from engine.pipeline import compute_features
 
     with open_store(settings) as store:
-        trades = store.trades()
-        as_of = _as_of(args.as_of, trades)
-        operations, accounts = store.operations(), store.accounts()
-        ring_members = store.load_derived("ring_members")
-        if ring_members is not None and not {"account_id", "ring_id"} <= set(ring_members.columns):
-            ring_members = None
-        matrix = build_feature_matrix(trades, operations, accounts, as_of=as_of, ring_members=ring_members)
-        table = build_benford_table(trades, as_of=as_of)
-        store.save_derived("features", matrix)
-        store.save_derived("benford", table)
-    flagged = table.filter(table["flag"].fill_null(False)).height
+        run = compute_features(store, as_of=_as_of(args.as_of))
+    flagged = run.benford.filter(run.benford["flag"].fill_null(False)).height
     print(
-        f"features as of {as_of:%Y-%m-%d %H:%M:%S} UTC: {matrix.height:,} (wallet, pair) rows x "
-        f"{matrix.width - 3} columns; Benford: {table.height:,} tests, {flagged:,} nonconforming"
+        f"features as of {run.as_of:%Y-%m-%d %H:%M:%S} UTC: {run.matrix.height:,} (wallet, pair) rows x "
+        f"{run.matrix.width - 3} columns; Benford: {run.benford.height:,} tests, {flagged:,} nonconforming"
     )
     return 0

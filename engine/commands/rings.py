@@ -1,7 +1,7 @@
 """`rings`: closed loops, funding lineage and manipulation rings from the stored trades.
 
-Reads all stored trades and funding edges, runs engine.graph.detect_rings and
-replaces the derived tables `rings`, `ring_members` and `closed_loops`.
+Runs engine.pipeline.compute_rings: all stored trades and funding edges in, the
+derived tables `rings`, `ring_members` and `closed_loops` replaced.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 
 from engine.cli import open_store
-from engine.graph.rings import RingOptions, RingRules, detect_rings
+from engine.graph.rings import RingOptions, RingRules
+from engine.pipeline import compute_rings
 
 
 def register(sub, common) -> None:
@@ -30,14 +31,11 @@ def _rings(args, settings) -> int:
     )
     started = time.monotonic()
     with open_store(settings) as store:
-        trades, funding = store.trades(), store.funding_edges()
-        result = detect_rings(trades, funding, options=options)
-        store.save_derived("closed_loops", result.closed_loops)
-        store.save_derived("rings", result.rings)
-        store.save_derived("ring_members", result.ring_members)
+        counts = store.counts()
+        result = compute_rings(store, options=options)
     n_loop_trades = int(result.closed_loops.get_column("n_trades").sum() or 0)
     print(
-        f"{trades.height:,} trades, {funding.height:,} funding edges -> "
+        f"{counts['trades']:,} trades, {counts['operations']:,} operations -> "
         f"{result.closed_loops.height:,} closed loops ({n_loop_trades:,} trades), "
         f"{result.communities.height:,} communities proposed, {result.rings.height:,} rings "
         f"({result.ring_members.height:,} wallets) in {time.monotonic() - started:.1f}s"
