@@ -29,6 +29,30 @@ class Settings(BaseSettings):
     decode_workers: int = Field(2, description="Processes decoding data-lake ledgers in parallel.")
     seed: int = Field(42, description="Seed for every random step (simulator, models, layouts).")
     risk_score_flag_threshold: int = Field(70, description="Score at or above which a (wallet, pair) is flagged.")
+    model_signing_key: Path | None = Field(
+        None, description="Ed25519 PEM key signing model metadata (default $LEDGERLENS_HOME/keys/model_signing_ed25519.pem, created on first use)."
+    )
+    model_trusted_fingerprints: str = Field(
+        "", description="Comma-separated SHA-256 fingerprints of trusted model-signing public keys; empty trusts the local key."
+    )
+    psi_drift_threshold: float = Field(0.25, description="PSI above which a feature counts as drifted.")
+    label_shift_tolerance: float = Field(
+        0.15, description="Training aborts when the wash-label ratio moved more than this (relative) from the baseline."
+    )
+    privacy_epsilon: float = Field(1.0, description="Differential-privacy epsilon for public explanations.")
+    privacy_delta: float = Field(1e-5, description="Differential-privacy delta for public explanations.")
+    privacy_query_budget: float = Field(3.0, description="Total epsilon one wallet's public explanations may spend.")
+    anchor_secret_key_path: Path | None = Field(
+        None, description="File holding the Stellar secret seed (S...) that signs report-anchoring transactions."
+    )
+    anchor_source_account: str | None = Field(
+        None, description="Account whose sequence the anchoring transaction uses (default: the key's own account)."
+    )
+    anchor_sequence: int = Field(0, description="Current sequence number of the anchoring account (0: placeholder).")
+    anchor_network_passphrase: str = Field(
+        "Public Global Stellar Network ; September 2015", description="Network passphrase anchoring transactions sign for."
+    )
+    anchor_base_fee: int = Field(100, description="Base fee (stroops) of anchoring transactions.")
 
     @property
     def db_path(self) -> Path:

@@ -62,15 +62,15 @@ def build_anchor(fingerprint: str, *, signer: Keypair, source_account: str | Non
 
 def anchor_from_settings(fingerprint: str, settings, *, key_path: Path | None = None) -> dict:
     """`build_anchor` with the signer and account named by the settings (see module doc)."""
-    path = key_path or getattr(settings, "anchor_secret_key_path", None)
+    path = key_path or settings.anchor_secret_key_path
     if path is None:
         raise BadInput("anchoring needs a signing key: set LEDGERLENS_ANCHOR_SECRET_KEY_PATH or pass --anchor-key")
     return build_anchor(
         fingerprint, signer=load_signer(Path(path)),
-        source_account=getattr(settings, "anchor_source_account", None),
-        sequence=int(getattr(settings, "anchor_sequence", 0) or 0),
-        network_passphrase=getattr(settings, "anchor_network_passphrase", None) or Network.PUBLIC_NETWORK_PASSPHRASE,
-        base_fee=int(getattr(settings, "anchor_base_fee", 100) or 100),
+        source_account=settings.anchor_source_account,
+        sequence=int(settings.anchor_sequence or 0),
+        network_passphrase=settings.anchor_network_passphrase or Network.PUBLIC_NETWORK_PASSPHRASE,
+        base_fee=int(settings.anchor_base_fee or 100),
     )  # fmt: skip
 
 

@@ -1,0 +1,169 @@
+"""Features -> RiskScore rows: one code path for a whole matrix and for one wallet.
+
+RiskScore (DESIGN.md): wallet, pair_id, score 0-100, benford_flag, ml_flag,
+confidence 0-100, ring_id | None, timestamp (as_of, unix s), model_version,
+bft_divergence. The score is the ensemble's calibrated probability x 100 (median of
+the three members; the outlier trimmed when they spread > 30 points). Confidence
+is agreement (100 - the kept members' spread) times calibration (1 - the
+held-out expected calibration error).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from models.registry import LoadedModel, check_feature_schema
+from models.training import design_matrix, feature_columns
+from storage.errors import BadInput, NotFound
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "wallet", "pair_id", "score", "benford_flag", "ml_flag", "confidence", "ring_id", "timestamp",
+    "model_version", "bft_divergence",
+)  # fmt: skip
+SCORES_SCHEMA = {
+    "wallet": pl.String, "pair_id": pl.String, "score": pl.Int64, "benford_flag": pl.Boolean, "ml_flag": pl.Boolean,
+    "confidence": pl.Int64, "ring_id": pl.String, "timestamp": pl.Int64, "model_version": pl.String,
+    "bft_divergence": pl.Boolean,
+}  # fmt: skip
+# Sample-size-aware Benford rule of engine.benford (chi-square p < 0.001 AND excess MAD > 0.015),
+# read back from the 30-day window features when the benford table is not at hand.
+BENFORD_WINDOW = "30d"
+BENFORD_NEGLOG_P = 3.0
+BENFORD_EXCESS_MAD = 0.015
+
+
+def score_features(
+    loaded: LoadedModel, features: pl.DataFrame, *, flag_threshold: int = 70,
+    benford: pl.DataFrame | None = None, ring_members: pl.DataFrame | None = None,
+) -> pl.DataFrame:  # fmt: skip
+    """RiskScore rows (SCORES_SCHEMA columns, in SCORE_COLUMNS order) for every feature row.
+
+    features: the feature matrix (wallet, pair_id, as_of, feature columns...);
+    benford: engine.features.build_benford_table output (optional);
+    ring_members: account_id, ring_id (optional). Raises ModelIntegrityError naming
+    missing/extra columns when the matrix does not fit the model.
+    """
+    check_feature_schema(loaded.feature_columns, feature_columns(features))
+    if features.height == 0:
+        return pl.DataFrame(schema=SCORES_SCHEMA)
+    score, divergent, spread, _ = loaded.model.combined(design_matrix(features, loaded.feature_columns))
+    calibration = 1.0 - float(getattr(loaded.model, "calibration_error_", 0.5))
+    points = np.floor(score + 0.5).astype(np.int64)
+    out = features.select(
+        "wallet", "pair_id",
+        score=pl.Series(points),
+        ml_flag=pl.Series(points >= flag_threshold),
+        confidence=pl.Series(np.floor(100 * (1 - spread / 100) * calibration + 0.5).astype(np.int64)),
+        timestamp=pl.col("as_of").dt.epoch("s"),
+        model_version=pl.lit(loaded.version),
+        bft_divergence=pl.Series(divergent),
+    )  # fmt: skip
+    out = out.join(benford_flags(features, benford), on=["wallet", "pair_id"], how="left")
+    out = out.join(ring_of(ring_members), on="wallet", how="left")
+    _log_divergence(out)
+    return out.with_columns(pl.col("benford_flag").fill_null(False)).select(SCORE_COLUMNS).cast(SCORES_SCHEMA)
+
+
+def score_wallet(loaded: LoadedModel, features: pl.DataFrame, wallet: str, *, pair_id: str | None = None,
+                 **options) -> pl.DataFrame:  # fmt: skip
+    """RiskScore rows of one wallet (all its pairs, or one): the batch path on the wallet's rows."""
+    rows = features.filter(pl.col("wallet") == wallet)
+    if pair_id is not None:
+        rows = rows.filter(pl.col("pair_id") == pair_id)
+    if rows.height == 0:
+        raise NotFound(f"no feature row for wallet {wallet}" + (f" in pair {pair_id}" if pair_id else ""))
+    return score_features(loaded, rows, **options)
+
+
+def benford_flags(features: pl.DataFrame, benford: pl.DataFrame | None = None) -> pl.DataFrame:
+    """wallet, pair_id, benford_flag: the first-digit test's sample-size-aware flag over 30 days.
+
+    From the benford table (scope wallet_pair, test first, window 30d, column flag) when given,
+    else from the features benford_neglog_p_30d / benford_excess_mad_30d (same rule);
+    null (insufficient data) becomes False downstream."""
+    if benford is not None and benford.height:
+        return (
+            benford.filter(
+                (pl.col("scope") == "wallet_pair") & (pl.col("test") == "first") & (pl.col("window") == BENFORD_WINDOW)
+            )  # fmt: skip
+            .group_by("wallet", "pair_id")
+            .agg(benford_flag=pl.col("flag").cast(pl.Boolean).any())
+        )
+    p, mad = f"benford_neglog_p_{BENFORD_WINDOW}", f"benford_excess_mad_{BENFORD_WINDOW}"
+    if p not in features.columns or mad not in features.columns:
+        return features.select("wallet", "pair_id", benford_flag=pl.lit(None, dtype=pl.Boolean))
+    return features.select(
+        "wallet", "pair_id", benford_flag=(pl.col(p) >= BENFORD_NEGLOG_P) & (pl.col(mad) > BENFORD_EXCESS_MAD)
+    ).unique(["wallet", "pair_id"])
+
+
+def ring_of(ring_members: pl.DataFrame | None) -> pl.DataFrame:
+    """wallet, ring_id (a wallet in several rings gets the smallest id, stable across runs)."""
+    if ring_members is None or ring_members.height == 0:
+        return pl.DataFrame(schema={"wallet": pl.String, "ring_id": pl.String})
+    return ring_members.group_by("account_id").agg(pl.min("ring_id")).rename({"account_id": "wallet"})
+
+
+def _log_divergence(scores: pl.DataFrame) -> None:
+    div = scores.filter(pl.col("bft_divergence"))
+    if div.height:
+        sample = ", ".join(f"{w[:8]}../{p}" for w, p in div.select("wallet", "pair_id").head(5).iter_rows())
+        log.warning("models disagree by > 30 points on %d of %d rows; outlier trimmed (e.g. %s)",
+                    div.height, scores.height, sample)  # fmt: skip
+
+
+def ensure_rings(store) -> pl.DataFrame | None:
+    """ring_members from the store, computing closed loops and rings first when absent (None without trades)."""
+    members = store.load_derived("ring_members")
+    if members is not None:
+        return members
+    trades = store.trades()
+    if trades.height == 0:
+        return None
+    from engine.graph.rings import detect_rings
+
+    result = detect_rings(trades, store.funding_edges())
+    store.save_derived("closed_loops", result.closed_loops)
+    store.save_derived("rings", result.rings)
+    store.save_derived("ring_members", result.ring_members)
+    return result.ring_members
+
+
+def ensure_features(store, *, as_of: datetime | None = None) -> pl.DataFrame:
+    """The stored feature matrix, computed (rings first) as of the last stored trade when absent."""
+    features = store.load_derived("features")
+    if features is not None and features.height:
+        return features
+    trades = store.trades()
+    if trades.height == 0:
+        raise BadInput("the store holds no trades: run `python -m engine ingest ...` (or `synth`) first")
+    try:
+        from engine.features import build_benford_table, build_feature_matrix
+    except ImportError as exc:
+        raise BadInput(f"the features engine (engine.features) is not available: {exc}") from exc
+    ring_members = ensure_rings(store)
+    as_of = as_of or trades.get_column("closed_at").max()
+    features = build_feature_matrix(
+        trades, store.operations(), store.accounts(), as_of=as_of, ring_members=ring_members
+    )
+    store.save_derived("features", features)
+    if store.load_derived("benford") is None:
+        store.save_derived("benford", build_benford_table(trades, as_of=as_of))
+    return features
+
+
+def score_store(store, loaded: LoadedModel, *, flag_threshold: int = 70) -> pl.DataFrame:
+    """Score every stored (wallet, pair) (features and rings computed first if absent), append to history."""
+    features = ensure_features(store)
+    scores = score_features(
+        loaded, features, flag_threshold=flag_threshold, benford=store.load_derived("benford"),
+        ring_members=store.load_derived("ring_members"),
+    )  # fmt: skip
+    store.append_scores(scores)
+    return scores
