@@ -8,6 +8,7 @@ amount ever passes through a binary float here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -31,25 +32,46 @@ def json_spec(fields: dict) -> str:
 
 
 def read_json_lines(path: str | Path, fields: dict) -> pl.DataFrame:
-    """Read a JSON Lines file (optionally .gz/.zst) into one row per non-empty line.
+    """Read a whole JSON Lines file (see `iter_json_lines` for the shapes)."""
+    chunks = [chunk for chunk, _ in iter_json_lines(path, fields)]
+    return pl.concat(chunks) if len(chunks) > 1 else chunks[0]
 
-    Shapes: line_no (i64, 1-based line in the file), raw (str), valid (bool: parses
-    as a JSON object), then one column per top-level key of `fields` (str, or
-    struct for nested dicts).
+
+def iter_json_lines(
+    path: str | Path, fields: dict, *, chunk_lines: int = 250_000, skip_lines: int = 0
+) -> Iterator[tuple[pl.DataFrame, int]]:
+    """Stream a JSON Lines file (optionally .gz/.zst) in chunks of `chunk_lines` lines,
+    after the first `skip_lines`; memory stays bounded by the chunk.
+
+    Yields (rows, last_line): rows has one row per non-empty line: line_no (i64,
+    1-based line in the file), raw (str), valid (bool: parses as a JSON object),
+    then one column per top-level key of `fields` (str, or struct for nested
+    dicts); last_line is the file line the chunk ends on (blank lines included).
     """
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such file. Give the path of a JSON Lines export.")
+    # A control byte never occurs unescaped in valid JSON, so \x01 never splits a good line.
+    lines = pl.scan_csv(
+        path, has_header=False, separator="\x01", quote_char=None, schema={"raw": pl.String},
+        truncate_ragged_lines=True,
+    ).with_row_index("line_no", offset=1)
+    if skip_lines:
+        lines = lines.filter(pl.col("line_no") > skip_lines)
+    emitted = False
     try:
-        # A control byte never occurs unescaped in valid JSON, so \x01 never splits a good line.
-        lines = pl.read_csv(
-            path, has_header=False, separator="\x01", quote_char=None, schema={"raw": pl.String},
-            truncate_ragged_lines=True,
-        ).with_row_index("line_no", offset=1)
+        for chunk in lines.collect_batches(chunk_size=chunk_lines):
+            if chunk.height == 0:
+                continue
+            last = int(chunk["line_no"].max())
+            chunk = chunk.filter(pl.col("raw").is_not_null() & (pl.col("raw").str.strip_chars() != ""))
+            emitted = True
+            yield _transform(chunk.with_columns(pl.col("line_no").cast(pl.Int64)), fields), last
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot be read as text lines ({exc}). Is it a JSON Lines file?") from exc
-    lines = lines.filter(pl.col("raw").is_not_null() & (pl.col("raw").str.strip_chars() != ""))
-    return _transform(lines.with_columns(pl.col("line_no").cast(pl.Int64)), fields)
+    if not emitted:
+        empty = pl.DataFrame(schema={"line_no": pl.Int64, "raw": pl.String})
+        yield _transform(empty, fields), skip_lines
 
 
 def parse_json_strings(raw: list[str], fields: dict) -> pl.DataFrame:

@@ -12,20 +12,24 @@ import gzip
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from engine.ingest import hubble
 from engine.ingest.horizon_records import (
+    OPERATION_FIELDS,
+    TRADE_FIELDS,
     decode_operations,
     decode_trades,
-    read_operations_file,
-    read_trades_file,
+    operations_from_parsed,
+    trades_from_parsed,
 )
 from engine.ingest.runner import Batch, IngestRequest, IngestSummary, run_ingest
 from engine.progress import Progress, no_progress
 from storage.errors import BadInput
+from storage.readers import iter_json_lines
 from storage.store import Store
 
 FORMATS = (
@@ -35,12 +39,24 @@ FORMATS = (
 
 @dataclass(frozen=True)
 class Loaded:
-    """One file, decoded: canonical frames plus the records that could not be used."""
+    """One chunk of a file, decoded: canonical rows plus the records that could not be used."""
 
     kind: str  # "trades" | "operations"
     frame: pl.DataFrame
     quarantine: pl.DataFrame
     n_records: int
+    last_line: int = 0  # the file line this chunk ends on (0 for whole-document formats)
+
+
+# JSON Lines formats stream in chunks: (fields to parse, decoder of parsed rows, kind).
+_JSONL: dict[str, tuple[dict, Callable, str]] = {
+    "horizon_trades": (TRADE_FIELDS, partial(trades_from_parsed, source="files"), "trades"),
+    "horizon_operations": (OPERATION_FIELDS, partial(operations_from_parsed, source="files"), "operations"),
+    "hubble_trades": (hubble.TRADE_FIELDS, hubble.trades_from_parsed, "trades"),
+    "hubble_operations": (hubble.OPERATION_FIELDS_HUBBLE, hubble.operations_from_parsed_hubble, "operations"),
+    "canonical_trades": (hubble.CANONICAL_FIELDS, hubble.canonical_from_parsed, "trades"),
+}
+CHUNK_LINES = 250_000
 
 
 def detect_format(path: Path) -> str:
@@ -49,14 +65,17 @@ def detect_format(path: Path) -> str:
     if ".csv" in suffixes or ".parquet" in suffixes:
         columns = hubble.peek_columns(path)
         return _format_from_keys(path, set(columns))
-    first = _first_text(path)
-    if first.lstrip().startswith("{") and '"_embedded"' in first[:200_000]:
+    head = _head_text(path)
+    if head.lstrip().startswith("{") and '"_embedded"' in head[:200_000]:
         return "horizon_page"
-    try:
-        keys = set(json.loads(first))
-    except (json.JSONDecodeError, TypeError):
-        raise BadInput(f"{path}: first line is not a JSON object; expected JSON Lines, a Horizon page, CSV or Parquet")
-    return _format_from_keys(path, keys)
+    for line in head.splitlines()[:1000]:  # the first line that is a JSON object decides
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            return _format_from_keys(path, set(record))
+    raise BadInput(f"{path}: no JSON object in its first lines; expected JSON Lines, a Horizon page, CSV or Parquet")
 
 
 def _format_from_keys(path: Path, keys: set[str]) -> str:
@@ -76,39 +95,44 @@ def _format_from_keys(path: Path, keys: set[str]) -> str:
     )
 
 
-def _first_text(path: Path) -> str:
+def _head_text(path: Path) -> str:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
             head = fh.read(1_000_000)
     except OSError as exc:
         raise BadInput(f"{path}: cannot be read ({exc})") from exc
-    stripped = head.lstrip()
-    if stripped.startswith("{") and '"_embedded"' in stripped[:200_000]:
-        return stripped
-    for line in head.splitlines():
-        if line.strip():
-            return line
-    raise BadInput(f"{path}: the file is empty")
+    if not head.strip():
+        raise BadInput(f"{path}: the file is empty")
+    return head
 
 
 def load_file(path: Path) -> Loaded:
-    """Decode one file into canonical rows + quarantine (no store involved)."""
+    """Decode a whole file into canonical rows + quarantine (no store involved)."""
+    chunks = list(iter_file(path))
+    return Loaded(
+        chunks[0].kind, pl.concat([c.frame for c in chunks]), pl.concat([c.quarantine for c in chunks]),
+        sum(c.n_records for c in chunks), chunks[-1].last_line,
+    )  # fmt: skip
+
+
+def iter_file(path: Path, *, chunk_lines: int = CHUNK_LINES, skip_lines: int = 0) -> Iterator[Loaded]:
+    """Decode a file chunk by chunk (JSON Lines) or whole (pages, CSV, Parquet)."""
     fmt = detect_format(path)
-    if fmt == "horizon_trades":
-        frame, bad = read_trades_file(path)
-    elif fmt == "horizon_operations":
-        frame, bad = read_operations_file(path)
-    elif fmt == "horizon_page":
-        return _load_page(path)
-    elif fmt == "hubble_trades":
-        frame, bad = hubble.read_trades(path)
-    elif fmt == "hubble_operations":
-        frame, bad = hubble.read_operations(path)
-    else:
-        frame, bad = hubble.read_canonical_trades(path)
-    kind = "operations" if fmt.endswith("operations") else "trades"
-    return Loaded(kind, frame, bad, frame.height + bad.height)
+    if fmt == "horizon_page":
+        yield _load_page(path)
+        return
+    fields, decode, kind = _JSONL[fmt]
+    if ".csv" in path.name.lower() or ".parquet" in path.name.lower():
+        rows = hubble.read_rows(path, fields)
+        frame, bad = decode(rows)
+        yield Loaded(kind, frame, bad, rows.height, rows.height)
+        return
+    for rows, last_line in iter_json_lines(path, fields, chunk_lines=chunk_lines, skip_lines=skip_lines):
+        if kind == "operations" and fmt == "hubble_operations" and "details" not in rows.columns:
+            raise BadInput(f"{path}: Hubble operations need a 'details' object on every line")
+        frame, bad = decode(hubble.with_location(rows, path))
+        yield Loaded(kind, frame, bad, rows.height, last_line)
 
 
 def _load_page(path: Path) -> Loaded:
@@ -124,8 +148,9 @@ def _load_page(path: Path) -> Loaded:
     return Loaded("trades" if is_trade else "operations", frame, bad, len(raw))
 
 
-def plan(path: Path, *, batch_size: int = 50_000) -> tuple[IngestRequest, Callable[[str | None], Iterator[Batch]]]:
-    """The ingest request for one file and its batches (position = good rows committed)."""
+def plan(path: Path, *, batch_size: int = CHUNK_LINES) -> tuple[IngestRequest, Callable[[str | None], Iterator[Batch]]]:
+    """The ingest request for one file and its batches: one per chunk of `batch_size`
+    lines, each with the file line it ends on as the resume position."""
     path = Path(path).resolve()
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
@@ -135,40 +160,29 @@ def plan(path: Path, *, batch_size: int = 50_000) -> tuple[IngestRequest, Callab
         stream="file",
         scope=f"{path}|{stat.st_size}|{stat.st_mtime_ns}",
         params={"path": str(path), "size": stat.st_size},
-        unit="rows",
+        unit="records",
     )
 
     def batches(resume_from: str | None) -> Iterator[Batch]:
-        loaded = load_file(path)
-        start = int(resume_from or 0)
-        total = loaded.frame.height
-        if start == 0 or total == 0:  # quarantine rides with the first batch
-            yield _slice(loaded, 0, min(batch_size, total), with_quarantine=True)
-            start = min(batch_size, total)
-        while start < total:
-            yield _slice(loaded, start, min(start + batch_size, total), with_quarantine=False)
-            start += batch_size
+        chunks = iter_file(path, chunk_lines=batch_size, skip_lines=int(resume_from or 0))
+        current = next(chunks)
+        for following in (*chunks, None):  # look one chunk ahead to mark the last one done
+            yield Batch(
+                trades=current.frame if current.kind == "trades" else None,
+                operations=current.frame if current.kind == "operations" else None,
+                quarantine=current.quarantine,
+                position=str(current.last_line),
+                done=following is None,
+                n_units=current.n_records,
+                n_records=current.n_records,
+            )
+            current = following
 
     return request, batches
 
 
-def _slice(loaded: Loaded, lo: int, hi: int, *, with_quarantine: bool) -> Batch:
-    part = loaded.frame.slice(lo, hi - lo)
-    quarantine = loaded.quarantine if with_quarantine else None
-    n_bad = loaded.quarantine.height if with_quarantine else 0
-    return Batch(
-        trades=part if loaded.kind == "trades" else None,
-        operations=part if loaded.kind == "operations" else None,
-        quarantine=quarantine,
-        position=str(hi),
-        done=hi >= loaded.frame.height,
-        n_units=(hi - lo) + n_bad,
-        n_records=(hi - lo) + n_bad,
-    )
-
-
 def ingest_files(
-    store: Store, paths: list[Path], *, batch_size: int = 50_000, progress: Progress = no_progress
+    store: Store, paths: list[Path], *, batch_size: int = CHUNK_LINES, progress: Progress = no_progress
 ) -> list[IngestSummary]:
     """Ingest each file (resumably); returns one summary per file."""
     summaries = []

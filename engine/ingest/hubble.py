@@ -56,7 +56,7 @@ def peek_columns(path: Path) -> list[str]:
     return pl.read_csv(path, n_rows=0, infer_schema=False).columns
 
 
-def _read(path: Path, fields: dict) -> pl.DataFrame:
+def read_rows(path: Path, fields: dict) -> pl.DataFrame:
     """Rows of a JSONL / CSV / Parquet export as strings + line_no, raw, valid, location."""
     path = Path(path)
     if ".csv" in path.name or ".parquet" in path.name:
@@ -73,13 +73,22 @@ def _read(path: Path, fields: dict) -> pl.DataFrame:
             line_no=pl.int_range(1, pl.len() + 1),
         )
         return frame.with_columns(location=pl.format("{}:row {}", pl.lit(str(path)), pl.col("line_no")))
-    parsed = read_json_lines(path, fields)
+    return with_location(read_json_lines(path, fields), path)
+
+
+def with_location(parsed: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """Add `location` = file:line to parsed JSON Lines rows."""
     return parsed.with_columns(location=pl.format("{}:{}", pl.lit(str(path)), pl.col("line_no")))
 
 
 def read_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Hubble history_trades export -> (trades, quarantine)."""
-    p = _read(path, TRADE_FIELDS).with_columns(
+    return trades_from_parsed(read_rows(path, TRADE_FIELDS))
+
+
+def trades_from_parsed(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parsed Hubble trade rows (strings + line_no, raw, valid, location) -> (trades, quarantine)."""
+    p = parsed.with_columns(
         tid=pl.format("{}-{}", pl.col("history_operation_id"), pl.col("order")),
         sold_asset=asset_id_expr("selling_asset_type", "selling_asset_code", "selling_asset_issuer"),
         bought_asset=asset_id_expr("buying_asset_type", "buying_asset_code", "buying_asset_issuer"),
@@ -138,9 +147,14 @@ def _account_reasons(p: pl.DataFrame) -> pl.Series:
 
 def read_operations(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Hubble history_operations export -> (operations, quarantine), via the Horizon decoder."""
-    p = _read(path, OPERATION_FIELDS_HUBBLE)
+    p = read_rows(path, OPERATION_FIELDS_HUBBLE)
     if "details" not in p.columns:
         raise BadInput(f"{path}: Hubble operations need a 'details' column (JSON export of history_operations)")
+    return operations_from_parsed_hubble(p)
+
+
+def operations_from_parsed_hubble(p: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parsed Hubble operation rows (with a `details` struct) -> (operations, quarantine)."""
     details = p.get_column("details").struct.unnest()
     p = pl.concat(
         [p.drop("details"), details.select([c for c in details.columns if c not in p.columns])], how="horizontal"
@@ -169,7 +183,12 @@ def _float_to_decimal_text(col: str) -> pl.Expr:
 
 def read_canonical_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """LedgerLens `export trades` JSON Lines -> (trades, quarantine)."""
-    p = _read(path, CANONICAL_FIELDS).with_columns(
+    return canonical_from_parsed(read_rows(path, CANONICAL_FIELDS))
+
+
+def canonical_from_parsed(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parsed canonical trade rows -> (trades, quarantine)."""
+    p = parsed.with_columns(
         tid=pl.col("id"), closed=_utc("closed_at"),
         pn=pl.col("price_n").cast(pl.Int64, strict=False), pd=pl.col("price_d").cast(pl.Int64, strict=False),
     )  # fmt: skip

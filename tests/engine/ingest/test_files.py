@@ -173,6 +173,6 @@ def test_cli_progress_reports_counts_and_rate(tmp_path):
     path = write_jsonl(tmp_path / "t.jsonl", [horizon_trade(i) for i in range(50)])
     cmd, env = _ingest_cmd(tmp_path / "p.duckdb", path)
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
-    assert "50 records" in proc.stderr and "rows/s" in proc.stderr
+    assert "50 records" in proc.stderr and "records/s" in proc.stderr
     assert "50 new trades" in proc.stdout
 
