@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "engine.commands.rings",
     "engine.commands.train",
     "engine.commands.report",
+    "engine.commands.active",
+    "engine.commands.graphml",
 )
 
 

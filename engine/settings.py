@@ -8,6 +8,7 @@ each one (a test checks that).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,17 @@ class Settings(BaseSettings):
     privacy_epsilon: float = Field(1.0, description="Differential-privacy epsilon for public explanations.")
     privacy_delta: float = Field(1e-5, description="Differential-privacy delta for public explanations.")
     privacy_query_budget: float = Field(3.0, description="Total epsilon one wallet's public explanations may spend.")
+    al_query_strategy: Literal["committee", "uncertainty", "diversity", "random"] = Field(
+        "diversity", description="Annotation queue strategy: committee | uncertainty | diversity | random."
+    )
+    al_batch_size: int = Field(20, description="Rows the annotation queue proposes per batch.")
+    al_retrain_threshold: int = Field(20, description="New verified labels after which the model retrains.")
+    al_rollback_auc_drop: float = Field(
+        0.01, description="A retrained model whose ROC-AUC drops more than this is not promoted (rolled back)."
+    )
+    annotation_hmac_key_path: Path | None = Field(
+        None, description="HMAC-SHA256 key of analyst labels (default $LEDGERLENS_HOME/keys/annotation_hmac.key, created 0600)."
+    )
     anchor_secret_key_path: Path | None = Field(
         None, description="File holding the Stellar secret seed (S...) that signs report-anchoring transactions."
     )
