@@ -11,14 +11,13 @@ held-out expected calibration error).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 import numpy as np
 import polars as pl
 
 from models.registry import LoadedModel, check_feature_schema
 from models.training import design_matrix, feature_columns
-from storage.errors import BadInput, NotFound
+from storage.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -116,54 +115,3 @@ def _log_divergence(scores: pl.DataFrame) -> None:
         sample = ", ".join(f"{w[:8]}../{p}" for w, p in div.select("wallet", "pair_id").head(5).iter_rows())
         log.warning("models disagree by > 30 points on %d of %d rows; outlier trimmed (e.g. %s)",
                     div.height, scores.height, sample)  # fmt: skip
-
-
-def ensure_rings(store) -> pl.DataFrame | None:
-    """ring_members from the store, computing closed loops and rings first when absent (None without trades)."""
-    members = store.load_derived("ring_members")
-    if members is not None:
-        return members
-    trades = store.trades()
-    if trades.height == 0:
-        return None
-    from engine.graph.rings import detect_rings
-
-    result = detect_rings(trades, store.funding_edges())
-    store.save_derived("closed_loops", result.closed_loops)
-    store.save_derived("rings", result.rings)
-    store.save_derived("ring_members", result.ring_members)
-    return result.ring_members
-
-
-def ensure_features(store, *, as_of: datetime | None = None) -> pl.DataFrame:
-    """The stored feature matrix, computed (rings first) as of the last stored trade when absent."""
-    features = store.load_derived("features")
-    if features is not None and features.height:
-        return features
-    trades = store.trades()
-    if trades.height == 0:
-        raise BadInput("the store holds no trades: run `python -m engine ingest ...` (or `synth`) first")
-    try:
-        from engine.features import build_benford_table, build_feature_matrix
-    except ImportError as exc:
-        raise BadInput(f"the features engine (engine.features) is not available: {exc}") from exc
-    ring_members = ensure_rings(store)
-    as_of = as_of or trades.get_column("closed_at").max()
-    features = build_feature_matrix(
-        trades, store.operations(), store.accounts(), as_of=as_of, ring_members=ring_members
-    )
-    store.save_derived("features", features)
-    if store.load_derived("benford") is None:
-        store.save_derived("benford", build_benford_table(trades, as_of=as_of))
-    return features
-
-
-def score_store(store, loaded: LoadedModel, *, flag_threshold: int = 70) -> pl.DataFrame:
-    """Score every stored (wallet, pair) (features and rings computed first if absent), append to history."""
-    features = ensure_features(store)
-    scores = score_features(
-        loaded, features, flag_threshold=flag_threshold, benford=store.load_derived("benford"),
-        ring_members=store.load_derived("ring_members"),
-    )  # fmt: skip
-    store.append_scores(scores)
-    return scores

@@ -9,13 +9,11 @@
   tiles) of the whole market over a server-side layout.
 - `IngestJob` / `JOBS`: an ingest request run in a background thread, with progress
   (records, units/s, ETA) the page polls.
-- `annotation_row`: an analyst label with its HMAC, as `Store.append_annotations` takes it.
+- `annotation_row`: re-exported from engine.active.annotations (the HMAC code lives there).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import json
 import logging
@@ -25,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -312,30 +309,8 @@ def files_work(store, paths: list[Path], *, batch_size: int) -> Callable[..., st
 # -- annotations ------------------------------------------------------------------------------------
 
 
-def annotation_key(home: Path) -> bytes:
-    """The local HMAC key for analyst labels (created once under the data directory, mode 0600)."""
-    path = Path(home) / "annotation.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(secrets.token_bytes(32))
-        path.chmod(0o600)
-    return path.read_bytes()
-
-
-def annotation_row(
-    *, wallet: str, pair_id: str | None, label: str, note: str, annotator_id: str, key: bytes, now: datetime
-) -> pl.DataFrame:
-    """One annotation row with its HMAC-SHA256 over wallet|label|annotator_id|annotated_at (ISO)."""
-    if label not in LABELS:
-        raise ValueError(f"label {label!r} is not one of {LABELS}")
-    now = now.astimezone(UTC)
-    mac = hmac.new(key, f"{wallet}|{label}|{annotator_id}|{now.isoformat()}".encode(), hashlib.sha256).hexdigest()
-    return pl.DataFrame(
-        {"wallet": [wallet], "pair_id": [pair_id], "label": [label], "note": [note or None],
-         "annotator_id": [annotator_id], "annotated_at": [now], "label_source": ["analyst"], "hmac": [mac]},
-        schema_overrides={"pair_id": pl.String, "note": pl.String, "annotated_at": pl.Datetime("us", "UTC")},
-    )
-
+# The signing, verification, export and import of labels live in engine.active.annotations.
+from engine.active.annotations import annotation_row  # noqa: E402,F401  (re-exported for older callers)
 
 # -- small display helpers ------------------------------------------------------------------------
 

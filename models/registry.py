@@ -26,7 +26,7 @@ import pickle
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from models import signing
@@ -78,7 +78,12 @@ def save_version(
         DRIFT_FILE: json.dumps(drift_reference, sort_keys=True).encode(),
     }
     now = now or datetime.now(UTC)
-    version = f"v{now:%Y%m%dT%H%M%S}Z-{sha256_bytes(artifacts[MODEL_FILE])[:8]}"
+    digest = sha256_bytes(artifacts[MODEL_FILE])[:8]
+    # The same model trained twice within a second: the later one is named a second later,
+    # so names stay unique and in creation order (nothing is ever overwritten).
+    while (models_dir / f"v{now:%Y%m%dT%H%M%S}Z-{digest}").exists():
+        now += timedelta(seconds=1)
+    version = f"v{now:%Y%m%dT%H%M%S}Z-{digest}"
     public = signing.public_bytes(key)
     meta = {
         **metadata, "version": version, "created_at": now.isoformat(),

@@ -1,7 +1,8 @@
 """What every page shares: settings, the cached Store, cached queries, filters, errors.
 
 Not a page (app.py's st.navigation lists the pages explicitly). Rules kept here:
-- `st.cache_resource` holds only the Store (one per DuckDB path);
+- `st.cache_resource` holds only the Store (one per DuckDB path) and verified models / their SHAP
+  explainers (keyed on the model version);
 - query results go through `st.cache_data`, keyed by small values: the store path,
   the store's data version (changes after ingest, scoring, labels, reports), the
   query name and its arguments;
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 import streamlit as st
@@ -256,24 +259,151 @@ def market(*, window_days: int | None, max_edges: int):
     return _market(db_key(), version(), s.risk_score_flag_threshold, window_days, max_edges, s.seed)
 
 
-def optional(module: str, *names: str):
-    """Attributes `names` of `module`, or None when that part of LedgerLens is not installed yet."""
-    import importlib
+# -- models (cache_resource: loaded models and their SHAP explainers, keyed on the version) ----------------
 
-    try:
-        mod = importlib.import_module(module)
-        return tuple(getattr(mod, n) for n in names)
-    except (ImportError, AttributeError):
+
+def model_version() -> str | None:
+    """The promoted model version (a file read), None when no model was ever trained."""
+    from models.registry import current_version
+
+    return current_version(settings().models_dir)
+
+
+def explainable_version(scored_with: str | None) -> str | None:
+    """The version that produced a score when the registry still holds it, else the current one."""
+    from models.registry import METADATA
+
+    named = bool(scored_with and re.fullmatch(r"v[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}", scored_with))
+    if named and (settings().models_dir / scored_with / METADATA).exists():
+        return scored_with
+    return model_version()
+
+
+@st.cache_resource(show_spinner="Verifying and loading the model…", max_entries=4)
+def _model(models_dir: str, version: str, trusted: frozenset):
+    from models.registry import load_version
+
+    return load_version(Path(models_dir), version, trusted_fingerprints=trusted)
+
+
+def model(version: str | None = None):
+    """The verified LoadedModel of `version` (default: the current one); None when there is no model.
+    ModelIntegrityError (a UserFacingError) propagates: nothing unverified is ever loaded."""
+    from engine.pipeline import trusted_fingerprints
+
+    version = version or model_version()
+    if version is None:
         return None
+    s = settings()
+    return _model(str(s.models_dir), version, trusted_fingerprints(s))
+
+
+@st.cache_resource(show_spinner="Building SHAP explainers…", max_entries=4)
+def _explainers(models_dir: str, version: str, trusted: frozenset) -> list:
+    from engine.explain import tree_explainers
+
+    return tree_explainers(_model(models_dir, version, trusted).model)
+
+
+@st.cache_data(ttl=600, show_spinner="Explaining the score…", max_entries=128)
+def _explanation(db: str, data_version: str, models_dir: str, version: str, trusted: frozenset, wallet: str,
+                 pair_id: str):  # fmt: skip
+    from engine.explain import explain_wallet
+
+    loaded = _model(models_dir, version, trusted)
+    features = _open_store(db).load_derived("features")
+    if features is None:
+        return None
+    return explain_wallet(loaded, features, wallet, pair_id, top=len(loaded.feature_columns),
+                          explainers=_explainers(models_dir, version, trusted))  # fmt: skip
+
+
+def explanation(*, wallet: str, pair_id: str, version: str):
+    """engine.explain.WalletExplanation of (wallet, pair) under model `version`, every feature's
+    contribution included (so base + sum = the members' mean score); None without features."""
+    from engine.pipeline import trusted_fingerprints
+
+    s = settings()
+    return _explanation(db_key(), queries.data_version(store()), str(s.models_dir), version, trusted_fingerprints(s), wallet, pair_id)
+
+
+def waterfall_rows(explanation, *, top: int = 12) -> pl.DataFrame:
+    """The `top` largest contributions and one "other N features" row summing the rest.
+
+    Shapes: [feature, shap (score points), value]; sum(shap) = sum of every contribution."""
+    rows = pl.DataFrame(
+        [(c.feature, c.shap, c.value) for c in explanation.contributions],
+        schema={"feature": pl.String, "shap": pl.Float64, "value": pl.Float64}, orient="row",
+    ).sort(pl.col("shap").abs(), descending=True, maintain_order=True)  # fmt: skip
+    if rows.height <= top:
+        return rows
+    rest = rows.slice(top)
+    other = pl.DataFrame({"feature": [f"other {rest.height} features"], "shap": [float(rest["shap"].sum())],
+                          "value": [None]}, schema=rows.schema)  # fmt: skip
+    return pl.concat([rows.head(top), other])
+
+
+@st.cache_data(ttl=600, show_spinner="Computing drift…", max_entries=16)
+def _drift(db: str, data_version: str, models_dir: str, version: str, trusted: frozenset):
+    from engine.drift import psi_table
+
+    features = _open_store(db).load_derived("features")
+    if features is None:
+        return None
+    return psi_table(_model(models_dir, version, trusted).drift_reference, features)
+
+
+def drift(version: str) -> pl.DataFrame | None:
+    """engine.drift.psi_table of the stored features against `version`'s training reference (None without
+    features). Shapes: feature, psi, missing_ref, missing_now, status."""
+    from engine.pipeline import trusted_fingerprints
+
+    s = settings()
+    return _drift(db_key(), queries.data_version(store()), str(s.models_dir), version, trusted_fingerprints(s))
+
+
+def model_versions() -> list[dict]:
+    """models.registry.list_versions of the settings' models_dir (metadata JSON only; newest first)."""
+    from models.registry import list_versions
+
+    return list_versions(settings().models_dir)
+
+
+METRIC_COLUMNS = ("roc_auc", "pr_auc", "prevalence", "f1_at_threshold", "precision_at_0.5pct", "precision_at_1pct",
+                  "precision_at_2pct", "brier", "n", "n_wash")  # fmt: skip
+
+
+def metrics_frame(metrics: dict) -> pl.DataFrame:
+    """Held-out metrics of a version's metadata, one row per model (ensemble, members, baseline)."""
+    rows = [{"model": name, **{c: m.get(c) for c in METRIC_COLUMNS}} for name, m in metrics.items()
+            if isinstance(m, dict) and "roc_auc" in m]  # fmt: skip
+    return pl.DataFrame(rows, schema={"model": pl.String, **{c: pl.Float64 for c in METRIC_COLUMNS}}, strict=False)
+
+
+def importance_frame(importance: dict | None, *, top: int = 20) -> pl.DataFrame:
+    """Shapes: [feature, mean_abs_shap], largest first, `top` rows."""
+    items = sorted((importance or {}).items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return pl.DataFrame(items, schema={"feature": pl.String, "mean_abs_shap": pl.Float64}, orient="row")
+
+
+def retrain(*, n_estimators: int, rescore: bool, bar):
+    """engine.pipeline.retrain_and_promote on the open store, progress shown on `bar` (an st.progress)."""
+    from engine.pipeline import retrain_and_promote
+
+    def progress(*, done: int, total: int | None, records: int, unit: str = "steps") -> None:
+        bar.progress(min(1.0, done / (total or 1)), text=f"training: step {done} of {total}")
+
+    outcome = retrain_and_promote(store(), settings(), rescore=rescore, n_estimators=n_estimators, progress=progress)
+    clear_caches()
+    return outcome
 
 
 def label_wallet(*, wallet: str, pair_id: str | None, label: str, note: str, annotator: str) -> None:
-    """Append an analyst label (with its HMAC) and drop cached query results."""
+    """Append an analyst label (signed by engine.active) and drop cached query results."""
     from datetime import UTC, datetime
 
-    from engine.workbench import annotation_key, annotation_row
+    from engine.active.service import record_label
 
-    row = annotation_row(wallet=wallet, pair_id=pair_id, label=label, note=note, annotator_id=annotator or "analyst",
-                         key=annotation_key(settings().home), now=datetime.now(UTC))
-    store().append_annotations(row)
+    record_label(store(), settings(), wallet=wallet, label=label, annotator=annotator or "analyst",
+                 now=datetime.now(UTC), note=note, pair_id=pair_id)
     clear_caches()

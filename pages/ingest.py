@@ -23,6 +23,13 @@ st.caption(f"Store holds {counts['trades']:,} trades, {counts['operations']:,} o
            f"{counts['accounts']:,} accounts; ledgers {first or '–'}–{last or '–'}.")
 
 
+def demo_work(store, settings, *, seed: int, scale: float):
+    """`work(progress)` for IngestJob: engine.demo.load_demo into the open store."""
+    from engine.demo import load_demo
+
+    return lambda progress: load_demo(store, settings, seed=seed, scale=scale, progress=progress).describe()
+
+
 def start(label: str, work) -> None:
     job = JOBS.submit(key, IngestJob(label, work))
     st.session_state.ingest_job = job.job_id
@@ -59,8 +66,16 @@ elif source == "Files":
             paths.append(path)
         start(f"{len(paths)} file(s)", files_work(store, paths, batch_size=settings.batch_size))
 else:
-    st.info("The demo market (a simulated market with injected, labelled rings) is built by "
-            "`python -m engine demo --db PATH` (`make run` does it on an empty store).")
+    st.markdown("A simulated market with injected, labelled wash-trading rings, served by the loopback replay "
+                "server and ingested with stellar-sdk; then rings, features, a model trained on its ground truth "
+                "and scores, so every page has something to show.")
+    scale = st.select_slider("Market size", [0.02, 0.05, 0.1, 0.25], value=0.05, key="demo_scale",
+                             help="0.05 ≈ 5,000 trades (a few seconds); 1.0 ≈ 100,000")
+    if counts["trades"]:
+        st.caption("The demo market loads into an empty store only: this one already holds trades. Point "
+                   "LEDGERLENS_DB at a new file to try it.")
+    elif st.button("Load the demo market", key="demo_go", type="primary"):
+        start(f"demo market (scale {scale})", demo_work(store, settings, seed=settings.seed, scale=scale))
 
 
 @st.fragment(run_every=1.0)

@@ -51,15 +51,29 @@ with tabs[0]:
     else:
         st.caption("no score history")
 with tabs[1]:
-    explain = _ui.optional("engine.explain", "wallet_explanation")
-    if explain is None or pair_id is None:
-        _ui.not_computed("SHAP explanation", "python -m engine train && python -m engine score")
+    version = _ui.explainable_version(top["model_version"]) if pair_id is not None else None
+    if pair_id is None or version is None:
+        _ui.not_computed("SHAP explanation (needs a model and scores)", "python -m engine score")
     else:
-        base, contrib = explain[0](_ui.store(), wallet=wallet, pair_id=pair_id)
-        contrib = contrib.sort(pl.col("shap").abs(), descending=True).head(15)
-        fig = go.Figure(go.Waterfall(orientation="h", y=contrib["feature"].to_list(), x=contrib["shap"].to_list(),
-                                     base=base))
-        st.plotly_chart(fig, key="shap_waterfall")
+        expl = _ui.explanation(wallet=wallet, pair_id=pair_id, version=version)
+        if expl is None:
+            _ui.not_computed("Features (the explanation reads them)", "python -m engine features")
+        else:
+            rows = _ui.waterfall_rows(expl, top=12)
+            total = expl.base_value + float(rows["shap"].sum())
+            fig = go.Figure(go.Waterfall(
+                orientation="h", base=expl.base_value, y=rows["feature"].to_list() + ["members' mean score"],
+                x=rows["shap"].to_list() + [0.0], measure=["relative"] * rows.height + ["total"],
+            ))  # fmt: skip
+            fig.update_layout(height=420, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="risk score points",
+                              yaxis=dict(autorange="reversed"))  # fmt: skip
+            st.plotly_chart(fig, key="shap_waterfall")
+            st.caption(f"model {version}: base {expl.base_value:.1f} + contributions {total - expl.base_value:+.1f} "
+                       f"= {total:.1f}, the mean of the member scores "
+                       f"({', '.join(f'{p:.1f}' for p in expl.member_scores)}); the risk score is their median "
+                       f"(outlier trimmed).")  # fmt: skip
+            st.dataframe(pl.DataFrame([c._asdict() for c in expl.contributions[:15]]), hide_index=True,
+                         key="shap_table")  # fmt: skip
 with tabs[2]:
     windows = _ui.sq("load_derived", name="benford", where={"scope": "wallet", "wallet": wallet, "test": "first"})
     if windows is None:

@@ -218,7 +218,7 @@ def shap_section(features: pl.DataFrame | None, *, wallet: str, pair_id: str, mo
 
 
 def _trusted(settings) -> frozenset[str]:
-    from engine.commands.train import trusted_fingerprints
+    from engine.pipeline import trusted_fingerprints
 
     return trusted_fingerprints(settings)
 

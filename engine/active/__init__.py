@@ -8,8 +8,16 @@
 """
 
 from engine.active.annotations import (
-    LABELS, Verified, annotation_row, export_annotations, import_annotations, load_or_create_key,
-    settings_key, sign, verify_annotations, verified_store_annotations,
+    LABELS,
+    Verified,
+    annotation_row,
+    export_annotations,
+    import_annotations,
+    load_or_create_key,
+    settings_key,
+    sign,
+    verified_store_annotations,
+    verify_annotations,
 )  # fmt: skip
 from engine.active.config import STRATEGIES, ActiveSettings, active_settings
 from engine.active.queue import evidence_boost, rank_queue

@@ -72,14 +72,11 @@ def new_label_count(settings, verified: Verified) -> int:
 
 def training_labels(store, settings, verified: Verified) -> pl.DataFrame:
     """LABELS_SCHEMA labels: the current model's simulator labels file (if any) + verified analyst labels."""
-    from engine.pipeline import current_metadata, read_simulator_labels
-    from models.training import labels_from_annotations
+    from engine.pipeline import stored_labels
 
-    parts = []
-    path = (current_metadata(settings) or {}).get("labels_file")
-    if path and Path(path).is_file():
-        parts.append(read_simulator_labels(Path(path)))
-    parts.append(labels_from_annotations(verified.valid, store.load_derived("ring_members")))
+    parts, _, _ = stored_labels(store, settings, annotations=verified.valid)
+    if not parts:
+        raise BadInput("no verified labels to train on: label wallets on the Annotate page first")
     return pl.concat(parts)
 
 

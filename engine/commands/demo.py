@@ -25,11 +25,7 @@ def _demo(args, settings) -> int:
                 return 0
     summary = build_demo_store(
         path, seed=args.seed if args.seed is not None else settings.seed, scale=args.scale,
-        market_dir=settings.home / "demo_market", progress=CliProgress("demo ingest"),
+        market_dir=settings.home / "demo_market", progress=CliProgress("demo ingest"), settings=settings,
     )  # fmt: skip
-    print(
-        f"demo store {path}: {summary.ingest.n_trades:,} trades, {summary.ingest.n_operations:,} operations, "
-        f"{summary.market.n_rings} planted rings; steps: {', '.join(summary.steps) or 'none'} "
-        f"({summary.seconds:.1f}s)"
-    )
+    print(f"demo store {path}: {summary.describe()[len('demo market: '):]}")
     return 0

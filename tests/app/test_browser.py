@@ -22,7 +22,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.app.fixture_store import EVIL_CODE, EVIL_PAIR, RING_ID, build_fixture_store
+from storage import queries
+from storage.store import Store
+from tests.app.fixture_store import EVIL_CODE, EVIL_PAIR, build_fixture_store
 from tests.factories import horizon_trade, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +34,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 pytestmark = pytest.mark.browser
+EXPECTED: dict = {}  # filled by the app_url fixture from the fixture store
 
 
 def _free_port() -> int:
@@ -59,7 +62,12 @@ def app_url(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (make system-deps)")
     d = tmp_path_factory.mktemp("browser")
-    build_fixture_store(d / "fixture.duckdb", d)
+    s = build_fixture_store(d / "fixture.duckdb")
+    with Store(s.db_path, read_only=True) as store:  # what the pages must show, read from the store itself
+        _, n_flagged_rows = queries.top_flagged(store, threshold=70)
+        first_member = queries.ring_members(store, s.ring_id).row(0, named=True)
+    EXPECTED.update(n_trades=s.n_trades, n_flagged_rows=n_flagged_rows, ring_id=s.ring_id,
+                    member_score=first_member["max_score"])  # fmt: skip
     port = _free_port()
     env = {**os.environ, "LEDGERLENS_DB": str(d / "fixture.duckdb"), "LEDGERLENS_HOME": str(d / "home"),
            "PYTHONPATH": str(ROOT)}
@@ -127,12 +135,12 @@ def _analyst_flow(page, app_url, replay):
     page.get_by_label("End ledger").fill("3009")
     page.get_by_role("button", name="Start ingest").click()
     page.get_by_text("done in").wait_for(timeout=60_000)
-    page.get_by_text("Store holds 63 trades").wait_for()
+    page.get_by_text(f"Store holds {EXPECTED['n_trades'] + 20:,} trades").wait_for()
     _shot(page, "01-ingest")
 
     _open(page, f"{app_url}/overview", "Top flagged")
-    page.get_by_text("3 flagged rows").wait_for()
-    assert page.get_by_test_id("stMetricValue").first.inner_text() == "63"
+    page.get_by_text(f"{EXPECTED['n_flagged_rows']:,} flagged rows").wait_for()
+    assert page.get_by_test_id("stMetricValue").first.inner_text() == f"{EXPECTED['n_trades'] + 20:,}"
     _shot(page, "02-overview")
 
     # a pair whose asset code is markup: shown as text, nothing runs
@@ -141,13 +149,13 @@ def _analyst_flow(page, app_url, replay):
     assert page.locator("img[src='x']").count() == 0 and page.dialogs == []
     _shot(page, "03-overview-markup-pair")
 
-    _open(page, f"{app_url}/rings?ring={RING_ID}", "rings detected")
+    _open(page, f"{app_url}/rings?ring={EXPECTED['ring_id']}", "rings detected")
     frame = page.frame_locator("iframe").first
     frame.locator("canvas").first.wait_for()
     _shot(page, "04-rings")
     page.get_by_role("button", name="Open wallet page").click()
     page.get_by_text("Risk score").wait_for()
-    assert "91" in page.get_by_test_id("stMetricValue").first.inner_text()
+    assert str(EXPECTED["member_score"]) in page.get_by_test_id("stMetricValue").first.inner_text()
     _shot(page, "05-wallet")
 
     page.get_by_text("wash", exact=True).click()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.workbench import JOBS, graph_layout, ring_graph_html
+from storage import queries
 from storage.store import Store
-from tests.app.fixture_store import EVIL_CODE, EVIL_PAIR, RING, RING_ID, build_fixture_store
+from tests.app.fixture_store import EVIL_CODE, EVIL_PAIR, build_fixture_store
 from tests.factories import horizon_trade, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,9 +21,24 @@ PAGES = ("overview", "ingest", "rings", "wallet", "annotate", "models", "reports
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory):
+    """(db, FixtureSummary, expected): the demo fixture store and what the store's own queries say
+    (read before any page opens the file)."""
     d = tmp_path_factory.mktemp("populated")
-    summary = build_fixture_store(d / "fixture.duckdb", d)
-    return d / "fixture.duckdb", summary
+    s = build_fixture_store(d / "fixture.duckdb")
+    with Store(s.db_path, read_only=True) as store:
+        expected = {
+            "counts": queries.overview_counts(store, threshold=70),
+            "top": queries.top_flagged(store, threshold=70, limit=25),
+            "volumes": queries.pair_volumes(store, limit=15),
+            "rings": queries.rings(store),
+            "ring": queries.neighbourhood(store, ring_id=s.ring_id),
+            "expanded": queries.neighbourhood(store, ring_id=s.ring_id, expand=(s.top_wallet,)),
+            "wallet": queries.wallet_scores(store, s.top_wallet),
+            "counterparties": queries.counterparties(store, s.top_wallet, limit=100),
+            "lineage": queries.funding_lineage(store, s.top_wallet),
+            "features": store.load_derived("features"),
+        }
+    return s.db_path, s, expected
 
 
 def open_page(monkeypatch, db: Path, page: str, **params) -> AppTest:
@@ -73,34 +90,46 @@ def test_every_page_on_an_empty_store_says_what_to_do(monkeypatch, tmp_path, pag
         assert metrics(at) == {"Trades": "0", "Wallets": "0", "Pairs": "0", "Flagged wallets": "0"}
 
 
-# -- populated store --------------------------------------------------------------------------------
+# -- populated store (the demo store + one markup-named asset) ----------------------------------------------
+
+
+def _edge_caption(nodes, edges) -> str:
+    return (f"{nodes.height} wallets, {edges.filter(edges['kind'] == 'trade').height} trade edges, "
+            f"{edges.filter(edges['kind'] == 'funding').height} funding edges")
 
 
 def test_overview_counts_table_and_volumes(monkeypatch, populated):
-    db, s = populated
+    db, s, x = populated
     at = open_page(monkeypatch, db, "overview")
-    assert metrics(at) == {"Trades": "43", "Wallets": "15", "Pairs": "2", "Flagged wallets": "3"}
-    top = at.dataframe(key="top_flagged").value
-    assert list(top["score"]) == [91, 85, 72] and top["wallet"].iloc[0] == s.top_wallet
-    assert "3 flagged rows" in texts(at, "caption")
-    vol = df(at, "reported_volume").set_index("pair_id")
-    usd = vol.iloc[0]
-    assert (usd["n_trades"], usd["reported_volume"], usd["volume_without_rings"]) == (42, 1_050_000_000, 750_000_000)
-    assert vol.loc[EVIL_PAIR, "n_trades"] == 1  # the markup asset code is a plain table value
+    c = x["counts"]
+    assert c["n_trades"] == s.n_trades and c["n_flagged"] == s.n_flagged > 0  # the store agrees with itself
+    assert metrics(at) == {"Trades": f"{s.n_trades:,}", "Wallets": f"{c['n_wallets']:,}", "Pairs": str(c["n_pairs"]),
+                           "Flagged wallets": str(s.n_flagged)}  # fmt: skip
+    top, total = x["top"]
+    shown = at.dataframe(key="top_flagged").value
+    assert list(shown["wallet"]) == top["wallet"].to_list() and shown["score"].iloc[0] == s.top_score
+    assert f"{total:,} flagged rows" in texts(at, "caption")
+    vol = df(at, "reported_volume")
+    assert vol["pair_id"].tolist() == x["volumes"]["pair_id"].to_list()
+    ring_volume = int((vol["reported_volume"] - vol["volume_without_rings"]).sum())
+    assert ring_volume == x["volumes"]["ring_volume"].sum() > 0  # detected rings trade in the demo market
 
 
 def test_overview_sort_filter_and_pagination_are_done_in_the_store(monkeypatch, populated):
-    db, s = populated
+    db, s, x = populated
     at = open_page(monkeypatch, db, "overview")
     at.toggle(key="ov_desc").set_value(False).run()
-    assert list(at.dataframe(key="top_flagged").value["score"]) == [72, 85, 91]
-    at.text_input(key="ov_prefix").set_value(s.top_wallet[:10]).run()
-    assert list(at.dataframe(key="top_flagged").value["wallet"]) == [s.top_wallet]
-    assert "1 flagged rows" in texts(at, "caption")
+    ascending = at.dataframe(key="top_flagged").value["score"].tolist()
+    assert ascending == sorted(ascending) and ascending[0] >= 70
+    at.text_input(key="ov_prefix").set_value(s.top_wallet[:12]).run()
+    rows = at.dataframe(key="top_flagged").value
+    n_top = int((x["wallet"]["score"] >= 70).sum())
+    assert set(rows["wallet"]) == {s.top_wallet} and len(rows) == n_top
+    assert f"{n_top} flagged rows" in texts(at, "caption")
 
 
 def test_overview_escapes_a_markup_pair_in_headings(monkeypatch, populated):
-    db, _ = populated
+    db, _, _ = populated
     at = open_page(monkeypatch, db, "overview", pair=EVIL_PAIR)
     heading = [h for h in texts(at, "subheader") if h.startswith("Benford")][0]
     assert "<img" not in heading and "&lt;img" in heading
@@ -109,31 +138,39 @@ def test_overview_escapes_a_markup_pair_in_headings(monkeypatch, populated):
 
 
 def test_rings_lists_the_ring_expands_neighbours_and_opens_a_wallet(monkeypatch, populated):
-    db, s = populated
-    at = open_page(monkeypatch, db, "rings")
+    db, s, x = populated
+    at = open_page(monkeypatch, db, "rings", ring=s.ring_id)
     table = df(at, "ring_id", "closed_loop_share")
-    assert list(table["ring_id"]) == [RING_ID] and int(table["max_score"].iloc[0]) == 91
-    assert any(c.startswith("3 wallets, 3 trade edges") for c in texts(at, "caption"))
+    assert table["ring_id"].tolist() == x["rings"]["ring_id"].to_list() and len(table) == 5
+    assert f"{len(table):,} rings detected" in texts(at, "caption")
+    assert any(c.startswith(_edge_caption(*x["ring"])) for c in texts(at, "caption"))
     page = at.get("iframe")[0].proto.srcdoc
     assert "physics" in page and json.dumps(s.top_wallet) in page
-    at.multiselect(key=f"expand_{RING_ID}").set_value([s.top_wallet]).run()
-    assert any(c.startswith("4 wallets, 4 trade edges") for c in texts(at, "caption"))
-    assert at.selectbox(key="ring_open_pick").value == s.top_wallet  # riskiest member first
+    at.multiselect(key=f"expand_{s.ring_id}").set_value([s.top_wallet]).run()
+    nodes, edges = x["expanded"]
+    assert nodes.height > x["ring"][0].height
+    assert any(c.startswith(_edge_caption(nodes, edges)) for c in texts(at, "caption"))
+    members = at.selectbox(key="ring_open_pick").options
+    assert s.top_wallet in members and len(members) == x["ring"][0]["ring_id"].is_not_null().sum()
     # the button's st.switch_page is exercised in the browser flow (AppTest keeps its own page on a script rerun)
     at.switch_page("pages/wallet.py")
-    at.query_params["wallet"] = at.selectbox(key="ring_open_pick").value
+    at.query_params["wallet"] = s.top_wallet
     at.run()
-    assert metrics(at)["Risk score"] == "91"
+    assert metrics(at)["Risk score"] == str(s.top_score)
 
 
 def test_wallet_shows_score_lineage_rings_and_takes_a_label(monkeypatch, populated):
-    db, s = populated
+    db, s, x = populated
     at = open_page(monkeypatch, db, "wallet", wallet=s.top_wallet)
+    first = x["wallet"].row(0, named=True)
+    assert at.selectbox(key="wallet_pair").value == s.top_pair == first["pair_id"]
     m = metrics(at)
-    assert (m["Risk score"], m["Confidence"], m["Benford flag"], m["Ring"]) == ("91", "80", "yes", RING_ID)
-    assert list(df(at, "ring_id", "closed_loop_share")["ring_id"]) == [RING_ID]
-    assert df(at, "funder", "created_at")["account_id"].tolist() == sorted(RING[1:], key=RING.index)
-    assert df(at, "n_sold_to")["n_trades"].sum() == 9
+    assert (m["Risk score"], m["Confidence"], m["Ring"]) == (str(s.top_score), str(first["confidence"]), s.ring_id)
+    assert m["Benford flag"] == ("yes" if first["benford_flag"] else "no")
+    assert s.ring_id in df(at, "ring_id", "closed_loop_share")["ring_id"].tolist()
+    ancestors, siblings = x["lineage"]
+    assert df(at, "funder", "created_at")["account_id"].tolist() == siblings["account_id"].to_list()
+    assert df(at, "n_sold_to")["n_trades"].sum() == x["counterparties"]["n_trades"].sum() > 0
     at.radio(key="label_choice").set_value("wash")
     at.text_input(key="label_note").set_value("closed loop with siblings")
     at.button[0].click().run()
@@ -142,22 +179,46 @@ def test_wallet_shows_score_lineage_rings_and_takes_a_label(monkeypatch, populat
     assert labels["label"].tolist() == ["wash"] and labels["note"].tolist() == ["closed loop with siblings"]
 
 
+def test_wallet_shap_waterfall_adds_up_to_the_members_mean_score(monkeypatch, populated):
+    from engine.explain import explain_wallet
+    from engine.pipeline import load_current_model
+    from tests.app.fixture_store import settings_for
+
+    db, s, x = populated
+    at = open_page(monkeypatch, db, "wallet", wallet=s.top_wallet)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    fall = next(t for t in spec["data"] if t["type"] == "waterfall")
+    loaded = load_current_model(settings_for(db))
+    assert loaded.version == s.model_version  # the demo trained the model that scored the store
+    expl = explain_wallet(loaded, x["features"], s.top_wallet, s.top_pair, top=len(loaded.feature_columns))
+    # base + every contribution (12 largest + "other N features") = the mean of the member scores
+    assert fall["base"] == pytest.approx(expl.base_value)
+    assert fall["base"] + sum(fall["x"]) == pytest.approx(float(np.mean(expl.member_scores)), abs=1e-6)
+    assert len(fall["x"]) == 14 and fall["y"][12] == f"other {len(loaded.feature_columns) - 12} features"
+    assert fall["y"][0] == expl.contributions[0].feature
+    # the reported score is the members' median (outlier trimmed), the one on the page
+    assert round(expl.score) == s.top_score
+    shap_rows = df(at, "shap", "description")
+    assert shap_rows["feature"].tolist() == [c.feature for c in expl.contributions[:15]]
+
+
 def test_wallet_escapes_an_address_typed_by_the_user(monkeypatch, populated):
-    db, _ = populated
+    db, _, _ = populated
     at = open_page(monkeypatch, db, "wallet", wallet=EVIL_CODE)
     assert texts(at, "warning") and all("<img" not in w for w in texts(at, "warning"))
     assert "&lt;img" in texts(at, "warning")[0]
 
 
-def test_annotate_queue_takes_the_most_uncertain_first(monkeypatch, tmp_path):
+def test_annotate_queue_takes_a_label_and_shows_progress(monkeypatch, tmp_path):
     db = tmp_path / "annotate.duckdb"
-    build_fixture_store(db, tmp_path)
+    build_fixture_store(db)
+    with Store(db, read_only=True) as store:
+        n_scored = queries.label_progress(store)["n_scored"]
     at = open_page(monkeypatch, db, "annotate")
-    assert metrics(at)["Score"] == "72"
+    assert f"0 of {n_scored:,} scored (wallet, pair) labelled" in at.get("progress")[0].proto.text
     at.radio(key="queue_label").set_value("legit")
     at.button[0].click().run()
-    assert metrics(at)["Score"] == "55"
-    assert "1 of 7 scored (wallet, pair) labelled" in at.get("progress")[0].proto.text
+    assert f"1 of {n_scored:,} scored (wallet, pair) labelled" in at.get("progress")[0].proto.text
 
 
 def test_ingest_runs_a_horizon_range_in_the_background(monkeypatch, tmp_path):
@@ -184,11 +245,79 @@ def test_ingest_runs_a_horizon_range_in_the_background(monkeypatch, tmp_path):
     assert runs["status"].tolist() == ["done"] and runs["n_trades"].tolist() == [40]
 
 
-def test_models_reports_and_graph_lab_on_the_populated_store(monkeypatch, populated, tmp_path):
-    db, s = populated
-    assert "run `python -m engine train`" in " ".join(texts(open_page(monkeypatch, db, "models"), "warning"))
-    lab = open_page(monkeypatch, db, "graph_lab")
-    assert metrics(lab) == {"Snapshot rows": "not computed yet", "Embedding rows": "not computed yet"}
+def test_ingest_loads_the_demo_market_into_an_empty_store(monkeypatch, tmp_path):
+    db = tmp_path / "first-start.duckdb"
+    at = open_page(monkeypatch, db, "ingest")
+    at.radio(key="ingest_source").set_value("Demo market").run()
+    at.select_slider(key="demo_scale").set_value(0.02).run()
+    at.button(key="demo_go").click().run()
+    jobs = JOBS.of(str(db.resolve()))
+    assert jobs[0].label == "demo market (scale 0.02)"
+    job = JOBS.get(str(db.resolve()), jobs[0].job_id).join(timeout=60)
+    assert job.state == "done", job.message
+    assert "steps: rings, features, train, score" in job.message
+    at.run()
+    n_trades = int(job.message.split(" trades")[0].split()[-1].replace(",", ""))
+    assert f"Store holds {n_trades:,} trades" in " ".join(texts(at, "caption"))
+    overview = open_page(monkeypatch, db, "overview")
+    assert metrics(overview)["Trades"] == f"{n_trades:,}"
+    assert int(metrics(overview)["Flagged wallets"]) > 0
+    assert (tmp_path / "home" / "models" / "CURRENT").exists()  # the model lives under the app's models_dir
+
+
+def test_models_page_shows_the_registry_metrics_curves_and_drift(monkeypatch, populated):
+    from models.registry import current_version, list_versions
+
+    db, s, x = populated
+    models_dir = s.home / "models"
+    at = open_page(monkeypatch, db, "models")
+    assert metrics(at)["Current model"] == current_version(models_dir) == s.model_version
+    assert df(at, "version", "created_at", "current")["version"].tolist() == [v["version"] for v in list_versions(models_dir)]
+    meta = json.loads((models_dir / s.model_version / "model_metadata.json").read_text())
+    assert meta["params"]["n_estimators"] == 40 and meta["label_source"] == "simulator"
+    table = df(at, "model", "pr_auc").set_index("model")
+    assert table.loc["ensemble", "roc_auc"] == pytest.approx(meta["metrics"]["ensemble"]["roc_auc"])
+    assert table.loc["baseline", "pr_auc"] == pytest.approx(meta["metrics"]["baseline"]["pr_auc"])
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    pr = {t["name"]: t for t in charts[0]["data"]}
+    assert set(pr) == {"ensemble", "baseline"}
+    assert pr["ensemble"]["y"] == meta["pr_curves"]["ensemble"]["precision"]
+    assert pr["baseline"]["x"] == meta["pr_curves"]["baseline"]["recall"]
+    bars = charts[1]["data"][0]
+    top = max(meta["feature_importance"], key=meta["feature_importance"].get)
+    assert bars["y"][0] == top and bars["x"][0] == pytest.approx(meta["feature_importance"][top])
+    drift = df(at, "psi", "status")
+    assert len(drift) == len(meta["feature_columns"])
+    assert (drift["psi"].fillna(0) < 0.1).all()  # the store's features are the training data: no drift
+    assert f"0 of {len(drift)} features drifted" in " ".join(texts(at, "caption"))
+
+
+def test_models_page_retrains_and_promotes_or_archives(monkeypatch, tmp_path):
+    from models.registry import current_version, list_versions
+
+    db = tmp_path / "retrain.duckdb"
+    s = build_fixture_store(db)
+    at = open_page(monkeypatch, db, "models")
+    at.number_input(key="retrain_trees").set_value(20)
+    at.button(key="retrain").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    versions = list_versions(s.home / "models")
+    assert len(versions) == 2
+    new = versions[0]["version"]
+    done = " ".join(texts(at, "success") + texts(at, "warning"))
+    assert at.get("progress")[0].proto.value == 100
+    if current_version(s.home / "models") == new:  # promoted, and the store re-scored with it
+        assert f"retrained and promoted {new}" in done and f"vs {s.model_version}" in done
+        from pages._ui import _open_store
+
+        latest = queries.wallet_scores(_open_store(str(db.resolve())), s.top_wallet)
+        assert set(latest["model_version"].to_list()) == {new}
+    else:  # a regression beyond 0.01 AUC: archived, the old one stays current
+        assert "NOT promoted" in done and current_version(s.home / "models") == s.model_version
+
+
+def test_reports_lists_a_recorded_report(monkeypatch, populated, tmp_path):
+    _, s, _ = populated
     pdf = tmp_path / "r.pdf"
     pdf.write_bytes(b"%PDF-1.4 test")
     db2 = tmp_path / "reports.duckdb"

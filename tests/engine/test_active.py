@@ -12,7 +12,12 @@ import polars as pl
 import pytest
 
 from engine.active.annotations import (
-    annotation_row, export_annotations, import_annotations, load_or_create_key, read_annotation_file, sign,
+    annotation_row,
+    export_annotations,
+    import_annotations,
+    load_or_create_key,
+    read_annotation_file,
+    sign,
     verify_annotations,
 )  # fmt: skip
 from engine.active.queue import committee, evidence_boost, rank_queue, uncertainty, vote_entropy

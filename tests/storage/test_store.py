@@ -5,7 +5,6 @@ import polars as pl
 import pytest
 
 from engine.ingest.horizon_records import decode_trades
-from storage.errors import StoreBusy
 from storage.schema import SCHEMA_VERSION
 from storage.store import CursorPosition, Store
 from tests.factories import horizon_trade

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 
-
 import polars as pl
 import pytest
 
