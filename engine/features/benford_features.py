@@ -9,6 +9,7 @@ window at once.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -21,35 +22,62 @@ WINDOW_STATS = ("excess_mad", "neglog_p", "ks")
 NEGLOG_P_CAP = 300.0  # -log10 p is capped (p underflows to 0 beyond ~1e-308)
 
 
-def window_counts(
-    frame: pl.DataFrame,
-    *,
-    group_cols: list[str],
-    amount_col: str,
-    as_of: datetime,
+class WindowCodes(NamedTuple):
+    """Amounts of a frame coded for window counting (see `window_codes`)."""
+
+    keys: pl.DataFrame  # one row per group (group_cols), in order of first appearance
+    group: np.ndarray  # per amount: row of `keys` (int64)
+    bucket: np.ndarray  # per amount: index of the narrowest window (by width) holding it
+    amount: np.ndarray  # per amount: stroops (int64)
+    n_windows: int
+
+
+def window_codes(
+    frame: pl.DataFrame, *, group_cols: list[str], amount_col: str, as_of: datetime,
     windows: tuple[tuple[str, timedelta], ...],
-    test: str,
-) -> tuple[pl.DataFrame, np.ndarray]:
-    """(keys, counts): counts[g, w, d] = amounts of group g in window w with digit d.
+) -> WindowCodes:  # fmt: skip
+    """Group and window codes of the amounts of `frame` in the widest window.
 
     `frame` needs group_cols, amount_col (stroops) and closed_at (rows after
-    as_of are ignored; windows are (as_of - width, as_of]).
+    as_of are ignored; windows are (as_of - width, as_of]). Windows are nested, so
+    each amount is coded with the narrowest window holding it; one pass serves
+    every test and window.
     """
-    k = len(benford.digit_values(test))
-    widths = sorted(windows, key=lambda w: w[1])
-    f = frame.filter((pl.col("closed_at") <= as_of) & (pl.col("closed_at") > as_of - widths[-1][1]))
+    widths = sorted(w for _, w in windows)
+    f = frame.filter((pl.col("closed_at") <= as_of) & (pl.col("closed_at") > as_of - widths[-1]))
     age = pl.lit(len(widths) - 1, dtype=pl.Int64)
-    for i, (_, width) in reversed(list(enumerate(widths))):
+    for i, width in reversed(list(enumerate(widths))):
         age = pl.when(pl.col("closed_at") > as_of - width).then(pl.lit(i, dtype=pl.Int64)).otherwise(age)
     keys = f.select(group_cols).unique(maintain_order=True).with_row_index("_g")
-    coded = f.select(*group_cols, amount_col, b=age).join(keys, on=group_cols, how="left", nulls_equal=True)
-    idx = benford.digit_index(coded[amount_col].fill_null(0).to_numpy(), test)
+    coded = f.select(*group_cols, pl.col(amount_col).fill_null(0), b=age).join(
+        keys, on=group_cols, how="left", nulls_equal=True
+    )
+    return WindowCodes(keys.drop("_g"), coded["_g"].to_numpy().astype(np.int64), coded["b"].to_numpy(),
+                       coded[amount_col].to_numpy(), len(widths))  # fmt: skip
+
+
+def sparse_window_counts(
+    codes: WindowCodes, *, test: str, min_n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, rows, counts) of a Benford test per group and window, by window width.
+
+    n[g, w]: counted amounts of group g in window w (groups x windows); rows: the
+    groups with n >= min_n in the widest window, the only ones whose digits matter
+    (n grows with the width); counts[r, w, d]: digit counts of group rows[r]. Memory
+    stays O(amounts + groups x windows), not groups x windows x digits.
+    """
+    k = len(benford.digit_values(test))
+    n_g, n_w = codes.keys.height, codes.n_windows
+    idx = benford.digit_index(codes.amount, test)
     ok = idx >= 0
-    code = (coded["_g"].to_numpy().astype(np.int64) * len(widths) + coded["b"].to_numpy()) * k + idx
-    flat = np.bincount(code[ok], minlength=keys.height * len(widths) * k)
-    counts = np.cumsum(flat.reshape(keys.height, len(widths), k), axis=1)
-    order = [widths.index(w) for w in windows]
-    return keys.drop("_g"), counts[:, order, :]
+    g, b, idx = codes.group[ok], codes.bucket[ok], idx[ok]
+    n = np.cumsum(np.bincount(g * n_w + b, minlength=n_g * n_w).reshape(n_g, n_w), axis=1)
+    wide = (n[:, -1] >= min_n) & (n[:, -1] > 0)
+    rows = np.flatnonzero(wide)
+    rank = np.cumsum(wide) - 1
+    m = wide[g]
+    flat = np.bincount((rank[g[m]] * n_w + b[m]) * k + idx[m], minlength=len(rows) * n_w * k)
+    return n, rows, np.cumsum(flat.reshape(len(rows), n_w, k), axis=1)
 
 
 def benford_window_features(sides: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
@@ -58,17 +86,20 @@ def benford_window_features(sides: pl.DataFrame, *, as_of: datetime, cfg: Featur
     Shapes: wallet, pair_id, then per window w: benford_excess_mad_{w},
     benford_neglog_p_{w}, benford_ks_{w} (null when n < benford.MIN_N).
     """
-    keys, counts = window_counts(
-        sides, group_cols=["wallet", "pair_id"], amount_col="base_amount", as_of=as_of,
-        windows=cfg.windows, test="first",
-    )  # fmt: skip
+    codes = window_codes(sides, group_cols=["wallet", "pair_id"], amount_col="base_amount", as_of=as_of,
+                         windows=cfg.windows)  # fmt: skip
+    n, rows, counts = sparse_window_counts(codes, test="first", min_n=benford.MIN_N["first"])
+    widths = sorted(w for _, w in cfg.windows)
     cols = {}
-    for w, (name, _) in enumerate(cfg.windows):
+    for name, width in cfg.windows:
+        w = widths.index(width)
         s = benford.stats_from_counts(counts[:, w, :], "first", labels=False)
         neglog = np.minimum(-np.log10(np.maximum(s["p_value"], 1e-320)), NEGLOG_P_CAP)
         for stat, values in (("excess_mad", s["excess_mad"]), ("neglog_p", neglog), ("ks", s["ks"])):
-            cols[f"benford_{stat}_{name}"] = pl.Series(values, dtype=pl.Float64, nan_to_null=True)
-    return pl.concat([keys, pl.DataFrame(cols)], how="horizontal")
+            full = np.full(codes.keys.height, np.nan)
+            full[rows] = values
+            cols[f"benford_{stat}_{name}"] = pl.Series(full, dtype=pl.Float64, nan_to_null=True)
+    return pl.concat([codes.keys, pl.DataFrame(cols)], how="horizontal")
 
 
 def _base_amount(t: pl.DataFrame) -> pl.Expr:
@@ -107,19 +138,25 @@ def benford_table(trades: pl.DataFrame, sides: pl.DataFrame, *, as_of: datetime,
 
     Shapes (long): as_of, scope, wallet, pair_id, asset (the scope's key columns,
     others null), window, then benford.STAT_COLUMNS (test, n, chi2, p_value, mad,
-    mad_class, expected_mad, excess_mad, ks, z_max, verdict, flag).
+    mad_class, expected_mad, excess_mad, ks, z_max, verdict, flag). Rows: groups
+    with n > 0, by scope, test, window, then group in order of first appearance.
     """
+    widths = sorted(w for _, w in cfg.windows)
     parts = []
     for scope, (frame, group_cols, amount_col) in scope_frames(trades, sides).items():
+        codes = window_codes(frame, group_cols=group_cols, amount_col=amount_col, as_of=as_of, windows=cfg.windows)
+        keys = codes.keys.select(
+            pl.lit(as_of, dtype=BENFORD_TABLE_KEYS["as_of"]).alias("as_of"), pl.lit(scope).alias("scope"),
+            *[(pl.col(c) if c in group_cols else pl.lit(None)).cast(BENFORD_TABLE_KEYS[c]).alias(c)
+              for c in ("wallet", "pair_id", "asset")],
+        )  # fmt: skip
         for test in benford.TESTS:
-            keys, counts = window_counts(frame, group_cols=group_cols, amount_col=amount_col, as_of=as_of,
-                                         windows=cfg.windows, test=test)  # fmt: skip
-            for w, (name, _) in enumerate(cfg.windows):
-                part = benford.stats_frame(keys, counts[:, w, :], test).filter(pl.col("n") > 0)
-                parts.append(part.with_columns(as_of=pl.lit(as_of), scope=pl.lit(scope), window=pl.lit(name)))
+            n, rows, counts = sparse_window_counts(codes, test=test, min_n=benford.MIN_N[test])
+            for name, width in cfg.windows:
+                w = widths.index(width)
+                part = benford.sparse_stats_frame(keys.with_columns(window=pl.lit(name)), n[:, w], rows,
+                                                  counts[:, w, :], test)  # fmt: skip
+                parts.append(part.filter(pl.col("n") > 0))
     if not parts:
         return pl.DataFrame(schema={**BENFORD_TABLE_KEYS, **benford.STAT_COLUMNS})
-    out = pl.concat(parts, how="diagonal_relaxed")
-    for c, t in BENFORD_TABLE_KEYS.items():
-        out = out.with_columns((pl.col(c) if c in out.columns else pl.lit(None)).cast(t).alias(c))
-    return out.select(*BENFORD_TABLE_KEYS, *benford.STAT_COLUMNS)
+    return pl.concat(parts).select(*BENFORD_TABLE_KEYS, *benford.STAT_COLUMNS)

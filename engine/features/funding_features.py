@@ -11,7 +11,6 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.graph.funding import ancestors, exchange_like, funding_edges
 from engine.features.sides import (
     ACCOUNTS_SCHEMA,
     ANCESTORS_SCHEMA,
@@ -20,6 +19,7 @@ from engine.features.sides import (
     categorical,
     require,
 )
+from engine.graph.funding import ancestors, exchange_like, funding_edges
 
 KEY = ["wallet", "pair_id"]
 

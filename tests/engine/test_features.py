@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.features import FEATURE_NAMES, MISSING_INDICATORS, FeatureConfig, build_feature_matrix
+from engine.features import FEATURE_NAMES, MISSING_INDICATORS, build_feature_matrix
 from engine.schemas import OPERATIONS_SCHEMA, TRADES_SCHEMA, conform
 from storage.errors import BadInput
 
