@@ -7,11 +7,9 @@ first thing wrong with it, named by field, with what to do.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import polars as pl
-from stellar_sdk import StrKey
 
+from engine.ingest.strkey import valid_account_ids
 from engine.schemas import STROOPS_PER_UNIT
 
 _DECIMAL = r"^-?\d+(\.\d+)?$"
@@ -74,11 +72,6 @@ def amount_reason(col: str, *, allow_zero: bool = False, required: bool = True) 
     )
 
 
-@lru_cache(maxsize=1_000_000)
-def _valid_account(value: str) -> bool:
-    return StrKey.is_valid_ed25519_public_key(value)
-
-
 def account_reason(frame: pl.DataFrame, col: str, *, required: bool) -> pl.Series:
     """Reason per row where `col` is not a valid G... account id (checksum included).
 
@@ -86,8 +79,8 @@ def account_reason(frame: pl.DataFrame, col: str, *, required: bool) -> pl.Serie
     follows the number of wallets, not of records.
     """
     values = frame.get_column(col)
-    distinct = values.drop_nulls().unique()
-    bad = {v for v in distinct.to_list() if not _valid_account(v)}
+    distinct = values.drop_nulls().unique().to_list()
+    bad = {v for v, ok in zip(distinct, valid_account_ids(distinct), strict=True) if not ok}
     is_bad = values.is_in(pl.Series(list(bad), dtype=pl.String)) if bad else pl.Series([False] * len(values), dtype=pl.Boolean)
     missing = values.is_null()
     reasons = pl.select(
