@@ -10,7 +10,8 @@ RUN python -m venv .venv \
     && .venv/bin/pip install --no-cache-dir -r requirements.txt -c constraints.txt \
     && touch .venv/.install-stamp
 COPY . .
-ENV LEDGERLENS_HOME=/data
+ENV LEDGERLENS_HOME=/data \
+    STREAMLIT_SERVER_ADDRESS=0.0.0.0
 VOLUME /data
 EXPOSE 8501
 CMD ["make", "run"]

@@ -41,6 +41,8 @@ from engine.features.sides import (
     SIDES_SCHEMA,
     FeatureConfig,
     categorical,
+    Codes,
+    encode,
     keys_of,
     require,
     trade_sides,
@@ -73,13 +75,14 @@ def matrix_schema() -> dict[str, pl.DataType]:
     }  # fmt: skip
 
 
-def ring_features(sides: pl.DataFrame, ring_members: pl.DataFrame | None) -> pl.DataFrame:
+def ring_features(sides: pl.DataFrame, ring_members: pl.DataFrame | None, *, codes: Codes | None = None) -> pl.DataFrame:
     """ring_size and ring_cp_share per (wallet, pair_id) from `ring_members`
-    (account_id, ring_id; e.g. from engine.graph.rings); null when it is None."""
+    (account_id, ring_id; e.g. from engine.graph.rings); null when it is None.
+    codes: those of `sides` when it is the coded view (engine.features.sides.encode)."""
     keys = keys_of(sides)
     if ring_members is None:
         return keys.with_columns(ring_size=pl.lit(None, dtype=pl.Float64), ring_cp_share=pl.lit(None, dtype=pl.Float64))
-    rm = categorical(require(ring_members, RING_MEMBERS_SCHEMA, "ring_members").unique(), "account_id")
+    rm = categorical(require(ring_members, RING_MEMBERS_SCHEMA, "ring_members").unique(), "account_id", codes=codes)
     size = rm.group_by("ring_id").agg(ring_size=pl.len())
     mine = rm.join(size, on="ring_id").group_by("account_id").agg(pl.first("ring_id"), pl.first("ring_size"))
     tagged = sides.join(mine.rename({"account_id": "wallet"}), on="wallet", how="left").join(
@@ -115,8 +118,9 @@ def build_feature_matrix(
     as_of = _utc(as_of)
     if tuple(name for name, _ in config.windows) != WINDOW_NAMES:
         raise BadInput(f"feature windows must be named {WINDOW_NAMES} (the feature dictionary's)")
-    sides = trade_sides(trades, as_of=as_of, lookback=max(config.lookback, max(w for _, w in config.windows)))
-    in_lookback = sides.filter(pl.col("closed_at") > as_of - config.lookback)
+    widest = max(w for _, w in config.windows)
+    sides, codes = encode(trade_sides(trades, as_of=as_of, lookback=max(config.lookback, widest)))
+    in_lookback = sides if config.lookback >= widest else sides.filter(pl.col("closed_at") > as_of - config.lookback)
     if ancestors is None:
         ancestors = ancestors_from_operations(operations, accounts, as_of=as_of, depth=config.ancestor_depth)
     keys = keys_of(in_lookback)
@@ -124,10 +128,10 @@ def build_feature_matrix(
     parts = [
         bf, activity_features(in_lookback, cfg=config), timing_features(in_lookback, cfg=config),
         volume_spike(in_lookback, cfg=config), size_tail(in_lookback, cfg=config),
-        round_trips(in_lookback, cfg=config), offer_cancellations(operations, as_of=as_of, cfg=config),
-        account_age(keys, accounts, as_of=as_of), controller_features(in_lookback, ancestors, cfg=config),
+        round_trips(in_lookback, cfg=config), offer_cancellations(operations, as_of=as_of, cfg=config, codes=codes),
+        account_age(keys, accounts, as_of=as_of, codes=codes), controller_features(in_lookback, ancestors, cfg=config, codes=codes),
         synchrony(in_lookback, cfg=config), counterparty_overlap(in_lookback),
-        volume_correlation(in_lookback, cfg=config), ring_features(in_lookback, ring_members),
+        volume_correlation(in_lookback, cfg=config), ring_features(in_lookback, ring_members, codes=codes),
     ]  # fmt: skip
     wallet_parts = [pagerank(in_lookback, cfg=config), pair_diversity(in_lookback),
                     mad_spread(bf, column=f"benford_excess_mad_{WINDOW_NAMES[-1]}")]  # fmt: skip
@@ -136,14 +140,14 @@ def build_feature_matrix(
         out = out.join(part, on=["wallet", "pair_id"], how="left")
     for part in wallet_parts:
         out = out.join(part, on="wallet", how="left")
-    return _finish(out, as_of)
+    return _finish(out, as_of, codes)
 
 
-def _finish(out: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
+def _finish(out: pl.DataFrame, as_of: datetime, codes: Codes) -> pl.DataFrame:
     """Cast to the matrix schema (NaN -> null) and add the missing indicators."""
     values = [pl.col(f).cast(pl.Float64).fill_nan(None).alias(f) for f in FEATURE_NAMES]
     out = out.select(
-        pl.col("wallet", "pair_id").cast(pl.String), pl.lit(as_of, dtype=pl.Datetime("us", "UTC")).alias("as_of"), *values
+        codes.decode(pl.col("wallet")), codes.decode(pl.col("pair_id")), pl.lit(as_of, dtype=pl.Datetime("us", "UTC")).alias("as_of"), *values
     )
     flags = {
         m: pl.any_horizontal([pl.col(f).is_null() for f, i in FEATURE_DICTIONARY.items() if i.missing == m])

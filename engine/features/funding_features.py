@@ -15,6 +15,7 @@ from engine.features.sides import (
     ACCOUNTS_SCHEMA,
     ANCESTORS_SCHEMA,
     OPERATION_COLUMNS,
+    Codes,
     FeatureConfig,
     categorical,
     require,
@@ -61,19 +62,21 @@ def ancestors_from_operations(
     )
 
 
-def account_age(keys: pl.DataFrame, accounts: pl.DataFrame | None, *, as_of: datetime) -> pl.DataFrame:
+def account_age(
+    keys: pl.DataFrame, accounts: pl.DataFrame | None, *, as_of: datetime, codes: Codes | None = None
+) -> pl.DataFrame:
     """account_age_days = (as_of - created_at) in days; null when the creation is
     unknown or after as_of (then the data up to t does not know the account)."""
     if accounts is None:
         return keys.with_columns(account_age_days=pl.lit(None, dtype=pl.Float64))
     acc = require(accounts, ACCOUNTS_SCHEMA, "accounts").filter(pl.col("created_at") <= as_of)
-    age = categorical(acc.group_by("account_id").agg(created_at=pl.col("created_at").min()), "account_id")
+    age = categorical(acc.group_by("account_id").agg(created_at=pl.col("created_at").min()), "account_id", codes=codes)
     return keys.join(age, left_on="wallet", right_on="account_id", how="left").select(
         *KEY, account_age_days=(pl.lit(as_of) - pl.col("created_at")).dt.total_seconds(fractional=True) / 86400.0
     )
 
 
-def lineage_sets(ancestors: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
+def lineage_sets(ancestors: pl.DataFrame, *, cfg: FeatureConfig, codes: Codes | None = None) -> pl.DataFrame:
     """account_id, node: each account with a known lineage, itself plus its
     ancestors within cfg.ancestor_depth. Exchange-like funders (hubs) are already
     left out by `engine.graph.funding.ancestors`: sharing one says nothing about a
@@ -82,15 +85,19 @@ def lineage_sets(ancestors: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame
     kept = anc.filter(pl.col("ancestor") != pl.col("account_id"))
     selves = anc.select("account_id").unique().with_columns(node=pl.col("account_id"))
     sets = pl.concat([selves, kept.select("account_id", node=pl.col("ancestor"))]).unique()
-    return categorical(sets, "account_id", "node")
+    # node stays Categorical: funders that never traded have no code but must still match.
+    sets = categorical(sets, "account_id", codes=codes).drop_nulls("account_id")
+    return sets.with_columns(node=pl.col("node").cast(pl.Categorical()))
 
 
-def controller_features(sides: pl.DataFrame, ancestors: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
+def controller_features(
+    sides: pl.DataFrame, ancestors: pl.DataFrame, *, cfg: FeatureConfig, codes: Codes | None = None
+) -> pl.DataFrame:
     """same_controller_rate: share of the wallet's trades (with accounts) in the
     pair whose counterparty shares a non-hub funding ancestor (or is one);
     funding_similarity: trade-weighted mean Jaccard of the two lineage sets.
     Null when the wallet's lineage is unknown or it only traded with pools."""
-    sets = lineage_sets(ancestors, cfg=cfg).with_columns(node=pl.col("node").cast(pl.Categorical()))
+    sets = lineage_sets(ancestors, cfg=cfg, codes=codes)
     size = sets.group_by("account_id").agg(size=pl.len())
     pairs = sides.filter(~pl.col("cp_is_pool")).group_by(*KEY, "counterparty").agg(n=pl.len())
     links = pairs.select("wallet", "counterparty").unique()

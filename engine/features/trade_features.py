@@ -12,7 +12,7 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.features.sides import OPERATION_COLUMNS, FeatureConfig, categorical, ranked, require
+from engine.features.sides import OPERATION_COLUMNS, Codes, FeatureConfig, categorical, ranked, require
 from engine.schemas import OFFER_TYPES, STROOPS_PER_UNIT
 
 KEY = ["wallet", "pair_id"]
@@ -21,26 +21,28 @@ KEY = ["wallet", "pair_id"]
 def activity_features(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
     """n_trades, counterparty_hhi, volume_per_counterparty,
     net_flow_ratio, flow_balance, fixed_lot_share, round_number_share."""
-    per_cp = sides.group_by(*KEY, "counterparty").agg(n=pl.len())
-    conc = per_cp.group_by(KEY).agg(
-        n_counterparties=pl.len(),
-        counterparty_hhi=((pl.col("n") / pl.col("n").sum()) ** 2).sum(),
-    )
-    lots = sides.group_by(*KEY, "base_amount").agg(n=pl.len()).group_by(KEY).agg(top_lot=pl.col("n").max())
     units = pl.col("base_amount").cast(pl.Float64) / STROOPS_PER_UNIT
-    bought = units.filter(~pl.col("sold_base")).sum()
-    sold = units.filter(pl.col("sold_base")).sum()
     stripped = pl.col("base_amount").cast(pl.String).str.strip_chars_end("0").str.len_chars()
     is_round = (pl.col("base_amount") % STROOPS_PER_UNIT == 0) & (stripped <= 2)
+    # Plain aggregations only: expressions mixing a group's total with its rows
+    # (n / n.sum()) take polars' slow per-group path, so totals are joined instead.
     main = sides.group_by(KEY).agg(
         n_trades=pl.len(),
         volume=units.sum(),
-        net_flow_ratio=(bought - sold) / (bought + sold),
+        bought=units.filter(~pl.col("sold_base")).sum(),
+        sold=units.filter(pl.col("sold_base")).sum(),
         round_share=is_round.mean(),
     )
+    per_cp = sides.group_by(*KEY, "counterparty").agg(n=pl.len()).join(main.select(*KEY, "n_trades"), on=KEY)
+    conc = per_cp.group_by(KEY).agg(
+        n_counterparties=pl.len(), counterparty_hhi=((pl.col("n") / pl.col("n_trades")) ** 2).sum()
+    )
+    lots = sides.group_by(*KEY, "base_amount").agg(n=pl.len()).group_by(KEY).agg(top_lot=pl.col("n").max())
     few = pl.col("n_trades") < cfg.min_trades_shape
+    net = (pl.col("bought") - pl.col("sold")) / (pl.col("bought") + pl.col("sold"))
     return (
         main.join(conc, on=KEY).join(lots, on=KEY)
+        .with_columns(net_flow_ratio=net)
         .with_columns(
             volume_per_counterparty=pl.col("volume") / pl.col("n_counterparties"),
             flow_balance=1.0 - pl.col("net_flow_ratio").abs(),
@@ -156,7 +158,9 @@ def round_trips(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
     )  # fmt: skip
 
 
-def offer_cancellations(operations: pl.DataFrame | None, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
+def offer_cancellations(
+    operations: pl.DataFrame | None, *, as_of: datetime, cfg: FeatureConfig, codes: Codes | None = None
+) -> pl.DataFrame:
     """offer_cancel_rate per (wallet, pair_id): share of the wallet's successful
     manage-offer operations in the pair (within the lookback) that delete an
     offer (offer_id != 0 and amount 0, written `0.0000000`). Wallets without
@@ -165,7 +169,7 @@ def offer_cancellations(operations: pl.DataFrame | None, *, as_of: datetime, cfg
 
     if operations is None:
         empty = pl.DataFrame(schema={"wallet": pl.String, "pair_id": pl.String, "offer_cancel_rate": pl.Float64})
-        return categorical(empty, "wallet", "pair_id")
+        return categorical(empty, "wallet", "pair_id", codes=codes)
     ops = require(operations, OPERATION_COLUMNS, "operations").filter(
         pl.col("type").is_in(list(OFFER_TYPES)) & pl.col("successful").fill_null(True)
         & (pl.col("closed_at") <= as_of) & (pl.col("closed_at") > as_of - cfg.lookback)
@@ -175,4 +179,4 @@ def offer_cancellations(operations: pl.DataFrame | None, *, as_of: datetime, cfg
     rate = ops.group_by(wallet=pl.col("source_account"), pair_id=pair_id_expr("asset", "buying_asset")).agg(
         offer_cancel_rate=cancel.mean()
     )
-    return categorical(rate, "wallet", "pair_id")
+    return categorical(rate, "wallet", "pair_id", codes=codes)
