@@ -10,6 +10,8 @@ RUN python -m venv .venv \
     && .venv/bin/pip install --no-cache-dir -r requirements.txt -c constraints.txt \
     && touch .venv/.install-stamp
 COPY . .
+# the environment is installed above: keep make from reinstalling at start
+RUN touch .venv/.install-stamp
 ENV LEDGERLENS_HOME=/data \
     STREAMLIT_SERVER_ADDRESS=0.0.0.0
 VOLUME /data
