@@ -16,6 +16,7 @@ def register(sub, common) -> None:
         default=None,
         help="UTC time, ISO 8601 (e.g. 2024-05-01T00:00:00Z); default: the last stored trade's close time",
     )
+    p.add_argument("--dictionary", action="store_true", help="print the feature dictionary (Markdown) and exit")
     p.set_defaults(handler=_features)
 
 
@@ -32,6 +33,9 @@ def _as_of(text: str | None) -> datetime | None:
 def _features(args, settings) -> int:
     from engine.pipeline import compute_features
 
+    if args.dictionary:
+        print(dictionary_markdown())
+        return 0
     with open_store(settings) as store:
         run = compute_features(store, as_of=_as_of(args.as_of))
     flagged = run.benford.filter(run.benford["flag"].fill_null(False)).height
@@ -40,3 +44,14 @@ def _features(args, settings) -> int:
         f"{run.matrix.width - 3} columns; Benford: {run.benford.height:,} tests, {flagged:,} nonconforming"
     )
     return 0
+
+
+def dictionary_markdown() -> str:
+    """The feature dictionary as a Markdown table (name, meaning, unit, direction, missing indicator)."""
+    from engine.features import FEATURE_DICTIONARY
+
+    rows = ["| feature | meaning | unit | direction | missing indicator |", "|---|---|---|---|---|"]
+    for name, info in FEATURE_DICTIONARY.items():
+        cells = (name, info.description, info.unit, info.direction, info.missing or "never null")
+        rows.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows)
