@@ -25,7 +25,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.synthetic.strkey import random_account_ids  # noqa: E402
+from engine.strkey import random_account_ids  # noqa: E402
 from storage.store import Store  # noqa: E402
 
 PAGES = ("overview", "ingest", "rings", "wallet", "annotate", "models", "reports", "graph_lab")

@@ -11,10 +11,11 @@ import argparse
 import importlib
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.settings import Settings, load_settings
-from storage.errors import UserFacingError
+from storage.errors import BadInput, UserFacingError
 
 # One module per command group, in the order `--help` lists them.
 COMMAND_MODULES = (
@@ -56,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the store keeps every committed batch; run the same command to resume.", file=sys.stderr)
         return 130
+
+
+def parse_utc(text: str | None, flag: str) -> datetime | None:
+    """An ISO 8601 time given on the command line, as UTC (naive means UTC); None stays None."""
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadInput(f"{flag} {text!r} is not an ISO 8601 time; e.g. 2024-03-01T00:00:00Z") from exc
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def open_store(settings: Settings, *, read_only: bool = False):

@@ -3,10 +3,7 @@ and store them (derived tables `features` and `benford`, replaced whole)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from engine.cli import open_store
-from storage.errors import BadInput
+from engine.cli import open_store, parse_utc
 
 
 def register(sub, common) -> None:
@@ -20,16 +17,6 @@ def register(sub, common) -> None:
     p.set_defaults(handler=_features)
 
 
-def _as_of(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadInput(f"--as-of {text!r} is not an ISO 8601 time; e.g. 2024-05-01T00:00:00Z") from exc
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def _features(args, settings) -> int:
     from engine.pipeline import compute_features
 
@@ -37,7 +24,7 @@ def _features(args, settings) -> int:
         print(dictionary_markdown())
         return 0
     with open_store(settings) as store:
-        run = compute_features(store, as_of=_as_of(args.as_of))
+        run = compute_features(store, as_of=parse_utc(args.as_of, "--as-of"))
     flagged = run.benford.filter(run.benford["flag"].fill_null(False)).height
     print(
         f"features as of {run.as_of:%Y-%m-%d %H:%M:%S} UTC: {run.matrix.height:,} (wallet, pair) rows x "

@@ -10,10 +10,9 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.cli import open_store
+from engine.cli import open_store, parse_utc
 from storage.errors import BadInput
 
 RESULTS = Path("benchmark_results")
@@ -43,22 +42,12 @@ def register(sub, common) -> None:
     e.set_defaults(handler=_embed)
 
 
-def parse_time(text: str | None, flag: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadInput(f"{flag} {text!r} is not an ISO 8601 time; e.g. 2024-03-01T00:00:00Z") from exc
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def _snapshot(args, settings) -> int:
     from engine.graph.temporal import build_snapshots, load_edges, parse_duration, validation_report
 
     window = parse_duration(args.window)
     step = parse_duration(args.step) if args.step else None
-    start, end = parse_time(args.start, "--start"), parse_time(args.end, "--end")
+    start, end = parse_utc(args.start, "--start"), parse_utc(args.end, "--end")
     with open_store(settings) as store:
         persisted, spec = build_snapshots(load_edges(store, start=start, end=end), window=window, step=step,
                                           start=start, end=end)  # fmt: skip

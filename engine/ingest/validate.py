@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from engine.ingest.strkey import valid_account_ids
 from engine.schemas import STROOPS_PER_UNIT
+from engine.strkey import valid_account_ids
 
 _DECIMAL = r"^-?\d+(\.\d+)?$"
 _EXACT = r"^\d{1,12}(\.\d{1,7})?$"  # up to 922,337,203,685 units: int64 stroops

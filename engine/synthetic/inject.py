@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from engine.strkey import hex_ids, random_account_ids
 from engine.synthetic.horizon_records import SYNTHETIC_OFFER_BIT
-from engine.synthetic.strkey import hex_ids, random_account_ids
 from storage.errors import BadInput
 
 INJECTED_TX_BASE = 900_000  # tx indexes far above any real ledger's (< 2^20)

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from engine.progress import Progress, no_progress
+from engine.strkey import hex_ids, random_account_ids
 from engine.synthetic import funding, legit
 from engine.synthetic.assemble import fix_merges, maker_offers, taker_amounts
 from engine.synthetic.events import Flow, concat_flows
@@ -23,7 +24,6 @@ from engine.synthetic.manipulation import ring_accounts, ring_flow
 from engine.synthetic.plan import Plan, make_plan
 from engine.synthetic.population import World, build_world
 from engine.synthetic.rings import RingSpec, draw_ring_specs
-from engine.synthetic.strkey import hex_ids, random_account_ids
 from engine.synthetic.timeline import Timeline, assign_ids, make_timeline
 from engine.synthetic.writer import ring_id, write_labels, write_operations, write_trades
 

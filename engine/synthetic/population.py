@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.strkey import hex_ids
 from engine.synthetic.plan import Plan
 from engine.synthetic.rings import RingSpec
-from engine.synthetic.strkey import hex_ids
 
 MAJORS = (  # code, value in XLM per unit
     ("USDC", 8.5), ("EURC", 9.2), ("BTC", 580_000.0), ("ETH", 31_000.0), ("AQUA", 0.008),

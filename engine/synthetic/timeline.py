@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from engine.synthetic.strkey import hex_ids
+from engine.strkey import hex_ids
 
 
 @dataclass(frozen=True)

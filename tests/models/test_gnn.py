@@ -13,7 +13,15 @@ import torch
 
 from engine.benchmarking import complete_config, load_config, quickstart, toy_ledgers
 from engine.graph.temporal import build_snapshots, index_of, parse_duration
-from models.embeddings import EMBEDDING_COLUMNS, deep_svdd_scores, embedding_frame, embedding_value
+from models.embeddings import (
+    EMBEDDING_COLUMNS,
+    MeanSAGE,
+    deep_svdd_scores,
+    embedding_frame,
+    embedding_value,
+    mean_adjacency,
+    sage_embeddings,
+)
 from models.gnn import build_encoder, build_link_model
 from models.link_prediction import (
     LeakageError,
@@ -111,6 +119,40 @@ def test_embeddings_and_svdd(toy):
     z = np.zeros((20, 4), dtype=np.float32)
     z[0] = 10.0
     assert int(np.argmax(deep_svdd_scores(z, epochs=20, seed=0))) == 0  # the outlier is the farthest
+
+
+def test_mean_adjacency_and_sage_match_pyg():
+    from engine.graph.pyg import message_edge_index
+
+    # 0-1 twice (both ways), 0-2, 1-2, a self-loop on 3, 3->0: distinct pairs {0,1} {0,2} {1,2} {0,3}
+    src, dst = np.array([0, 1, 0, 2, 3, 3]), np.array([1, 0, 2, 1, 3, 0])
+    adj, adj_t = mean_adjacency(src, dst, num_nodes=5)  # node 4 is isolated: an all-zero row
+    expected = torch.tensor([[0, 1 / 3, 1 / 3, 1 / 3, 0], [1 / 2, 0, 1 / 2, 0, 0], [1 / 2, 1 / 2, 0, 0, 0],
+                             [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]])  # fmt: skip
+    assert torch.allclose(adj.to_dense(), expected) and torch.allclose(adj_t.to_dense(), expected.T)
+    with pytest.raises(BadInput, match="no edge"):
+        mean_adjacency(np.array([2]), np.array([2]), num_nodes=3)
+    torch.manual_seed(0)
+    pyg = build_encoder("sage", in_channels=3, hidden_channels=8, num_layers=2, out_channels=4)
+    torch.manual_seed(0)
+    ours = MeanSAGE(3, 8, 2, 4)  # same seed, same initial weights as PyG's GraphSAGE
+    x = torch.randn(5, 3, requires_grad=True)
+    ei = torch.as_tensor(message_edge_index(pl.DataFrame({"src_id": src, "dst_id": dst})))
+    a, b = pyg(x, ei), ours(x, (adj, adj_t))
+    assert tuple(b.shape) == (5, 4) and torch.allclose(a, b, atol=1e-6)
+    ga, gb = (torch.autograd.grad(out.square().sum(), x)[0] for out in (a, b))
+    assert torch.allclose(ga, gb, atol=1e-5)  # the custom backward (A^T @ grad) is the true gradient
+
+
+def test_sampled_pairs_are_reproducible_and_threads_restored(toy):
+    persisted, n = toy
+    threads = torch.get_num_threads()
+    z = sage_embeddings(persisted, num_nodes=n, epochs=3, seed=2, pairs_per_step=50)
+    assert z.shape == (n, 32) and z.dtype == np.float32
+    assert np.array_equal(z, sage_embeddings(persisted, num_nodes=n, epochs=3, seed=2, pairs_per_step=50))
+    assert not np.array_equal(z, sage_embeddings(persisted, num_nodes=n, epochs=3, seed=2))
+    embedding_frame(persisted, epochs=1, seed=1, svdd_epochs=1)
+    assert torch.get_num_threads() == threads
 
 
 def test_embedding_value_compares_with_and_without():

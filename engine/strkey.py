@@ -1,9 +1,10 @@
-"""Vectorised Stellar identifiers: StrKey account ids, pool ids, transaction hashes.
+"""Vectorised Stellar identifiers: StrKey account ids (encode and validate), hex ids.
 
 A StrKey account id is base32(version byte 6<<3 | 32-byte key | CRC16-XModem LE):
-56 characters starting with ``G``. Doing it in numpy (a CRC table lookup per byte
-column, base32 by bit unpacking) keeps a million ids under a second, and the result
-is checked against `stellar_sdk.StrKey` in the tests.
+56 characters starting with ``G``. stellar_sdk checks one key in ~20 µs; doing it in
+numpy (a CRC table lookup per byte column across all keys) keeps a million ids
+under a second. The simulator encodes ids with it and ingestion validates them; the
+tests check both against `stellar_sdk.StrKey`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,28 @@ def encode_account_ids(keys: np.ndarray) -> np.ndarray:
     values = bits @ np.array([16, 8, 4, 2, 1], dtype=np.uint8)
     chars = _B32[values]
     return chars.view("S56").ravel().astype(str)
+
+
+_B32_VALUE = np.full(256, 255, dtype=np.uint8)
+_B32_VALUE[_B32] = np.arange(32, dtype=np.uint8)
+
+
+def valid_account_ids(values: list[str]) -> np.ndarray:
+    """True where the value is a valid G... ed25519 public key StrKey (version, checksum)."""
+    out = np.zeros(len(values), dtype=bool)
+    shaped = [i for i, v in enumerate(values) if isinstance(v, str) and len(v) == 56 and v.isascii()]
+    if not shaped:
+        return out
+    chars = np.frombuffer("".join(values[i] for i in shaped).encode("ascii"), dtype=np.uint8).reshape(-1, 56)
+    digits = _B32_VALUE[chars]
+    ok = (digits != 255).all(axis=1)
+    bits = np.unpackbits(np.where(digits == 255, 0, digits)[:, :, None], axis=2)[:, :, 3:]  # 5 bits a digit
+    raw = np.packbits(bits.reshape(len(digits), 280), axis=1)  # 35 bytes
+    ok &= raw[:, 0] == _ED25519_PUBLIC_VERSION
+    crc = _crc16_xmodem(raw[:, :33])
+    ok &= crc == (raw[:, 33].astype(np.uint16) | (raw[:, 34].astype(np.uint16) << 8))
+    out[np.asarray(shaped)] = ok
+    return out
 
 
 def random_account_ids(rng: np.random.Generator, n: int) -> np.ndarray:

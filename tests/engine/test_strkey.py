@@ -6,7 +6,7 @@ import random
 import numpy as np
 from stellar_sdk import StrKey
 
-from engine.ingest.strkey import valid_account_ids
+from engine.strkey import valid_account_ids
 
 
 def test_vectorised_check_agrees_with_stellar_sdk_on_valid_and_corrupted_keys():
@@ -23,3 +23,12 @@ def test_vectorised_check_agrees_with_stellar_sdk_on_valid_and_corrupted_keys():
     assert (valid_account_ids(values) == expected).all()
     assert expected[:3000].all() and not expected[3000 + 1000 :].any()
     assert (~expected[3000:4000]).sum() > 950  # nearly every one-character change breaks the checksum
+
+
+def test_encoding_matches_stellar_sdk_and_validates():
+    from engine.strkey import encode_account_ids
+
+    raw = np.random.default_rng(3).integers(0, 256, size=(500, 32), dtype=np.uint8)
+    ours = encode_account_ids(raw).tolist()
+    assert ours == [StrKey.encode_ed25519_public_key(bytes(r)) for r in raw]
+    assert valid_account_ids(ours).all()
