@@ -4,14 +4,18 @@ Market: engine.synthetic.generate_market when it exists (`--simulator`), else
 engine.features.random_market (seeded random frames). Prints, per size: trades,
 wallets, (wallet, pair) rows, feature-matrix seconds, Benford-table seconds, and
 the peak RSS of the process (targets at 1M trades / ~30k wallets: <= 30 s, <= 4 GB).
-Each size runs in its own child process so the peak RSS is that size's own.
+Each run is its own child process so the peak RSS is that run's own; with
+`--repeat N` each size runs N times and the medians are printed (the machine is
+shared: the 1-minute load average before and after is printed too).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -48,6 +52,7 @@ def main() -> int:
     ap.add_argument("--wallets-per-trade", type=float, default=0.03, help="wallets = trades x this (1M -> 30k)")
     ap.add_argument("--days", type=int, default=40)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per size; medians are printed")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -57,12 +62,17 @@ def main() -> int:
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--one", "--sizes", str(n), "--days", str(args.days), "--seed", str(args.seed),
                "--wallets-per-trade", str(args.wallets_per_trade)]  # fmt: skip
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        r = json.loads(out)
+        load = os.getloadavg()[0]
+        runs = [json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+                for _ in range(max(1, args.repeat))]  # fmt: skip
+        r = {k: statistics.median(x[k] for x in runs) for k in ("features_s", "benford_table_s", "peak_rss_mb")}
+        r = {**runs[0], **r}
+        spread = " ".join(f"{x['features_s']:.1f}/{x['benford_table_s']:.1f}" for x in runs)
         print(
             f"{r['trades']:>9,} trades {r['wallets']:>7,} wallets {r['rows']:>8,} rows x {r['columns']} cols | "
             f"features {r['features_s']:6.2f} s | benford table {r['benford_table_s']:6.2f} s "
-            f"({r['benford_rows']:,} rows) | peak RSS {r['peak_rss_mb']:,} MB (data alone {r['rss_after_data_mb']:,} MB)"
+            f"({r['benford_rows']:,} rows) | peak RSS {r['peak_rss_mb']:,.0f} MB (data alone {r['rss_after_data_mb']:,} MB) "
+            f"| median of {len(runs)} (features/benford s: {spread}) load {load:.2f}->{os.getloadavg()[0]:.2f}"
         )
     return 0
 

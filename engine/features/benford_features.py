@@ -1,9 +1,11 @@
 """Benford statistics over trailing windows "as of" t, vectorised over groups.
 
-Windows are nested (1h within 4h ... within 30d), so each amount is counted once
-in the narrowest window holding it and the wider windows are cumulative sums of
-a (groups x windows x digits) count matrix: one bincount for every group and
-window at once.
+Windows are nested (1h within 4h ... within 30d), so each amount is coded once
+with the narrowest window holding it and the wider windows are cumulative sums:
+one bincount for every group and window at once. Digit counts are kept only for
+the groups with at least the test's minimum n in the widest window (the others
+are "insufficient data" whatever their digits), and the statistics are computed
+only for groups with enough data: memory stays O(amounts + groups x windows).
 """
 
 from __future__ import annotations

@@ -40,9 +40,12 @@ def synchrony(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
     n_pairs = sides.group_by("wallet").agg(n_pairs=pl.col("pair_id").n_unique())
     s = s.join(n_pairs, on="wallet")
     near = pl.min_horizontal(pl.col("ts") - pl.col("prev_other"), pl.col("next_other") - pl.col("ts"))
-    return s.group_by(KEY).agg(
-        cross_pair_synchrony=pl.when(pl.first("n_pairs") > 1).then((near <= cfg.sync_seconds).fill_null(False).mean())
+    # Plain aggregations, the conditions after: conditional expressions inside an
+    # aggregation take polars' slow per-group path.
+    agg = s.with_columns(_near=(near <= cfg.sync_seconds).fill_null(False)).group_by(KEY).agg(
+        n_pairs=pl.first("n_pairs"), share=pl.col("_near").mean()
     )
+    return agg.select(*KEY, cross_pair_synchrony=pl.when(pl.col("n_pairs") > 1).then("share"))
 
 
 def counterparty_overlap(sides: pl.DataFrame) -> pl.DataFrame:
@@ -53,10 +56,10 @@ def counterparty_overlap(sides: pl.DataFrame) -> pl.DataFrame:
     per_cp = wc.group_by("wallet", "counterparty").agg(n_pairs_cp=pl.len())
     per_w = wc.group_by("wallet").agg(n_cp=pl.col("counterparty").n_unique(), n_pairs=pl.col("pair_id").n_unique())
     wc = wc.join(per_cp, on=["wallet", "counterparty"]).join(per_w, on="wallet")
-    return wc.group_by(KEY).agg(
-        cross_pair_cp_overlap=pl.when(pl.first("n_pairs") > 1)
-        .then((pl.col("n_pairs_cp") > 1).sum() / pl.first("n_cp"))
+    agg = wc.group_by(KEY).agg(
+        shared=(pl.col("n_pairs_cp") > 1).sum(), n_pairs=pl.first("n_pairs"), n_cp=pl.first("n_cp")
     )
+    return agg.select(*KEY, cross_pair_cp_overlap=pl.when(pl.col("n_pairs") > 1).then(pl.col("shared") / pl.col("n_cp")))
 
 
 def volume_correlation(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
@@ -70,10 +73,11 @@ def volume_correlation(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFra
     n_hours = float(cfg.lookback.total_seconds() // 3600)
     x = sides.group_by(*KEY, h=pl.col("ts") // 3600).agg(x=pl.len().cast(pl.Float64))
     tot = x.group_by("wallet", "h").agg(t=pl.col("x").sum())
-    per_w = tot.group_by("wallet").agg(sum_t=pl.col("t").sum(), sum_t2=(pl.col("t") ** 2).sum())
-    per_wp = x.join(tot, on=["wallet", "h"]).group_by(KEY).agg(
-        sx=pl.col("x").sum(), sx2=(pl.col("x") ** 2).sum(), stx=(pl.col("t") * pl.col("x")).sum()
-    )
+    per_w = tot.with_columns(t2=pl.col("t") ** 2).group_by("wallet").agg(sum_t=pl.col("t").sum(), sum_t2=pl.col("t2").sum())
+    per_wp = (
+        x.join(tot, on=["wallet", "h"]).with_columns(x2=pl.col("x") ** 2, tx=pl.col("t") * pl.col("x"))
+        .group_by(KEY).agg(sx=pl.col("x").sum(), sx2=pl.col("x2").sum(), stx=pl.col("tx").sum())
+    )  # fmt: skip
     n_pairs = sides.group_by("wallet").agg(n_pairs=pl.col("pair_id").n_unique())
     f = per_wp.join(per_w, on="wallet").join(n_pairs, on="wallet").with_columns(
         sy=pl.col("sum_t") - pl.col("sx"),
@@ -91,8 +95,8 @@ def pair_diversity(sides: pl.DataFrame) -> pl.DataFrame:
     """pair_diversity (wallet level): Shannon entropy (nats) of the wallet's trade
     shares across pairs; 0 for a single pair."""
     n = sides.group_by(*KEY).agg(n=pl.len())
-    share = pl.col("n") / pl.col("n").sum()
-    return n.group_by("wallet").agg(pair_diversity=-(share * share.log()).sum())
+    share = pl.col("n") / pl.col("n").sum().over("wallet")
+    return n.with_columns(_h=share * share.log()).group_by("wallet").agg(pair_diversity=-pl.col("_h").sum())
 
 
 def mad_spread(benford_features: pl.DataFrame, *, column: str) -> pl.DataFrame:

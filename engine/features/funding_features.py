@@ -113,8 +113,9 @@ def controller_features(
         .with_columns(pl.col("inter").fill_null(0), pl.col("size_c").fill_null(1))
         .with_columns(jac=pl.col("inter") / (pl.col("size_w") + pl.col("size_c") - pl.col("inter")))
     )  # fmt: skip
-    w = pl.col("n") / pl.col("n").sum()
-    return scored.group_by(KEY).agg(
-        same_controller_rate=((pl.col("inter") > 0).cast(pl.Float64) * w).sum(),
-        funding_similarity=(pl.col("jac") * w).sum(),
-    )
+    # The weights are computed before the group_by: an aggregation mixing a
+    # group's total with its rows (n / n.sum()) takes polars' slow per-group path.
+    w = pl.col("n") / pl.col("n").sum().over(KEY)
+    return scored.with_columns(
+        _same=(pl.col("inter") > 0).cast(pl.Float64) * w, _sim=pl.col("jac") * w
+    ).group_by(KEY).agg(same_controller_rate=pl.col("_same").sum(), funding_similarity=pl.col("_sim").sum())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 
 from engine.features.sides import OPERATION_COLUMNS, Codes, FeatureConfig, categorical, ranked, require
@@ -24,14 +25,17 @@ def activity_features(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFram
     units = pl.col("base_amount").cast(pl.Float64) / STROOPS_PER_UNIT
     stripped = pl.col("base_amount").cast(pl.String).str.strip_chars_end("0").str.len_chars()
     is_round = (pl.col("base_amount") % STROOPS_PER_UNIT == 0) & (stripped <= 2)
-    # Plain aggregations only: expressions mixing a group's total with its rows
-    # (n / n.sum()) take polars' slow per-group path, so totals are joined instead.
-    main = sides.group_by(KEY).agg(
+    # Row-wise terms first, plain aggregations after: filters, conditions or a
+    # group's total mixed with its rows (n / n.sum()) inside an aggregation take
+    # polars' slow per-group path.
+    main = sides.select(
+        *KEY, "sold_base", _units=units, _round=is_round
+    ).group_by(KEY).agg(
         n_trades=pl.len(),
-        volume=units.sum(),
-        bought=units.filter(~pl.col("sold_base")).sum(),
-        sold=units.filter(pl.col("sold_base")).sum(),
-        round_share=is_round.mean(),
+        volume=pl.col("_units").sum(),
+        bought=pl.col("_units").filter(~pl.col("sold_base")).sum(),
+        sold=pl.col("_units").filter(pl.col("sold_base")).sum(),
+        round_share=pl.col("_round").mean(),
     )
     per_cp = sides.group_by(*KEY, "counterparty").agg(n=pl.len()).join(main.select(*KEY, "n_trades"), on=KEY)
     conc = per_cp.group_by(KEY).agg(
@@ -68,12 +72,18 @@ def timing_features(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
         .fill_null(0).sort("n", "hour").head(cfg.off_hours)["hour"]
     )  # fmt: skip
     clustered = (pl.col("dt_prev") <= cfg.cluster_seconds) | (pl.col("dt_next") <= cfg.cluster_seconds)
+    # Row-wise terms first, plain aggregations after (polars' fast group_by path).
+    s = s.with_columns(
+        _intra=clustered.fill_null(False),
+        _gap=pl.col("dt_prev").cast(pl.Float64),
+        _off=pl.col("hour").cast(pl.Int8).is_in(quiet.implode()),
+    )
     agg = s.group_by(KEY).agg(
         n=pl.len(),
-        intra=clustered.fill_null(False).mean(),
-        gap_mean=pl.col("dt_prev").cast(pl.Float64).mean(),
-        gap_std=pl.col("dt_prev").cast(pl.Float64).std(),
-        off=pl.col("hour").cast(pl.Int8).is_in(quiet.implode()).mean(),
+        intra=pl.col("_intra").mean(),
+        gap_mean=pl.col("_gap").mean(),
+        gap_std=pl.col("_gap").std(),
+        off=pl.col("_off").mean(),
     )
     return agg.select(
         *KEY,
@@ -86,18 +96,34 @@ def timing_features(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
 
 def volume_spike(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
     """volume_spike_ratio: max over days of day volume / mean daily volume of the
-    `spike_baseline_days` days before it (zeros included); null without a baseline."""
-    daily = (
-        sides.group_by(*KEY, day=pl.col("closed_at").dt.truncate("1d"))
-        .agg(v=pl.col("base_amount").cast(pl.Float64).sum())
-        .sort(*KEY, "day")
+    `spike_baseline_days` days before it (zeros included); null without a baseline.
+
+    Days are UTC calendar days. One group_by to daily volumes, then a dense
+    (wallet-pair x day) numpy grid: the baseline is a sum of shifted columns.
+    """
+    daily = sides.group_by(*KEY, day=pl.col("ts") // 86400).agg(v=pl.col("base_amount").cast(pl.Float64).sum())
+    if daily.height == 0:
+        return daily.select(*KEY, volume_spike_ratio=pl.lit(None, dtype=pl.Float64))
+    pair = daily.get_column("pair_id").to_physical().to_numpy().astype(np.int64)
+    both = (daily.get_column("wallet").to_physical().to_numpy().astype(np.int64) << 32) | pair
+    _, first, k = np.unique(both, return_index=True, return_inverse=True)
+    day = daily.get_column("day").to_numpy()
+    d = day - day.min()
+    volume = np.zeros((len(first), int(d.max()) + 1))
+    volume[k, d] = daily.get_column("v").to_numpy()
+    window = np.zeros_like(volume)
+    for lag in range(1, cfg.spike_baseline_days + 1):
+        window[:, lag:] += volume[:, :-lag]
+    # in polars: it divides by a constant through its reciprocal, as the former rolling
+    # expression did, so the ratios stay bit for bit the same
+    base = pl.Series(window[k, d]) / cfg.spike_baseline_days
+    day_ratio = (daily.get_column("v") / base).to_numpy()
+    ratio = np.full(len(first), -np.inf)
+    ok = (base > 0).to_numpy()
+    np.maximum.at(ratio, k[ok], day_ratio[ok])
+    return daily.select(KEY)[first].with_columns(
+        volume_spike_ratio=pl.Series(np.where(np.isinf(ratio), np.nan, ratio), nan_to_null=True)
     )
-    window = f"{cfg.spike_baseline_days}d"
-    daily = daily.with_columns(
-        base=(pl.col("v").rolling_sum_by("day", window_size=window, closed="left") / cfg.spike_baseline_days).over(KEY)
-    )
-    ratio = pl.when(pl.col("base") > 0).then(pl.col("v") / pl.col("base"))
-    return daily.group_by(KEY).agg(volume_spike_ratio=ratio.max())
 
 
 def size_tail(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
@@ -113,11 +139,8 @@ def size_tail(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
     s = s.join(n, on=KEY)
     threshold = s.filter(pl.col("_r") == pl.col("k") + 1).select(*KEY, threshold=x)
     s = s.join(threshold, on=KEY, how="left")
-    agg = s.group_by(KEY).agg(
-        n=pl.first("n"),
-        k=pl.first("k"),
-        logsum=(x / pl.col("threshold")).log().filter(pl.col("_r") <= pl.col("k")).sum(),
-    )
+    top = pl.when(pl.col("_r") <= pl.col("k")).then((x / pl.col("threshold")).log())
+    agg = s.with_columns(_top=top).group_by(KEY).agg(n=pl.first("n"), k=pl.first("k"), logsum=pl.col("_top").sum())
     ok = (pl.col("n") >= 2 * cfg.min_trades_shape) & (pl.col("logsum") > 0)
     return agg.select(*KEY, size_tail_exponent=pl.when(ok).then(pl.col("k") / pl.col("logsum")))
 

@@ -184,3 +184,89 @@ def test_no_two_features_are_copies_on_the_simulated_market(tmp_path):
     assert m.height > 500
     corr, a, b = max_abs_correlation(m)
     assert corr <= 0.98, f"{a} and {b} correlate at {corr:.4f}"
+
+
+# Pinned figures of the feature matrix and the Benford table on a seeded random
+# market, computed by the pre-optimisation code (the version before the speed
+# work of issue 4): a faster implementation must give the same results. Sums
+# agree to ~1e-15 relative (polars sums in a thread-dependent order), so 1e-9.
+PINNED_MATRIX = {  # feature: (null count, sum of non-null values)
+    "benford_excess_mad_1h": (5861, 0),
+    "benford_neglog_p_1h": (5861, 0),
+    "benford_ks_1h": (5861, 0),
+    "benford_excess_mad_4h": (5861, 0),
+    "benford_neglog_p_4h": (5861, 0),
+    "benford_ks_4h": (5861, 0),
+    "benford_excess_mad_24h": (5861, 0),
+    "benford_neglog_p_24h": (5861, 0),
+    "benford_ks_24h": (5861, 0),
+    "benford_excess_mad_7d": (5763, 0.68989181315),
+    "benford_neglog_p_7d": (5763, 526.233140622),
+    "benford_ks_7d": (5763, 8.06484188626),
+    "benford_excess_mad_30d": (5723, 0.786016015393),
+    "benford_neglog_p_30d": (5723, 798.995119245),
+    "benford_ks_30d": (5723, 10.9086892824),
+    "n_trades": (0, 57173),
+    "counterparty_hhi": (0, 1706.82609874),
+    "volume_per_counterparty": (0, 420388469.446),
+    "net_flow_ratio": (0, 57.3756096898),
+    "flow_balance": (0, 1394.59789923),
+    "fixed_lot_share": (2710, 391.082655271),
+    "round_number_share": (2710, 319.326488769),
+    "off_hours_ratio": (2710, 763.658691889),
+    "intra_minute_share": (418, 26.9645592685),
+    "inter_arrival_cv": (1131, 4022.04977177),
+    "volume_spike_ratio": (563, 196545780.621),
+    "size_tail_exponent": (4617, 986.422714192),
+    "round_trip_rate": (0, 0.145747316015),
+    "offer_cancel_rate": (5055, 188.166666667),
+    "account_age_days": (0, 146147.4225),
+    "same_controller_rate": (26, 27.0822303419),
+    "funding_similarity": (26, 21.811438555),
+    "pagerank": (0, 5939.14984911),
+    "pair_diversity": (0, 16774.7327597),
+    "cross_pair_synchrony": (0, 130.710181488),
+    "cross_pair_cp_overlap": (0, 235.829742775),
+    "cross_pair_volume_corr": (0, 423.205767211),
+    "cross_pair_mad_spread": (5602, 4.20477073759),
+    "ring_size": (5861, 0),
+    "ring_cp_share": (5861, 0),
+}
+PINNED_BENFORD = [  # scope, test, rows, sum n, chi2, mad, ks, z_max, excess_mad, p_value,
+    # nonconforming, insufficient data, flags, distinct MAD classes
+    ('asset', 'first', 105, 109272, 1764.6713595, 0.948277345208, 2.84685953472, 187.75178885, 0.252483119395, 16.5819240413, 6, 40, 6, 5),
+    ('asset', 'first_two', 105, 109272, 20676.1607804, 0.135916161758, 2.02320547667, 338.283307946, 0.0286490082502, 14.4494398949, 6, 59, 6, 5),
+    ('asset', 'second', 105, 109272, 3670.21734638, 0.950907603653, 2.98305580126, 226.402402966, 0.243148140148, 25.9355569274, 6, 40, 6, 5),
+    ('pair', 'first', 100, 54636, 1716.66719937, 0.907209775209, 2.77565263041, 179.222137543, 0.249768238969, 14.5046116914, 6, 40, 6, 5),
+    ('pair', 'first_two', 100, 54636, 20289.913014, 0.129724469609, 1.97786263343, 327.550301885, 0.0285392568, 13.2697364775, 6, 58, 6, 3),
+    ('pair', 'second', 100, 54636, 3629.45857093, 0.918347139238, 2.89128575041, 216.106619784, 0.249619411979, 23.3274601625, 6, 40, 6, 5),
+    ('wallet', 'first', 1269, 104175, 10459.6313344, 13.4630155688, 39.9061916607, 1084.7500257, 1.68070954522, 204.221825554, 16, 762, 16, 5),
+    ('wallet', 'first_two', 1269, 104175, 89986.3068803, 0.509658364327, 7.09166897701, 848.232064806, 0.125184013832, 35.4284093653, 8, 1172, 8, 4),
+    ('wallet', 'second', 1269, 104175, 21113.2018847, 13.8100436747, 40.5075893081, 1216.49104918, 1.82311950078, 232.11811624, 12, 762, 12, 5),
+    ('wallet_pair', 'first', 15079, 104175, 7937.24372936, 7.22828206792, 18.9735311687, 608.901839132, 1.47590782854, 99.5505979849, 16, 14843, 16, 4),
+    ('wallet_pair', 'first_two', 15079, 104175, 92859.4102105, 0.424611000895, 5.87646000691, 949.202348404, 0.243383500792, 6.45767393341, 16, 15042, 16, 2),
+    ('wallet_pair', 'second', 15079, 104175, 19412.3175458, 8.17803551563, 24.8005114608, 845.829577026, 2.32571874538, 98.5218881649, 16, 14843, 16, 5),
+]
+
+
+def test_results_match_the_pinned_pre_optimisation_figures():
+    from engine.features import build_benford_table
+    from engine.features.random_market import START, random_market
+
+    trades, ops, accounts = random_market(n_trades=30_000, n_wallets=300, days=10, seed=5)
+    as_of = START + timedelta(days=10)
+    m = build_feature_matrix(trades, ops, accounts, as_of=as_of)
+    assert m.height == 5861
+    for name, (nulls, total) in PINNED_MATRIX.items():
+        assert (m[name].null_count(), m[name].sum()) == (nulls, pytest.approx(total, rel=1e-9, abs=1e-12)), name
+    table = build_benford_table(trades, as_of=as_of)
+    assert table.height == 49659
+    got = table.group_by("scope", "test").agg(
+        rows=pl.len(), n=pl.col("n").sum(), chi2=pl.col("chi2").sum(), mad=pl.col("mad").sum(), ks=pl.col("ks").sum(),
+        z=pl.col("z_max").sum(), em=pl.col("excess_mad").sum(), p=pl.col("p_value").sum(),
+        nonconf=(pl.col("verdict") == "nonconforming").sum(), insuff=(pl.col("verdict") == "insufficient data").sum(),
+        flags=pl.col("flag").sum(), classes=pl.col("mad_class").n_unique(),
+    ).sort("scope", "test")  # fmt: skip
+    for row, pinned in zip(got.iter_rows(), PINNED_BENFORD, strict=True):
+        assert row[:4] == pinned[:4] and row[10:] == pinned[10:], (row, pinned)
+        assert row[4:10] == pytest.approx(pinned[4:10], rel=1e-9), (row, pinned)
