@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 
 from engine.cli import open_store
-from engine.graph.rings import RingOptions, RingRules
-from engine.pipeline import compute_rings
 
 
 def register(sub, common) -> None:
@@ -18,16 +16,20 @@ def register(sub, common) -> None:
     p.add_argument("--resolution", type=float, default=1.0, help="Louvain resolution (>1: smaller communities)")
     p.add_argument("--seed", type=int, default=None, help="Louvain seed (default: LEDGERLENS_SEED)")
     p.add_argument("--depth", type=int, default=4, help="funding ancestor hops considered")
-    p.add_argument("--min-trades", type=int, default=RingRules.min_trades, help="internal trades a ring needs")
+    p.add_argument("--min-trades", type=int, default=None, help="internal trades a ring needs (default: RingRules.min_trades)")
     p.set_defaults(handler=_rings)
 
 
 def _rings(args, settings) -> int:
+    from engine.graph.rings import RingOptions, RingRules
+    from engine.pipeline import compute_rings
+
+    rules = RingRules() if args.min_trades is None else RingRules(min_trades=args.min_trades)
     options = RingOptions(
         resolution=args.resolution,
         seed=settings.seed if args.seed is None else args.seed,
         depth=args.depth,
-        rules=RingRules(min_trades=args.min_trades),
+        rules=rules,
     )
     started = time.monotonic()
     with open_store(settings) as store:

@@ -12,21 +12,8 @@ import sys
 from pathlib import Path
 
 from engine.cli import open_store
-from engine.pipeline import (
-    SIM_DAYS,
-    SIM_SCALE,
-    compute_scores,
-    current_metadata,
-    ensure_features,
-    load_current_model,
-    retrain_if_drifted,
-    train_model_version,
-    training_data,
-)
 from engine.progress import CliProgress
 from storage.errors import BadInput, NotFound
-
-load_current = load_current_model  # the former name
 
 
 def register(sub, common) -> None:
@@ -64,8 +51,8 @@ def _training_options(p) -> None:
     p.add_argument("--n-estimators", type=int, default=150)
     p.add_argument("--imbalance", choices=("auto", "class_weight", "smote"), default="auto")
     p.add_argument("--force-label-shift", action="store_true", help="train even if the label ratio moved > 15%%")
-    p.add_argument("--sim-scale", type=float, default=SIM_SCALE, help="simulated market scale when no labels")
-    p.add_argument("--sim-days", type=int, default=SIM_DAYS)
+    p.add_argument("--sim-scale", type=float, default=None, help="simulated market scale when no labels")
+    p.add_argument("--sim-days", type=int, default=None)
     p.add_argument("--weights", type=_weights, default=None,
                    help="member weights rf,xgb,lgbm (a calibrate-weights point); default: the median")  # fmt: skip
 
@@ -81,12 +68,17 @@ def _weights(text: str) -> tuple[float, float, float]:
 
 
 def _train_options(args) -> dict:
+    from engine.pipeline import SIM_DAYS, SIM_SCALE
+
+    sim_scale = SIM_SCALE if args.sim_scale is None else args.sim_scale
+    sim_days = SIM_DAYS if args.sim_days is None else args.sim_days
     return dict(labels=args.labels, force_label_shift=args.force_label_shift, n_estimators=args.n_estimators,
-                imbalance=args.imbalance, weights=args.weights, sim_scale=args.sim_scale, sim_days=args.sim_days,
+                imbalance=args.imbalance, weights=args.weights, sim_scale=sim_scale, sim_days=sim_days,
                 progress=CliProgress("train"))  # fmt: skip
 
 
 def _train(args, settings) -> int:
+    from engine.pipeline import current_metadata, train_model_version
     with open_store(settings) as store:
         version, metrics = train_model_version(store, settings, **_train_options(args))
     meta = current_metadata(settings)
@@ -112,6 +104,7 @@ def metrics_table(metrics: dict) -> str:
 
 
 def _score(args, settings) -> int:
+    from engine.pipeline import compute_scores, ensure_features, load_current_model, train_model_version
     from engine.scoring import SCORE_COLUMNS
 
     with open_store(settings) as store:
@@ -137,6 +130,8 @@ def _score(args, settings) -> int:
 
 def _retrain(args, settings) -> int:
     """Exit codes: 0 no drift, 2 retrained and promoted, 3 retrained not promoted, 1 error."""
+    from engine.pipeline import retrain_if_drifted
+
     with open_store(settings) as store:
         outcome = retrain_if_drifted(store, settings, psi_threshold=args.psi, **_train_options(args))
     if outcome.psi is not None:
@@ -148,11 +143,14 @@ def _retrain(args, settings) -> int:
 def _calibrate(args, settings) -> int:
     from engine.drift import pareto_weights
     from engine.explain import member_shap
+    from engine.pipeline import load_current_model, training_data
     from models.training import labelled_data
 
     with open_store(settings) as store:
         loaded = load_current_model(settings)
-        data = training_data(store, settings, labels=args.labels, sim_scale=args.sim_scale, sim_days=args.sim_days)
+        options = _train_options(args)
+        data = training_data(store, settings, labels=args.labels, sim_scale=options["sim_scale"],
+                             sim_days=options["sim_days"])  # fmt: skip
     d = labelled_data(data.features, data.labels, list(loaded.feature_columns))
     idx = slice(0, min(2000, d.y.size))
     points = loaded.model.member_probas(d.X[idx]) * 100
