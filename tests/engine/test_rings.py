@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -11,57 +11,21 @@ import pytest
 
 from engine.graph import RingOptions, detect_rings, ring_features, ring_id_of
 from engine.graph.rings import ring_recovery
-from engine.schemas import OPERATIONS_SCHEMA, TRADES_SCHEMA, conform
-
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-BASE, COUNTER = "AAA:GISSUER", "XLM:native"
-PAIR = f"{BASE}/{COUNTER}"
-FUNDING_SCHEMA = {
-    "id": pl.Int64, "ledger": pl.Int64, "closed_at": pl.Datetime("us", "UTC"), "type": pl.String,
-    "from_account": pl.String, "to_account": pl.String, "asset": pl.String, "amount": pl.Int64,
-}
-
-
-def trade(i, seller, buyer, *, minutes, base=100_000_000, counter=None, sells_base=True):
-    counter = base // 2 if counter is None else counter
-    return {
-        "id": f"{1000 + i}-0", "op_id": 1000 + i, "ledger": 1000 + i, "closed_at": T0 + timedelta(minutes=minutes),
-        "trade_type": "orderbook", "pair_id": PAIR, "seller_account": seller, "buyer_account": buyer,
-        "sold_asset": BASE if sells_base else COUNTER, "sold_amount": base if sells_base else counter,
-        "bought_asset": COUNTER if sells_base else BASE, "bought_amount": counter if sells_base else base,
-        "price_n": counter if sells_base else base, "price_d": base if sells_base else counter, "source": "synthetic",
-    }
-
-
-def trades_frame(rows):
-    return conform(pl.DataFrame(rows), TRADES_SCHEMA)
+from engine.schemas import OPERATIONS_SCHEMA, conform
+from tests.engine import graph_cases
+from tests.engine.graph_cases import (
+    NO_FUNDING,
+    PAIR,
+    T0,
+    ping_pong,
+    three_cycle,
+    trade,
+    trades_frame,
+)
 
 
 def funding_frame(pairs):
-    rows = [
-        {"id": i, "ledger": 10 + i, "closed_at": T0 - timedelta(days=1) + timedelta(seconds=i), "type": "create_account",
-         "from_account": a, "to_account": b, "asset": COUNTER, "amount": 10**8}
-        for i, (a, b) in enumerate(pairs)
-    ]
-    return pl.DataFrame(rows, schema=FUNDING_SCHEMA)
-
-
-NO_FUNDING = pl.DataFrame(schema=FUNDING_SCHEMA)
-
-
-def ping_pong(a="A", b="B", *, n=6, start=0):
-    rows = []
-    for k in range(n):
-        rows += [trade(start + 2 * k, a, b, minutes=5 * k), trade(start + 2 * k + 1, b, a, minutes=5 * k + 1)]
-    return rows
-
-
-def three_cycle(a="C", b="D", c="E", *, n=4, start=100):
-    rows = []
-    for k in range(n):
-        rows += [trade(start + 3 * k, a, b, minutes=7 * k), trade(start + 3 * k + 1, b, c, minutes=7 * k + 2),
-                 trade(start + 3 * k + 2, c, a, minutes=7 * k + 4)]
-    return rows
+    return graph_cases.funding_frame(pairs, at=T0 - timedelta(days=1))  # funded the day before trading
 
 
 def exchange_forest(rng, *, n_customers=200, n_outsiders=30, start=1000):
