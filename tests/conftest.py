@@ -27,3 +27,13 @@ def store(tmp_path):
     s = Store(tmp_path / "test.duckdb")
     yield s
     s.close()
+
+
+def pytest_unconfigure(config):
+    """After the summary line: silence duckdb's nanobind reference-leak report at
+    interpreter exit, so the run's last line is pytest's summary (tests are done)."""
+    import sys
+
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
