@@ -31,9 +31,11 @@ def store(tmp_path):
 
 def pytest_unconfigure(config):
     """After the summary line: silence duckdb's nanobind reference-leak report at
-    interpreter exit, so the run's last line is pytest's summary (tests are done)."""
-    import sys
+    interpreter exit, so the run's last line is pytest's summary (tests are done).
+    atexit runs after pytest has restored its captured file descriptors."""
+    import atexit
 
-    sys.stderr.flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
+    def _quiet_stderr() -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+    atexit.register(_quiet_stderr)
