@@ -313,7 +313,7 @@ def train_model_version(
             "feature_importance": shap_importance(result.model, result.test_X, result.columns)}  # fmt: skip
     step(3, "signing")
     version = save_version(settings.models_dir, result.model, metadata=meta, drift_reference=result.drift_reference,
-                           key=signing_key(settings), promote=promote)  # fmt: skip
+                           key=signing_key(settings), promote=promote, trained_keys=result.trained_keys)  # fmt: skip
     step(TRAIN_STEPS, "done")
     log.info("model %s trained on %s (%s)", version, data.origin, "promoted" if promote else "not promoted")
     return version, {**result.metadata["metrics"], "previous": previous}
@@ -340,18 +340,34 @@ def _label_guard(settings, data: TrainingData, *, force: bool) -> str | None:
     return note
 
 
+MIN_FAIR_ROWS = 20  # held-out rows both models never saw, below which the recorded AUC is compared
+
+
 def _previous_on_held_out(settings, result) -> dict:
-    """The current model's ROC-AUC on the new model's held-out rows (None when its features differ)."""
+    """The current model's ROC-AUC where it can be compared fairly with the new one's.
+
+    Basis "unseen rows": the new model's held-out rows that the current model was never fit
+    on either (the current model is refit on all its labelled rows, so scoring it on rows it
+    saw would favour it). When fewer than MIN_FAIR_ROWS such rows (or one class) remain, the
+    basis is the current model's own recorded held-out ROC-AUC. None when its features differ.
+    """
     from sklearn.metrics import roc_auc_score
+
+    from models.training import row_keys
 
     try:
         old = load_current_model(settings)
     except NotFound:
-        return {"version": None, "roc_auc": None}
-    y = result.test_rows.get_column("label").to_numpy()
-    if tuple(old.feature_columns) != tuple(result.columns) or len(set(y.tolist())) < 2:
-        return {"version": old.version, "roc_auc": None}
-    return {"version": old.version, "roc_auc": float(roc_auc_score(y, old.model.predict_proba(result.test_X)[:, 1]))}
+        return {"version": None, "roc_auc": None, "basis": None}
+    if tuple(old.feature_columns) != tuple(result.columns):
+        return {"version": old.version, "roc_auc": None, "basis": "feature columns differ"}
+    unseen = np.array([k not in old.trained_keys for k in row_keys(result.test_rows)], dtype=bool)
+    y = result.test_rows.get_column("label").to_numpy()[unseen]
+    if old.trained_keys and unseen.sum() >= MIN_FAIR_ROWS and len(set(y.tolist())) == 2:
+        auc = float(roc_auc_score(y, old.model.predict_proba(result.test_X[unseen])[:, 1]))
+        return {"version": old.version, "roc_auc": auc, "basis": f"{int(unseen.sum())} held-out rows neither model saw"}
+    recorded = ((old.metadata.get("metrics") or {}).get("ensemble") or {}).get("roc_auc")
+    return {"version": old.version, "roc_auc": recorded, "basis": "its own recorded held-out ROC-AUC"}
 
 
 def should_promote(metrics: dict, *, tolerance: float = AUC_REGRESSION) -> bool:

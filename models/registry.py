@@ -3,6 +3,7 @@
 Layout under `models_dir`:
     <version>/model.pkl               the pickled WashEnsemble
     <version>/drift_reference.json    per-feature PSI bins of the training data
+    <version>/trained_keys.json       keys of the rows the model was fit on (fair comparisons later)
     <version>/model_metadata.json     feature columns + schema hash, library versions, data hash,
                                       label source and distribution, seed, metrics, imbalance
                                       method, SHA-256 of every artifact, the signer's public key
@@ -36,6 +37,7 @@ METADATA = "model_metadata.json"
 SIGNATURE = "model_metadata.sig"
 MODEL_FILE = "model.pkl"
 DRIFT_FILE = "drift_reference.json"
+TRAINED_KEYS_FILE = "trained_keys.json"  # row keys the model was fit on (models.training.row_keys)
 CURRENT = "CURRENT"
 _VERSION_RE = re.compile(r"^v[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 LABEL_SHIFT_TOLERANCE = 0.15
@@ -51,6 +53,7 @@ class LoadedModel:
     model: object  # models.ensemble.WashEnsemble
     metadata: dict
     drift_reference: dict
+    trained_keys: frozenset[str] = frozenset()  # empty for versions saved before the keys were kept
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
@@ -68,7 +71,7 @@ def schema_hash(columns: list[str] | tuple[str, ...]) -> str:
 
 def save_version(
     models_dir: Path, model, *, metadata: dict, drift_reference: dict, key, promote: bool = True,
-    now: datetime | None = None,
+    now: datetime | None = None, trained_keys: list[str] | tuple[str, ...] = (),
 ) -> str:  # fmt: skip
     """Write a new signed version (never overwriting one) and optionally promote it; returns its name."""
     models_dir = Path(models_dir)
@@ -76,6 +79,7 @@ def save_version(
     artifacts = {
         MODEL_FILE: pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL),
         DRIFT_FILE: json.dumps(drift_reference, sort_keys=True).encode(),
+        TRAINED_KEYS_FILE: json.dumps(sorted(trained_keys)).encode(),
     }
     now = now or datetime.now(UTC)
     digest = sha256_bytes(artifacts[MODEL_FILE])[:8]
@@ -165,9 +169,11 @@ def load_version(models_dir: Path, version: str | None = None, *, trusted_finger
     try:
         model = pickle.loads((vdir / MODEL_FILE).read_bytes())  # verified above: hash signed by a trusted key
         drift = json.loads((vdir / DRIFT_FILE).read_bytes())
+        keys_path = vdir / TRAINED_KEYS_FILE
+        keys = frozenset(json.loads(keys_path.read_bytes())) if TRAINED_KEYS_FILE in meta["artifacts"] else frozenset()
     except Exception as exc:  # a verified artifact that still fails is an integrity problem, not a bug
         raise ModelIntegrityError(f"{vdir}: verified artifacts failed to load ({exc})") from exc
-    return LoadedModel(version, model, meta, drift)
+    return LoadedModel(version, model, meta, drift, keys)
 
 
 def verify_version(vdir: Path, *, trusted_fingerprints: frozenset[str]) -> dict:
@@ -188,7 +194,7 @@ def verify_version(vdir: Path, *, trusted_fingerprints: frozenset[str]) -> dict:
         path = vdir / name
         if "/" in name or not path.is_file() or sha256_bytes(path.read_bytes()) != expected:
             raise ModelIntegrityError(f"{vdir}: artifact {name} is missing or its SHA-256 differs; nothing loaded")
-    if set(meta.get("artifacts", {})) != {MODEL_FILE, DRIFT_FILE}:
+    if set(meta.get("artifacts", {})) not in ({MODEL_FILE, DRIFT_FILE}, {MODEL_FILE, DRIFT_FILE, TRAINED_KEYS_FILE}):
         raise ModelIntegrityError(f"{vdir}: metadata lists unexpected artifacts; nothing loaded")
     return meta
 

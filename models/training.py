@@ -145,6 +145,7 @@ class TrainResult:
     drift_reference: dict
     test_rows: pl.DataFrame  # wallet, pair_id, as_of, label, role, p_ensemble, p_baseline (held-out)
     test_X: np.ndarray  # the held-out design matrix (to compare another model on the same rows)
+    trained_keys: tuple[str, ...] = ()  # row_keys of every row the returned model was fit on
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,22 @@ def train_model(
         model = WashEnsemble(imbalance=choice["chosen"], **params).fit(data.X, data.y, groups=data.groups)
     meta = _metadata(data, cols, seed=seed, params=params, imbalance=choice, metrics=metrics,
                      split={"kind": kind, "n_train": int(tr.size), "n_test": int(te.size), "refit_on_all": refit})  # fmt: skip
-    return TrainResult(model, tuple(cols), meta, reference_bins(data.X, cols), test_rows, data.X[te])
+    fitted = data.frame if refit else data.frame[tr]
+    return TrainResult(model, tuple(cols), meta, reference_bins(data.X, cols), test_rows, data.X[te],
+                       tuple(row_keys(fitted)))  # fmt: skip
+
+
+def row_keys(frame: pl.DataFrame) -> list[str]:
+    """A stable key per labelled row: SHA-256 (16 hex) of wallet|pair_id|as_of (unix s).
+
+    Recorded with each model version, so a later comparison can score the model only
+    on rows it never trained on.
+    """
+    import hashlib
+
+    as_of = pl.col("as_of").dt.epoch("s") if "as_of" in frame.columns else pl.lit(0)
+    text = frame.select(pl.concat_str([pl.col("wallet"), pl.col("pair_id"), as_of.cast(pl.String)], separator="|"))
+    return [hashlib.sha256(t.encode()).hexdigest()[:16] for t in text.to_series().to_list()]
 
 
 def choose_imbalance(data: LabelledData, train_idx: np.ndarray, params: dict) -> dict:

@@ -42,7 +42,7 @@ def test_demo_builds_a_scored_store_with_a_model_trained_on_its_ground_truth(dem
     meta = json.loads((settings.models_dir / version / "model_metadata.json").read_text())
     assert meta["label_source"] == "simulator" and meta["params"]["n_estimators"] == DEMO_N_ESTIMATORS
     assert meta["labels_file"] == str(summary.market.labels_path)
-    assert meta["compared_with"] == {"version": None, "roc_auc": None}
+    assert meta["compared_with"] == {"version": None, "roc_auc": None, "basis": None}
     assert set(meta["pr_curves"]) == {"ensemble", "baseline"} and len(meta["feature_importance"]) == len(
         meta["feature_columns"]
     )
@@ -93,3 +93,27 @@ def test_should_promote_rejects_a_regression_beyond_the_tolerance():
     assert not should_promote({"ensemble": {"roc_auc": 0.88}, "previous": {"roc_auc": 0.90}})
     assert should_promote({"ensemble": {"roc_auc": 0.70}, "previous": {"version": None, "roc_auc": None}})
     assert not should_promote({"ensemble": {"roc_auc": None}, "previous": {"roc_auc": None}})
+
+
+def test_the_current_model_is_compared_only_on_rows_it_never_trained_on(tmp_path):
+    """The current model is refit on all its labelled rows: scoring it on those would favour it."""
+    from models.training import labels_from_simulator, row_keys, synthetic_feature_frame
+
+    settings = Settings(home=tmp_path / "home", db=tmp_path / "s.duckdb")
+    features, sim = synthetic_feature_frame(n_wallets=400, seed=3)
+    labels = labels_from_simulator(sim)
+    half = labels.filter(pl.col("group").is_in(labels["group"].unique().sort().gather_every(2).implode()))
+    with Store(settings.db_path) as store:
+        store.save_derived("features", features)
+        first, _ = train_model_version(store, settings, labels=half, n_estimators=10, imbalance="class_weight",
+                                       force_label_shift=True)  # fmt: skip
+        seen = load_current_model(settings).trained_keys
+        assert seen == set(row_keys(features.join(half.select("wallet"), on="wallet", how="semi")))
+        _, metrics = train_model_version(store, settings, labels=labels, n_estimators=10, imbalance="class_weight",
+                                         promote=False, force_label_shift=True)  # fmt: skip
+        prev = metrics["previous"]
+        assert prev["version"] == first and prev["basis"].endswith("held-out rows neither model saw")
+        assert int(prev["basis"].split()[0]) >= 20
+        _, metrics = train_model_version(store, settings, labels=half, n_estimators=10, imbalance="class_weight",
+                                             promote=False, force_label_shift=True)  # fmt: skip
+        assert metrics["previous"]["basis"] == "its own recorded held-out ROC-AUC"  # every row was seen

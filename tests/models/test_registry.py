@@ -17,6 +17,7 @@ from models.registry import (
     METADATA,
     MODEL_FILE,
     SIGNATURE,
+    TRAINED_KEYS_FILE,
     LabelShiftError,
     check_feature_schema,
     check_label_shift,
@@ -130,7 +131,7 @@ def test_versions_never_overwritten_and_archived(registry, trained):
     assert load_version(models_dir, first, trusted_fingerprints=trusted).metadata["seed"] == 0
     assert load_version(models_dir, trusted_fingerprints=trusted).metadata["seed"] == 7
     assert sorted(p.name for p in (models_dir / first).iterdir()) == sorted(
-        [MODEL_FILE, DRIFT_FILE, METADATA, SIGNATURE]
+        [MODEL_FILE, DRIFT_FILE, TRAINED_KEYS_FILE, METADATA, SIGNATURE]
     )
 
 
