@@ -190,6 +190,16 @@ def esc(text: object) -> str:
     return s
 
 
+def in_units(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    """Stroop columns as asset units (1 unit = 10^7 stroops), for display only."""
+    return frame.with_columns([pl.col(c) / 10_000_000 for c in columns])
+
+
+def units_column(label: str):
+    """Column config of a volume shown in asset units."""
+    return st.column_config.NumberColumn(f"{label} (units)", format="localized")
+
+
 def short(account: str | None) -> str:
     if not account:
         return "–"

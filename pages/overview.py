@@ -37,9 +37,13 @@ with right:
     vol = _ui.q("pair_volumes", window_days=f.window_days, limit=15)
     if vol.get_column("ring_volume").null_count() == vol.height:
         _ui.not_computed("Rings", "python -m engine rings")
-    st.dataframe(vol.select("pair_id", "n_trades", "reported_volume", "volume_without_rings", "ring_share"),
+    shown = _ui.in_units(vol, "reported_volume", "volume_without_rings")
+    st.dataframe(shown.select("pair_id", "n_trades", "reported_volume", "volume_without_rings", "ring_share"),
                  hide_index=True, key="pair_volumes",
-                 column_config={"ring_share": st.column_config.ProgressColumn("ring share", min_value=0, max_value=1)})
+                 column_config={"pair_id": st.column_config.TextColumn("pair", width="medium"),
+                                "reported_volume": _ui.units_column("reported"),
+                                "volume_without_rings": _ui.units_column("without rings"),
+                                "ring_share": st.column_config.ProgressColumn("ring share", min_value=0, max_value=1)})
 
 st.subheader("Top flagged (wallet, pair)")
 t1, t2, t3, t4 = st.columns([3, 2, 1, 1])

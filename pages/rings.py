@@ -21,7 +21,8 @@ if rings.height == 0:
     st.info("No ring passed the evidence rules on this data.")
     st.stop()
 
-st.dataframe(rings, hide_index=True, key="ring_table")
+st.dataframe(_ui.in_units(rings, "volume"), hide_index=True, key="ring_table",
+             column_config={"volume": _ui.units_column("volume, base asset")})
 ids = rings.get_column("ring_id").to_list()
 wanted = st.query_params.get("ring")
 if "ring_pick" not in st.session_state or (wanted in ids and wanted != st.session_state.ring_pick):
