@@ -189,11 +189,13 @@ class Store:
         """
         with self.transaction() as cur:
             n_trades = n_ops = 0
+            quarantined_before = cur.execute("SELECT count(*) FROM quarantine").fetchall()[0][0]
             if trades is not None and trades.height:
                 n_trades = _insert(cur, "trades", _TRADE_COLUMNS, trades, run_id, _UPSERT_FROM_TRADES)
             if operations is not None and operations.height:
                 n_ops = _insert(cur, "operations", _OPERATION_COLUMNS, operations, run_id, _UPSERT_FROM_OPERATIONS)
-            n_quar = _insert_quarantine(cur, quarantine, run_id)
+            _insert_quarantine(cur, quarantine, run_id)
+            n_quar = cur.execute("SELECT count(*) FROM quarantine").fetchall()[0][0] - quarantined_before
             if cursor is not None:
                 cur.execute(
                     "INSERT INTO ingest_cursors VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
@@ -444,9 +446,14 @@ def _where(clauses: list[str]) -> str:
 
 # Table names and the statements below are constants: no outside text reaches an f-string.
 def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts: tuple[str, ...]) -> int:
-    """Insert the frame's new ids (registered as `batch_rows`), then run the upserts."""
+    """Insert the frame's new ids (registered as `batch_rows`), then run the upserts.
+
+    A row whose id is stored with other content (another source, or a later chunk of
+    the same file, disagreeing) is not written over: it goes to quarantine.
+    """
     cur.register("batch_rows", frame.select(columns.split(", ")).to_arrow())
     try:
+        _quarantine_conflicts(cur, table, columns, run_id)
         before = cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         # Ids are unique: the decoders drop repeats inside a batch and this anti-join drops
         # ids already stored. (An ART primary key made inserts 4x slower; one writer
@@ -462,6 +469,21 @@ def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts:
         return after - before
     finally:
         _unregister(cur, "batch_rows")
+
+
+def _quarantine_conflicts(cur, table: str, columns: str, run_id) -> None:
+    """Quarantine batch rows whose id is already stored with different content."""
+    compared = [c for c in columns.split(", ") if c not in ("id", "source")]
+    differs = " OR ".join(f"b.{c} IS DISTINCT FROM t.{c}" for c in compared)
+    cur.execute(
+        "INSERT OR IGNORE INTO quarantine (key, run_id, source, location, record_id, reason, raw, quarantined_at) "
+        "SELECT md5(concat_ws('|', b.source, 'stored ' || t.source, 'conflict', to_json(b)::VARCHAR)), ?, b.source, "
+        f"'{table} row already stored from ' || t.source || ' (run ' || coalesce(t.run_id::VARCHAR, '?') || ')', "
+        "b.id::VARCHAR, 'duplicate id ' || b.id::VARCHAR || ' with different content than the stored row: "
+        "the stored row is kept; compare the two sources', to_json(b)::VARCHAR, ? "
+        f"FROM batch_rows b JOIN {table} t ON b.id = t.id WHERE {differs}",
+        [run_id, _now()],
+    )
 
 
 def _insert_quarantine(cur, frame: pl.DataFrame | None, run_id: int | None) -> int:

@@ -90,3 +90,20 @@ def test_derived_tables_are_replaced_whole(store):
     store.save_derived("features", pl.DataFrame({"wallet": ["c"], "x": [2.0]}))
     assert store.load_derived("features")["wallet"].to_list() == ["c"]
     assert store.load_derived("rings") is None
+
+
+def test_a_stored_id_arriving_with_other_content_is_quarantined_not_overwritten(store):
+    trades = _trades(5)
+    store.write_batch(run_id=None, trades=trades)
+    changed = trades.with_columns(
+        sold_amount=pl.when(pl.col("id") == trades["id"][2]).then(pl.col("sold_amount") + 1).otherwise(pl.col("sold_amount")),
+        source=pl.lit("horizon"),
+    )
+    result = store.write_batch(run_id=None, trades=changed)
+    assert (result.n_trades, result.n_quarantined) == (0, 1)  # identical repeats are not conflicts
+    row = store.quarantined().row(0, named=True)
+    assert row["record_id"] == trades["id"][2] and "different content than the stored row" in row["reason"]
+    assert "already stored from files" in row["location"]
+    assert store.trades().sort("id").equals(trades.sort("id").select(store.trades().columns))  # stored row kept
+    again = store.write_batch(run_id=None, trades=changed)
+    assert again.n_quarantined == 0  # the same conflict is recorded once
