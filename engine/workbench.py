@@ -9,7 +9,6 @@
   tiles) of the whole market over a server-side layout.
 - `IngestJob` / `JOBS`: an ingest request run in a background thread, with progress
   (records, units/s, ETA) the page polls.
-- `annotation_row`: re-exported from engine.active.annotations (the HMAC code lives there).
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from storage.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
-LABELS = ("wash", "legit", "unsure")
 EDGE_COLOURS = {"trade": "#4e79a7", "funding": "#f28e2b"}
 
 
@@ -305,12 +303,6 @@ def files_work(store, paths: list[Path], *, batch_size: int) -> Callable[..., st
 
     return work
 
-
-# -- annotations ------------------------------------------------------------------------------------
-
-
-# The signing, verification, export and import of labels live in engine.active.annotations.
-from engine.active.annotations import annotation_row  # noqa: E402,F401  (re-exported for older callers)
 
 # -- small display helpers ------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from engine.workbench import LABELS, benford_expected
+from engine.active import LABELS
+from engine.workbench import benford_expected
 from pages import _ui
 
 _ui.frame()

@@ -17,11 +17,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine.active.annotations import LABELS
 from engine.active.config import STRATEGIES
 from engine.cli import open_store
 from storage.errors import BadInput
-
-LABELS = ("wash", "legit", "unsure")
 
 
 def register(sub, common) -> None:
