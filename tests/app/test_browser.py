@@ -134,7 +134,7 @@ def _analyst_flow(page, app_url, replay):
     page.get_by_label("Start ledger").fill("3000")
     page.get_by_label("End ledger").fill("3009")
     page.get_by_role("button", name="Start ingest").click()
-    page.get_by_text("done in").wait_for(timeout=60_000)
+    page.get_by_text("done in").first.wait_for(timeout=60_000)
     page.get_by_text(f"Store holds {EXPECTED['n_trades'] + 20:,} trades").wait_for()
     _shot(page, "01-ingest")
 
@@ -154,7 +154,7 @@ def _analyst_flow(page, app_url, replay):
     frame.locator("canvas").first.wait_for()
     _shot(page, "04-rings")
     page.get_by_role("button", name="Open wallet page").click()
-    page.get_by_text("Risk score").wait_for()
+    page.get_by_text("Risk score", exact=True).wait_for()
     assert str(EXPECTED["member_score"]) in page.get_by_test_id("stMetricValue").first.inner_text()
     _shot(page, "05-wallet")
 
@@ -173,7 +173,7 @@ def _analyst_flow(page, app_url, replay):
     _open(page, f"{app_url}/reports", "report(s) generated")
     page.get_by_text("1 report(s) generated").wait_for()
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(ARTIFACTS / "report.pdf"))
-    page.get_by_text("Intact").wait_for()
+    page.get_by_text("Intact").first.wait_for()
     _shot(page, "07-reports")
 
 
