@@ -23,6 +23,7 @@ from engine.demo import build_demo_store
 from engine.ingest.files import ingest_files
 from engine.settings import Settings
 from storage.store import Store
+from tests.conftest import ROOT
 from tests.factories import ISSUER, account, horizon_trade, write_jsonl
 
 EVIL_CODE = "<img src=x onerror=alert(1)>"
@@ -95,3 +96,22 @@ def describe(db_path: Path) -> FixtureSummary:
     n_flagged = latest.filter(pl.col("score") >= 70).get_column("wallet").n_unique()
     return FixtureSummary(db_path, db_path.parent / HOME_NAME, n_trades, n_flagged, top["model_version"],
                           top["wallet"], top["score"], top["pair_id"], top["ring_id_member"])  # fmt: skip
+
+
+def open_page(monkeypatch, db: Path, page: str, **params):
+    """The app against `db` (settings as `settings_for`) on `page`, rendered, with query params."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LEDGERLENS_DB", str(db))
+    monkeypatch.setenv("LEDGERLENS_HOME", str(settings_for(db).home))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    if page != "overview":
+        at.switch_page(f"pages/{page}.py")
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

@@ -10,25 +10,12 @@ from streamlit.testing.v1 import AppTest
 
 from engine.active.service import build_queue, record_label
 from storage.store import Store
-from tests.app.fixture_store import build_fixture_store, settings_for
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.app.fixture_store import build_fixture_store, open_page, settings_for
 
 
 @pytest.fixture
 def db(tmp_path) -> Path:
     return build_fixture_store(tmp_path / "fixture.duckdb").db_path
-
-
-def open_annotate(monkeypatch, db: Path) -> AppTest:
-    monkeypatch.setenv("LEDGERLENS_DB", str(db))
-    monkeypatch.setenv("LEDGERLENS_HOME", str(settings_for(db).home))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("pages/annotate.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def _texts(at: AppTest, kind: str) -> list[str]:
@@ -44,7 +31,7 @@ def test_label_from_the_queue_updates_progress_and_next_item(monkeypatch, db):
         expected = build_queue(store, settings, strategy=default, size=20)
     assert expected.source.startswith("model v")
     first, second = expected.queue.row(0, named=True), expected.queue.row(1, named=True)
-    at = open_annotate(monkeypatch, db)
+    at = open_page(monkeypatch, db, "annotate")
     assert at.selectbox(key="al_strategy").value == default
     assert at.subheader[0].value == first["wallet"]
     assert at.metric[0].value == f"{first['priority']:.3f}"
@@ -74,7 +61,7 @@ def test_wash_label_raises_ring_mates_in_the_queue(monkeypatch, db):
         expected = build_queue(store, s, strategy="uncertainty", size=20).queue
     boosted = expected.filter(expected["evidence"].is_not_null())
     assert boosted.height >= 1 and boosted["priority"].min() >= 0.25
-    at = open_annotate(monkeypatch, db)
+    at = open_page(monkeypatch, db, "annotate")
     at.selectbox(key="al_strategy").set_value("uncertainty").run()
     assert at.subheader[0].value == expected.row(0, named=True)["wallet"]
     table = next(d.value for d in at.dataframe if "evidence" in d.value.columns)  # non-selectable: no key

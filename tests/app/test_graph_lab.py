@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -11,8 +9,7 @@ from engine.graph.temporal import build_snapshots, load_edges, parse_duration, v
 from engine.ingest.files import ingest_files
 from engine.synthetic import generate_market
 from storage.store import Store
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.app.fixture_store import open_page
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +23,6 @@ def lab_store(tmp_path_factory):
     return d / "lab.duckdb", validation_report(persisted, spec)
 
 
-def open_lab(monkeypatch, db: Path) -> AppTest:
-    monkeypatch.setenv("LEDGERLENS_DB", str(db))
-    monkeypatch.setenv("LEDGERLENS_HOME", str(db.parent / "home"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.run()
-    at.switch_page("pages/graph_lab.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def table(at: AppTest, *columns: str):
     for d in at.dataframe:
         if set(columns) <= set(d.value.columns):
@@ -46,7 +32,7 @@ def table(at: AppTest, *columns: str):
 
 def test_snapshot_statistics_and_a_run(monkeypatch, lab_store):
     db, report = lab_store
-    at = open_lab(monkeypatch, db)
+    at = open_page(monkeypatch, db, "graph_lab")
     shown = table(at, "snapshot", "n_isolated", "density")
     assert shown["n_edges"].tolist() == report["n_edges"].to_list() and len(shown) == 6
     assert shown["n_isolated"].tolist() == report["n_isolated"].to_list()
@@ -64,7 +50,7 @@ def test_snapshot_statistics_and_a_run(monkeypatch, lab_store):
 
 
 def test_empty_store_says_what_to_run(monkeypatch, tmp_path):
-    at = open_lab(monkeypatch, tmp_path / "empty.duckdb")
+    at = open_page(monkeypatch, tmp_path / "empty.duckdb", "graph_lab")
     assert any("python -m engine snapshot --window 30d" in w.value for w in at.warning)
     assert {m.label: m.value for m in at.metric} == {"Embedded wallets": "not computed yet"}
     at.button(key="gl_run").click().run()

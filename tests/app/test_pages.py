@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +11,9 @@ from streamlit.testing.v1 import AppTest
 from engine.workbench import JOBS, graph_layout, ring_graph_html
 from storage import queries
 from storage.store import Store
-from tests.app.fixture_store import EVIL_CODE, EVIL_PAIR, build_fixture_store
+from tests.app.fixture_store import EVIL_CODE, EVIL_PAIR, build_fixture_store, open_page
 from tests.factories import horizon_trade, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("overview", "ingest", "rings", "wallet", "annotate", "models", "reports", "graph_lab")
 
 
@@ -39,22 +37,6 @@ def populated(tmp_path_factory):
             "features": store.load_derived("features"),
         }
     return s.db_path, s, expected
-
-
-def open_page(monkeypatch, db: Path, page: str, **params) -> AppTest:
-    monkeypatch.setenv("LEDGERLENS_DB", str(db))
-    monkeypatch.setenv("LEDGERLENS_HOME", str(db.parent / "home"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    if page != "overview":
-        at.switch_page(f"pages/{page}.py")
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def texts(at: AppTest, kind: str) -> list[str]:
