@@ -19,7 +19,7 @@ from storage.errors import BadInput
 # `try` turns a line that is not JSON into NULL (one parse per line); a record must
 # also be an object, which a leading "{" tells once the text parses.
 _TRANSFORM = (
-    "SELECT line_no, raw, rec IS NOT NULL AND ltrim(raw) LIKE '{%' AS valid, rec FROM ("
+    "SELECT line_no, rec IS NOT NULL AND ltrim(raw) LIKE '{%' AS valid, rec FROM ("
     "  SELECT line_no, raw, try(json_transform(raw, ?)) AS rec FROM lines)"
 )
 
@@ -53,7 +53,11 @@ def iter_json_lines(
         raise BadInput(f"{path}: no such file. Give the path of a JSON Lines export.")
     # A control byte never occurs unescaped in valid JSON, so \x01 never splits a good line.
     lines = pl.scan_csv(
-        path, has_header=False, separator="\x01", quote_char=None, schema={"raw": pl.String},
+        path,
+        has_header=False,
+        separator="\x01",
+        quote_char=None,
+        schema={"raw": pl.String},
         truncate_ragged_lines=True,
     ).with_row_index("line_no", offset=1)
     if skip_lines:
@@ -81,11 +85,14 @@ def parse_json_strings(raw: list[str], fields: dict) -> pl.DataFrame:
 
 
 def _transform(lines: pl.DataFrame, fields: dict) -> pl.DataFrame:
+    """Parse `lines` (line_no, raw) with DuckDB; raw stays in polars (string views both
+    ways, so the text is not copied) and the parsed fields are set beside it."""
     con = duckdb.connect()
     try:
-        con.register("lines", lines.to_arrow())
-        table = con.sql(_TRANSFORM, params=[json_spec(fields)]).to_arrow_table()
+        con.register("lines", lines.select("line_no", "raw").to_arrow(compat_level=pl.CompatLevel.newest()))
+        parsed = pl.from_arrow(con.sql(_TRANSFORM, params=[json_spec(fields)]).to_arrow_table())
     finally:
         con.close()
-    frame = pl.from_arrow(table)
-    return frame.with_columns(pl.col("rec").struct.unnest()).drop("rec")
+    if not parsed.get_column("line_no").equals(lines.get_column("line_no")):
+        parsed = parsed.sort("line_no")  # DuckDB keeps scan order; lines come in line order
+    return lines.select("line_no", "raw").hstack(parsed.drop("line_no")).unnest("rec")

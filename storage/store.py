@@ -297,7 +297,9 @@ class Store:
                     raise BadInput(f"{name} has no column {column!r}")
                 clauses.append(f'"{column}" = ?')
                 params.append(value)
-            return pl.from_arrow(cur.sql(f"SELECT * FROM {table} {_where(clauses)}", params=params or None).to_arrow_table())
+            return pl.from_arrow(
+                cur.sql(f"SELECT * FROM {table} {_where(clauses)}", params=params or None).to_arrow_table()
+            )
 
     # -- scores, annotations, reports -------------------------------------------------------
 
@@ -355,8 +357,9 @@ class Store:
         where, params = ([], []) if wallet is None else (["wallet = ?"], [wallet])
         return self._frame(f"SELECT * FROM annotations {_where(where)} ORDER BY id", params)
 
-    def record_report(self, *, fingerprint: str, wallet: str, pair_id: str, fmt: str, path: str,
-                      model_version: str | None) -> None:
+    def record_report(
+        self, *, fingerprint: str, wallet: str, pair_id: str, fmt: str, path: str, model_version: str | None
+    ) -> None:
         with self.transaction() as cur:
             cur.execute(
                 "INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -449,21 +452,22 @@ def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts:
     """Insert the frame's new ids (registered as `batch_rows`), then run the upserts.
 
     A row whose id is stored with other content (another source, or a later chunk of
-    the same file, disagreeing) is not written over: it goes to quarantine.
+    the same file, disagreeing) is not written over: it goes to quarantine. An id
+    names its ledger, so both checks look only at the batch's ledger range.
     """
-    cur.register("batch_rows", frame.select(columns.split(", ")).to_arrow())
+    cur.register("batch_rows", frame.select(columns.split(", ")).to_arrow(compat_level=pl.CompatLevel.newest()))
+    span = [frame.get_column("ledger").min(), frame.get_column("ledger").max()]
+    stored = _STORED[table]
     try:
-        _quarantine_conflicts(cur, table, columns, run_id)
-        before = cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        _quarantine_conflicts(cur, table, columns, run_id, span)
+        if table == "trades":
+            cur.execute(_NEW_ACCOUNT_KEYS)
+        before = cur.execute(f"SELECT count(*) FROM {stored}").fetchall()[0][0]
         # Ids are unique: the decoders drop repeats inside a batch and this anti-join drops
         # ids already stored. (An ART primary key made inserts 4x slower; one writer
         # per process, under the write lock, keeps the check race-free.)
-        cur.execute(
-            f"INSERT INTO {table} ({columns}, run_id) SELECT {columns}, ? FROM batch_rows "
-            f"WHERE id NOT IN (SELECT id FROM {table})",
-            [run_id],
-        )
-        after = cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        cur.execute(_INSERT_NEW[table], [run_id, *span])
+        after = cur.execute(f"SELECT count(*) FROM {stored}").fetchall()[0][0]
         for sql in upserts:
             cur.execute(sql)
         return after - before
@@ -471,7 +475,31 @@ def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts:
         _unregister(cur, "batch_rows")
 
 
-def _quarantine_conflicts(cur, table: str, columns: str, run_id) -> None:
+_STORED = {"trades": "trade_rows", "operations": "operations"}  # the physical table behind each name
+_NEW_ACCOUNT_KEYS = """
+INSERT INTO account_keys (account_id)
+SELECT a FROM (SELECT seller_account AS a FROM batch_rows UNION SELECT buyer_account FROM batch_rows)
+WHERE a IS NOT NULL AND a NOT IN (SELECT account_id FROM account_keys) ORDER BY a
+"""
+_INSERT_NEW = {
+    "trades": """
+INSERT INTO trade_rows
+SELECT b.id, b.op_id, b.ledger, b.closed_at, b.trade_type, b.pair_id, s.account_key, b.seller_offer_id,
+       b.seller_pool_id, k.account_key, b.buyer_offer_id, b.buyer_pool_id, b.sold_asset, b.sold_amount,
+       b.bought_asset, b.bought_amount, b.price_n, b.price_d, b.source, ?
+FROM batch_rows b
+LEFT JOIN account_keys s ON s.account_id = b.seller_account
+LEFT JOIN account_keys k ON k.account_id = b.buyer_account
+WHERE b.id NOT IN (SELECT id FROM trade_rows WHERE ledger BETWEEN ? AND ?)
+""",
+    "operations": f"""
+INSERT INTO operations ({_OPERATION_COLUMNS}, run_id) SELECT {_OPERATION_COLUMNS}, ? FROM batch_rows
+WHERE id NOT IN (SELECT id FROM operations WHERE ledger BETWEEN ? AND ?)
+""",
+}
+
+
+def _quarantine_conflicts(cur, table: str, columns: str, run_id, span: list[int]) -> None:
     """Quarantine batch rows whose id is already stored with different content."""
     compared = [c for c in columns.split(", ") if c not in ("id", "source")]
     differs = " OR ".join(f"b.{c} IS DISTINCT FROM t.{c}" for c in compared)
@@ -481,15 +509,17 @@ def _quarantine_conflicts(cur, table: str, columns: str, run_id) -> None:
         f"'{table} row already stored from ' || t.source || ' (run ' || coalesce(t.run_id::VARCHAR, '?') || ')', "
         "b.id::VARCHAR, 'duplicate id ' || b.id::VARCHAR || ' with different content than the stored row: "
         "the stored row is kept; compare the two sources', to_json(b)::VARCHAR, ? "
-        f"FROM batch_rows b JOIN {table} t ON b.id = t.id WHERE {differs}",
-        [run_id, _now()],
+        f"FROM batch_rows b JOIN (SELECT * FROM {table} WHERE ledger BETWEEN ? AND ?) t ON b.id = t.id "
+        f"WHERE {differs}",
+        [run_id, _now(), *span],
     )
 
 
 def _insert_quarantine(cur, frame: pl.DataFrame | None, run_id: int | None) -> int:
     if frame is None or frame.height == 0:
         return 0
-    cur.register("quarantine_rows", frame.select("source", "location", "record_id", "reason", "raw").to_arrow())
+    rows = frame.select("source", "location", "record_id", "reason", "raw")
+    cur.register("quarantine_rows", rows.to_arrow(compat_level=pl.CompatLevel.newest()))
     try:
         before = cur.execute("SELECT count(*) FROM quarantine").fetchall()[0][0]
         cur.execute(

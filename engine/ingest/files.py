@@ -27,6 +27,7 @@ from engine.ingest.horizon_records import (
     trades_from_parsed,
 )
 from engine.ingest.runner import Batch, IngestRequest, IngestSummary, run_ingest
+from engine.ingest.validate import CheckedAccounts
 from engine.progress import Progress, no_progress
 from storage.errors import BadInput
 from storage.readers import iter_json_lines
@@ -128,10 +129,11 @@ def iter_file(path: Path, *, chunk_lines: int = CHUNK_LINES, skip_lines: int = 0
         frame, bad = decode(rows)
         yield Loaded(kind, frame, bad, rows.height, rows.height)
         return
+    checked = CheckedAccounts()  # an account id seen in one chunk is not checked again in the next
     for rows, last_line in iter_json_lines(path, fields, chunk_lines=chunk_lines, skip_lines=skip_lines):
         if kind == "operations" and fmt == "hubble_operations" and "details" not in rows.columns:
             raise BadInput(f"{path}: Hubble operations need a 'details' object on every line")
-        frame, bad = decode(hubble.with_location(rows, path))
+        frame, bad = decode(hubble.with_location(rows, path), checked=checked)
         yield Loaded(kind, frame, bad, rows.height, last_line)
 
 

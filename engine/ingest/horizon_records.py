@@ -11,12 +11,14 @@ import polars as pl
 
 from engine.assets import asset_id_expr, pair_id_expr
 from engine.ingest.validate import (
+    CheckedAccounts,
     account_reason,
     amount_reason,
     amount_stroops,
     fast_stroops,
     first_reason,
     split_checked,
+    split_reasons,
 )
 from engine.schemas import OPERATIONS_SCHEMA, QUARANTINE_SCHEMA, TRADES_SCHEMA, conform, empty
 from storage.readers import parse_json_strings, read_json_lines
@@ -66,7 +68,9 @@ def _with_location(parsed: pl.DataFrame, path) -> pl.DataFrame:
     return parsed.with_columns(location=pl.format("{}:{}", pl.lit(str(path)), pl.col("line_no")))
 
 
-def trades_from_parsed(parsed: pl.DataFrame, *, source: str) -> pl.DataFrame:
+def trades_from_parsed(
+    parsed: pl.DataFrame, *, source: str, checked: CheckedAccounts | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parsed trade fields (all strings, plus raw/valid/location) -> (trades, quarantine)."""
     p = parsed.with_columns(
         tid=pl.coalesce("id", "paging_token"),
@@ -79,10 +83,7 @@ def trades_from_parsed(parsed: pl.DataFrame, *, source: str) -> pl.DataFrame:
         counter_stroops=fast_stroops("counter_amount"),
     )
     p = p.with_columns(
-        acct_reason=pl.coalesce(
-            pl.lit(account_reason(p, "base_account", required=False)),
-            pl.lit(account_reason(p, "counter_account", required=False)),
-        )
+        acct_reason=account_reason(p, "base_account", "counter_account", required=False, checked=checked)
     )
     checks = _trade_checks()
     ok = (
@@ -91,8 +92,7 @@ def trades_from_parsed(parsed: pl.DataFrame, *, source: str) -> pl.DataFrame:
         & (pl.col("counter_stroops") > 0)
     )
     slow = {"base_stroops": amount_stroops("base_amount"), "counter_stroops": amount_stroops("counter_amount")}
-    p = _mark_duplicates(split_checked(p, ok, slow, first_reason(*checks)), "tid")
-    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
+    good, bad = split_reasons(_mark_duplicates(split_checked(p, ok, slow, first_reason(*checks)), "tid"))
     return _canonical_trades(good, source), _quarantine(bad, source, "tid")
 
 
@@ -131,6 +131,8 @@ def _trade_checks() -> list[pl.Expr]:
 
 def _mark_duplicates(p: pl.DataFrame, key: str) -> pl.DataFrame:
     """A second record with a stored id but other content is quarantined; exact repeats collapse."""
+    if p.get_column(key).drop_nulls().is_unique().all():
+        return p
     repeated = pl.col(key).is_duplicated() & pl.col(key).is_not_null()
     exact_repeat = repeated & ~pl.struct(key, "raw").is_first_distinct()
     p = p.filter(~exact_repeat)
@@ -190,7 +192,9 @@ _FUNDING_AMOUNT = ("payment", "path_payment_strict_send", "path_payment_strict_r
 _OFFERS = ("manage_sell_offer", "manage_buy_offer", "create_passive_sell_offer")
 
 
-def operations_from_parsed(parsed: pl.DataFrame, *, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def operations_from_parsed(
+    parsed: pl.DataFrame, *, source: str, checked: CheckedAccounts | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parsed operation fields -> (operations, quarantine).
 
     Funding direction per type: create_account funder->account; payments and path
@@ -225,9 +229,10 @@ def operations_from_parsed(parsed: pl.DataFrame, *, source: str) -> tuple[pl.Dat
         pl.when(needs_amount).then(amount_reason("amount_col")).otherwise(None),
         pl.when(t.is_in(_OFFERS)).then(amount_reason("amount", allow_zero=True)).otherwise(None),
     ]
-    p = p.with_columns(reason=first_reason(*reasons, pl.lit(account_reason(p, "source_account", required=False))))
-    p = _mark_duplicates(p, "oid")
-    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
+    p = p.with_columns(
+        reason=first_reason(*reasons, pl.lit(account_reason(p, "source_account", required=False, checked=checked)))
+    )
+    good, bad = split_reasons(_mark_duplicates(p, "oid"))
     return _canonical_operations(good, source), _quarantine(bad, source, "oid")
 
 

@@ -18,7 +18,15 @@ from engine.ingest.horizon_records import (
     _quarantine,
     operations_from_parsed,
 )
-from engine.ingest.validate import account_reason, amount_reason, amount_stroops, first_reason, stroops_from_float_text
+from engine.ingest.validate import (
+    CheckedAccounts,
+    account_reason,
+    amount_reason,
+    amount_stroops,
+    first_reason,
+    split_reasons,
+    stroops_from_float_text,
+)
 from engine.schemas import TRADES_SCHEMA, conform
 from storage.errors import BadInput
 from storage.readers import read_json_lines
@@ -86,7 +94,9 @@ def read_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return trades_from_parsed(read_rows(path, TRADE_FIELDS))
 
 
-def trades_from_parsed(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def trades_from_parsed(
+    parsed: pl.DataFrame, *, checked: CheckedAccounts | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parsed Hubble trade rows (strings + line_no, raw, valid, location) -> (trades, quarantine)."""
     p = parsed.with_columns(
         tid=pl.format("{}-{}", pl.col("history_operation_id"), pl.col("order")),
@@ -98,9 +108,9 @@ def trades_from_parsed(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
         pn=pl.col("price_n").cast(pl.Int64, strict=False),
         pd=pl.col("price_d").cast(pl.Int64, strict=False),
     )
-    p = p.with_columns(reason=first_reason(*_trade_reasons(), pl.lit(_account_reasons(p))))
-    p = _mark_duplicates(p, "tid")
-    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
+    accounts = account_reason(p, "selling_account_address", "buying_account_address", required=False, checked=checked)
+    p = p.with_columns(reason=first_reason(*_trade_reasons(), pl.lit(accounts)))
+    good, bad = split_reasons(_mark_duplicates(p, "tid"))
     op_id = pl.col("history_operation_id").cast(pl.Int64)
     out = good.with_columns(
         id=pl.col("tid"), op_id=op_id, ledger=op_id // (1 << 32), closed_at=pl.col("closed"),
@@ -139,12 +149,6 @@ def _trade_reasons() -> list[pl.Expr]:
     ]
 
 
-def _account_reasons(p: pl.DataFrame) -> pl.Series:
-    a = account_reason(p, "selling_account_address", required=False)
-    b = account_reason(p, "buying_account_address", required=False)
-    return pl.select(pl.coalesce(pl.lit(a), pl.lit(b)).alias("r")).get_column("r")
-
-
 def read_operations(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Hubble history_operations export -> (operations, quarantine), via the Horizon decoder."""
     p = read_rows(path, OPERATION_FIELDS_HUBBLE)
@@ -153,7 +157,9 @@ def read_operations(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return operations_from_parsed_hubble(p)
 
 
-def operations_from_parsed_hubble(p: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def operations_from_parsed_hubble(
+    p: pl.DataFrame, *, checked: CheckedAccounts | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parsed Hubble operation rows (with a `details` struct) -> (operations, quarantine)."""
     details = p.get_column("details").struct.unnest()
     p = pl.concat(
@@ -168,7 +174,7 @@ def operations_from_parsed_hubble(p: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
         paging_token=pl.col("id"),
         **as_text,
     )
-    return operations_from_parsed(p, source="files")
+    return operations_from_parsed(p, source="files", checked=checked)
 
 
 def _float_to_decimal_text(col: str) -> pl.Expr:
@@ -186,7 +192,9 @@ def read_canonical_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return canonical_from_parsed(read_rows(path, CANONICAL_FIELDS))
 
 
-def canonical_from_parsed(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def canonical_from_parsed(
+    parsed: pl.DataFrame, *, checked: CheckedAccounts | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parsed canonical trade rows -> (trades, quarantine)."""
     p = parsed.with_columns(
         tid=pl.col("id"), closed=_utc("closed_at"),
@@ -202,9 +210,10 @@ def canonical_from_parsed(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
             pl.lit("fields price_n/price_d: must be positive integers")
         ),
     ]
-    p = p.with_columns(reason=first_reason(*reasons, pl.lit(account_reason(p, "seller_account", required=False))))
-    p = _mark_duplicates(p, "tid")
-    good, bad = p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
+    p = p.with_columns(
+        reason=first_reason(*reasons, pl.lit(account_reason(p, "seller_account", required=False, checked=checked)))
+    )
+    good, bad = split_reasons(_mark_duplicates(p, "tid"))
     op_id = pl.col("tid").str.extract(r"^(\d+)-", 1).cast(pl.Int64)
     out = good.with_columns(
         op_id=op_id, ledger=op_id // (1 << 32), closed_at=pl.col("closed"),

@@ -42,10 +42,10 @@ def split_checked(frame: pl.DataFrame, ok: pl.Expr, slow: dict[str, pl.Expr], re
     Bad records are rare, so the detailed checks run on few rows.
     """
     frame = frame.with_columns(_ok=ok.fill_null(False))
+    if frame.get_column("_ok").all():
+        return frame.drop("_ok").with_columns(reason=pl.lit(None, dtype=pl.String))
     fast = frame.filter(pl.col("_ok")).with_columns(reason=pl.lit(None, dtype=pl.String))
     rest = frame.filter(~pl.col("_ok"))
-    if rest.height == 0:
-        return fast.drop("_ok")
     rest = rest.with_columns(**slow).with_columns(reason=reason).select(fast.columns)
     return pl.concat([fast, rest], how="vertical_relaxed").sort("line_no").drop("_ok")
 
@@ -72,26 +72,51 @@ def amount_reason(col: str, *, allow_zero: bool = False, required: bool = True) 
     )
 
 
-def account_reason(frame: pl.DataFrame, col: str, *, required: bool) -> pl.Series:
-    """Reason per row where `col` is not a valid G... account id (checksum included).
+class CheckedAccounts:
+    """Account ids one ingest run has already found valid, so each is checked once
+    however many chunks it appears in. Pass one to `account_reason` per run."""
 
-    Validates each distinct id once (ids repeat across many trades), so the cost
-    follows the number of wallets, not of records.
+    def __init__(self, limit: int = 2_000_000):
+        self.ids = pl.Series(dtype=pl.String)
+        self.limit = limit
+
+    def new(self, distinct: pl.Series) -> pl.Series:
+        return distinct.filter(~distinct.is_in(self.ids))
+
+    def add(self, valid: pl.Series) -> None:
+        self.ids = valid if self.ids.len() > self.limit else pl.concat([self.ids, valid])
+
+
+def account_reason(
+    frame: pl.DataFrame, *cols: str, required: bool, checked: CheckedAccounts | None = None
+) -> pl.Series:
+    """Reason per row where one of `cols` is not a valid G... account id (checksum
+    included); the first such column is named.
+
+    Validates each distinct id once (and, given `checked`, once per run), so the
+    cost follows the number of wallets, not of records.
     """
-    values = frame.get_column(col)
-    distinct = values.drop_nulls().unique().to_list()
-    bad = {v for v, ok in zip(distinct, valid_account_ids(distinct), strict=True) if not ok}
-    is_bad = values.is_in(pl.Series(list(bad), dtype=pl.String)) if bad else pl.Series([False] * len(values), dtype=pl.Boolean)
-    missing = values.is_null()
-    reasons = pl.select(
-        pl.when(pl.lit(is_bad))
-        .then(pl.format(f"field {col}: '{{}}' is not a valid Stellar account id (StrKey checksum)", pl.lit(values)))
-        .when(pl.lit(missing) & pl.lit(required))
-        .then(pl.lit(f"missing field {col}"))
-        .otherwise(None)
-        .alias("r")
-    )
-    return reasons.get_column("r")
+    checked = checked or CheckedAccounts()
+    values = [frame.get_column(c) for c in cols]
+    unseen = checked.new(pl.concat([v.drop_nulls().unique() for v in values]).unique())
+    ok = pl.Series(valid_account_ids(unseen.to_list()), dtype=pl.Boolean)
+    checked.add(unseen.filter(ok))
+    bad = unseen.filter(~ok)
+    reasons = [
+        pl.when(pl.lit(v).is_in(bad))
+        .then(pl.format(f"field {c}: '{{}}' is not a valid Stellar account id (StrKey checksum)", pl.lit(v)))
+        .when(pl.lit(v).is_null() & pl.lit(required))
+        .then(pl.lit(f"missing field {c}"))
+        for c, v in zip(cols, values, strict=True)
+    ]
+    return pl.select(pl.coalesce(reasons).alias("r")).get_column("r")
+
+
+def split_reasons(p: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows whose `reason` is null, rows with a reason); no copy when all are good."""
+    if p.get_column("reason").null_count() == p.height:
+        return p, p.clear()
+    return p.filter(pl.col("reason").is_null()), p.filter(pl.col("reason").is_not_null())
 
 
 def first_reason(*reasons: pl.Expr) -> pl.Expr:

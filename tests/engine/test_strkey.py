@@ -32,3 +32,22 @@ def test_encoding_matches_stellar_sdk_and_validates():
     ours = encode_account_ids(raw).tolist()
     assert ours == [StrKey.encode_ed25519_public_key(bytes(r)) for r in raw]
     assert valid_account_ids(ours).all()
+
+
+def test_account_reason_names_the_first_bad_column_and_remembers_only_valid_ids():
+    import polars as pl
+
+    from engine.ingest.validate import CheckedAccounts, account_reason
+
+    good = [StrKey.encode_ed25519_public_key(hashlib.sha256(str(i).encode()).digest()) for i in range(3)]
+    bad = good[0][:-1] + ("A" if good[0][-1] != "A" else "B")
+    frame = pl.DataFrame({"seller": [good[0], good[1], bad, None], "buyer": [good[2], bad, good[1], None]})
+    checked = CheckedAccounts()
+    for _ in range(2):  # the second chunk finds the good ids remembered, the bad one still bad
+        reasons = account_reason(frame, "seller", "buyer", required=False, checked=checked).to_list()
+        assert reasons[0] is None and reasons[3] is None
+        assert reasons[1].startswith("field buyer:") and bad in reasons[1]
+        assert reasons[2].startswith("field seller:") and bad in reasons[2]
+        assert sorted(checked.ids.to_list()) == sorted(good)
+    required = account_reason(frame, "seller", required=True).to_list()
+    assert required[3] == "missing field seller"

@@ -34,6 +34,40 @@ def test_older_file_is_upgraded_on_open(tmp_path):
         assert s.counts()["trades"] == 0
 
 
+def test_version_2_file_with_trades_upgrades_to_account_keys_without_changing_a_row(tmp_path):
+    from storage.schema import MIGRATIONS
+    from storage.store import _TRADE_COLUMNS
+
+    trades = _trades(40).with_columns(  # a pool side: one account is null
+        buyer_account=pl.when(pl.col("op_id") % 5 == 0).then(None).otherwise(pl.col("buyer_account"))
+    )
+    path = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version, sql in enumerate(MIGRATIONS[:2], start=1):
+        con.execute(sql)
+        con.execute("INSERT INTO schema_version VALUES (?)", [version])
+    con.register("old_rows", trades.select(_TRADE_COLUMNS.split(", ")).to_arrow())
+    con.execute(f"INSERT INTO trades ({_TRADE_COLUMNS}, run_id) SELECT {_TRADE_COLUMNS}, 7 FROM old_rows")
+    con.close()
+
+    with Store(path) as s:
+        assert s.schema_version == SCHEMA_VERSION
+        upgraded = s.trades()
+        assert upgraded.equals(trades.sort("op_id", "id").select(upgraded.columns))
+        n_accounts = s._scalar("SELECT count(*) FROM account_keys")
+        assert n_accounts == len(set(trades["seller_account"].drop_nulls()) | set(trades["buyer_account"].drop_nulls()))
+        assert (
+            s._scalar("SELECT count(*) FROM trades WHERE buyer_account IS NULL")
+            == trades["buyer_account"].null_count()
+            > 0
+        )
+        # new writes go through the keys too, and the earlier rows keep theirs
+        s.write_batch(run_id=None, trades=_trades(60))
+        assert s.counts()["trades"] == 60
+        assert s._scalar("SELECT count(*) FROM trade_rows WHERE seller_key IS NULL") == 0
+
+
 def test_batch_and_cursor_commit_together_and_repeat_is_idempotent(store):
     trades = _trades(30)
     run = store.start_run("files", {"x": 1})
@@ -51,7 +85,9 @@ def test_batch_and_cursor_commit_together_and_repeat_is_idempotent(store):
 
 def test_failed_batch_leaves_no_rows_and_no_cursor(store):
     trades = _trades(10)
-    broken = trades.with_columns(sold_amount=pl.when(pl.col("id") == trades["id"][5]).then(0).otherwise(pl.col("sold_amount")))
+    broken = trades.with_columns(
+        sold_amount=pl.when(pl.col("id") == trades["id"][5]).then(0).otherwise(pl.col("sold_amount"))
+    )
     with pytest.raises(duckdb.ConstraintException):
         store.write_batch(run_id=None, trades=broken, cursor=CursorPosition("s", "t", "x", "10"))
     assert store.counts()["trades"] == 0
@@ -96,7 +132,9 @@ def test_a_stored_id_arriving_with_other_content_is_quarantined_not_overwritten(
     trades = _trades(5)
     store.write_batch(run_id=None, trades=trades)
     changed = trades.with_columns(
-        sold_amount=pl.when(pl.col("id") == trades["id"][2]).then(pl.col("sold_amount") + 1).otherwise(pl.col("sold_amount")),
+        sold_amount=pl.when(pl.col("id") == trades["id"][2])
+        .then(pl.col("sold_amount") + 1)
+        .otherwise(pl.col("sold_amount")),
         source=pl.lit("horizon"),
     )
     result = store.write_batch(run_id=None, trades=changed)
