@@ -78,6 +78,68 @@ def iter_json_lines(
         yield _transform(empty, fields), skip_lines
 
 
+class NeedsLineReader(Exception):
+    """The fast reader cannot go on with this file; read it line by line from here."""
+
+
+def iter_json_records(path: str | Path, fields: dict, *, chunk_rows: int = 250_000) -> Iterator[pl.DataFrame]:
+    """Stream a plain JSON Lines file through DuckDB's parallel `read_json` (about
+    twice as fast as `iter_json_lines`), in chunks of `chunk_rows` rows.
+
+    DuckDB yields one row per non-blank line, in file order, a line that is not a JSON
+    object as a row of nulls. So rows come in the shapes of `iter_json_lines` except:
+    line_no is the row's ordinal, equal to the file line when no line is blank and
+    never larger; raw is null (the text is not kept); valid is false where no field
+    parsed (a broken line, or `{}`). A caller that needs a line's text or exact
+    line number goes on with `iter_json_lines` from the ordinal it reached: it
+    re-reads at most the blank lines' worth of rows. Raises `NeedsLineReader` if
+    DuckDB stops on the file (e.g. invalid UTF-8).
+    """
+    con = duckdb.connect()
+    try:
+        con.execute("SET produce_arrow_string_view = true")
+        relation = con.read_json(
+            str(path), format="newline_delimited", columns=_column_types(fields), ignore_errors=True
+        )
+        done = 0
+        pending: list[pl.DataFrame] = []
+        for batch in relation.to_arrow_reader(chunk_rows):
+            pending.append(pl.from_arrow(batch))
+            if sum(f.height for f in pending) >= chunk_rows:
+                chunk, pending = _records(pl.concat(pending), done), []
+                done += chunk.height
+                yield chunk
+        if pending:
+            yield _records(pl.concat(pending), done)
+    except duckdb.Error as exc:
+        raise NeedsLineReader(f"{path}: {exc}") from exc
+    finally:
+        con.close()
+
+
+def _records(rows: pl.DataFrame, done: int) -> pl.DataFrame:
+    valid = pl.any_horizontal(pl.col(c).is_not_null() for c in rows.columns)
+    return rows.select(
+        pl.int_range(done + 1, done + 1 + rows.height, dtype=pl.Int64).alias("line_no"),
+        pl.lit(None, dtype=pl.String).alias("raw"),
+        valid.alias("valid"),
+        pl.all(),
+    )
+
+
+def _column_types(fields: dict) -> dict[str, str]:
+    """read_json `columns` from a json_transform structure."""
+
+    def sql_type(spec) -> str:
+        if isinstance(spec, dict):
+            return "STRUCT(" + ", ".join(f'"{k}" {sql_type(v)}' for k, v in spec.items()) + ")"
+        if isinstance(spec, list):
+            return sql_type(spec[0]) + "[]"
+        return spec
+
+    return {name: sql_type(spec) for name, spec in fields.items()}
+
+
 def parse_json_strings(raw: list[str], fields: dict) -> pl.DataFrame:
     """Like `read_json_lines` for in-memory JSON texts (e.g. records from Horizon)."""
     lines = pl.DataFrame({"raw": raw}, schema={"raw": pl.String}).with_row_index("line_no", offset=1)

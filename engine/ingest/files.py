@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,7 +30,7 @@ from engine.ingest.runner import Batch, IngestRequest, IngestSummary, run_ingest
 from engine.ingest.validate import CheckedAccounts
 from engine.progress import Progress, no_progress
 from storage.errors import BadInput
-from storage.readers import iter_json_lines
+from storage.readers import NeedsLineReader, iter_json_lines, iter_json_records
 from storage.store import Store
 
 FORMATS = (
@@ -130,11 +130,41 @@ def iter_file(path: Path, *, chunk_lines: int = CHUNK_LINES, skip_lines: int = 0
         yield Loaded(kind, frame, bad, rows.height, rows.height)
         return
     checked = CheckedAccounts()  # an account id seen in one chunk is not checked again in the next
-    for rows, last_line in iter_json_lines(path, fields, chunk_lines=chunk_lines, skip_lines=skip_lines):
+    position = skip_lines
+    if position == 0 and not path.name.lower().endswith(_COMPRESSED):
+        complete, position = yield from _fast_chunks(path, fields, decode, kind, chunk_lines, checked)
+        if complete:
+            return
+    for rows, last_line in iter_json_lines(path, fields, chunk_lines=chunk_lines, skip_lines=position):
         if kind == "operations" and fmt == "hubble_operations" and "details" not in rows.columns:
             raise BadInput(f"{path}: Hubble operations need a 'details' object on every line")
         frame, bad = decode(hubble.with_location(rows, path), checked=checked)
         yield Loaded(kind, frame, bad, rows.height, last_line)
+
+
+_COMPRESSED = (".gz", ".zst", ".zstd", ".bz2", ".xz")
+
+
+def _fast_chunks(path, fields, decode, kind, chunk_lines, checked) -> Generator[Loaded, None, tuple[bool, int]]:
+    """Chunks read by DuckDB's parallel `read_json`, for as long as each is clean;
+    returns (whether the file is done, the ordinal reached).
+
+    A chunk with a record to quarantine, or a repeated id, needs the lines' text
+    and exact numbers: it is not yielded, and `iter_file` reads on line by line from
+    the ordinal reached (never past the true line, so nothing is skipped; at most
+    the blank lines' worth of rows is read twice, and the store keeps one copy).
+    """
+    position = 0
+    try:
+        for rows in iter_json_records(path, fields, chunk_rows=chunk_lines):
+            frame, bad = decode(hubble.with_location(rows, path), checked=checked)
+            if bad.height or frame.height != rows.height:
+                return False, position
+            position = int(rows.get_column("line_no").max())
+            yield Loaded(kind, frame, bad, rows.height, position)
+    except NeedsLineReader:
+        return False, position
+    return position > 0, position
 
 
 def _load_page(path: Path) -> Loaded:

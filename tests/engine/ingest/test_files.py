@@ -51,6 +51,48 @@ def test_bad_records_are_quarantined_with_reasons_and_good_ones_land(store, tmp_
     assert "StrKey checksum" in text
 
 
+def test_clean_file_is_read_by_duckdb_read_json_without_the_line_reader(store, tmp_path, monkeypatch):
+    import engine.ingest.files as files
+
+    def no_line_reader(*args, **kwargs):
+        raise AssertionError("a clean file should not need the line-by-line reader")
+
+    monkeypatch.setattr(files, "iter_json_lines", no_line_reader)
+    path = write_jsonl(tmp_path / "clean.jsonl", [horizon_trade(i) for i in range(25)])
+    [summary] = ingest_files(store, [path], batch_size=10)  # three batches, the last marks the file done
+    assert (summary.n_trades, summary.n_records, summary.n_quarantined) == (25, 25, 0)
+    assert ingest_files(store, [path], batch_size=10)[0].already_done
+
+
+def test_blank_and_bad_lines_after_clean_chunks_give_true_line_numbers_and_no_lost_rows(tmp_path):
+    """The fast reader counts rows, not lines: a blank line shifts its ordinals. When a
+    later chunk has a bad record, reading goes on line by line from the ordinal
+    reached; the result must equal a line-by-line ingest of the same file."""
+    records: list = [horizon_trade(i) for i in range(12)]
+    records[3:3] = ["", "   "]  # blank lines inside the first chunk
+    records += [horizon_trade(i) for i in range(12, 27)]
+    records[24] = {**horizon_trade(200), "base_amount": "-1.0000000"}  # in the third chunk
+    path = write_jsonl(tmp_path / "mixed.jsonl", records)
+    expected_line = 25
+    assert json.loads(path.read_text().splitlines()[expected_line - 1])["base_amount"] == "-1.0000000"
+
+    with Store(tmp_path / "fast.duckdb") as fast, Store(tmp_path / "lines.duckdb") as lines:
+        [summary] = ingest_files(fast, [path], batch_size=10)
+        import engine.ingest.files as files
+
+        original = files._COMPRESSED
+        files._COMPRESSED = (".jsonl",)  # make every file take the line-by-line path
+        try:
+            ingest_files(lines, [path], batch_size=10)
+        finally:
+            files._COMPRESSED = original
+        assert _table(fast).equals(_table(lines))
+        assert _table(fast).height == 26 and summary.n_trades == 26
+        [(location, reason)] = fast.quarantined().select("location", "reason").rows()
+        assert location.endswith(f"mixed.jsonl:{expected_line}") and "negative amount" in reason
+        assert fast.quarantined().select("location", "reason").equals(lines.quarantined().select("location", "reason"))
+
+
 def test_second_run_changes_nothing(store, tmp_path):
     path = write_jsonl(tmp_path / "t.jsonl", [horizon_trade(i) for i in range(20)])
     ingest_files(store, [path])
