@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     )
     http_timeout_s: float = Field(30.0, description="Timeout of one HTTP request to a source, seconds.")
     http_max_retries: int = Field(8, description="Retries on 429/5xx/timeouts (exponential backoff with jitter).")
-    batch_size: int = Field(250_000, description="Records (file lines) per transactional write batch during file ingestion.")
+    batch_size: int = Field(500_000, description="Records (file lines) per transactional write batch during file ingestion.")
     decode_workers: int = Field(2, description="Processes decoding data-lake ledgers in parallel.")
     seed: int = Field(42, description="Seed for every random step (simulator, models, layouts).")
     risk_score_flag_threshold: int = Field(70, description="Score at or above which a (wallet, pair) is flagged.")

@@ -78,6 +78,11 @@ class Store:
                 ) from exc
             raise BadInput(f"cannot open store {self.path}: {exc}") from exc
         self._con.execute("SET TimeZone = 'UTC'")
+        # A large append leaves up to two part-filled row groups per batch (one per
+        # thread). Merging them when the store checkpoints rewrote the whole append:
+        # 0.45 s of a 3.8 s million-trade ingest. Scans do not notice a few extra
+        # row groups, and nothing here deletes enough rows to need the space back.
+        self._con.execute("SET max_vacuum_tasks = 0")
         self._write_lock = threading.Lock()
         if not read_only:
             self._migrate()

@@ -7,26 +7,25 @@
 - config: the AL_* settings (one reader).
 """
 
-from engine.active.annotations import (
-    LABELS,
-    Verified,
-    annotation_row,
-    export_annotations,
-    import_annotations,
-    load_or_create_key,
-    settings_key,
-    sign,
-    verified_store_annotations,
-    verify_annotations,
-)  # fmt: skip
-from engine.active.config import STRATEGIES, ActiveSettings, active_settings
-from engine.active.queue import evidence_boost, rank_queue
-from engine.active.retrain import RetrainRecord, maybe_retrain, retrain_log
-from engine.active.service import QueueResult, build_queue, record_label
+import importlib
 
-__all__ = [
-    "LABELS", "STRATEGIES", "ActiveSettings", "QueueResult", "RetrainRecord", "Verified", "active_settings",
-    "annotation_row", "build_queue", "evidence_boost", "export_annotations", "import_annotations",
-    "load_or_create_key", "maybe_retrain", "rank_queue", "record_label", "retrain_log", "settings_key", "sign",
-    "verified_store_annotations", "verify_annotations",
-]  # fmt: skip
+# Names resolve on first use (PEP 562), so `python -m engine ...` does not load the
+# queue, retraining and their model imports for every command.
+_FROM = {
+    "annotations": (
+        "LABELS", "Verified", "annotation_row", "export_annotations", "import_annotations", "load_or_create_key",
+        "settings_key", "sign", "verified_store_annotations", "verify_annotations",
+    ),
+    "config": ("STRATEGIES", "ActiveSettings", "active_settings"),
+    "queue": ("evidence_boost", "rank_queue"),
+    "retrain": ("RetrainRecord", "maybe_retrain", "retrain_log"),
+    "service": ("QueueResult", "build_queue", "record_label"),
+}  # fmt: skip
+_MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'engine.active' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"engine.active.{_MODULE_OF[name]}"), name)

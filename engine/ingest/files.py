@@ -57,7 +57,7 @@ _JSONL: dict[str, tuple[dict, Callable, str]] = {
     "hubble_operations": (hubble.OPERATION_FIELDS_HUBBLE, hubble.operations_from_parsed_hubble, "operations"),
     "canonical_trades": (hubble.CANONICAL_FIELDS, hubble.canonical_from_parsed, "trades"),
 }
-CHUNK_LINES = 250_000
+CHUNK_LINES = 500_000
 
 
 def detect_format(path: Path) -> str:
@@ -196,19 +196,18 @@ def plan(path: Path, *, batch_size: int = CHUNK_LINES) -> tuple[IngestRequest, C
     )
 
     def batches(resume_from: str | None) -> Iterator[Batch]:
-        chunks = iter_file(path, chunk_lines=batch_size, skip_lines=int(resume_from or 0))
-        current = next(chunks)
-        for following in (*chunks, None):  # look one chunk ahead to mark the last one done
+        position = resume_from or "0"
+        for chunk in iter_file(path, chunk_lines=batch_size, skip_lines=int(position)):
+            position = str(chunk.last_line)
             yield Batch(
-                trades=current.frame if current.kind == "trades" else None,
-                operations=current.frame if current.kind == "operations" else None,
-                quarantine=current.quarantine,
-                position=str(current.last_line),
-                done=following is None,
-                n_units=current.n_records,
-                n_records=current.n_records,
+                trades=chunk.frame if chunk.kind == "trades" else None,
+                operations=chunk.frame if chunk.kind == "operations" else None,
+                quarantine=chunk.quarantine,
+                position=position,
+                n_units=chunk.n_records,
+                n_records=chunk.n_records,
             )
-            current = following
+        yield Batch(position=position, done=True)  # chunks go out as soon as read, so the end is its own batch
 
     return request, batches
 

@@ -131,7 +131,8 @@ def _trade_checks() -> list[pl.Expr]:
 
 def _mark_duplicates(p: pl.DataFrame, key: str) -> pl.DataFrame:
     """A second record with a stored id but other content is quarantined; exact repeats collapse."""
-    if p.get_column(key).drop_nulls().is_unique().all():
+    ids = p.get_column(key).drop_nulls()
+    if ids.n_unique() == ids.len():
         return p
     repeated = pl.col(key).is_duplicated() & pl.col(key).is_not_null()
     exact_repeat = repeated & ~pl.struct(key, "raw").is_first_distinct()
@@ -150,7 +151,7 @@ def _canonical_trades(g: pl.DataFrame, source: str) -> pl.DataFrame:
     def side(is_base: pl.Expr, field: str) -> pl.Expr:
         return pl.when(is_base).then(pl.col(f"base_{field}")).otherwise(pl.col(f"counter_{field}"))
 
-    op_id = pl.col("tid").str.extract(r"^(\d+)-", 1).cast(pl.Int64)
+    op_id = pl.col("tid").str.head(pl.col("tid").str.find("-", literal=True)).cast(pl.Int64)  # checked: ^\d+-\d+$
     out = g.with_columns(
         id=pl.col("tid"),
         op_id=op_id,

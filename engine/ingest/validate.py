@@ -81,7 +81,7 @@ class CheckedAccounts:
         self.limit = limit
 
     def new(self, distinct: pl.Series) -> pl.Series:
-        return distinct.filter(~distinct.is_in(self.ids))
+        return distinct.filter(~distinct.is_in(self.ids.implode()))
 
     def add(self, valid: pl.Series) -> None:
         self.ids = valid if self.ids.len() > self.limit else pl.concat([self.ids, valid])
@@ -102,8 +102,10 @@ def account_reason(
     ok = pl.Series(valid_account_ids(unseen.to_list()), dtype=pl.Boolean)
     checked.add(unseen.filter(ok))
     bad = unseen.filter(~ok)
+    if bad.len() == 0 and not required:
+        return pl.repeat(None, frame.height, dtype=pl.String, eager=True).alias("r")
     reasons = [
-        pl.when(pl.lit(v).is_in(bad))
+        pl.when(pl.lit(v).is_in(bad.implode()))
         .then(pl.format(f"field {c}: '{{}}' is not a valid Stellar account id (StrKey checksum)", pl.lit(v)))
         .when(pl.lit(v).is_null() & pl.lit(required))
         .then(pl.lit(f"missing field {c}"))

@@ -93,6 +93,28 @@ def test_blank_and_bad_lines_after_clean_chunks_give_true_line_numbers_and_no_lo
         assert fast.quarantined().select("location", "reason").equals(lines.quarantined().select("location", "reason"))
 
 
+def test_batches_stream_chunk_by_chunk_not_the_whole_file(tmp_path, monkeypatch):
+    import engine.ingest.files as files
+
+    read = []
+    original = files.iter_file
+
+    def counting(*args, **kwargs):
+        for chunk in original(*args, **kwargs):
+            read.append(chunk.last_line)
+            yield chunk
+
+    monkeypatch.setattr(files, "iter_file", counting)
+    path = write_jsonl(tmp_path / "t.jsonl", [horizon_trade(i) for i in range(50)])
+    _, batches = files.plan(path, batch_size=10)
+    stream = batches(None)
+    first = next(stream)
+    assert (first.position, first.done, read) == ("10", False, [10])  # handed on as soon as it is read
+    rest = list(stream)
+    assert [(b.position, b.done) for b in rest] == [("20", False), ("30", False), ("40", False), ("50", False), ("50", True)]
+    assert rest[-1].trades is None and read == [10, 20, 30, 40, 50]
+
+
 def test_second_run_changes_nothing(store, tmp_path):
     path = write_jsonl(tmp_path / "t.jsonl", [horizon_trade(i) for i in range(20)])
     ingest_files(store, [path])
