@@ -97,7 +97,7 @@ def iter_json_records(path: str | Path, fields: dict, *, chunk_rows: int = 250_0
     """
     con = duckdb.connect()
     try:
-        con.execute("SET produce_arrow_string_view = true")
+        _string_views(con)
         relation = con.read_json(
             str(path), format="newline_delimited", columns=_column_types(fields), ignore_errors=True
         )
@@ -127,6 +127,12 @@ def _records(rows: pl.DataFrame, done: int) -> pl.DataFrame:
     )
 
 
+def _string_views(con) -> None:
+    """Arrow results with string views, which polars takes without copying the text."""
+    con.execute("SET arrow_output_version = '1.5'")
+    con.execute("SET produce_arrow_string_view = true")
+
+
 def _column_types(fields: dict) -> dict[str, str]:
     """read_json `columns` from a json_transform structure."""
 
@@ -151,6 +157,7 @@ def _transform(lines: pl.DataFrame, fields: dict) -> pl.DataFrame:
     ways, so the text is not copied) and the parsed fields are set beside it."""
     con = duckdb.connect()
     try:
+        _string_views(con)
         con.register("lines", lines.select("line_no", "raw").to_arrow(compat_level=pl.CompatLevel.newest()))
         parsed = pl.from_arrow(con.sql(_TRANSFORM, params=[json_spec(fields)]).to_arrow_table())
     finally:

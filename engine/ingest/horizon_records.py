@@ -19,6 +19,8 @@ from engine.ingest.validate import (
     first_reason,
     split_checked,
     split_reasons,
+    trade_id_reason,
+    trade_op_id,
 )
 from engine.schemas import OPERATIONS_SCHEMA, QUARANTINE_SCHEMA, TRADES_SCHEMA, conform, empty
 from storage.readers import parse_json_strings, read_json_lines
@@ -100,9 +102,7 @@ def _trade_checks() -> list[pl.Expr]:
     """Reasons a trade record is unusable, in the order they are reported (amounts last)."""
     return [
         pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
-        pl.when(pl.col("tid").is_null() | ~pl.col("tid").str.contains(r"^\d+-\d+$")).then(
-            pl.lit("field id: missing or not an '{operation_id}-{index}' paging token")
-        ),
+        trade_id_reason("tid"),
         pl.when(pl.col("closed").is_null()).then(pl.lit("field ledger_close_time: missing or not ISO-8601 UTC")),
         pl.when(~pl.col("trade_type").is_in(["orderbook", "liquidity_pool"])).then(
             pl.format("field trade_type: unknown value '{}'", pl.col("trade_type"))
@@ -151,7 +151,7 @@ def _canonical_trades(g: pl.DataFrame, source: str) -> pl.DataFrame:
     def side(is_base: pl.Expr, field: str) -> pl.Expr:
         return pl.when(is_base).then(pl.col(f"base_{field}")).otherwise(pl.col(f"counter_{field}"))
 
-    op_id = pl.col("tid").str.head(pl.col("tid").str.find("-", literal=True)).cast(pl.Int64)  # checked: ^\d+-\d+$
+    op_id = trade_op_id("tid")
     out = g.with_columns(
         id=pl.col("tid"),
         op_id=op_id,

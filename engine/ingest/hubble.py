@@ -26,6 +26,8 @@ from engine.ingest.validate import (
     first_reason,
     split_reasons,
     stroops_from_float_text,
+    trade_id_reason,
+    trade_op_id,
 )
 from engine.schemas import TRADES_SCHEMA, conform
 from storage.errors import BadInput
@@ -111,7 +113,7 @@ def trades_from_parsed(
     accounts = account_reason(p, "selling_account_address", "buying_account_address", required=False, checked=checked)
     p = p.with_columns(reason=first_reason(*_trade_reasons(), pl.lit(accounts)))
     good, bad = split_reasons(_mark_duplicates(p, "tid"))
-    op_id = pl.col("history_operation_id").cast(pl.Int64)
+    op_id = trade_op_id("tid")
     out = good.with_columns(
         id=pl.col("tid"), op_id=op_id, ledger=op_id // (1 << 32), closed_at=pl.col("closed"),
         trade_type=pl.col("trade_type").replace_strict({"1": "orderbook", "2": "liquidity_pool"}, default=None),
@@ -128,9 +130,7 @@ def trades_from_parsed(
 def _trade_reasons() -> list[pl.Expr]:
     return [
         pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
-        pl.when(~pl.col("history_operation_id").str.contains(r"^\d+$") | ~pl.col("order").str.contains(r"^\d+$")).then(
-            pl.lit("fields history_operation_id/order: missing or not integers")
-        ),
+        trade_id_reason("tid", field="history_operation_id/order"),
         pl.when(pl.col("closed").is_null()).then(pl.lit("field ledger_closed_at: missing or not a UTC timestamp")),
         pl.when(~pl.col("trade_type").is_in(["1", "2"])).then(
             pl.format("field trade_type: unknown '{}'", "trade_type")
@@ -202,7 +202,7 @@ def canonical_from_parsed(
     )  # fmt: skip
     reasons = [
         pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
-        pl.when(~pl.col("tid").str.contains(r"^\d+-\d+$")).then(pl.lit("field id: not an '{op_id}-{index}' token")),
+        trade_id_reason("tid"),
         pl.when(pl.col("closed").is_null()).then(pl.lit("field closed_at: missing or not ISO-8601 UTC")),
         amount_reason("sold_amount"),
         amount_reason("bought_amount"),
@@ -214,7 +214,7 @@ def canonical_from_parsed(
         reason=first_reason(*reasons, pl.lit(account_reason(p, "seller_account", required=False, checked=checked)))
     )
     good, bad = split_reasons(_mark_duplicates(p, "tid"))
-    op_id = pl.col("tid").str.extract(r"^(\d+)-", 1).cast(pl.Int64)
+    op_id = trade_op_id("tid")
     out = good.with_columns(
         op_id=op_id, ledger=op_id // (1 << 32), closed_at=pl.col("closed"),
         sold_amount=amount_stroops("sold_amount"), bought_amount=amount_stroops("bought_amount"),

@@ -35,6 +35,27 @@ def fast_stroops(col: str) -> pl.Expr:
     return pl.when(s.str.contains(r"^\d{1,12}\.\d{7}$")).then(s.str.replace(".", "", literal=True).cast(pl.Int64))
 
 
+_TRADE_ID = r"^(0|[1-9]\d{0,18})-(0|[1-9]\d{0,17})$"  # no sign, no leading zeros
+
+
+def trade_op_id(col: str) -> pl.Expr:
+    """The operation id of a `{operation_id}-{index}` trade id (null if it does not fit int64)."""
+    return pl.col(col).str.head(pl.col(col).str.find("-", literal=True)).cast(pl.Int64, strict=False)
+
+
+def trade_id_reason(col: str, *, field: str = "id") -> pl.Expr:
+    """Why `col` is not a trade id as Horizon writes it, `{operation_id}-{index}`: two
+    plain integers (no sign, no leading zeros), the operation id within int64 (it
+    gives the ledger), so two spellings of one trade cannot both be stored."""
+    ok = pl.col(col).str.contains(_TRADE_ID) & trade_op_id(col).is_not_null()
+    return pl.when(~ok.fill_null(False)).then(
+        pl.format(
+            f"field {field}: '{{}}' is not a trade id of the form <operation id>-<index> (e.g. 4294967297-0)",
+            pl.col(col).fill_null("(missing)"),
+        )
+    )
+
+
 def split_checked(frame: pl.DataFrame, ok: pl.Expr, slow: dict[str, pl.Expr], reason: pl.Expr) -> pl.DataFrame:
     """Validate in two passes: rows passing the cheap `ok` test get reason null; the
     rest get the `slow` columns recomputed and a `reason`. Row order is kept.

@@ -31,10 +31,12 @@ def test_bad_records_are_quarantined_with_reasons_and_good_ones_land(store, tmp_
         "account": {**horizon_trade(104), "base_account": account(1)[:-1] + "A"},
         "asset": {**horizon_trade(105), "counter_asset_type": "credit_alphanum99"},
         "duplicate": {**horizon_trade(0), "counter_amount": "9.0000000"},
+        "padded id": {**horizon_trade(106), "id": "0" + horizon_trade(106)["id"], "paging_token": None},
+        "id past int64": {**horizon_trade(107), "id": "99999999999999999999-0", "paging_token": None},
     }
     path = write_jsonl(tmp_path / "trades.jsonl", good + list(bad.values()))
     [summary] = ingest_files(store, [path])
-    assert (summary.n_trades, summary.n_quarantined) == (6, 8)
+    assert (summary.n_trades, summary.n_quarantined) == (6, 10)
     reasons = store.quarantined().select("location", "reason").rows()
     text = "\n".join(f"{loc} {why}" for loc, why in reasons)
     for expected in (
@@ -46,6 +48,8 @@ def test_bad_records_are_quarantined_with_reasons_and_good_ones_land(store, tmp_
         "trades.jsonl:12 field base_account:",
         "trades.jsonl:13 field counter_asset_type: unknown asset type 'credit_alphanum99'",
         "trades.jsonl:14 duplicate id",
+        "trades.jsonl:15 field id: '0",
+        "trades.jsonl:16 field id: '99999999999999999999-0' is not a trade id",
     ):
         assert expected in text, f"{expected!r} not in\n{text}"
     assert "StrKey checksum" in text
