@@ -132,7 +132,7 @@ def _trade_checks() -> list[pl.Expr]:
 def _mark_duplicates(p: pl.DataFrame, key: str) -> pl.DataFrame:
     """A second record with a stored id but other content is quarantined; exact repeats collapse."""
     ids = p.get_column(key).drop_nulls()
-    if ids.n_unique() == ids.len():
+    if ids.hash().n_unique() == ids.len():  # distinct hashes: distinct ids (a collision takes the exact path)
         return p
     repeated = pl.col(key).is_duplicated() & pl.col(key).is_not_null()
     exact_repeat = repeated & ~pl.struct(key, "raw").is_first_distinct()
