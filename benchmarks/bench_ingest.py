@@ -62,16 +62,18 @@ def main() -> None:
         print(f"wrote {args.n:,} records ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s")
         bare_sql = f"SELECT * FROM read_json('{path}', format='newline_delimited')"
         bare_cmd = [sys.executable, "-c", f"import duckdb; duckdb.connect().sql({bare_sql!r}).to_arrow_table()"]
-        bare = [timed(bare_cmd) for _ in range(args.repeat)]
-        ours = []
-        for r in range(args.repeat):
+        bare, ours = [], []
+        for r in range(args.repeat):  # alternate, so drift in the machine's load hits both alike
+            bare.append(timed(bare_cmd))
             db = Path(tmp) / f"s{r}.duckdb"
             ours.append(timed([sys.executable, "-m", "engine", "ingest", "files", "--db", str(db), str(path)]))
         b = statistics.median(s for s, _ in bare)
         o = statistics.median(s for s, _ in ours)
+        ratios = sorted(ob[0] / bb[0] for ob, bb in zip(ours, bare, strict=True))
         rss = max(m for _, m in ours)
         print(f"bare duckdb read_json: median {b:.2f}s")
         print(f"ingest files end to end: median {o:.2f}s = {args.n / o:,.0f} trades/s; {o / b:.2f}x bare read")
+        print(f"ratio per alternating pair: median {statistics.median(ratios):.2f}x (range {ratios[0]:.2f}-{ratios[-1]:.2f})")
         print(f"peak RSS of ingest: {rss / 1e9:.2f} GB")
 
 

@@ -26,7 +26,7 @@ from engine.ingest.horizon_records import (
     operations_from_parsed,
     trades_from_parsed,
 )
-from engine.ingest.runner import Batch, IngestRequest, IngestSummary, run_ingest
+from engine.ingest.runner import Batch, IngestRequest, IngestSummary, prefetch, run_ingest
 from engine.ingest.validate import CheckedAccounts
 from engine.progress import Progress, no_progress
 from storage.errors import BadInput
@@ -156,7 +156,7 @@ def _fast_chunks(path, fields, decode, kind, chunk_lines, checked) -> Generator[
     """
     position = 0
     try:
-        for rows in iter_json_records(path, fields, chunk_rows=chunk_lines):
+        for rows in prefetch(iter_json_records(path, fields, chunk_rows=chunk_lines)):  # read the next while decoding
             frame, bad = decode(hubble.with_location(rows, path), checked=checked)
             if bad.height or frame.height != rows.height:
                 return False, position

@@ -148,6 +148,10 @@ def prefetch(items: Iterator, *, depth: int = 1) -> Iterator:
             out.put((_DONE, None))
         except BaseException as exc:  # handed to the consumer, raised there
             out.put((_DONE, exc))
+        finally:
+            close = getattr(items, "close", None)  # a generator's own clean-up runs on this thread
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=produce, name="ingest-prefetch", daemon=True)
     thread.start()
