@@ -37,6 +37,11 @@ def _latest(store: Store) -> str:
     return _LATEST
 
 
+# `trades` is a view that joins account ids back in (storage/schema.py, migration 3).
+# A query that needs no account column reads `trade_rows`, the same rows without
+# those joins: counting or summing a million trades then costs no join.
+
+
 def has_table(store: Store, table: str) -> bool:
     """True when `table` (e.g. "derived_rings") exists in the store."""
     return bool(store._scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]))
@@ -50,7 +55,7 @@ def _trade_filter(*, pair_id: str | None, window_days: int | None, alias: str = 
         clauses.append(f"{p}pair_id = ?")
         params.append(pair_id)
     if window_days:
-        clauses.append(f"{p}closed_at >= (SELECT max(closed_at) FROM trades) - to_days(?)")
+        clauses.append(f"{p}closed_at >= (SELECT max(closed_at) FROM trade_rows) - to_days(?)")
         params.append(int(window_days))
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -58,7 +63,7 @@ def _trade_filter(*, pair_id: str | None, window_days: int | None, alias: str = 
 def data_version(store: Store) -> str:
     """A short text that changes whenever data the pages show changes (cache key)."""
     row = store._frame(
-        "SELECT (SELECT count(*) FROM trades) AS t, (SELECT count(*) FROM operations) AS o, "
+        "SELECT (SELECT count(*) FROM trade_rows) AS t, (SELECT count(*) FROM operations) AS o, "
         "(SELECT count(*) FROM scores) AS s, (SELECT count(*) FROM annotations) AS a, "
         "(SELECT count(*) FROM reports) AS r, (SELECT coalesce(max(run_id), 0) FROM ingest_runs) AS runs, "
         "(SELECT count(*) FROM ingest_runs WHERE status = 'running') AS running, "
@@ -73,9 +78,9 @@ def overview_counts(store: Store, *, threshold: int, pair_id: str | None = None,
     where, params = _trade_filter(pair_id=pair_id, window_days=window_days)
     trades = store._frame(
         "SELECT count(*) AS n_trades, count(DISTINCT pair_id) AS n_pairs, "
-        "(SELECT count(*) FROM (SELECT seller_account AS a FROM trades " + where + " UNION "
-        "SELECT buyer_account FROM trades " + where + ") WHERE a IS NOT NULL) AS n_wallets "
-        f"FROM trades {where}",
+        "(SELECT count(*) FROM (SELECT seller_key AS a FROM trade_rows " + where + " UNION "
+        "SELECT buyer_key FROM trade_rows " + where + ") WHERE a IS NOT NULL) AS n_wallets "
+        f"FROM trade_rows {where}",
         params * 3,
     ).row(0, named=True)
     spair = "WHERE pair_id = ?" if pair_id else ""
@@ -89,7 +94,9 @@ def overview_counts(store: Store, *, threshold: int, pair_id: str | None = None,
 
 def pair_list(store: Store, *, limit: int = 500) -> list[str]:
     """Pair ids by trade count, most traded first."""
-    frame = store._frame("SELECT pair_id FROM trades GROUP BY pair_id ORDER BY count(*) DESC, pair_id LIMIT ?", [limit])
+    frame = store._frame(
+        "SELECT pair_id FROM trade_rows GROUP BY pair_id ORDER BY count(*) DESC, pair_id LIMIT ?", [limit]
+    )
     return frame.get_column("pair_id").to_list()
 
 
@@ -154,7 +161,7 @@ def pair_volumes(store: Store, *, window_days: int | None = None, limit: int = 1
         return store._frame(
             f"SELECT pair_id, count(*) AS n_trades, sum({BASE_AMOUNT})::BIGINT AS reported_volume, "
             "NULL::BIGINT AS ring_volume, NULL::BIGINT AS volume_without_rings, NULL::DOUBLE AS ring_share "
-            f"FROM trades t {where} GROUP BY pair_id ORDER BY reported_volume DESC, pair_id LIMIT ?",
+            f"FROM trade_rows t {where} GROUP BY pair_id ORDER BY reported_volume DESC, pair_id LIMIT ?",
             params + [limit],
         )
     return store._frame(
@@ -177,13 +184,15 @@ def first_digit_counts(
 ) -> pl.DataFrame:
     """First significant digit of base amounts (stroops). Shapes: [digit: 1..9, n: i64], all nine present."""
     where, params = _trade_filter(pair_id=pair_id, window_days=window_days)
+    table = "trade_rows"
     if wallet:
         where = (where + " AND " if where else "WHERE ") + "(seller_account = ? OR buyer_account = ?)"
         params += [wallet, wallet]
+        table = "trades"
     return store._frame(
         "SELECT d.digit, coalesce(c.n, 0) AS n FROM (SELECT range::INTEGER AS digit FROM range(1, 10)) d "
         f"LEFT JOIN (SELECT left(CAST({BASE_AMOUNT} AS VARCHAR), 1)::INTEGER AS digit, count(*) AS n "
-        f"FROM trades {where} GROUP BY 1) c USING (digit) ORDER BY d.digit",
+        f"FROM {table} {where} GROUP BY 1) c USING (digit) ORDER BY d.digit",
         params,
     )
 

@@ -155,7 +155,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables."""
         tables = ("trades", "operations", "accounts", "assets", "liquidity_pools", "quarantine", "ingest_runs")
-        sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables)
+        sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {_STORED.get(t, t)}" for t in tables)
         with self._cursor() as cur:
             return {name: n for name, n in cur.execute(sql).fetchall()}
 
@@ -378,7 +378,7 @@ class Store:
         """(first, last) ledger holding a stored trade or operation."""
         with self._cursor() as cur:
             rows = cur.execute(
-                "SELECT min(l), max(l) FROM (SELECT ledger AS l FROM trades UNION ALL SELECT ledger FROM operations)"
+                "SELECT min(l), max(l) FROM (SELECT ledger AS l FROM trade_rows UNION ALL SELECT ledger FROM operations)"
             ).fetchall()
         return rows[0][0], rows[0][1]
 
