@@ -68,7 +68,28 @@ def test_clean_file_is_read_by_duckdb_read_json_without_the_line_reader(store, t
     assert ingest_files(store, [path], batch_size=10)[0].already_done
 
 
-def test_blank_and_bad_lines_after_clean_chunks_give_true_line_numbers_and_no_lost_rows(tmp_path):
+def _line_by_line_only(monkeypatch) -> None:
+    """Make `ingest files` skip the DuckDB read_json reader (the reference to compare with)."""
+    import engine.ingest.files as files
+
+    def no_fast_reader(*args, **kwargs):
+        return False, 0
+        yield  # a generator that yields nothing
+
+    monkeypatch.setattr(files, "_fast_chunks", no_fast_reader)
+
+
+def _both_ways(tmp_path, monkeypatch, path, batch_size=10) -> tuple[Store, Store]:
+    fast = Store(tmp_path / "fast.duckdb")
+    ingest_files(fast, [path], batch_size=batch_size)
+    with monkeypatch.context() as m:
+        _line_by_line_only(m)
+        lines = Store(tmp_path / "lines.duckdb")
+        ingest_files(lines, [path], batch_size=batch_size)
+    return fast, lines
+
+
+def test_blank_and_bad_lines_after_clean_chunks_give_true_line_numbers_and_no_lost_rows(tmp_path, monkeypatch):
     """The fast reader counts rows, not lines: a blank line shifts its ordinals. When a
     later chunk has a bad record, reading goes on line by line from the ordinal
     reached; the result must equal a line-by-line ingest of the same file."""
@@ -80,21 +101,45 @@ def test_blank_and_bad_lines_after_clean_chunks_give_true_line_numbers_and_no_lo
     expected_line = 25
     assert json.loads(path.read_text().splitlines()[expected_line - 1])["base_amount"] == "-1.0000000"
 
-    with Store(tmp_path / "fast.duckdb") as fast, Store(tmp_path / "lines.duckdb") as lines:
-        [summary] = ingest_files(fast, [path], batch_size=10)
-        import engine.ingest.files as files
-
-        original = files._COMPRESSED
-        files._COMPRESSED = (".jsonl",)  # make every file take the line-by-line path
-        try:
-            ingest_files(lines, [path], batch_size=10)
-        finally:
-            files._COMPRESSED = original
+    fast, lines = _both_ways(tmp_path, monkeypatch, path)
+    with fast, lines:
         assert _table(fast).equals(_table(lines))
-        assert _table(fast).height == 26 and summary.n_trades == 26
+        assert _table(fast).height == 26
         [(location, reason)] = fast.quarantined().select("location", "reason").rows()
         assert location.endswith(f"mixed.jsonl:{expected_line}") and "negative amount" in reason
         assert fast.quarantined().select("location", "reason").equals(lines.quarantined().select("location", "reason"))
+
+
+def test_odd_but_parseable_records_decode_the_same_by_either_reader(tmp_path, monkeypatch):
+    """Numbers where Horizon writes strings, objects in text fields, escapes and
+    non-ASCII text, keys in another order: both readers go through DuckDB's JSON
+    transform and must agree, row for row."""
+    from tests.engine.ingest.test_horizon import horizon_operation
+
+    odd_trades = [  # lines 11-13: in clean chunks, so the fast reader takes them
+        {**horizon_trade(1), "base_offer_id": 17, "price": {"n": 3, "d": 7}},
+        {**horizon_trade(2), "counter_asset_code": "\u00e9\"<x>", "base_liquidity_pool_id": {"not": "text"}},
+        dict(reversed(list(horizon_trade(3).items()))),
+    ]
+    not_an_object = {**horizon_trade(4), "price": "1/2"}  # line 17: quarantined by both
+    records = [horizon_trade(i) for i in range(10, 20)] + odd_trades + [horizon_trade(i) for i in range(20, 23)]
+    path = write_jsonl(tmp_path / "odd_trades.jsonl", [*records, not_an_object])
+    fast, lines = _both_ways(tmp_path, monkeypatch, path, batch_size=4)
+    with fast, lines:
+        assert _table(fast).equals(_table(lines)) and _table(fast).height == 16
+        assert fast.quarantined()["location"].to_list() == [f"{path.resolve()}:17"]
+        assert fast.quarantined().select("location", "reason").equals(lines.quarantined().select("location", "reason"))
+
+    ops = [horizon_operation(i, 2000 + i) for i in range(8)]
+    ops[1] = {**ops[1], "transaction_successful": "true", "claimants": "not a list"}
+    ops[2] = {**ops[2], "type_i": "0", "transaction": {"memo": "<script>alert(1)</script>"}}
+    ops_path = write_jsonl(tmp_path / "odd_ops.jsonl", ops)
+    (tmp_path / "fast.duckdb").unlink()
+    (tmp_path / "lines.duckdb").unlink()
+    fast, lines = _both_ways(tmp_path, monkeypatch, ops_path, batch_size=3)
+    with fast, lines:
+        assert fast.operations().equals(lines.operations()) and fast.operations().height == 8
+        assert fast.quarantined().height == lines.quarantined().height == 0
 
 
 def test_batches_stream_chunk_by_chunk_not_the_whole_file(tmp_path, monkeypatch):
