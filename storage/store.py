@@ -505,18 +505,24 @@ WHERE id NOT IN (SELECT id FROM operations WHERE ledger BETWEEN ? AND ?)
 
 
 def _quarantine_conflicts(cur, table: str, columns: str, run_id, span: list[int]) -> None:
-    """Quarantine batch rows whose id is already stored with different content."""
+    """Quarantine batch rows whose id is already stored with different content. The
+    location names what this run reads (its file, URL or folder) and the stored row's run."""
     compared = [c for c in columns.split(", ") if c not in ("id", "source")]
     differs = " OR ".join(f"b.{c} IS DISTINCT FROM t.{c}" for c in compared)
+    reading = (
+        "coalesce((SELECT coalesce(json_extract_string(params, '$.path'), json_extract_string(params, '$.horizon_url'), "
+        "json_extract_string(params, '$.source')) FROM ingest_runs WHERE run_id = ?), b.source)"
+    )
     cur.execute(
         "INSERT OR IGNORE INTO quarantine (key, run_id, source, location, record_id, reason, raw, quarantined_at) "
         "SELECT md5(concat_ws('|', b.source, 'stored ' || t.source, 'conflict', to_json(b)::VARCHAR)), ?, b.source, "
-        f"'{table} row already stored from ' || t.source || ' (run ' || coalesce(t.run_id::VARCHAR, '?') || ')', "
+        f"{reading} || ': id ' || b.id::VARCHAR || ', a {table} row already stored from ' || t.source "
+        "|| ' (run ' || coalesce(t.run_id::VARCHAR, '?') || ')', "
         "b.id::VARCHAR, 'duplicate id ' || b.id::VARCHAR || ' with different content than the stored row: "
         "the stored row is kept; compare the two sources', to_json(b)::VARCHAR, ? "
         f"FROM batch_rows b JOIN (SELECT * FROM {table} WHERE ledger BETWEEN ? AND ?) t ON b.id = t.id "
         f"WHERE {differs}",
-        [run_id, _now(), *span],
+        [run_id, run_id, _now(), *span],
     )
 
 

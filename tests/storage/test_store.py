@@ -137,11 +137,13 @@ def test_a_stored_id_arriving_with_other_content_is_quarantined_not_overwritten(
         .otherwise(pl.col("sold_amount")),
         source=pl.lit("horizon"),
     )
-    result = store.write_batch(run_id=None, trades=changed)
+    run = store.start_run("files", {"path": "/exports/<b>second.jsonl"})
+    result = store.write_batch(run_id=run, trades=changed)
     assert (result.n_trades, result.n_quarantined) == (0, 1)  # identical repeats are not conflicts
     row = store.quarantined().row(0, named=True)
     assert row["record_id"] == trades["id"][2] and "different content than the stored row" in row["reason"]
-    assert "already stored from files" in row["location"]
+    stored_id = trades["id"][2]
+    assert row["location"] == f"/exports/<b>second.jsonl: id {stored_id}, a trades row already stored from files (run ?)"
     assert store.trades().sort("id").equals(trades.sort("id").select(store.trades().columns))  # stored row kept
     again = store.write_batch(run_id=None, trades=changed)
     assert again.n_quarantined == 0  # the same conflict is recorded once
