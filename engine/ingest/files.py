@@ -25,6 +25,7 @@ from engine.ingest.horizon_records import (
     decode_trades,
     operations_from_parsed,
     trades_from_parsed,
+    with_location,
 )
 from engine.ingest.runner import Batch, IngestRequest, IngestSummary, prefetch, run_ingest
 from engine.ingest.validate import CheckedAccounts
@@ -138,7 +139,7 @@ def iter_file(path: Path, *, chunk_lines: int = CHUNK_LINES, skip_lines: int = 0
     for rows, last_line in iter_json_lines(path, fields, chunk_lines=chunk_lines, skip_lines=position):
         if kind == "operations" and fmt == "hubble_operations" and "details" not in rows.columns:
             raise BadInput(f"{path}: Hubble operations need a 'details' object on every line")
-        frame, bad = decode(hubble.with_location(rows, path), checked=checked)
+        frame, bad = decode(with_location(rows, path), checked=checked)
         yield Loaded(kind, frame, bad, rows.height, last_line)
 
 
@@ -157,7 +158,7 @@ def _fast_chunks(path, fields, decode, kind, chunk_lines, checked) -> Generator[
     position = 0
     try:
         for rows in prefetch(iter_json_records(path, fields, chunk_rows=chunk_lines)):  # read the next while decoding
-            frame, bad = decode(hubble.with_location(rows, path), checked=checked)
+            frame, bad = decode(with_location(rows, path), checked=checked)
             if bad.height or frame.height != rows.height:
                 return False, position
             position = int(rows.get_column("line_no").max())

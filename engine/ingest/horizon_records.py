@@ -58,15 +58,16 @@ def decode_operations(raw: list[str], *, source: str, locations: list[str]) -> t
 def read_trades_file(path, *, source: str = "files") -> tuple[pl.DataFrame, pl.DataFrame]:
     """A Horizon trades JSON Lines file -> (trades, quarantine), one vectorised pass."""
     parsed = read_json_lines(path, TRADE_FIELDS)
-    return trades_from_parsed(_with_location(parsed, path), source=source)
+    return trades_from_parsed(with_location(parsed, path), source=source)
 
 
 def read_operations_file(path, *, source: str = "files") -> tuple[pl.DataFrame, pl.DataFrame]:
     parsed = read_json_lines(path, OPERATION_FIELDS)
-    return operations_from_parsed(_with_location(parsed, path), source=source)
+    return operations_from_parsed(with_location(parsed, path), source=source)
 
 
-def _with_location(parsed: pl.DataFrame, path) -> pl.DataFrame:
+def with_location(parsed: pl.DataFrame, path) -> pl.DataFrame:
+    """Add `location` = file:line to parsed JSON Lines rows."""
     return parsed.with_columns(location=pl.format("{}:{}", pl.lit(str(path)), pl.col("line_no")))
 
 

@@ -17,6 +17,7 @@ from engine.ingest.horizon_records import (
     _mark_duplicates,
     _quarantine,
     operations_from_parsed,
+    with_location,
 )
 from engine.ingest.validate import (
     CheckedAccounts,
@@ -84,11 +85,6 @@ def read_rows(path: Path, fields: dict) -> pl.DataFrame:
         )
         return frame.with_columns(location=pl.format("{}:row {}", pl.lit(str(path)), pl.col("line_no")))
     return with_location(read_json_lines(path, fields), path)
-
-
-def with_location(parsed: pl.DataFrame, path: Path) -> pl.DataFrame:
-    """Add `location` = file:line to parsed JSON Lines rows."""
-    return parsed.with_columns(location=pl.format("{}:{}", pl.lit(str(path)), pl.col("line_no")))
 
 
 def read_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
