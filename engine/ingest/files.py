@@ -158,7 +158,9 @@ def _fast_chunks(path, fields, decode, kind, chunk_lines, checked) -> Generator[
     position = 0
     try:
         for rows in prefetch(iter_json_records(path, fields, chunk_rows=chunk_lines)):  # read the next while decoding
-            frame, bad = decode(with_location(rows, path), checked=checked)
+            # Ordinals are not line numbers; a chunk that would quarantine is not kept
+            # anyway, so no per-row location is built here.
+            frame, bad = decode(rows.with_columns(location=pl.lit(str(path))), checked=checked)
             if bad.height or frame.height != rows.height:
                 return False, position
             position = int(rows.get_column("line_no").max())
