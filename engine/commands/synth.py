@@ -19,6 +19,15 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     synth.add_argument("--seed", type=int, default=None, help="random seed (default: LEDGERLENS_SEED)")
     synth.add_argument("--scale", type=float, default=1.0, help="size: 1 = ~100k trades per 7 days")
     synth.add_argument("--days", type=int, default=7, help="simulated span in days")
+    synth.add_argument("--patterns", default=None,
+                       help="only these ring patterns, comma-separated (ping_pong,cycle,random_matching,"
+                            "pool_layered,two_pair; default all)")
+    synth.add_argument("--exclude-patterns", default="", help="ring patterns to hold out, comma-separated")
+    synth.add_argument("--funding", default=None,
+                       help="only these funding styles, comma-separated (controller,chain,exchange_topup)")
+    synth.add_argument("--exclude-funding", default="", help="funding styles to hold out, comma-separated")
+    synth.add_argument("--family-seed", type=int, default=None,
+                       help="vary the market's mix (ring count, wash share, trap sizes) with this seed")
     synth.set_defaults(handler=run_synth)
 
     inject = subparsers.add_parser(
@@ -38,14 +47,22 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     inject.set_defaults(handler=run_inject)
 
 
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 def run_synth(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.synthetic import generate_market
+    from engine.synthetic import FamilyConfig, generate_market
     from storage.errors import BadInput
 
     if args.scale <= 0 or args.days <= 0:
         raise BadInput(f"--scale ({args.scale}) and --days ({args.days}) must be positive, e.g. --scale 1 --days 7")
+    family = FamilyConfig(only_patterns=_names(args.patterns), exclude_patterns=_names(args.exclude_patterns),
+                          only_funding=_names(args.funding), exclude_funding=_names(args.exclude_funding),
+                          seed=args.family_seed)
     seed = settings.seed if args.seed is None else args.seed
-    s = generate_market(args.out, seed=seed, scale=args.scale, days=args.days, progress=CliProgress("synth"))
+    s = generate_market(args.out, seed=seed, scale=args.scale, days=args.days, family=family,
+                        progress=CliProgress("synth"))
     print(f"wrote {s.n_trades:,} trades, {s.n_operations:,} operations, {s.n_accounts:,} accounts "
           f"({s.n_rings} rings, {s.n_wash_trades:,} wash trades), ledgers {s.first_ledger}-{s.last_ledger} "
           f"to {s.out_dir}", file=sys.stdout)

@@ -1,5 +1,6 @@
 """Account creation, payments, deposits, merges, claimable-balance airdrops and the
-crowds they produce (many accounts created by one funder, never trading together).
+crowds they produce (many accounts created by one funder, never trading together),
+and airdrop farms (one funder's many accounts, each trading a little with the market).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from engine.synthetic.market_takes import market_takes, pick_makers
 from engine.synthetic.population import World
 
 NS_CREATE, NS_PAY, NS_MERGE, NS_CROWD_OPS, NS_CROWD_TRADES, NS_AIRDROP_SALES, NS_CB, NS_CLAIM = 10, 11, 12, 13, 14, 15, 16, 17
+NS_FARM_CREATE, NS_FARM_TRADES, NS_FARM_SWEEP = 18, 19, 20
 
 
 def value_ops(namespace: int, type_, t, src, dst, asset, amount_stroops, *, claim_of=None) -> pl.DataFrame:
@@ -40,7 +42,8 @@ def value_ops(namespace: int, type_, t, src, dst, asset, amount_stroops, *, clai
 
 def legit_creations(rng, world: World) -> pl.DataFrame:
     """create_account for every legit account born inside the window."""
-    born = np.flatnonzero(~np.isnan(world.created_t) & (world.funder >= 0) & (world.role != "crowd"))
+    born = np.flatnonzero(~np.isnan(world.created_t) & (world.funder >= 0)
+                          & ~np.isin(world.role, ["crowd", "airdrop_farmer"]))
     balance = round_sig(np.exp(rng.normal(np.log(60), 1.4, born.size)) + 1.5, 2)
     return value_ops(NS_CREATE, "create_account", world.created_t[born], world.funder[born], born,
                      np.zeros(born.size), stroops(balance))
@@ -146,3 +149,33 @@ def _sell_whole(rng, world: World, taker, t, token, units) -> Flow:
     fills = fills.with_columns(taker_amount=stroops(units))
     types = np.where(to_pool, "path_payment_strict_send", "manage_sell_offer")
     return Flow(taker_ops(op_key, t, taker, types), fills)
+
+
+def airdrop_farms(rng, world: World) -> Flow:
+    """Airdrop farmers: one funder creates 8-40 accounts over about a day with the same balance;
+    each makes 2-6 small trades with the market (makers, pools; never with each other), mostly
+    on the farm's target pair; in half the farms every account later sweeps most of its XLM back."""
+    members = world.groups["airdrop_farmer"]
+    if members.size == 0:
+        return Flow(pl.DataFrame(schema=OPS), frame({"op_key": []}, FILLS))
+    farm, created, funder = world.farm_of[members], world.created_t[members], world.funder[members]
+    n_farms = int(farm.max()) + 1
+    balance_f = rng.choice([5.0, 10.0, 20.0, 50.0, 100.0], n_farms)
+    creates = value_ops(NS_FARM_CREATE, "create_account", created, funder, members, np.zeros(members.size),
+                        stroops(balance_f[farm]))
+    n_each = rng.integers(2, 7, members.size)
+    who = np.repeat(np.arange(members.size), n_each)
+    t = human_times_for(rng, world, members[who], created[who] + 900)
+    liquid = np.argsort(-world.pair_weight)[:10]
+    target_f = rng.choice(liquid, n_farms)
+    pair = np.where(rng.random(who.size) < 0.7, target_f[farm[who]], rng.choice(liquid[:5], who.size))
+    value = np.exp(rng.normal(np.log(balance_f[farm[who]] * 0.3), 0.5))
+    trades = market_takes(rng, world, namespace=NS_FARM_TRADES, taker=members[who], t=t, pair=pair, value_xlm=value,
+                          p_peer=0.0)
+    last = np.zeros(members.size)
+    np.maximum.at(last, who, t)
+    sweep = (rng.random(n_farms) < 0.5)[farm] & (last + 3600 < world.seconds - 600)
+    t_sweep = np.minimum(last[sweep] + rng.uniform(3600, 3 * 86_400, int(sweep.sum())), world.seconds - 600)
+    sweeps = value_ops(NS_FARM_SWEEP, "payment", t_sweep, members[sweep], funder[sweep], np.zeros(int(sweep.sum())),
+                       stroops(round_sig(balance_f[farm[sweep]] * rng.uniform(0.5, 0.8, int(sweep.sum())), 2)))
+    return concat_flows([Flow(pl.concat([creates, sweeps]), frame({"op_key": []}, FILLS)), trades])

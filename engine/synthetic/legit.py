@@ -1,7 +1,8 @@
 """The legitimate market, including what naive rules mistake for manipulation:
 organic traders (sizes over many orders of magnitude, waking hours), market-maker
 rebalancing in round lots, arbitrage bots (pool + order book in one transaction,
-in bursts), scheduled fixed-size buyers (clock timing, fixed amounts, one
+in bursts; and triangle cycles XLM -> USDC -> X -> XLM through three pairs in a few
+seconds), scheduled fixed-size buyers ("DCA bots": clock timing, fixed amounts, one
 counterparty), and crowds created by one funder that never trade with each other.
 """
 
@@ -22,7 +23,7 @@ from engine.synthetic.events import (
 from engine.synthetic.market_takes import market_takes, mm_offer_group, pick_makers
 from engine.synthetic.population import World
 
-NS_ORGANIC, NS_REBALANCE, NS_DCA, NS_ARB, NS_CROWD = 1, 2, 3, 4, 5
+NS_ORGANIC, NS_REBALANCE, NS_DCA, NS_ARB, NS_CROWD, NS_TRIANGLE = 1, 2, 3, 4, 5, 6
 
 
 def active_from(world: World, accounts: np.ndarray, *, delay: float = 600.0) -> np.ndarray:
@@ -99,9 +100,20 @@ def scheduled_buyers(rng, world: World) -> Flow:
     return Flow(taker_ops(op_key, t, buyers[row], types), fills)
 
 
+def pool_book_bots(world: World) -> np.ndarray:
+    """The arbitrage bots that trade a pool against the order book (the others run triangles)."""
+    bots = world.groups["arbitrage_bot"]
+    return bots[: max(1, bots.size // 2)]
+
+
+def triangle_bots(world: World) -> np.ndarray:
+    bots = world.groups["arbitrage_bot"]
+    return bots[max(1, bots.size // 2):] if bots.size > 1 else bots
+
+
 def arbitrage(rng, world: World, n_events: int) -> Flow:
     """Pool leg and order-book leg in one transaction, bunched around price dislocations."""
-    bots = world.groups["arbitrage_bot"]
+    bots = pool_book_bots(world)
     pooled = np.flatnonzero(world.pair_pool >= 0)
     centers = rng.uniform(0, world.seconds, max(1, n_events // 6))
     t = np.clip(rng.choice(centers, n_events) + rng.exponential(40, n_events), 0, world.seconds - 1)
@@ -125,3 +137,62 @@ def arbitrage(rng, world: World, n_events: int) -> Flow:
                        op_seq=np.ones(n_events, dtype=np.int8)), leg2),
     ])
     return ops
+
+
+TRIANGLE_SLOT = 120.0  # seconds: a triangle bot runs at most one cycle per slot
+
+
+def triangle_arbitrage(rng, world: World, n_cycles: int) -> Flow:
+    """Triangle bots cycle XLM through three pairs and back (XLM -> USDC -> X -> XLM or the
+    reverse, X a major quoted against both) for a small profit: three legs in one transaction
+    or in consecutive ledgers, each through the pair's pool or a market maker. One account,
+    one asset around a cycle of pairs: a closed loop that is not a ring."""
+    bots = triangle_bots(world)
+    index = {c: i for i, c in enumerate(world.asset_code)}
+    usdc = index["USDC"]
+    crossed = np.array([index[c] for c in ("EURC", "BTC", "ETH", "AQUA", "yXLM")])
+    n_slots = int(world.seconds // TRIANGLE_SLOT) - 1
+    n = min(n_cycles, n_slots * bots.size)
+    slot = np.sort(rng.choice(n_slots * bots.size, n, replace=False))
+    bot = bots[slot % bots.size]
+    t0 = (slot // bots.size) * TRIANGLE_SLOT + rng.uniform(0, 60, n)
+    x = crossed[rng.integers(0, crossed.size, n)]
+    forward = rng.random(n) < 0.5
+    path = np.stack([np.zeros(n, dtype=np.int64), np.where(forward, usdc, x), np.where(forward, x, usdc)], axis=1)
+    same_tx = rng.random(n) < 0.5
+    gap = np.where(same_tx[:, None], 0.0, rng.uniform(5, 7, (n, 2)))
+    t = np.minimum(np.concatenate([t0[:, None], t0[:, None] + np.cumsum(gap, axis=1)], axis=1), world.seconds - 1)
+    k = keys(NS_TRIANGLE, 3 * n).reshape(n, 3)
+    give = np.exp(rng.normal(np.log(3000), 1.0, n))  # XLM put in
+    profit = rng.uniform(0.0005, 0.005, n)
+    flows, amount = [], give
+    for leg in range(3):
+        a_in, a_out = path[:, leg], path[:, (leg + 1) % 3]
+        out = give * (1 + profit) if leg == 2 else None
+        flow, amount = _convert(rng, world, k[:, leg], t[:, leg], bot, a_in, a_out, amount, out,
+                                tx_key=np.where(same_tx, k[:, 0], k[:, leg]), op_seq=np.where(same_tx, leg, 0))
+        flows.append(flow)
+    return concat_flows(flows)
+
+
+def _convert(rng, world: World, op_key, t, taker, a_in, a_out, units_in, units_out, *, tx_key, op_seq):
+    """`taker` sells exactly `units_in` of `a_in` for `a_out` on their pair, through the pool
+    (70% where there is one) or a market maker; returns (flow, units received)."""
+    table = np.full((world.asset_code.size,) * 2, -1, dtype=np.int32)
+    table[world.pair_base, world.pair_counter] = np.arange(world.pair_base.size)
+    pair = table[np.minimum(a_in, a_out), np.maximum(a_in, a_out)]
+    maker_sells_base = world.pair_base[pair] == a_out
+    p = world.price_at(pair, t)
+    if units_out is None:
+        units_out = np.where(maker_sells_base, units_in / p, units_in * p) / 1.003
+    to_pool = (world.pair_pool[pair] >= 0) & (rng.random(pair.size) < 0.7)
+    mm = pick_makers(rng, world, pair)
+    maker = np.where(to_pool, -1, mm)
+    fills = trade_fills(world, op_key=op_key, fill_idx=np.zeros(pair.size), t=t, pair=pair, taker=taker, maker=maker,
+                        pool=np.where(to_pool, world.pair_pool[pair], -1),
+                        offer_group=np.where(to_pool, -1, mm_offer_group(mm, pair, maker_sells_base, t)),
+                        maker_sells_base=maker_sells_base, maker_units=units_out, markup=np.full(pair.size, 0.003))
+    fills = fills.with_columns(taker_amount=stroops(units_in))
+    types = np.where(to_pool, "path_payment_strict_send", "manage_sell_offer")
+    ops = taker_ops(op_key, t, taker, types, tx_key=tx_key, op_seq=op_seq.astype(np.int8))
+    return Flow(ops, fills), fills["maker_amount"].to_numpy() / 1e7

@@ -9,7 +9,7 @@ tables and a million trades take well under a minute.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +20,15 @@ from engine.strkey import hex_ids, random_account_ids
 from engine.synthetic import funding, legit
 from engine.synthetic.assemble import fix_merges, maker_offers, taker_amounts
 from engine.synthetic.events import Flow, concat_flows
-from engine.synthetic.manipulation import ring_accounts, ring_flow
-from engine.synthetic.plan import Plan, make_plan
+from engine.synthetic.family import FamilyConfig
+from engine.synthetic.manipulation import member_chains, ring_accounts, ring_flow
+from engine.synthetic.plan import Plan, make_plan, vary_plan
 from engine.synthetic.population import World, build_world
 from engine.synthetic.rings import RingSpec, draw_ring_specs
 from engine.synthetic.timeline import Timeline, assign_ids, make_timeline
 from engine.synthetic.writer import ring_id, write_labels, write_operations, write_trades
 
-GENERATOR_VERSION = "ledgerlens-synth/1"
+GENERATOR_VERSION = "ledgerlens-synth/2"
 FIRST_LEDGER = 50_000_000
 START_UNIX = 1_709_251_200  # 2024-03-01T00:00:00Z
 
@@ -54,8 +55,10 @@ class MarketSummary:
 def _flows(rng, world: World, plan: Plan, specs: list[RingSpec]) -> Flow:
     target = plan.n_trades_target
     parts = [ring_flow(rng, world, spec) for spec in specs]
-    parts += [legit.scheduled_buyers(rng, world), legit.arbitrage(rng, world, int(0.06 * target)),
-              legit.mm_rebalancing(rng, world, int(0.04 * target)), funding.crowds(rng, world)]
+    parts += [legit.scheduled_buyers(rng, world), legit.arbitrage(rng, world, int(0.045 * target)),
+              legit.triangle_arbitrage(rng, world, int(0.01 * target)),
+              legit.mm_rebalancing(rng, world, int(0.04 * target)), funding.crowds(rng, world),
+              funding.airdrop_farms(rng, world)]
     so_far = sum(p.fills.height for p in parts)
     parts.append(legit.organic_trades(rng, world, max(50, int((target - so_far) / 1.22))))
     extra = pl.concat([funding.legit_creations(rng, world), funding.payments(rng, world, int(0.05 * target)),
@@ -64,11 +67,23 @@ def _flows(rng, world: World, plan: Plan, specs: list[RingSpec]) -> Flow:
     return Flow(pl.concat([flow.ops, extra]), flow.fills)
 
 
-def simulate(*, seed: int, scale: float, days: int) -> tuple[World, list[RingSpec], Timeline, pl.DataFrame, pl.DataFrame, np.ndarray]:
-    """The market as tables: (world, ring specs, timeline, ops with ids, fills with op ids, account ids)."""
-    rng = np.random.default_rng(seed)
+def family_plan(family: FamilyConfig, *, scale: float, days: int) -> Plan:
+    """The plan for `scale` and `days`, its mix varied by the family's seed (if any), with at
+    least one ring per selected pattern (or exactly `family.n_rings`)."""
     plan = make_plan(scale=scale, days=days)
-    specs = draw_ring_specs(rng, n_rings=plan.n_rings, n_wash_trades=int(plan.n_trades_target * plan.wash_share))
+    if family.seed is not None:
+        plan = vary_plan(plan, np.random.default_rng(family.seed))
+    return replace(plan, n_rings=family.n_rings or max(plan.n_rings, len(family.patterns)))
+
+
+def simulate(*, seed: int, scale: float, days: int, family: FamilyConfig | None = None
+             ) -> tuple[World, list[RingSpec], Timeline, pl.DataFrame, pl.DataFrame, np.ndarray]:
+    """The market as tables: (world, ring specs, timeline, ops with ids, fills with op ids, account ids)."""
+    family = family or FamilyConfig()
+    rng = np.random.default_rng(seed)
+    plan = family_plan(family, scale=scale, days=days)
+    specs = draw_ring_specs(rng, n_rings=plan.n_rings, n_wash_trades=int(plan.n_trades_target * plan.wash_share),
+                            family=family)
     world = build_world(rng, plan, specs)
     flow = _flows(rng, world, plan, specs)
     fills, offer_ops = maker_offers(rng, world, flow.fills)
@@ -92,12 +107,14 @@ def _balance_ids(rng, ops: pl.DataFrame) -> pl.DataFrame:
 
 
 def generate_market(out_dir: Path, *, seed: int = 42, scale: float = 1.0, days: int = 7,
-                    progress: Progress = no_progress) -> MarketSummary:
-    """Simulate a market and write trades.jsonl, operations.jsonl, labels.csv and meta.json
-    into `out_dir` (created). The same (seed, scale, days) gives byte-identical files."""
+                    family: FamilyConfig | None = None, progress: Progress = no_progress) -> MarketSummary:
+    """Simulate one market of `family` (default: every pattern and funding style) and write
+    trades.jsonl, operations.jsonl, labels.csv and meta.json into `out_dir` (created).
+    The same (seed, scale, days, family) gives byte-identical files."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    world, specs, timeline, ops, fills, account_ids = simulate(seed=seed, scale=scale, days=days)
+    family = family or FamilyConfig()
+    world, specs, timeline, ops, fills, account_ids = simulate(seed=seed, scale=scale, days=days, family=family)
     progress(done=1, total=3, records=0, unit="steps")
     rings = [ring_accounts(world, s.index) for s in specs]
     ring_ids = [ring_id([str(account_ids[m]) for m in r["members"]]) for r in rings]
@@ -105,7 +122,7 @@ def generate_market(out_dir: Path, *, seed: int = 42, scale: float = 1.0, days: 
     n_trades = write_trades(paths["trades.jsonl"], fills, world, account_ids)
     progress(done=2, total=3, records=n_trades, unit="steps")
     n_ops = write_operations(paths["operations.jsonl"], ops, world, account_ids)
-    write_labels(paths["labels.csv"], world, account_ids, ring_ids)
+    write_labels(paths["labels.csv"], world, account_ids, ring_ids, specs)
     ring_of = pl.Series(world.ring)
     inside = fills.filter((pl.col("maker") >= 0) & (ring_of.gather(fills["taker"]) >= 0)
                           & (ring_of.gather(fills["maker"].clip(lower_bound=0)) == ring_of.gather(fills["taker"])))
@@ -117,6 +134,7 @@ def generate_market(out_dir: Path, *, seed: int = 42, scale: float = 1.0, days: 
         last_ledger=timeline.first_ledger + len(timeline.close_offsets) - 1,
     )
     meta = _meta(summary, world, specs, rings, ring_ids, account_ids, ops)
+    meta["family"] = family.as_dict()
     paths["meta.json"].write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     progress(done=3, total=3, records=n_trades + n_ops, unit="steps")
     return summary
@@ -128,12 +146,12 @@ def _meta(summary: MarketSummary, world: World, specs, rings, ring_ids, account_
 
     ring_meta = []
     for spec, acc, rid in zip(specs, rings, ring_ids, strict=True):
-        pair = int(world.ring_pair[spec.index])
         ring_meta.append({
             **spec.as_dict(), "ring_id": rid, "members": ids(acc["members"]), "controller": ids(acc["controller"])[0],
-            "intermediaries": ids(acc["hops"]), "issuer": ids(acc["issuer"])[0] if acc["issuer"].size else None,
-            "pair": [_asset_id(world, account_ids, int(world.pair_base[pair])),
-                     _asset_id(world, account_ids, int(world.pair_counter[pair]))],
+            "intermediaries": ids(acc["hops"]), "chains": [ids(c) for c in member_chains(spec, acc["hops"])],
+            "issuer": ids(acc["issuer"])[0] if acc["issuer"].size else None,
+            "pair": _pair_ids(world, account_ids, int(world.ring_pair[spec.index])),
+            "pair2": _pair_ids(world, account_ids, int(world.ring_pair2[spec.index])),
         })
     return {
         "generator_version": GENERATOR_VERSION, "seed": summary.seed, "scale": summary.scale, "days": summary.days,
@@ -145,9 +163,18 @@ def _meta(summary: MarketSummary, world: World, specs, rings, ring_ids, account_
         "roles": dict(sorted(pl.Series(world.role).value_counts().iter_rows())),
         "rings": ring_meta,
         "notes": "labels.csv is_wash=1 for ring members (role wash_trader), controllers, intermediaries and "
-                 "ring token issuers; funding styles: controller (create_account from the controller), chain "
-                 "(controller -> intermediaries -> members), exchange (no funding link unless top_ups).",
+                 "ring token issuers; pattern = the ring's pattern (intermediaries: funding_hop) or the legitimate "
+                 "role's trap name; funding styles: controller (create_account from the controller), chain (each "
+                 "member's own chain controller -> hops -> member, rings[].chains, controller side first), "
+                 "exchange_topup (created by exchanges, paid by the controller later). Wash legs through a pool "
+                 "(pool_layered) are not counted in counts.wash_trades (a pool is one side).",
     }
+
+
+def _pair_ids(world: World, account_ids: np.ndarray, pair: int) -> list[str] | None:
+    if pair < 0:
+        return None
+    return [_asset_id(world, account_ids, int(world.pair_base[pair])), _asset_id(world, account_ids, int(world.pair_counter[pair]))]
 
 
 def _asset_id(world: World, account_ids: np.ndarray, asset: int) -> str:

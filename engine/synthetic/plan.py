@@ -8,7 +8,9 @@ Account counts grow with scale too, so per-account activity stays realistic.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
 
 TRADES_PER_DAY_AT_SCALE_1 = 100_000 / 7
 
@@ -25,11 +27,24 @@ class Plan:
     n_scheduled_buyers: int
     n_organic: int
     n_crowds: int
+    n_airdrop_farms: int
     n_rings: int
     wash_share: float  # share of all trades that are wash trades (before camouflage)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def vary_plan(plan: Plan, rng: np.random.Generator) -> Plan:
+    """The same market with its mix drawn from `rng` (a family seed): rings x0.5-2, wash share
+    4-15%, every legitimate trap population x0.5-2 (each at least its minimum)."""
+    def times(n: int, low: int) -> int:
+        return max(low, round(n * float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))))
+
+    return replace(plan, n_market_makers=times(plan.n_market_makers, 3), n_arbitrage_bots=times(plan.n_arbitrage_bots, 2),
+                   n_scheduled_buyers=times(plan.n_scheduled_buyers, 4), n_crowds=times(plan.n_crowds, 1),
+                   n_airdrop_farms=times(plan.n_airdrop_farms, 1), n_rings=times(plan.n_rings, 3),
+                   wash_share=float(rng.uniform(0.04, 0.15)))
 
 
 def make_plan(*, scale: float, days: int) -> Plan:
@@ -49,6 +64,7 @@ def make_plan(*, scale: float, days: int) -> Plan:
         n_scheduled_buyers=max(6, round(40 * scale * min(1.0, days / 7) ** 0)),
         n_organic=max(120, round(2400 * scale * (days / 7) ** 0.5)),
         n_crowds=max(2, round(5 * root)),
+        n_airdrop_farms=max(2, round(4 * root)),
         n_rings=max(3, round(12 * scale**0.6)),
         wash_share=0.09,
     )

@@ -46,7 +46,9 @@ class World:
     mm_weights: np.ndarray  # (n_pairs, n_market_makers) quoting shares, rows sum to 1
     price: np.ndarray  # (n_pairs, n_minutes + 1) counter units per base unit
     ring_pair: np.ndarray  # int32 pair each ring trades
+    ring_pair2: np.ndarray  # int32 second pair of two_pair rings, -1 otherwise
     crowd_of: np.ndarray  # int32 crowd index per account, -1 otherwise
+    farm_of: np.ndarray  # int32 airdrop farm per account (farm funder and its farmers), -1 otherwise
 
     def price_at(self, pair: np.ndarray, t: np.ndarray) -> np.ndarray:
         minute = np.clip((t // 60).astype(np.int64), 0, self.price.shape[1] - 1)
@@ -59,34 +61,39 @@ def _token_codes(rng: np.random.Generator, n: int) -> list[str]:
     return [bytes(letters[rng.integers(0, 26, size=k)]).decode() for k in lengths]
 
 
-def _roles(plan: Plan, rings: list[RingSpec], crowd_sizes: np.ndarray, n_issuers: int) -> list[tuple[str, int]]:
-    hops = sum(r.n_hops for r in rings if r.funding == "chain")
+def _roles(plan: Plan, rings: list[RingSpec], crowd_sizes: np.ndarray, farm_sizes: np.ndarray,
+           n_issuers: int) -> list[tuple[str, int]]:
+    hops = sum(r.n_hops for r in rings)
     return [
         ("exchange", plan.n_exchanges), ("funder", plan.n_funders), ("issuer", n_issuers),
         ("market_maker", plan.n_market_makers), ("arbitrage_bot", plan.n_arbitrage_bots),
         ("scheduled_buyer", plan.n_scheduled_buyers), ("organic", plan.n_organic),
-        ("crowd", int(crowd_sizes.sum())), ("ring_controller", len(rings)), ("ring_intermediary", hops),
+        ("crowd", int(crowd_sizes.sum())), ("farm_funder", farm_sizes.size), ("airdrop_farmer", int(farm_sizes.sum())),
+        ("ring_controller", len(rings)), ("ring_intermediary", hops),
         ("ring_issuer", sum(r.own_token for r in rings)), ("wash_trader", sum(r.n_members for r in rings)),
     ]
 
 
-def _accounts(rng, plan: Plan, rings, crowd_sizes, n_issuers, seconds):
-    blocks = _roles(plan, rings, crowd_sizes, n_issuers)
+def _accounts(rng, plan: Plan, rings, crowd_sizes, farm_sizes, n_issuers, seconds):
+    blocks = _roles(plan, rings, crowd_sizes, farm_sizes, n_issuers)
     role = np.concatenate([np.full(n, name, dtype=object) for name, n in blocks]).astype(str)
     groups = {name: np.flatnonzero(role == name).astype(np.int32) for name, _ in blocks}
     n = role.size
     ring = np.full(n, -1, dtype=np.int32)
     ring[groups["ring_controller"]] = np.arange(len(rings))
-    ring[groups["ring_intermediary"]] = np.repeat([r.index for r in rings if r.funding == "chain"],
-                                                  [r.n_hops for r in rings if r.funding == "chain"])
+    ring[groups["ring_intermediary"]] = np.repeat([r.index for r in rings], [r.n_hops for r in rings])
     ring[groups["ring_issuer"]] = [r.index for r in rings if r.own_token]
     ring[groups["wash_trader"]] = np.repeat([r.index for r in rings], [r.n_members for r in rings])
     crowd_of = np.full(n, -1, dtype=np.int32)
     crowd_of[groups["crowd"]] = np.repeat(np.arange(crowd_sizes.size), crowd_sizes)
+    farm_of = np.full(n, -1, dtype=np.int32)
+    farm_of[groups["farm_funder"]] = np.arange(farm_sizes.size)
+    farm_of[groups["airdrop_farmer"]] = np.repeat(np.arange(farm_sizes.size), farm_sizes)
     tz = rng.choice(np.array([-8, -6, -5, -3, 0, 1, 2, 3, 5, 8, 9], dtype=np.int8), size=n)
     created_t, funder = _legit_creation(rng, groups, n, seconds)
     _crowd_creation(rng, groups, crowd_of, crowd_sizes.size, created_t, funder, seconds)
-    return role, ring, crowd_of, tz, created_t, funder, groups
+    _farm_creation(rng, groups, farm_of, created_t, funder, seconds)
+    return role, ring, crowd_of, farm_of, tz, created_t, funder, groups
 
 
 def _legit_creation(rng, groups: dict, n: int, seconds: int):
@@ -117,6 +124,15 @@ def _crowd_creation(rng, groups, crowd_of, n_crowds, created_t, funder, seconds)
     funder[members] = funder_c[crowd]
 
 
+def _farm_creation(rng, groups, farm_of, created_t, funder, seconds) -> None:
+    """Each farm's funder (an old account) creates its farmers over about a day (fills the arrays)."""
+    members = groups["airdrop_farmer"]
+    farm = farm_of[members]
+    t0 = rng.uniform(0.03, 0.6, groups["farm_funder"].size) * seconds
+    created_t[members] = t0[farm] + rng.uniform(0, 86_400, members.size)
+    funder[members] = groups["farm_funder"][farm]
+
+
 def _assets(rng, rings: list[RingSpec], groups: dict):
     small_codes = _token_codes(rng, N_SMALL_TOKENS + sum(r.own_token for r in rings))
     codes = ["XLM"] + [c for c, _ in MAJORS] + small_codes
@@ -127,15 +143,24 @@ def _assets(rng, rings: list[RingSpec], groups: dict):
     return np.array(codes), issuers, np.array(values), np.array(kinds)
 
 
-def _pairs(rng, codes: np.ndarray, kinds: np.ndarray):
+def _pairs(rng, codes: np.ndarray, kinds: np.ndarray, rings: list[RingSpec]):
+    """Every asset against XLM, the cross pairs, and TOKEN/USDC for two-pair rings' own tokens.
+    Pools: on every pair of a major, half the others, and every own-token pair of a pool_layered ring."""
     index = {c: i for i, c in enumerate(codes)}
-    a = [i for i in range(1, len(codes))] + [index[x] for x, _ in CROSS_PAIRS]
-    b = [0] * (len(codes) - 1) + [index[y] for _, y in CROSS_PAIRS]
+    ring_tokens = np.flatnonzero(kinds == "ring")
+    token_rings = [r for r in rings if r.own_token]
+    extra = [int(t) for t, r in zip(ring_tokens, token_rings, strict=True) if r.pattern == "two_pair"]
+    a = [i for i in range(1, len(codes))] + [index[x] for x, _ in CROSS_PAIRS] + extra
+    b = [0] * (len(codes) - 1) + [index[y] for _, y in CROSS_PAIRS] + [index["USDC"]] * len(extra)
     base, counter = np.minimum(a, b).astype(np.int32), np.maximum(a, b).astype(np.int32)
     tier = np.where(kinds[counter] == "major", 1.0, 0.05)
     weight = tier * (1.0 / np.arange(1, base.size + 1)) ** 0.8
-    weight[base.size - len(CROSS_PAIRS):] *= 0.5
+    n_xlm = len(codes) - 1
+    weight[n_xlm:n_xlm + len(CROSS_PAIRS)] *= 0.5
     has_pool = (kinds[counter] == "major") | (rng.random(base.size) < 0.5)
+    layered = [int(t) for t, r in zip(ring_tokens, token_rings, strict=True) if r.pattern == "pool_layered"]
+    has_pool[np.isin(counter, layered) & (base == 0)] = True
+    has_pool[n_xlm + len(CROSS_PAIRS):] |= rng.random(len(extra)) < 0.5
     pair_pool = np.where(has_pool, np.cumsum(has_pool) - 1, -1).astype(np.int32)
     return base, counter, weight / weight.sum(), pair_pool, int(has_pool.sum())
 
@@ -150,14 +175,14 @@ def _mm_weights(rng, n_pairs: int, n_mm: int) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
-def _prices(rng, base, counter, values, kinds, rings, ring_pair, seconds) -> np.ndarray:
+def _prices(rng, base, counter, values, kinds, rings, ring_pair, ring_pair2, seconds) -> np.ndarray:
     """Per-minute random-walk prices (counter per base); ring tokens get pumped in their window."""
     n_min = seconds // 60 + 1
     daily_vol = np.where(kinds[counter] == "major", rng.uniform(0.02, 0.06, base.size), rng.uniform(0.05, 0.15, base.size))
     steps = rng.standard_normal((base.size, n_min)) * (daily_vol / np.sqrt(1440))[:, None]
     log_p = np.log(values[base] / values[counter])[:, None] + np.cumsum(steps, axis=1)
     minutes = np.arange(n_min)
-    for spec, pair in zip(rings, ring_pair, strict=True):
+    for spec, pair, pair2 in zip(rings, ring_pair, ring_pair2, strict=True):
         if not spec.own_token:
             continue
         lo, hi = spec.start_frac * seconds / 60, spec.end_frac * seconds / 60
@@ -166,36 +191,59 @@ def _prices(rng, base, counter, values, kinds, rings, ring_pair, seconds) -> np.
         crash = np.clip((minutes - hi) / 240, 0, 1) * gain * 0.6
         # the token is the counter asset of TOKEN/XLM (XLM has index 0): a pump lowers tokens per XLM
         log_p[pair] -= ramp - crash
+        if pair2 >= 0:  # TOKEN/USDC: the token is the counter asset there too
+            log_p[pair2] -= ramp - crash
     return np.exp(log_p)
 
 
-def _ring_pairs(rng, rings, counter, kinds, weight) -> np.ndarray:
-    token_pairs = np.flatnonzero(kinds[counter] == "ring")
+def _ring_pairs(rng, rings, base, counter, kinds, weight, pair_pool, codes) -> tuple[np.ndarray, np.ndarray]:
+    """The pair each ring washes on, and the second pair of two_pair rings (-1 otherwise).
+
+    Own-token rings use TOKEN/XLM (and TOKEN/USDC); two_pair rings without a token wash a
+    major on X/XLM and X/USDC; pool_layered rings pick a liquid pair with a pool."""
+    token_pairs = np.flatnonzero((kinds[counter] == "ring") & (base == 0))
     liquid = np.argsort(-weight)[:8]
-    out, next_token = [], 0
+    pooled = liquid[pair_pool[liquid] >= 0]
+    index = {c: i for i, c in enumerate(codes)}
+    crossed = [index[x] for x, y in CROSS_PAIRS if y == "USDC"] + [index[y] for x, y in CROSS_PAIRS if x == "USDC"]
+
+    def pair_of(x, y):
+        lo, hi = min(x, y), max(x, y)
+        return int(np.flatnonzero((base == lo) & (counter == hi))[0])
+
+    first, second, next_token = [], [], 0
     for spec in rings:
         if spec.own_token:
-            out.append(token_pairs[next_token])
+            token = int(counter[token_pairs[next_token]])
             next_token += 1
+            first.append(pair_of(0, token))
+            second.append(pair_of(index["USDC"], token) if spec.pattern == "two_pair" else -1)
+        elif spec.pattern == "two_pair":
+            x = int(rng.choice(crossed))
+            first.append(pair_of(0, x))
+            second.append(pair_of(index["USDC"], x))
         else:
-            out.append(rng.choice(liquid))
-    return np.array(out, dtype=np.int32)
+            first.append(int(rng.choice(pooled if spec.pattern == "pool_layered" else liquid)))
+            second.append(-1)
+    return np.array(first, dtype=np.int32), np.array(second, dtype=np.int32)
 
 
 def build_world(rng: np.random.Generator, plan: Plan, rings: list[RingSpec]) -> World:
     """Accounts, assets, pairs, pools, market-maker books and price paths for `plan`."""
     seconds = plan.days * DAY
     crowd_sizes = rng.integers(10, 30 if plan.scale < 0.5 else 60, size=plan.n_crowds)
+    farm_sizes = rng.integers(8, 25 if plan.scale < 0.5 else 40, size=plan.n_airdrop_farms)
     n_issuers = len(MAJORS) + N_SMALL_TOKENS
-    role, ring, crowd_of, tz, created_t, funder, groups = _accounts(rng, plan, rings, crowd_sizes, n_issuers, seconds)
+    role, ring, crowd_of, farm_of, tz, created_t, funder, groups = _accounts(
+        rng, plan, rings, crowd_sizes, farm_sizes, n_issuers, seconds)
     codes, issuers, values, kinds = _assets(rng, rings, groups)
-    base, counter, weight, pair_pool, n_pools = _pairs(rng, codes, kinds)
-    ring_pair = _ring_pairs(rng, rings, counter, kinds, weight)
+    base, counter, weight, pair_pool, n_pools = _pairs(rng, codes, kinds, rings)
+    ring_pair, ring_pair2 = _ring_pairs(rng, rings, base, counter, kinds, weight, pair_pool, codes)
     return World(
         plan=plan, seconds=seconds, role=role, ring=ring, created_t=created_t, funder=funder, tz=tz,
         groups=groups, asset_code=codes, asset_issuer=issuers, asset_value=values,
         pair_base=base, pair_counter=counter, pair_weight=weight, pair_pool=pair_pool,
         pool_ids=hex_ids(rng, n_pools), mm_weights=_mm_weights(rng, base.size, plan.n_market_makers),
-        price=_prices(rng, base, counter, values, kinds, rings, ring_pair, seconds),
-        ring_pair=ring_pair, crowd_of=crowd_of,
+        price=_prices(rng, base, counter, values, kinds, rings, ring_pair, ring_pair2, seconds),
+        ring_pair=ring_pair, ring_pair2=ring_pair2, crowd_of=crowd_of, farm_of=farm_of,
     )

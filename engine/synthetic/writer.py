@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from engine.synthetic.family import LEGIT_PATTERN
 from engine.synthetic.horizon_records import (
     SYNTHETIC_OFFER_BIT,
     asset_fragments,
@@ -94,10 +95,17 @@ def ring_id(members: list[str]) -> str:
     return "ring_" + hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:12]
 
 
-def write_labels(path: Path, world: World, account_ids: np.ndarray, ring_ids: list[str]) -> None:
-    """labels.csv: account, role, is_wash (1 for ring members, controllers, hops, ring issuers), ring_id."""
+def write_labels(path: Path, world: World, account_ids: np.ndarray, ring_ids: list[str], specs: list) -> None:
+    """labels.csv: account, role, is_wash (1 for ring members, controllers, hops, ring issuers), ring_id,
+    pattern (the ring's pattern; 'funding_hop' for its throwaway intermediaries; for legitimate
+    accounts the role's trap name, family.LEGIT_PATTERN) and funding (the ring's funding style, on
+    every account of a ring; empty for legitimate accounts)."""
     with path.open("w", encoding="utf-8", newline="") as out:
         w = csv.writer(out, lineterminator="\n")
-        w.writerow(["account", "role", "is_wash", "ring_id"])
+        w.writerow(["account", "role", "is_wash", "ring_id", "pattern", "funding"])
         for acct, role, ring in zip(account_ids, world.role, world.ring, strict=True):
-            w.writerow([acct, role, int(ring >= 0), ring_ids[ring] if ring >= 0 else ""])
+            if ring >= 0:
+                pattern = "funding_hop" if role == "ring_intermediary" else specs[ring].pattern
+                w.writerow([acct, role, 1, ring_ids[ring], pattern, specs[ring].funding])
+            else:
+                w.writerow([acct, role, 0, "", LEGIT_PATTERN.get(role, role), ""])

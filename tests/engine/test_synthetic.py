@@ -168,8 +168,10 @@ def test_funding_chains_exist_where_the_labels_say_so(ops, meta):
             if ring["funding"] == "controller":
                 assert chain[1] == ring["controller"]
                 checked += 1
-            elif ring["funding"] == "chain":
-                assert chain[1:ring["n_hops"] + 2] == ring["intermediaries"][::-1] + [ring["controller"]]
+            elif ring["funding"] == "chain":  # the member's own chain of throwaway accounts
+                hops = ring["chains"][ring["members"].index(member)]
+                assert 1 <= len(hops) <= 3
+                assert chain[1:len(hops) + 2] == hops[::-1] + [ring["controller"]]
                 checked += 1
             else:
                 assert ring["controller"] not in chain
