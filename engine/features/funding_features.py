@@ -20,7 +20,7 @@ from engine.features.sides import (
     categorical,
     require,
 )
-from engine.graph.funding import ancestors, exchange_like, funding_edges
+from engine.graph.funding import ancestors, funding_edges
 
 KEY = ["wallet", "pair_id"]
 
@@ -41,25 +41,21 @@ def ancestors_from_operations(
         acc = require(accounts, ACCOUNTS_SCHEMA, "accounts").drop_nulls(["funder", "created_at"])
         parts.append(acc.select(
             closed_at="created_at", type=pl.lit("create_account"), from_account="funder",
-            to_account="account_id", amount=pl.lit(None, dtype=pl.Int64),
+            to_account="account_id", asset=pl.lit(None, dtype=pl.String), amount=pl.lit(None, dtype=pl.Int64),
         ))  # fmt: skip
     if not parts:
         return pl.DataFrame(schema=ANCESTORS_SCHEMA)
     edges = pl.concat(parts, how="vertical_relaxed").unique()
-    found = ancestors(edges, depth=depth, as_of=as_of, keep_exchange=True)
-    hubs = exchange_like(edges, as_of=as_of).get_column("account_id").implode()
+    found = ancestors(edges, depth=depth, as_of=as_of)
     # An account funded only by an exchange has a known lineage of its own: keep it
     # (as a depth-0 row on itself) while the exchange itself says nothing.
-    is_hub = pl.col("ancestor").is_in(hubs)
-    return (
-        found.with_columns(
-            ancestor=pl.when(is_hub).then(pl.col("account_id")).otherwise(pl.col("ancestor")),
-            depth=pl.when(is_hub).then(0).otherwise(pl.col("depth")),
-        )
-        .unique()
-        .cast(ANCESTORS_SCHEMA)
-        .sort("account_id", "depth", "ancestor")
-    )
+    funded = edges.filter(pl.col("from_account") != pl.col("to_account"))
+    if as_of is not None:
+        funded = funded.filter(pl.col("closed_at") <= as_of)
+    alone = funded.select(pl.col("to_account").alias("account_id")).unique().join(found, on="account_id", how="anti")
+    own = alone.with_columns(pl.col("account_id").alias("ancestor"), pl.lit(0, pl.Int32).alias("depth"))
+    return pl.concat([found, own.select(found.columns)]).unique().cast(ANCESTORS_SCHEMA).sort(
+        "account_id", "depth", "ancestor")
 
 
 def account_age(

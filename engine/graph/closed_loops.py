@@ -38,6 +38,7 @@ from engine.graph.cotrade import trader_trades
 WINDOWS: tuple[str, ...] = ("1h", "1d", "1w")
 DEFAULT_TOLERANCE = 0.01
 DEFAULT_MAX_LEVELS = 16
+DEFAULT_JITTER = 0.05  # per-leg amount noise allowed: the margin grows as jitter x sqrt(legs)
 
 CLOSED_LOOPS_SCHEMA = {
     "pair_id": pl.String,
@@ -59,6 +60,8 @@ def closed_loops(
     tolerance: float = DEFAULT_TOLERANCE,
     max_levels: int = DEFAULT_MAX_LEVELS,
     balance: str = "either",
+    via_pools: bool = True,
+    jitter: float = DEFAULT_JITTER,
 ) -> pl.DataFrame:
     """Closed-loop trade sets (candidate wash trades) with their volume.
 
@@ -70,7 +73,7 @@ def closed_loops(
     """
     if balance not in ("either", "base", "both"):
         raise ValueError(f"balance must be 'either', 'base' or 'both', not {balance!r}")
-    pool, n_nodes, edges = _indexed(trader_trades(trades))
+    pool, n_nodes, edges = _indexed(trader_trades(trades, via_pools=via_pools))
     found: list[pl.DataFrame] = []
     taken = pl.DataFrame(schema={"id": pl.String})
     n_before = -1
@@ -86,7 +89,7 @@ def closed_loops(
         for window in windows:
             if cand.height == 0:
                 break
-            hit = _qualifying(cand, window, tolerance, balance).with_columns(pl.lit(window).alias("window"))
+            hit = _qualifying(cand, window, tolerance, jitter, balance).with_columns(pl.lit(window).alias("window"))
             found.append(hit)
             taken = pl.concat([taken, hit.select("id")])
             cand = cand.join(hit.select("id"), on="id", how="anti")
@@ -137,31 +140,101 @@ def _candidates(tt: pl.DataFrame, edges: pl.DataFrame, n_nodes: int, level: int)
     return tt.with_columns(pl.Series("comp", comp_src), pl.lit(level).alias("level")).filter(pl.Series(inside))
 
 
-def _qualifying(cand: pl.DataFrame, window: str, tolerance: float, balance: str) -> pl.DataFrame:
-    """Candidate trades in (comp, bucket) groups where every member's net position ~ 0."""
+def _qualifying(cand: pl.DataFrame, window: str, tolerance: float, jitter: float, balance: str) -> pl.DataFrame:
+    """Candidate trades in (comp, bucket) groups, peeled until every member's net position ~ 0.
+
+    Members that are not balanced (see `_balanced`) leave with their trades, the strongly
+    connected components are recomputed within the bucket, and so on until nothing moves:
+    a wash cycle hidden among camouflage and outsiders is what remains. `comp` of the
+    result numbers the surviving components (one per loop).
+    """
     c = cand.with_columns(pl.col("closed_at").dt.truncate(window).alias("window_start"))
-    sign = pl.when(pl.col("seller_sold_base")).then(-1).otherwise(1)
+    for _ in range(MAX_PEEL_ROUNDS):
+        n_before = c.height
+        ok = _balanced(c, tolerance, jitter, balance)
+        c = c.join(ok.rename({"acc": "src"}), on=["comp", "window_start", "src"], how="semi").join(
+            ok.rename({"acc": "dst"}), on=["comp", "window_start", "dst"], how="semi")
+        c = _strong_within(c)
+        if c.height == n_before or c.height == 0:
+            break
+    return _not_a_star(c.filter(pl.len().over("comp") >= 2))
+
+
+MAX_PEEL_ROUNDS = 12
+MAX_HUB_SHARE = 0.9  # a loop of 3+ members where one is in more of its trades is a star
+
+
+def _not_a_star(c: pl.DataFrame) -> pl.DataFrame:
+    """Drop components of 3+ members in which one member takes part in (nearly) every trade:
+    a market maker whose counterparties each round-trip with it balances by construction,
+    but no asset goes round among them."""
+    legs = pl.concat([c.select("comp", pl.col("src").alias("acc")), c.select("comp", pl.col("dst").alias("acc"))])
+    shape = legs.group_by("comp", "acc").agg(pl.len().alias("_k")).group_by("comp").agg(
+        pl.len().alias("_members"), pl.col("_k").max().alias("_hub"))
+    stars = shape.join(c.group_by("comp").agg(pl.len().alias("_n")), on="comp").filter(
+        (pl.col("_members") >= 3) & (pl.col("_hub") > MAX_HUB_SHARE * pl.col("_n")))
+    return c.join(stars.select("comp"), on="comp", how="anti")
+
+
+def _balanced(c: pl.DataFrame, tolerance: float, jitter: float, balance: str) -> pl.DataFrame:
+    """(comp, window_start, acc) of the members whose net position is flat in the bucket.
+
+    Flat in an asset (Victor & Weintraud): |net| <= `tolerance` x the bucket's mean trade.
+    A bucket edge cuts every multi-round loop mid-round: the member's first leg in the
+    bucket may close a round begun before it, and its last leg open one that closes
+    after it. So the net may leave out the first leg, the last leg or both, as long as
+    two legs remain: a hub whose counterparties each round-trip stays unbalanced, as its
+    small differences add up over every leg in between.
+    """
     key = ["comp", "window_start"]
+    sign = pl.when(pl.col("seller_sold_base")).then(-1).otherwise(1)
     legs = pl.concat([
-        c.select(*key, pl.col("seller").alias("acc"), (sign * pl.col("base_amount")).alias("d_base"),
-                 (-sign * pl.col("counter_amount")).alias("d_counter")),
-        c.select(*key, pl.col("buyer").alias("acc"), (-sign * pl.col("base_amount")).alias("d_base"),
-                 (sign * pl.col("counter_amount")).alias("d_counter")),
-    ])
-    worst = (
-        legs.group_by(*key, "acc")
-        .agg(pl.col("d_base").sum().abs(), pl.col("d_counter").sum().abs())
-        .group_by(key)
-        .agg(pl.col("d_base").max().alias("net_base"), pl.col("d_counter").max().alias("net_counter"))
+        c.select(*key, "closed_at", "id", pl.col("src").alias("acc"), (sign * pl.col("base_amount")).alias("d_b"),
+                 (-sign * pl.col("counter_amount")).alias("d_c")),
+        c.select(*key, "closed_at", "id", pl.col("dst").alias("acc"), (-sign * pl.col("base_amount")).alias("d_b"),
+                 (sign * pl.col("counter_amount")).alias("d_c")),
+    ]).sort(*key, "acc", "closed_at", "id")
+    means = c.group_by(key).agg(pl.col("base_amount").mean().alias("m_b"), pl.col("counter_amount").mean().alias("m_c"))
+    per = legs.group_by(*key, "acc").agg(
+        pl.len().alias("n"), *[agg for a in ("b", "c") for agg in (
+            pl.col(f"d_{a}").sum().alias(f"net_{a}"), pl.col(f"d_{a}").first().alias(f"first_{a}"),
+            pl.col(f"d_{a}").last().alias(f"last_{a}"))],
+    ).join(means, on=key)
+    flat_b, flat_c = _flat("b", tolerance, jitter), _flat("c", tolerance, jitter)
+    flat = {"either": flat_b | flat_c, "base": flat_b, "both": flat_b & flat_c}[balance]
+    return per.filter(flat).select(*key, "acc")
+
+
+def _flat(asset: str, tolerance: float, jitter: float) -> pl.Expr:
+    """Net within tolerance (+ jitter x sqrt(legs)) of the mean trade, whole or trimmed of the
+    first and/or last leg (2+ legs left)."""
+    net, first, last = pl.col(f"net_{asset}"), pl.col(f"first_{asset}"), pl.col(f"last_{asset}")
+    n = pl.col("n")
+    # noise adds up over legs; a single round trip (2 legs) gets the strict margin only
+    margin = (tolerance + pl.when(n >= 3).then(jitter * n.sqrt()).otherwise(0.0)) * pl.col(f"m_{asset}")
+    return (
+        (net.abs() <= margin)
+        | ((n >= 3) & (((net - first).abs() <= margin) | ((net - last).abs() <= margin)))
+        | ((n >= 4) & ((net - first - last).abs() <= margin))
     )
-    stats = c.group_by(key).agg(
-        pl.len().alias("n"), pl.col("base_amount").mean().alias("mb"), pl.col("counter_amount").mean().alias("mc")
-    )
-    flat_base = pl.col("net_base") <= tolerance * pl.col("mb")
-    flat_counter = pl.col("net_counter") <= tolerance * pl.col("mc")
-    flat = {"either": flat_base | flat_counter, "base": flat_base, "both": flat_base & flat_counter}[balance]
-    ok = worst.join(stats, on=key).filter((pl.col("n") >= 2) & flat)
-    return c.join(ok.select(key), on=key, how="semi")
+
+
+def _strong_within(c: pl.DataFrame) -> pl.DataFrame:
+    """Trades of `c` inside a strongly connected component of their (comp, bucket)'s
+    trader graph; `comp` renumbered to those components."""
+    if c.height == 0:
+        return c
+    ends = pl.concat([c.select("comp", "window_start", pl.col("src").alias("acc")),
+                      c.select("comp", "window_start", pl.col("dst").alias("acc"))]).unique()
+    nodes = ends.with_row_index("_n").with_columns(pl.col("_n").cast(pl.Int64))
+    key = ["comp", "window_start"]
+    c = c.join(nodes.rename({"acc": "src", "_n": "_s"}), on=[*key, "src"]).join(
+        nodes.rename({"acc": "dst", "_n": "_d"}), on=[*key, "dst"])
+    s, d = c.get_column("_s").to_numpy(), c.get_column("_d").to_numpy()
+    graph = coo_matrix((np.ones(s.size, dtype=np.int8), (s, d)), shape=(nodes.height, nodes.height)).tocsr()
+    _, labels = connected_components(graph, directed=True, connection="strong")
+    inside = labels[s] == labels[d]
+    return c.with_columns(pl.Series("comp", labels[s].astype(np.int64))).filter(pl.Series(inside)).drop("_s", "_d")
 
 
 def _loops_frame(found: list[pl.DataFrame]) -> pl.DataFrame:

@@ -2,12 +2,16 @@
 
 Only account-to-account trades count: a side that is a liquidity pool has a null
 account and is left out (a pool is not a wallet that can be in a ring), and so are
-trades of an account with itself. Volumes are stroops of the pair's BASE asset
+trades of an account with itself. With `via_pools=True` a leg routed through a pool
+counts as a trade between the two accounts on either side of it (`pool_routed_trades`):
+a wash ring can pass its lot through the pool instead of the order book. Volumes are stroops of the pair's BASE asset
 (the first asset of `pair_id`), so they compare within a pair; summed across pairs
 they mix units and serve only as a rough size.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import polars as pl
 
@@ -23,30 +27,77 @@ TRADER_TRADE_COLUMNS = (
 )
 
 
-def trader_trades(trades: pl.DataFrame) -> pl.DataFrame:
+POOL_LEG_MAX_GAP_S = 30  # a sale into a pool and a purchase out of it this close form one routed leg
+POOL_LEG_AMOUNT_TOLERANCE = 0.02  # ... when the amounts of the asset passed on differ by at most 2 %
+
+
+def trader_trades(trades: pl.DataFrame, *, via_pools: bool = False) -> pl.DataFrame:
     """Account-to-account trades with amounts in base/counter terms.
 
-    Input: canonical trades (engine.schemas.TRADES_SCHEMA).
+    Input: canonical trades (engine.schemas.TRADES_SCHEMA). `via_pools`: add the
+    legs routed through a liquidity pool (`pool_routed_trades`).
     Shapes: -> [id: str, pair_id: str, closed_at: datetime, seller: str, buyer: str,
     base_amount: i64, counter_amount: i64, seller_sold_base: bool]
     (`seller_sold_base`: the seller gave the base asset and received the counter).
     """
+    direct = _base_counter(
+        trades.filter(
+            pl.col("seller_account").is_not_null()
+            & pl.col("buyer_account").is_not_null()
+            & (pl.col("seller_account") != pl.col("buyer_account"))
+        ).rename({"seller_account": "seller", "buyer_account": "buyer"})
+    )
+    return pl.concat([direct, pool_routed_trades(trades)]) if via_pools else direct
+
+
+def _base_counter(rows: pl.DataFrame) -> pl.DataFrame:
+    """[id, pair_id, closed_at, seller, buyer, sold_*/bought_*] -> the trader-trade columns."""
     base = pl.col("pair_id").str.split("/").list.first()
     sold_base = pl.col("sold_asset") == base
-    return trades.filter(
-        pl.col("seller_account").is_not_null()
-        & pl.col("buyer_account").is_not_null()
-        & (pl.col("seller_account") != pl.col("buyer_account"))
-    ).select(
+    return rows.select(
         "id",
         "pair_id",
         "closed_at",
-        pl.col("seller_account").alias("seller"),
-        pl.col("buyer_account").alias("buyer"),
+        "seller",
+        "buyer",
         pl.when(sold_base).then(pl.col("sold_amount")).otherwise(pl.col("bought_amount")).alias("base_amount"),
         pl.when(sold_base).then(pl.col("bought_amount")).otherwise(pl.col("sold_amount")).alias("counter_amount"),
         sold_base.alias("seller_sold_base"),
     )
+
+
+def pool_routed_trades(
+    trades: pl.DataFrame, *, max_gap_s: int = POOL_LEG_MAX_GAP_S, tolerance: float = POOL_LEG_AMOUNT_TOLERANCE
+) -> pl.DataFrame:
+    """Legs passed from one account to another through a liquidity pool of the pair.
+
+    Account X sells an asset into a pool of the pair and, within `max_gap_s` seconds
+    after, account Y (not X) buys that asset out of a pool of the same pair, the two
+    amounts within `tolerance`: X -> Y, as if X had sold to Y (X's amounts). Each
+    purchase out of a pool is matched at most once (the earliest sale before it).
+    The routed leg carries the id of X's sale.
+    Shapes: -> the trader_trades columns.
+    """
+    legs = ["pair_id", "sold_asset", "closed_at"]
+    into = trades.filter(pl.col("buyer_pool_id").is_not_null() & pl.col("seller_account").is_not_null())
+    out = trades.filter(pl.col("seller_pool_id").is_not_null() & pl.col("buyer_account").is_not_null()).select(
+        *legs, pl.col("buyer_account").alias("buyer"), pl.col("sold_amount").alias("_out"), pl.col("id").alias("_out_id"),
+        pl.col("closed_at").alias("_out_at"),
+    )
+    if into.height == 0 or out.height == 0:
+        return _base_counter(into.head(0).rename({"seller_account": "seller"}).with_columns(pl.lit("").alias("buyer")))
+    matched = (
+        into.sort("closed_at")
+        .join_asof(out.sort("closed_at"), on="closed_at", by=["pair_id", "sold_asset"], strategy="forward",
+                   tolerance=timedelta(seconds=max_gap_s), check_sortedness=False)  # sorted by time; groups by pair
+        .filter(
+            pl.col("buyer").is_not_null()
+            & (pl.col("buyer") != pl.col("seller_account"))
+            & ((pl.col("_out") - pl.col("sold_amount")).abs() <= tolerance * pl.col("sold_amount"))
+        )
+        .unique("_out_id", keep="first", maintain_order=True)
+    )
+    return _base_counter(matched.rename({"seller_account": "seller"}).with_columns(pl.col("_out_at").alias("closed_at")))
 
 
 def cotrade_edges(trades: pl.DataFrame) -> pl.DataFrame:

@@ -23,7 +23,7 @@ from turning every exchange customer into a sibling of every other:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -43,7 +43,7 @@ def funding_edges(operations: pl.DataFrame) -> pl.DataFrame:
     types with both ends."""
     return _valid_edges(
         operations.filter(pl.col("type").is_in(FUNDING_TYPES) & pl.col("successful").fill_null(True)), None
-    ).select("closed_at", "type", "from_account", "to_account", "amount")
+    ).select("closed_at", "type", "from_account", "to_account", "asset", "amount")
 
 
 def _valid_edges(edges: pl.DataFrame, as_of: datetime | None) -> pl.DataFrame:
@@ -116,20 +116,27 @@ def ancestors(
     max_fanout: int = DEFAULT_MAX_FANOUT,
     max_parents: int = DEFAULT_MAX_PARENTS,
     keep_exchange: bool = False,
+    collapse_hops: bool = True,
 ) -> pl.DataFrame:
     """Funding ancestors of every funded account up to `depth` hops (shortest hop count).
 
     One polars join per hop over the newly reached (account, ancestor) pairs only,
     so the work is linear in the reachable subgraph. Exchange-like funders (see
-    module doc) end the walk. An account is never its own ancestor (funding cycles).
+    module doc) end the walk, and are passed over when choosing parents: an account
+    an exchange created and one account topped up later has that payer as parent.
+    With `collapse_hops`, throwaway hops (`pass_through_accounts`) are skipped: an
+    account funded through them has the hop's own parent as parent, so accounts
+    fanned out by one controller through separate chains are siblings.
+    An account is never its own ancestor (funding cycles).
     Shapes: -> [account_id: str, ancestor: str, depth: i32], sorted.
     """
-    parents = funding_parents(edges, as_of=as_of, max_parents=max_parents).select(
+    hubs = exchange_like(edges, as_of=as_of, max_fanout=max_fanout).get_column("account_id")
+    usable = edges if keep_exchange else edges.filter(~pl.col("from_account").is_in(hubs.implode()))
+    parents = funding_parents(usable, as_of=as_of, max_parents=max_parents).select(
         "account_id", pl.col("funder").alias("ancestor")
     )
-    hubs = exchange_like(edges, as_of=as_of, max_fanout=max_fanout).get_column("account_id")
-    if not keep_exchange:
-        parents = parents.filter(~pl.col("ancestor").is_in(hubs.implode()))
+    if collapse_hops:
+        parents = _skip_pass_through(parents, pass_through_accounts(usable, as_of=as_of), depth=depth)
     step = parents.rename({"account_id": "_via", "ancestor": "_next"})
     frontier = parents.unique()
     found = [frontier.with_columns(pl.lit(1, pl.Int32).alias("depth"))]
@@ -150,6 +157,51 @@ def ancestors(
     return pl.concat(found).cast(_ANCESTORS_SCHEMA).sort("account_id", "depth", "ancestor")
 
 
+PASS_THROUGH_WINDOW = timedelta(hours=24)
+PASS_THROUGH_SHARE = 0.9
+
+
+def pass_through_accounts(
+    edges: pl.DataFrame, *, as_of: datetime | None = None, window: timedelta = PASS_THROUGH_WINDOW,
+    share: float = PASS_THROUGH_SHARE,
+) -> pl.Series:
+    """Throwaway hops: accounts that passed on at least `share` of what they received in
+    their first `window` (from their first funding), in that asset, within that window.
+
+    Counted per asset of the first funding; what an account received after the window
+    does not count (a wallet that later trades and pays out is not a hop).
+    Shapes: -> Series account_id (sorted).
+    """
+    valid = _valid_edges(edges, as_of)
+    first = valid.sort("closed_at").group_by("to_account").agg(
+        pl.col("closed_at").first().alias("_t0"), pl.col("asset").first().alias("_asset")
+    ).rename({"to_account": "account_id"})
+    inside = (pl.col("closed_at") >= pl.col("_t0")) & (pl.col("closed_at") <= pl.col("_t0") + window) & (
+        pl.col("asset") == pl.col("_asset"))
+    got = valid.rename({"to_account": "account_id"}).join(first, on="account_id").filter(inside).group_by(
+        "account_id").agg(pl.col("amount").sum().alias("_in"))
+    sent = valid.rename({"from_account": "account_id"}).join(first, on="account_id").filter(inside).group_by(
+        "account_id").agg(pl.col("amount").sum().alias("_out"))
+    hops = got.join(sent, on="account_id").filter((pl.col("_in") > 0) & (pl.col("_out") >= share * pl.col("_in")))
+    return hops.get_column("account_id").sort()
+
+
+def _skip_pass_through(parents: pl.DataFrame, hops: pl.Series, *, depth: int) -> pl.DataFrame:
+    """Parents with each hop replaced by its own parent (repeatedly, up to `depth` hops).
+
+    A hop with no parent in the data stays (it is then the root of its chain)."""
+    up = parents.filter(pl.col("account_id").is_in(hops.implode())).rename(
+        {"account_id": "ancestor", "ancestor": "_up"})
+    for _ in range(depth):
+        moved = parents.join(up, on="ancestor", how="left").with_columns(
+            pl.coalesce("_up", "ancestor").alias("ancestor")).drop("_up")
+        moved = moved.filter(pl.col("account_id") != pl.col("ancestor")).unique(maintain_order=True)
+        if moved.equals(parents):
+            break
+        parents = moved
+    return parents
+
+
 def funding_siblings(
     edges: pl.DataFrame,
     *,
@@ -159,6 +211,7 @@ def funding_siblings(
     max_fanout: int = DEFAULT_MAX_FANOUT,
     max_parents: int = DEFAULT_MAX_PARENTS,
     max_group: int = DEFAULT_MAX_GROUP,
+    collapse_hops: bool = True,
 ) -> pl.DataFrame:
     """Pairs of accounts that share a (non-exchange) funding ancestor, or where one funded the other.
 
@@ -168,7 +221,8 @@ def funding_siblings(
     with more than `max_group` such descendants is skipped like an exchange.
     Shapes: -> [account_a: str, account_b: str, ancestor: str, depth: i32], a < b, sorted.
     """
-    anc = ancestors(edges, depth=depth, as_of=as_of, max_fanout=max_fanout, max_parents=max_parents)
+    anc = ancestors(edges, depth=depth, as_of=as_of, max_fanout=max_fanout, max_parents=max_parents,
+                    collapse_hops=collapse_hops)
     return siblings_from_ancestors(anc, accounts=accounts, max_group=max_group)
 
 
@@ -238,6 +292,7 @@ def funding_roots(
     as_of: datetime | None = None,
     max_fanout: int = DEFAULT_MAX_FANOUT,
     max_parents: int = DEFAULT_MAX_PARENTS,
+    collapse_hops: bool = True,
 ) -> pl.DataFrame:
     """The farthest non-exchange ancestor of every funded account within `depth` hops.
 
@@ -245,7 +300,8 @@ def funding_roots(
     ancestor (e.g. funded only by an exchange) is its own root at depth 0.
     Shapes: -> [account_id: str, root: str, depth: i32], sorted by account_id.
     """
-    anc = ancestors(edges, depth=depth, as_of=as_of, max_fanout=max_fanout, max_parents=max_parents)
+    anc = ancestors(edges, depth=depth, as_of=as_of, max_fanout=max_fanout, max_parents=max_parents,
+                    collapse_hops=collapse_hops)
     deepest = (
         anc.sort(["account_id", "depth", "ancestor"], descending=[False, True, False])
         .unique("account_id", keep="first", maintain_order=True)

@@ -36,7 +36,10 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import polars as pl
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from engine.graph.closed_loops import closed_loops, loop_trades
 from engine.graph.cotrade import trader_trades
@@ -96,7 +99,7 @@ def detect_rings(
     if as_of is not None:
         trades = trades.filter(pl.col("closed_at") <= as_of)
         funding = funding.filter(pl.col("closed_at") <= as_of)
-    tt = trader_trades(trades)
+    tt = trader_trades(trades, via_pools=True)
     loops = closed_loops(trades)
     anc = ancestors(funding, depth=options.depth, max_fanout=options.max_fanout)
     evidence = pair_evidence(tt, loops, anc, one_way_weight=options.one_way_weight)
@@ -104,6 +107,7 @@ def detect_rings(
     graph = community_graph(evidence, suspects, funding_weight=options.funding_weight)
     members = propose_communities(graph, suspects, resolution=options.resolution, seed=options.seed,
                                   max_python_edges=options.louvain_max_edges)
+    members = pl.concat([members, loop_groups(loops, level=int(members.get_column("level").max() or 0) + 1)])
     touching = tt.filter(pl.col("seller").is_in(suspects.implode()) | pl.col("buyer").is_in(suspects.implode()))
     stats = community_stats(members, touching, loops, anc, evidence, rules=options.rules)
     chosen = _maximal_rings(members, stats)
@@ -202,6 +206,34 @@ def propose_communities(
     ]
     schema = {"account_id": pl.String, "level": pl.Int32, "community": pl.Int64}
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+LOOP_GROUP_BASE = 1 << 48  # community ids of loop groups, above every Louvain (level << 32) id
+
+
+def loop_groups(loops: pl.DataFrame, *, level: int) -> pl.DataFrame:
+    """Wallets joined by closed loops (sharing a loop, in any pair), as proposed communities.
+
+    Modularity splits a long directed cycle (every member has two neighbours), so Louvain
+    alone rarely proposes the whole cycle; the loops themselves are the V&W candidate.
+    Shapes: -> [account_id: str, level: i32 (= `level`), community: i64]
+    """
+    schema = {"account_id": pl.String, "level": pl.Int32, "community": pl.Int64}
+    pairs = loops.select("loop_id", pl.col("members")).explode("members").rename({"members": "account_id"})
+    if pairs.height == 0:
+        return pl.DataFrame(schema=schema)
+    accounts = pairs.select("account_id").unique().sort("account_id").with_row_index("_a")
+    loop_ix = pairs.select("loop_id").unique().sort("loop_id").with_row_index("_l")
+    e = pairs.join(accounts, on="account_id").join(loop_ix, on="loop_id")
+    n_a = accounts.height
+    src = e.get_column("_a").to_numpy().astype(np.int64)
+    dst = e.get_column("_l").to_numpy().astype(np.int64) + n_a
+    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n_a + loop_ix.height,) * 2)
+    _, labels = connected_components(graph, directed=False)
+    return accounts.select(
+        "account_id", pl.lit(level, pl.Int32).alias("level"),
+        (pl.Series(labels[:n_a].astype(np.int64)) + LOOP_GROUP_BASE).alias("community"),
+    ).cast(schema)
 
 
 def _louvain_python(n: int, src: list, dst: list, w: list, *, resolution: float, seed: int) -> list[list[int]]:
@@ -409,14 +441,21 @@ def _verdict(stats: pl.DataFrame, rules: RingRules) -> pl.DataFrame:
 
 
 def _maximal_rings(members: pl.DataFrame, stats: pl.DataFrame) -> pl.DataFrame:
-    """Accepted communities not inside a coarser accepted one. Shapes: -> [community: i64]
+    """Accepted communities, largest first, each taken when it shares no wallet with one
+    taken before. Shapes: -> [community: i64]
 
-    Louvain levels nest, so each wallet takes its coarsest accepted community and the
-    chosen communities are disjoint.
+    Louvain levels nest, so among them each wallet gets its coarsest accepted community;
+    a loop group (`loop_groups`) overlapping a Louvain community goes to the larger.
+    The loop runs over accepted communities (a few hundred), not over trades.
     """
-    accepted = members.join(stats.filter(pl.col("is_ring")).select("community"), on="community", how="semi")
-    best = accepted.group_by("account_id").agg(pl.col("level").max())
-    return accepted.join(best, on=["account_id", "level"]).select("community").unique().sort("community")
+    accepted = stats.filter(pl.col("is_ring")).sort(["size", "level", "community"], descending=[True, True, False])
+    taken: set[str] = set()
+    chosen = []
+    for community, group in zip(accepted.get_column("community"), accepted.get_column("members"), strict=True):
+        if taken.isdisjoint(group):
+            taken.update(group)
+            chosen.append(community)
+    return pl.DataFrame({"community": chosen}, schema={"community": pl.Int64}).sort("community")
 
 
 def _ring_members(members: pl.DataFrame, tt: pl.DataFrame, loops: pl.DataFrame) -> pl.DataFrame:

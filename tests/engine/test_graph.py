@@ -35,35 +35,35 @@ funding_frame = graph_cases.funding_frame
 
 def test_ancestors_depth_four_on_a_chain_of_six():
     chain = [f"F{i}" for i in range(6)]
-    anc = ancestors(funding_frame(list(zip(chain[:-1], chain[1:], strict=True))), depth=4)
+    anc = ancestors(funding_frame(list(zip(chain[:-1], chain[1:], strict=True))), depth=4, collapse_hops=False)
     f5 = anc.filter(pl.col("account_id") == "F5")
     assert f5.get_column("ancestor").to_list() == ["F4", "F3", "F2", "F1"]
     assert f5.get_column("depth").to_list() == [1, 2, 3, 4]
     assert anc.height == 1 + 2 + 3 + 4 + 4  # F1..F5, each capped at 4 hops
     assert anc.filter(pl.col("account_id") == "F2").get_column("ancestor").to_list() == ["F1", "F0"]
-    assert ancestors(funding_frame(list(zip(chain[:-1], chain[1:], strict=True))), depth=2).height == 1 + 2 + 2 + 2 + 2
+    assert ancestors(funding_frame(list(zip(chain[:-1], chain[1:], strict=True))), depth=2, collapse_hops=False).height == 1 + 2 + 2 + 2 + 2
 
 
 def test_ancestors_stop_at_high_fanout_funders():
     edges = [("G", "H")] + [("H", f"C{i:02d}") for i in range(60)] + [("C00", "D")]
     frame = funding_frame(edges)
     assert exchange_like(frame, max_fanout=50).to_dicts() == [{"account_id": "H", "n_funded": 60}]
-    anc = ancestors(frame, depth=4, max_fanout=50)
+    anc = ancestors(frame, depth=4, max_fanout=50, collapse_hops=False)
     assert anc.filter(pl.col("account_id") == "D").select("ancestor", "depth").rows() == [("C00", 1)]
     assert anc.filter(pl.col("account_id").str.starts_with("C")).height == 0  # the hot wallet is no lineage
     assert anc.height == 2  # H <- G, D <- C00
-    kept = ancestors(frame, depth=4, max_fanout=50, keep_exchange=True)
+    kept = ancestors(frame, depth=4, max_fanout=50, keep_exchange=True, collapse_hops=False)
     assert kept.filter(pl.col("account_id") == "D").select("ancestor", "depth").rows() == [("C00", 1), ("H", 2)]
     assert kept.height == 1 + 60 + 2  # G not reached past H
-    assert ancestors(frame, depth=4, max_fanout=100).filter(pl.col("account_id") == "D").height == 3
+    assert ancestors(frame, depth=4, max_fanout=100, collapse_hops=False).filter(pl.col("account_id") == "D").height == 3
 
 
 def test_ancestors_terminate_on_funding_cycles_and_respect_as_of():
     frame = funding_frame([("X", "Y"), ("Y", "Z"), ("Z", "X")], kind="payment")
-    anc = ancestors(frame, depth=4)
+    anc = ancestors(frame, depth=4, collapse_hops=False)
     assert anc.filter(pl.col("account_id") == "X").select("ancestor", "depth").rows() == [("Z", 1), ("Y", 2)]
     assert anc.height == 6
-    early = ancestors(frame, depth=4, as_of=T0 + timedelta(seconds=0))
+    early = ancestors(frame, depth=4, as_of=T0 + timedelta(seconds=0), collapse_hops=False)
     assert early.rows() == [("Y", "X", 1)]
 
 
@@ -77,15 +77,15 @@ def test_funding_parents_prefer_creator_and_cap():
 
 def test_siblings_and_roots():
     frame = funding_frame([("R", "M"), ("M", "S1"), ("M", "S2"), ("R", "S3"), ("Q", "O")])
-    sib = funding_siblings(frame, depth=4)
+    sib = funding_siblings(frame, depth=4, collapse_hops=False)  # the tree itself (every hop forwards all)
     got = {(a, b): (anc, d) for a, b, anc, d in sib.rows()}
     assert got[("S1", "S2")] == ("M", 1)
     assert got[("S1", "S3")] == ("R", 2)
     assert got[("M", "S1")] == ("M", 1)  # one funded the other
     assert ("O", "S1") not in got
-    only = funding_siblings(frame, depth=4, accounts=pl.Series(["S1", "S2", "O"]))
+    only = funding_siblings(frame, depth=4, accounts=pl.Series(["S1", "S2", "O"]), collapse_hops=False)
     assert only.select("account_a", "account_b").rows() == [("S1", "S2")]
-    roots = dict(funding_roots(frame).select("account_id", "root").rows())
+    roots = dict(funding_roots(frame, collapse_hops=False).select("account_id", "root").rows())
     assert roots == {"M": "R", "S1": "R", "S2": "R", "S3": "R", "O": "Q"}
     hub = funding_frame([("H", f"C{i:02d}") for i in range(60)])
     assert funding_siblings(hub, max_fanout=50).height == 0
@@ -182,7 +182,53 @@ def test_snapshot_edges_window_and_kinds():
 
 def test_shared_ancestors_only_for_given_pairs():
     frame = funding_frame([("R", "M"), ("M", "S1"), ("M", "S2"), ("R", "S3"), ("Q", "O")])
-    anc = ancestors(frame, depth=4)
+    anc = ancestors(frame, depth=4, collapse_hops=False)
     pairs = pl.DataFrame({"account_a": ["S1", "M", "O", "S1"], "account_b": ["S2", "S1", "S1", "S3"]})
     got = shared_ancestors(anc, pairs).rows()
     assert got == [("M", "S1", "M", 1), ("S1", "S2", "M", 1), ("S1", "S3", "R", 2)]
+
+
+# -- lineage through throwaway hops and top-ups ------------------------------------------------
+
+
+def _edges(rows):
+    """(funder, account, seconds after T0, XLM, kind) -> funding edges."""
+    return pl.DataFrame(
+        [{"id": i, "ledger": 10 + i, "closed_at": T0 + timedelta(seconds=s), "type": kind, "from_account": a,
+          "to_account": b, "asset": "XLM:native", "amount": int(xlm * 10**7)} for i, (a, b, s, xlm, kind) in enumerate(rows)],
+        schema=graph_cases.FUNDING_SCHEMA,
+    )
+
+
+def test_members_funded_through_their_own_chains_of_hops_are_siblings():
+    rows = [("EXCH", f"U{i}", i, 50, "create_account") for i in range(60)]  # an exchange
+    rows += [("EXCH", "CTRL", 100, 5000, "create_account")]
+    chains = {"M1": ["H1"], "M2": ["H2a", "H2b"], "M3": ["H3a", "H3b", "H3c"]}
+    t = 200
+    for member, hops in chains.items():
+        path = ["CTRL", *hops, member]
+        for a, b in zip(path[:-1], path[1:], strict=True):
+            rows.append((a, b, t, 300 - t / 100, "create_account"))  # each hop passes on almost everything
+            t += 60
+    rows.append(("U1", "M4", t, 40, "create_account"))  # a customer's own wallet: no hop (U1 keeps most)
+    anc = ancestors(_edges(rows), depth=4)
+    parents = dict(anc.filter(pl.col("depth") == 1).select("account_id", "ancestor").rows())
+    assert [parents[m] for m in ("M1", "M2", "M3")] == ["CTRL"] * 3
+    sib = funding_siblings(_edges(rows), depth=4)
+    got = {(a, b): d for a, b, _, d in sib.rows()}
+    assert got[("M1", "M2")] == got[("M2", "M3")] == 1
+    assert ("M1", "M4") not in got and "EXCH" not in set(anc.get_column("ancestor"))  # the exchange stops the walk
+    without = funding_siblings(_edges(rows), depth=4, collapse_hops=False)
+    assert without.filter((pl.col("account_a") == "M1") & (pl.col("account_b") == "M3")).get_column("depth").to_list() == [4]
+
+
+def test_top_up_from_a_common_payer_after_exchange_funding_is_shared_funding():
+    rows = [("EXCH", f"U{i}", i, 50, "create_account") for i in range(60)]
+    rows += [("EXCH", "W1", 100, 20, "create_account"), ("EXCH", "W2", 101, 20, "create_account"),
+             ("EXCH", "W3", 102, 20, "create_account")]
+    rows += [("BOSS", "W1", 5000, 900, "payment"), ("BOSS", "W2", 5100, 900, "payment")]
+    parents = dict(funding_parents(_edges(rows).filter(pl.col("from_account") != "EXCH")).select("account_id", "funder").rows())
+    assert parents == {"W1": "BOSS", "W2": "BOSS"}
+    sib = funding_siblings(_edges(rows), depth=4)
+    assert sib.filter(pl.col("account_a").str.starts_with("W")).select("account_a", "account_b", "ancestor").rows() == [
+        ("W1", "W2", "BOSS")]
