@@ -30,9 +30,10 @@ if upload is not None:
     from reports import verify_report
 
     with _ui.guard():
-        result = verify_report(upload.getvalue())
+        result = verify_report(upload.getvalue(), settings=_ui.settings())  # trusts the configured signing keys
         known = result.fingerprint in set(reports.get_column("fingerprint").to_list()) if reports.height else False
         if result.ok:
-            st.success(f"Intact: fingerprint {result.fingerprint}" + (" (generated here)" if known else ""))
+            st.success(f"Intact and signed by trusted key {result.signer}: fingerprint {result.fingerprint}"
+                       + (" (generated here)" if known else ""))
         else:
             st.error("Not intact: " + "; ".join(result.problems))

@@ -1,7 +1,8 @@
 """Forensic reports: assemble from the store, render (PDF, JSON, Markdown), verify.
 
-`generate_report` is the one way the app and the CLI make a report file;
-`verify_report` / `verify_report_file` check one.
+`generate_report` is the one way the app and the CLI make a report file (signed with
+the installation's Ed25519 key, see `reports.attest`); `verify_report` /
+`verify_report_file` check one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class GeneratedReport:
     fingerprint: str
     fmt: str
     anchor: dict | None
+    key_fingerprint: str  # of the key that signed it
 
 
 def generate_report(
@@ -28,10 +30,13 @@ def generate_report(
     out: Path | None = None, out_dir: Path | None = None, anchor: bool = False, anchor_key: Path | None = None,
 ) -> GeneratedReport:  # fmt: skip
     """Assemble the (wallet, pair) report as of `as_of` (default: now, to the second),
-    write it (mode 0o600) to `out`, or into `out_dir`, or under
-    $LEDGERLENS_HOME/reports/forensic, and record it in the store."""
+    sign it with the settings' signing key (the model-signing key), write it (mode 0o600)
+    to `out`, or into `out_dir`, or under $LEDGERLENS_HOME/reports/forensic, and record
+    it in the store."""
+    from engine.pipeline import signing_key
     from reports.anchor import anchor_from_settings
     from reports.assemble import assemble_report
+    from reports.attest import sign_published, signer_fingerprint
     from reports.output import default_path, write_report
 
     as_of = as_of or datetime.now(UTC).replace(microsecond=0)
@@ -40,9 +45,10 @@ def generate_report(
     path = out or default_path(settings, wallet=report.wallet, fingerprint=report.fingerprint, fmt=fmt)
     if out is None and out_dir is not None:
         path = Path(out_dir) / Path(path).name
-    write_report(report.published(anchor=anchored), fmt=fmt, path=path)
+    signed = sign_published(report.published(anchor=anchored), signing_key(settings))
+    write_report(signed, fmt=fmt, path=path)
     store.record_report(
         fingerprint=report.fingerprint, wallet=report.wallet, pair_id=report.pair_id, fmt=fmt, path=str(path),
         model_version=report.content["header"]["model"]["version"],
     )  # fmt: skip
-    return GeneratedReport(Path(path), report.fingerprint, fmt, anchored)
+    return GeneratedReport(Path(path), report.fingerprint, fmt, anchored, signer_fingerprint(signed))

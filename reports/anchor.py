@@ -83,17 +83,23 @@ def anchored_fingerprint(envelope_xdr: str, network_passphrase: str) -> tuple[st
 
 
 def check_anchor(anchor: dict, fingerprint: str) -> list[str]:
-    """Problems with an anchor record (empty: it carries `fingerprint`, its hash and signature hold)."""
+    """Problems with an anchor record (empty: it carries `fingerprint`, its hash and signature hold).
+
+    The record comes from a file nobody vouched for yet: any field may be missing or of another type."""
     try:
-        envelope = TransactionEnvelope.from_xdr(anchor["envelope_xdr"], anchor["network_passphrase"])
+        envelope = TransactionEnvelope.from_xdr(anchor.get("envelope_xdr"), anchor.get("network_passphrase"))
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a broken anchor
-        return [f"anchor transaction does not decode ({exc})"]
+        return [f"anchor transaction does not decode ({type(exc).__name__}: {str(exc)[:120]})"]
     problems = []
     if envelope.hash_hex() != anchor.get("tx_hash"):
         problems.append(f"anchor tx hash {anchor.get('tx_hash')} differs from the envelope's {envelope.hash_hex()}")
     if anchored_fingerprint(anchor["envelope_xdr"], anchor["network_passphrase"]) != (fingerprint, fingerprint):
         problems.append("the anchor transaction does not carry this report's fingerprint")
-    signer = Keypair.from_public_key(anchor.get("signer") or envelope.transaction.source.account_id)
+    named = anchor.get("signer") or envelope.transaction.source.account_id
+    try:
+        signer = Keypair.from_public_key(named)
+    except Exception:  # noqa: BLE001 - Ed25519PublicKeyInvalidError, TypeError...: not an account id
+        return [*problems, f"anchor signer {str(named)[:80]!r} is not a Stellar account id"]
     if not any(_signed_by(signer, envelope, s) for s in envelope.signatures):
         problems.append(f"the anchor transaction is not signed by {signer.public_key}")
     return problems

@@ -26,17 +26,18 @@ import engine
 from engine.assets import split_pair
 from engine.schemas import FUNDING_TYPES, TRADES_SCHEMA
 from reports import sections
+from reports.attest import SIGNATURE_RULE
 from reports.canonical import Published, iso, publish, rows_sha256
 from reports.trades import SIGNAL_POINTS, signal_counts, top_trades, trade_signals, wallet_view
 from storage.errors import BadInput, NotFound
 
 REPORT_FORMAT = "ledgerlens-forensic-report"
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: signed (attestation beside the report), Markdown embeds the JSON as base64
 TOP_N = 20
 FINGERPRINT_RULE = (
     "fingerprint = SHA-256 (hex) of the canonical JSON of `report` (keys sorted, separators ',' ':', ASCII, "
     "no NaN, floats to 10 significant digits); the published file is the canonical JSON of "
-    '{"anchor"?, "fingerprint", "report"}, so the hashed bytes are those after \'"report":\' up to the final \'}\''
+    '{"anchor"?, "attestation"?, "fingerprint", "report"}, so the hashed bytes are those after \'"report":\' up to the final \'}\''
 )
 
 
@@ -168,7 +169,8 @@ def build_content(inputs: Inputs, *, wallet: str, pair_id: str, as_of: datetime,
     signals = trade_signals(view, ring_members=[m for m in members if m != wallet],
                             loop_trade_ids=inputs.loop_trade_ids)  # fmt: skip
     return {
-        "format": {"name": REPORT_FORMAT, "version": REPORT_VERSION, "fingerprint_rule": FINGERPRINT_RULE},
+        "format": {"name": REPORT_FORMAT, "version": REPORT_VERSION, "fingerprint_rule": FINGERPRINT_RULE,
+                   "signature_rule": SIGNATURE_RULE},
         "header": _header(inputs.score, wallet=wallet, pair_id=pair_id, as_of=as_of, settings=settings),
         "anomalous_trades": {
             "selection_rule": "points per signal, highest first; ties: larger base amount, then trade id",

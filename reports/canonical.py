@@ -8,8 +8,8 @@ hashes the same), NaN/inf -> null, datetimes -> ISO-8601 UTC with a ``Z``,
 tuples -> lists, numpy scalars -> Python numbers.
 
 Published file (the JSON report, and the copy embedded in the PDF / Markdown) is
-the canonical form of the envelope ``{"anchor"?: {...}, "fingerprint": HEX,
-"report": {...}}`` and nothing else (no trailing newline). The rule:
+the canonical form of the envelope ``{"anchor"?: {...}, "attestation"?: {...},
+"fingerprint": HEX, "report": {...}}`` and nothing else (no trailing newline). The rule:
 
     fingerprint = SHA-256( canonical(report) )          (lowercase hex)
 
@@ -18,8 +18,11 @@ the published bytes between ``"report":`` and the final ``}``: a third party can
 check a report with ``sha256sum`` on that byte range. Verification also
 requires the whole file to be byte-identical to the canonical form of what it
 parses to, so no byte (whitespace included) can change unnoticed. `anchor`
-(a Stellar transaction carrying the fingerprint) cannot be inside the hashed
-report - it is made from the fingerprint - so it sits beside it.
+(a Stellar transaction carrying the fingerprint) and `attestation` (the Ed25519
+signature over the same bytes, see `reports.attest`) cannot be inside the hashed
+report - they are made from it - so they sit beside it. The fingerprint alone
+proves integrity only against accidents: anyone can recompute it; the
+attestation proves origin.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import polars as pl
 from storage.errors import BadInput
 
 FLOAT_DIGITS = 10
-ENVELOPE_KEYS = frozenset({"anchor", "fingerprint", "report"})
+ENVELOPE_KEYS = frozenset({"anchor", "attestation", "fingerprint", "report"})
 
 
 def normalise(value: Any) -> Any:
@@ -96,17 +99,21 @@ def rows_sha256(frame: pl.DataFrame) -> str:
 
 @dataclass(frozen=True)
 class Published:
-    """A report as published: the fingerprinted content, its fingerprint, an optional anchor."""
+    """A report as published: the fingerprinted content, its fingerprint, an optional anchor and
+    signature (`attestation`, see `reports.attest`)."""
 
     report: dict
     fingerprint: str
     anchor: dict | None = None
+    attestation: dict | None = None
 
     def to_bytes(self) -> bytes:
         """The exact published bytes (canonical envelope)."""
         envelope = {"fingerprint": self.fingerprint, "report": self.report}
         if self.anchor is not None:
             envelope["anchor"] = self.anchor
+        if self.attestation is not None:
+            envelope["attestation"] = self.attestation
         return canonical_bytes(envelope)
 
 
@@ -132,15 +139,21 @@ def as_published(published: Published) -> Published:
 def parse_published(data: bytes) -> tuple[Published, list[str]]:
     """The envelope in `data` and the problems found checking it (empty list: intact).
 
-    Raises BadInput when `data` is not a report envelope at all.
+    Raises BadInput when `data` is not a report envelope at all (not ASCII JSON, nested
+    too deep, not an object with `fingerprint` and an object `report`).
     """
     try:
         envelope = json.loads(data.decode("ascii"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"not a LedgerLens JSON report ({exc}); expected the canonical envelope") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadInput(f"not a LedgerLens JSON report ({type(exc).__name__}: {str(exc)[:200]}); "
+                       "expected the canonical envelope") from exc  # fmt: skip
     if not isinstance(envelope, dict) or not {"fingerprint", "report"} <= set(envelope) <= ENVELOPE_KEYS:
-        raise BadInput("not a LedgerLens JSON report: expected keys fingerprint, report (and optionally anchor)")
-    published = Published(envelope["report"], str(envelope["fingerprint"]), envelope.get("anchor"))
+        raise BadInput("not a LedgerLens JSON report: expected keys fingerprint, report (and optionally anchor, "
+                       "attestation)")  # fmt: skip
+    if not isinstance(envelope["report"], dict) or not isinstance(envelope["fingerprint"], str):
+        raise BadInput("not a LedgerLens JSON report: `report` must be an object and `fingerprint` a string")
+    published = Published(envelope["report"], envelope["fingerprint"], envelope.get("anchor"),
+                          envelope.get("attestation"))  # fmt: skip
     problems = []
     if canonical_bytes(envelope) != data:
         problems.append("the bytes are not the canonical serialisation of their content (the file was edited)")

@@ -3,19 +3,28 @@
 Every ledger string goes through `md_escape`: HTML specials become entities
 (`<img ...>` shows as text, never as markup, in any Markdown viewer) and Markdown
 punctuation is backslash-escaped, newlines become spaces (tables stay tables).
-The published JSON envelope is the last line of the file, after the marker
-`EMBED_MARKER`; `reports.verify` checks its fingerprint, renders the Markdown
-again from it and requires the file to match byte for byte.
+
+The published JSON envelope ends the file BASE64-ENCODED (76-character lines) in a
+fenced code block opened by `EMBED_MARKER`: raw JSON there would carry ledger
+strings such as ``<img onerror=...>`` that a renderer passes through as live HTML;
+base64 has no ``<``, ``&`` or backtick, so no renderer can turn it into markup or
+close the fence early. `reports.verify` decodes it, checks fingerprint and
+signature, renders the Markdown again from it and requires the file to match byte
+for byte. By hand: ``sed -n '/^```ledgerlens-report-base64$/,/^```$/p' F.md | sed '1d;$d' | base64 -d``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 
 from reports import tables
 from reports.canonical import Published
+from storage.errors import BadInput
 
-EMBED_MARKER = "<!-- ledgerlens-report-json: the canonical JSON envelope (fingerprint source) is the next line -->"
+EMBED_MARKER = "```ledgerlens-report-base64"
+EMBED_END = "```"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
 
@@ -54,9 +63,11 @@ def render_markdown(published: Published) -> str:
     lines = [
         "# LedgerLens forensic report", "",
         f"**Wallet** `{md_escape(h['wallet'])}`  ", f"**Pair** {md_escape(h['pair_id'])}  ",
-        f"**SHA-256 fingerprint** `{published.fingerprint}`", "",
+        f"**SHA-256 fingerprint** `{published.fingerprint}`  ",
+        f"**Signing key fingerprint** `{md_escape(_signer(published))}`", "",
     ]  # fmt: skip
     lines += _table(tables.header_table(r))
+    lines += _table(tables.signature_table(published.attestation))
     lines += _table(tables.trades_table(r))
     lines += ["## Attributions", ""]
     lines += _table(tables.shap_table(r))
@@ -66,14 +77,27 @@ def render_markdown(published: Published) -> str:
               *tables.provenance_tables(r)]:  # fmt: skip
         lines += _table(t)
     lines += _verification(published)
-    return "\n".join(lines) + "\n" + EMBED_MARKER + "\n" + published.to_bytes().decode("ascii") + "\n"
+    return "\n".join(lines) + "\n" + _embedded(published.to_bytes())
+
+
+def _signer(published: Published) -> str:
+    a = published.attestation
+    fp = a.get("key_fingerprint") if isinstance(a, dict) else None
+    return fp if isinstance(fp, str) else "none (unsigned)"
+
+
+def _embedded(envelope: bytes) -> str:
+    """The envelope as the last block of the file: base64 lines in a fenced code block (inert everywhere)."""
+    body = base64.encodebytes(envelope).decode("ascii")
+    return f"{EMBED_MARKER}\n{body}{EMBED_END}\n"
 
 
 def _verification(published: Published) -> list[str]:
     lines = ["## Fingerprint and verification", "", f"`{published.fingerprint}`", "",
              md_escape(published.report["format"]["fingerprint_rule"]), "",
-             "`python -m engine verify-report FILE.md [--db STORE]` checks the fingerprint of the JSON below, "
-             "renders this Markdown again from it and compares byte for byte.", ""]  # fmt: skip
+             md_escape(published.report["format"].get("signature_rule", "")), "",
+             "`python -m engine verify-report FILE.md [--db STORE]` checks the fingerprint and the signature of "
+             "the JSON below (base64), renders this Markdown again from it and compares byte for byte.", ""]  # fmt: skip
     anchor = published.anchor
     if anchor:
         lines += [f"Anchored: Stellar transaction `{md_escape(anchor.get('tx_hash'))}` "
@@ -83,9 +107,17 @@ def _verification(published: Published) -> list[str]:
 
 
 def extract_envelope(text: bytes) -> bytes | None:
-    """The embedded JSON envelope (None when the marker is missing)."""
+    """The embedded JSON envelope (None when the marker is missing; BadInput when its block is broken)."""
     marker = b"\n" + EMBED_MARKER.encode() + b"\n"
     at = text.rfind(marker)
     if at < 0:
         return None
-    return text[at + len(marker):].removesuffix(b"\n")
+    block = text[at + len(marker):]
+    end = b"\n" + EMBED_END.encode() + b"\n"
+    if not block.endswith(end):
+        raise BadInput("the embedded report block is not closed by ``` at the end of the file (file truncated "
+                       "or edited)")  # fmt: skip
+    try:
+        return base64.b64decode(block[: -len(end)].replace(b"\n", b""), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadInput(f"the embedded report block is not valid base64 ({exc})") from exc

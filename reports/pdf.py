@@ -8,7 +8,8 @@ embedded, uncompressed, as the PDF attachment ``ledgerlens-report.json``
 extracts it, checks its fingerprint, renders it again and requires the result
 to equal the file byte for byte: changing any byte of the PDF - text, drawing,
 metadata, the attachment or the xref table - fails verification. The fingerprint
-is printed in every page footer.
+is printed in every page footer; the signer's public key and its fingerprint in
+the Signature table (`reports.attest`).
 
 Every ledger string reaches a Paragraph through `xml.sax.saxutils.escape`
 (reportlab paragraphs interpret markup); graphics strings are not markup.
@@ -114,6 +115,7 @@ def story(published: Published) -> list:
     h = r["header"]
     flow = [Paragraph("LedgerLens forensic report", H1), p(h["wallet"], MONO), p(h["pair_id"], MONO),
             Spacer(1, 4), _table(tables.header_table(r), widths=(55 * mm, None))]  # fmt: skip
+    flow += _section(tables.signature_table(published.attestation), style=SMALL, widths=(55 * mm, None))
     flow += _trades(tables.trades_table(r))
     flow += _attributions(r)
     flow += _section(tables.benford_table(r), widths=(14 * mm, 38 * mm, 12 * mm, 18 * mm, 28 * mm, 20 * mm, 20 * mm, None))
@@ -239,10 +241,11 @@ def _ring_drawing(ring: dict, wallet: str) -> list:
 def _verification(published: Published) -> list:
     r = published.report
     flow = [Paragraph("Fingerprint and verification", H2), p(published.fingerprint, MONO),
-            p(r["format"]["fingerprint_rule"], SMALL),
+            p(r["format"]["fingerprint_rule"], SMALL), p(r["format"].get("signature_rule", ""), SMALL),
             p(f"This PDF embeds that JSON as the attachment {ATTACHMENT} and is rendered deterministically from it "
-              f"({RENDERER}): `python -m engine verify-report FILE.pdf [--db STORE]` checks the fingerprint, "
-              "re-renders the PDF and compares it byte for byte, and with the store regenerates the report.", SMALL)]
+              f"({RENDERER}): `python -m engine verify-report FILE.pdf [--db STORE]` checks the fingerprint and "
+              "the signature, re-renders the PDF and compares it byte for byte, and with the store regenerates "
+              "the report.", SMALL)]
     anchor = published.anchor
     if anchor:
         flow += [p(f"Anchored on Stellar ({anchor.get('network_passphrase')}): transaction {anchor.get('tx_hash')} "

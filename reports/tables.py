@@ -171,3 +171,16 @@ def provenance_tables(report: dict) -> list[Table]:
         _t("Sources ingested", ("Run", "Source", "Status", "Started", "Trades", "Ops", "Quarantined", "Parameters"),
            runs),
     ]
+
+
+def signature_table(attestation) -> Table:
+    """Who signed the report: algorithm, raw public key, its SHA-256 fingerprint, the signature (text as recorded).
+
+    Tolerates any shape (a tampered file is rendered to be compared, never trusted)."""
+    if attestation is None:
+        return _t("Signature", (), (), "Not signed: this report proves no origin (see the verification section).")
+    a = attestation if isinstance(attestation, dict) else {}
+    rows = [("Algorithm", a.get("algorithm")), ("Public key (raw, hex)", a.get("public_key")),
+            ("Key fingerprint (SHA-256 of the public key)", a.get("key_fingerprint")),
+            ("Signature (hex)", a.get("signature"))]  # fmt: skip
+    return _t("Signature", ("Field", "Value"), [(k, v if isinstance(v, str) else None) for k, v in rows])

@@ -2,28 +2,41 @@
 
 Checks, in order (any failure makes the report invalid):
 1. the canonical JSON envelope: the file itself (JSON) or the copy embedded in
-   the PDF attachment / after the Markdown marker; its bytes must be canonical
-   and SHA-256 of the canonical `report` must equal the recorded fingerprint;
-2. PDF / Markdown: rendering the envelope again must give the file byte for byte
+   the PDF attachment / base64 block ending the Markdown; its bytes must be
+   canonical and SHA-256 of the canonical `report` must equal the recorded fingerprint;
+2. the signature (`reports.attest`): Ed25519 over the report by a key whose
+   fingerprint is in the trusted set - this is what proves origin offline, since
+   anyone can recompute a SHA-256;
+3. PDF / Markdown: rendering the envelope again must give the file byte for byte
    (so a change of any byte outside the JSON is caught too). For a PDF rendered
    by another reportlab version the bytes cannot match: that is reported as such;
-3. the `<file>.sha256` sidecar, when present, must match the file's bytes;
-4. the anchor, when present: its transaction decodes, carries the fingerprint,
+4. the `<file>.sha256` sidecar, when present, must match the file's bytes;
+5. the anchor, when present: its transaction decodes, carries the fingerprint,
    has the recorded hash and the signer's signature;
-5. with a store: the report is assembled again from the recorded query and its
+6. with a store: the report is assembled again from the recorded query and its
    fingerprint must be the same (the differing sections are named when not).
+
+A file that holds no report envelope at all raises BadInput. Anything else wrong -
+any edited, truncated or re-typed field - is a problem in the result, never an
+exception: checks 3, 5 and 6 read a document nobody vouched for yet, so a failure
+inside them is reported as that check failing.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from reports import markdown, output, pdf
 from reports.anchor import check_anchor
+from reports.attest import check_attestation, signer_fingerprint
 from reports.canonical import Published, parse_published, sha256_hex
 from storage.errors import BadInput, NotFound
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,7 @@ class Verification:
     fingerprint: str | None
     problems: tuple[str, ...]
     checks: tuple[str, ...]  # what was checked and held
+    signer: str | None = None  # key fingerprint the attestation names (trusted only when ok)
 
     @property
     def ok(self) -> bool:
@@ -55,24 +69,32 @@ def envelope_of(data: bytes, fmt: str) -> bytes:
     return found
 
 
-def verify_report_file(path: Path, *, store=None, settings=None) -> Verification:
+def verify_report_file(path: Path, *, trusted: frozenset[str] | None = None, store=None, settings=None) -> Verification:
     """Run every check that applies to the file at `path` (see module doc)."""
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"{path}: no such report file")
-    data = path.read_bytes()
-    side = output.sidecar(path)
-    sidecar = side.read_text() if side.exists() else None
-    return verify_report(data, path=path, sidecar=sidecar, store=store, settings=settings)
+    try:
+        data = path.read_bytes()
+        side = output.sidecar(path)
+        sidecar = side.read_text(errors="replace") if side.is_file() else None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read it ({exc})") from exc
+    return verify_report(data, path=path, sidecar=sidecar, trusted=trusted, store=store, settings=settings)
 
 
 def verify_report(
-    data: bytes, *, path: Path | None = None, sidecar: str | None = None, store=None, settings=None
-) -> Verification:
-    """Checks 1-5 on a report's bytes (e.g. an upload); `sidecar` is the .sha256 text if any."""
+    data: bytes, *, path: Path | None = None, sidecar: str | None = None, trusted: frozenset[str] | None = None,
+    store=None, settings=None,
+) -> Verification:  # fmt: skip
+    """Checks 1-6 on a report's bytes (e.g. an upload); `sidecar` is the .sha256 text if any.
+
+    `trusted`: fingerprints of trusted signing keys; default from `settings`
+    (LEDGERLENS_MODEL_TRUSTED_FINGERPRINTS, else the local key); with neither, no signer is trusted."""
     fmt = detect_format(data)
     published, problems = parse_published(envelope_of(data, fmt))
     checks = ["canonical JSON envelope and fingerprint"] if not problems else []
+    _check_signature(published, _trusted(trusted, settings), problems, checks)
     if fmt != "json":
         _check_rendering(published, data, fmt, problems, checks)
     if sidecar is not None:
@@ -80,17 +102,38 @@ def verify_report(
         same = recorded == sha256_hex(data)
         (checks if same else problems).append(f"sidecar: file SHA-256 {'matches' if same else 'DIFFERS'}")
     if published.anchor is not None:
-        anchor_problems = check_anchor(published.anchor, published.fingerprint)
-        problems += anchor_problems
-        if not anchor_problems:
-            checks.append(f"anchor transaction {published.anchor.get('tx_hash')} carries the fingerprint")
+        _check_anchor(published, problems, checks)
     if store is not None and settings is not None:
         _check_regenerated(published, store, settings, problems, checks)
-    return Verification(path, fmt, published.fingerprint, tuple(problems), tuple(checks))
+    return Verification(path, fmt, published.fingerprint, tuple(problems), tuple(checks), signer_fingerprint(published))
+
+
+def _trusted(trusted: frozenset[str] | None, settings) -> frozenset[str]:
+    if trusted is not None:
+        return trusted
+    if settings is None:
+        return frozenset()
+    from engine.pipeline import trusted_fingerprints
+
+    return trusted_fingerprints(settings)
+
+
+def _check_signature(published: Published, trusted: frozenset[str], problems: list, checks: list) -> None:
+    found = check_attestation(published, trusted)
+    problems += found
+    if not found:
+        checks.append(f"Ed25519 signature over the report by trusted key {signer_fingerprint(published)}")
 
 
 def _check_rendering(published: Published, data: bytes, fmt: str, problems: list, checks: list) -> None:
-    if output.render(published, fmt) == data:
+    try:
+        rendered = _rendered(published.to_bytes(), fmt)
+    except Exception as exc:  # noqa: BLE001 - an unvouched document that cannot be rendered is simply invalid
+        log.debug("re-rendering a %s report failed", fmt, exc_info=True)
+        problems.append(f"the embedded report cannot be rendered as {fmt} ({type(exc).__name__}: "
+                        f"{str(exc)[:120]}): it is not a report LedgerLens wrote")  # fmt: skip
+        return
+    if rendered == data:
         checks.append(f"{fmt} re-rendered from the embedded JSON is byte-identical")
         return
     if fmt == "pdf" and pdf.RENDERER.encode() not in data:
@@ -100,13 +143,31 @@ def _check_rendering(published: Published, data: bytes, fmt: str, problems: list
         problems.append(f"the {fmt} file differs from the rendering of its embedded report (the file was edited)")
 
 
+@lru_cache(maxsize=4)
+def _rendered(envelope: bytes, fmt: str) -> bytes:
+    """The rendering of an envelope's bytes (cached: verifying the same report again, e.g. an upload
+    re-run by the page or a tamper suite, re-renders nothing)."""
+    published, _ = parse_published(envelope)
+    return output.render(published, fmt)
+
+
+def _check_anchor(published: Published, problems: list, checks: list) -> None:
+    anchor = published.anchor
+    found = check_anchor(anchor, published.fingerprint) if isinstance(anchor, dict) else ["anchor is not an object"]
+    problems += found
+    if not found:
+        checks.append(f"anchor transaction {anchor.get('tx_hash')} carries the fingerprint")
+
+
 def _check_regenerated(published: Published, store, settings, problems: list, checks: list) -> None:
     from reports.assemble import assemble_report
 
-    q = published.report["provenance"]["query"]
-    as_of = datetime.fromisoformat(q["as_of"].replace("Z", "+00:00"))
+    query = _recorded_query(published.report)
+    if isinstance(query, str):
+        problems.append(f"cannot regenerate: {query}")
+        return
     try:
-        again = assemble_report(store, wallet=q["wallet"], pair_id=q["pair_id"], as_of=as_of, settings=settings)
+        again = assemble_report(store, settings=settings, **query)
     except (BadInput, NotFound) as exc:
         problems.append(f"cannot regenerate from the store: {exc}")
         return
@@ -117,3 +178,15 @@ def _check_regenerated(published: Published, store, settings, problems: list, ch
                     if again.content.get(k) != published.report.get(k))  # fmt: skip
     problems.append(f"regenerated from the store, the fingerprint is {again.fingerprint}, not "
                     f"{published.fingerprint}; sections that differ: {', '.join(differ)}")
+
+
+def _recorded_query(report: dict) -> dict | str:
+    """wallet, pair_id, as_of of the recorded query, or why they cannot be read."""
+    q = report.get("provenance", {}).get("query") if isinstance(report.get("provenance"), dict) else None
+    if not isinstance(q, dict) or not all(isinstance(q.get(k), str) for k in ("wallet", "pair_id", "as_of")):
+        return "the report records no query (provenance.query with wallet, pair_id, as_of)"
+    try:
+        as_of = datetime.fromisoformat(q["as_of"].replace("Z", "+00:00"))
+    except ValueError:
+        return f"the recorded as_of {q['as_of']!r} is not an ISO-8601 time"
+    return {"wallet": q["wallet"], "pair_id": q["pair_id"], "as_of": as_of}

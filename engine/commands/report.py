@@ -6,6 +6,8 @@
 
 Files go to $LEDGERLENS_HOME/reports/forensic/ (mode 0o600) unless --out is given,
 each with a `<file>.sha256` sidecar, and are recorded in the store's `reports` table.
+Reports are signed with the model-signing key (LEDGERLENS_MODEL_SIGNING_KEY); verify-report
+trusts LEDGERLENS_MODEL_TRUSTED_FINGERPRINTS (else the local key) and needs no store.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def register(sub, common) -> None:
     p.add_argument("--anchor", action="store_true", help="also build and sign a Stellar tx carrying the fingerprint")
     p.add_argument("--anchor-key", type=Path, help="secret seed file (default LEDGERLENS_ANCHOR_SECRET_KEY_PATH)")
     p.set_defaults(handler=_report)
-    v = sub.add_parser("verify-report", parents=[common], help="check a report's fingerprint (and regenerate it)")
+    v = sub.add_parser("verify-report", parents=[common], help="check a report's fingerprint and signature offline (and regenerate it)")
     v.add_argument("file", type=Path)
     v.add_argument("--regenerate", action="store_true", help="regenerate from the default store (implied by --db)")
     v.set_defaults(handler=_verify)
@@ -81,17 +83,26 @@ def _report(args, settings) -> int:
 
 
 def _verify(args, settings) -> int:
+    """VALID (exit 0) only when every check holds; INVALID with the reasons (exit 2) otherwise,
+    including files that hold no report at all - never a traceback."""
+    from engine.pipeline import trusted_fingerprints
     from reports.verify import verify_report_file
 
-    regenerate = args.regenerate or args.db is not None
-    if regenerate:
-        with open_store(settings, read_only=True) as store:
-            result = verify_report_file(args.file, store=store, settings=settings)
-    else:
-        result = verify_report_file(args.file)
+    trusted = trusted_fingerprints(settings)
+    try:
+        if args.regenerate or args.db is not None:
+            with open_store(settings, read_only=True) as store:
+                result = verify_report_file(args.file, trusted=trusted, store=store, settings=settings)
+        else:
+            result = verify_report_file(args.file, trusted=trusted)
+    except BadInput as exc:
+        print(f"FAILED   {exc}")
+        print(f"INVALID: {args.file} is not a readable LedgerLens report")
+        return 2
     for check in result.checks:
         print(f"ok       {check}")
     for problem in result.problems:
         print(f"FAILED   {problem}")
-    print(f"{'VALID' if result.ok else 'INVALID'} {result.fmt} report, fingerprint {result.fingerprint}")
+    signer = f", signed by key {result.signer}" if result.signer else ", unsigned"
+    print(f"{'VALID' if result.ok else 'INVALID'} {result.fmt} report, fingerprint {result.fingerprint}{signer}")
     return 0 if result.ok else 2

@@ -12,14 +12,9 @@ import sys
 from datetime import UTC, datetime
 
 import polars as pl
-import pytest
 from stellar_sdk import Keypair, Network
 
 from engine.assets import pair_id as make_pair_id
-from engine.graph.rings import ring_id_of
-from engine.ingest.files import ingest_files
-from engine.schemas import OPERATIONS_SCHEMA, TRADES_SCHEMA, conform
-from engine.settings import Settings
 from reports.anchor import anchored_fingerprint, build_anchor
 from reports.assemble import assemble_report
 from reports.canonical import canonical_bytes, fingerprint_of, parse_published
@@ -27,77 +22,12 @@ from reports.output import render, write_report
 from reports.verify import verify_report_file
 from storage.store import Store
 from tests.conftest import ROOT
-from tests.factories import ISSUER, START, account, horizon_trade, write_jsonl
-
-AS_OF = datetime(2099, 1, 1, tzinfo=UTC)  # after the wall-clock scored_at of the fixture's score
-WALLET = account(0)
-EVIL_CODE = "<img src=x onerror=alert(1)>"
-EVIL_MEMO = "<b>bold</b> & co"
-MEMBERS = sorted([account(0), account(10), account(11)])
-RING = ring_id_of(MEMBERS)
+from tests.factories import ISSUER, account
+from tests.reports.conftest import AS_OF, EVIL_CODE, EVIL_MEMO, KEY_FP, MEMBERS, RING, TRUSTED, WALLET, build_store, signed
 
 
-def build_store(path) -> tuple[Store, str]:
-    """630 factory trades in USD/XLM (the last 30 with the accounts' roles swapped, so those wallets sell USD
-    back), a score, an annotation, a ring, funding ops, and a trade in a pair whose asset code is markup.
-    Returns (store, pair_id)."""
-    store = Store(path / "reports.duckdb")
-    swapped = [{**horizon_trade(i), "base_account": account(i % 5 + 10), "counter_account": account(i % 7)}
-               for i in range(600, 630)]
-    records = [horizon_trade(i) for i in range(600)] + swapped
-    ingest_files(store, [write_jsonl(path / "trades.jsonl", records)])
-    pair = store.trades().get_column("pair_id")[0]
-    store.append_scores(pl.DataFrame([{
-        "wallet": WALLET, "pair_id": pair, "score": 87, "benford_flag": True, "ml_flag": True,
-        "timestamp": 1_704_070_000, "confidence": 74, "ring_id": RING, "model_version": "v20240101T000000Z-0123abcd",
-        "bft_divergence": False}]))  # fmt: skip
-    store.append_annotations(pl.DataFrame([{  # pair_id null: about the wallet in every pair
-        "wallet": WALLET, "pair_id": None, "label": "wash", "note": "fixed lots <script>x</script>",
-        "annotator_id": "analyst-7", "annotated_at": datetime(2024, 2, 1, 9, 30, tzinfo=UTC),
-        "label_source": "analyst", "hmac": "dummy-hmac"}], schema_overrides={"pair_id": pl.String}))  # fmt: skip
-    store.save_derived("ring_members", pl.DataFrame(
-        {"ring_id": [RING] * 3, "account_id": MEMBERS, "n_trades": [40, 25, 15], "volume": [10**9, 6 * 10**8, 4 * 10**8],
-         "loop_volume": [0, 0, 0]}))  # fmt: skip
-    _funding(store)
-    _evil_trade(store)
-    return store, pair
-
-
-def _funding(store: Store) -> None:
-    """account(99) creates the three ring members; account(98) pays the wallet with a markup memo."""
-    rows = [{"id": 4_000_000_000 + k, "ledger": 900, "closed_at": START, "type": "create_account",
-             "successful": True, "source_account": account(99), "from_account": account(99), "to_account": m,
-             "asset": "XLM:native", "amount": 50_000_000, "source": "files"} for k, m in enumerate(MEMBERS)]
-    rows.append({"id": 4_000_000_100, "ledger": 901, "closed_at": START, "type": "payment", "successful": True,
-                 "source_account": account(98), "from_account": account(98), "to_account": WALLET,
-                 "asset": "XLM:native", "amount": 12_345_678, "memo": EVIL_MEMO, "source": "files"})
-    store.write_batch(run_id=None, operations=conform(pl.DataFrame(rows), OPERATIONS_SCHEMA))
-
-
-def _evil_trade(store: Store) -> str:
-    evil = f"{EVIL_CODE}:{ISSUER}"
-    pair = make_pair_id(evil, "XLM:native")
-    op_id = (1500 << 32) | 1
-    trade = {"id": f"{op_id}-0", "op_id": op_id, "ledger": 1500, "closed_at": START, "trade_type": "orderbook",
-             "pair_id": pair, "seller_account": WALLET, "buyer_account": account(10), "sold_asset": evil,
-             "sold_amount": 30_000_000, "bought_asset": "XLM:native", "bought_amount": 10_000_000, "price_n": 1,
-             "price_d": 3, "source": "files"}  # fmt: skip
-    store.write_batch(run_id=None, trades=conform(pl.DataFrame([trade]), TRADES_SCHEMA))
-    return pair
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    path = tmp_path_factory.mktemp("reports")
-    store, pair = build_store(path)
-    settings = Settings(home=path / "home")
-    report = assemble_report(store, wallet=WALLET, pair_id=pair, as_of=AS_OF, settings=settings)
-    yield store, pair, settings, report, path
-    store.close()
-
-
-def _cli(*args, home) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LEDGERLENS_HOME": str(home)}
+def _cli(*args, home, trust: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "LEDGERLENS_HOME": str(home), "LEDGERLENS_MODEL_TRUSTED_FINGERPRINTS": trust}
     return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
@@ -138,7 +68,7 @@ def test_regenerating_gives_the_same_fingerprint(built):
     store, pair, settings, report, _ = built
     again = assemble_report(store, wallet=WALLET, pair_id=pair, as_of=AS_OF, settings=settings)
     assert again.fingerprint == report.fingerprint
-    assert render(again.published(), "pdf") == render(report.published(), "pdf")
+    assert render(signed(again), "pdf") == render(signed(report), "pdf")
     later = assemble_report(store, wallet=WALLET, pair_id=pair, as_of=datetime(2024, 1, 1, 1, 30, tzinfo=UTC),
                             settings=settings)  # fmt: skip
     assert later.fingerprint != report.fingerprint and later.content["header"]["score"] is None
@@ -146,7 +76,7 @@ def test_regenerating_gives_the_same_fingerprint(built):
 
 def test_json_fingerprint_is_over_the_published_bytes(built, tmp_path):
     _, _, _, report, _ = built
-    path = write_report(report.published(), fmt="json", path=tmp_path / "r.json")
+    path = write_report(signed(report), fmt="json", path=tmp_path / "r.json")
     data = path.read_bytes()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     hashed = data[data.index(b'"report":') + len(b'"report":'):-1]
@@ -157,12 +87,13 @@ def test_json_fingerprint_is_over_the_published_bytes(built, tmp_path):
 
 def test_pdf_renders_and_reads_back(built, tmp_path):
     _, _, _, report, _ = built
-    path = write_report(report.published(), fmt="pdf", path=tmp_path / "r.pdf")
+    path = write_report(signed(report), fmt="pdf", path=tmp_path / "r.pdf")
     info = subprocess.run(["pdfinfo", path], capture_output=True, text=True, check=True).stdout
     n_pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
     assert 3 <= n_pages <= 8
     text = subprocess.run(["pdftotext", "-layout", path, "-"], capture_output=True, text=True, check=True).stdout
     assert WALLET in text and "87 / 100 (flagged)" in text
+    assert KEY_FP in text.replace("\n", "").replace(" ", "")  # the signer's key fingerprint is printed
     assert text.count(f"SHA-256 fingerprint {report.fingerprint}") == n_pages  # every page footer
     subprocess.run(["pdftoppm", "-r", "60", "-png", "-f", "1", "-l", "1", path, tmp_path / "page"], check=True)
     assert (tmp_path / "page-1.png").stat().st_size > 10_000
@@ -179,25 +110,25 @@ def _flip_spot(data: bytes, fmt: str) -> int:
 def test_one_byte_changes_fail_verify_report(built, tmp_path):
     _, _, _, report, _ = built
     for fmt in ("json", "pdf", "markdown"):
-        path = write_report(report.published(), fmt=fmt, path=tmp_path / f"r.{fmt}")
-        assert verify_report_file(path).ok
+        path = write_report(signed(report), fmt=fmt, path=tmp_path / f"r.{fmt}")
+        assert verify_report_file(path, trusted=TRUSTED).ok
         data = bytearray(path.read_bytes())
         data[_flip_spot(bytes(data), fmt)] ^= 0x01
         path.write_bytes(bytes(data))
         path.with_name(path.name + ".sha256").unlink()  # the sidecar alone would catch it: test the rest
-        failed = _cli("verify-report", path, home=tmp_path)
-        assert failed.returncode != 0, (fmt, failed.stdout)
+        failed = _cli("verify-report", path, home=tmp_path, trust=KEY_FP)
+        assert failed.returncode == 2 and "INVALID" in failed.stdout, (fmt, failed.stdout, failed.stderr)
 
 
 def test_verify_report_regenerates_from_the_store(built, tmp_path):
     store, pair, settings, report, _ = built
-    path = write_report(report.published(), fmt="json", path=tmp_path / "r.json")
-    result = verify_report_file(path, store=store, settings=settings)
+    path = write_report(signed(report), fmt="json", path=tmp_path / "r.json")
+    result = verify_report_file(path, trusted=TRUSTED, store=store, settings=settings)
     assert result.ok and "regenerated from the store: same fingerprint" in result.checks
     store.append_annotations(pl.DataFrame([{
         "wallet": WALLET, "pair_id": pair, "label": "legit", "note": "", "annotator_id": "analyst-8",
         "annotated_at": datetime(2024, 3, 1, tzinfo=UTC), "label_source": "analyst", "hmac": "dummy"}]))  # fmt: skip
-    changed = verify_report_file(path, store=store, settings=settings)
+    changed = verify_report_file(path, trusted=TRUSTED, store=store, settings=settings)
     assert not changed.ok and "sections that differ: annotations, provenance" in changed.problems[0]
 
 
@@ -205,13 +136,13 @@ def test_ledger_strings_stay_literal_text(built, tmp_path):
     store, _, settings, _, _ = built
     evil_pair = make_pair_id(f"{EVIL_CODE}:{ISSUER}", "XLM:native")
     report = assemble_report(store, wallet=WALLET, pair_id=evil_pair, as_of=AS_OF, settings=settings)
-    pub = report.published()
+    pub = signed(report)
     assert json.loads(pub.to_bytes())["report"]["header"]["base_asset"].startswith(EVIL_CODE)
     pdf_path = write_report(pub, fmt="pdf", path=tmp_path / "evil.pdf")
     text = " ".join(subprocess.run(["pdftotext", pdf_path, "-"], capture_output=True, text=True).stdout.split())
     assert EVIL_CODE in text and EVIL_MEMO in text and "fixed lots <script>x</script>" in text
     md = render(pub, "markdown").decode()
-    body = md[: md.index("<!-- ledgerlens-report-json")]
+    body = md[: md.index("```ledgerlens-report-base64")]
     assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in body and "&lt;b&gt;bold&lt;/b&gt; &amp; co" in body
     assert "<img" not in body and "<b>" not in body and "<script>" not in body
 
@@ -243,11 +174,11 @@ def test_anchor_transaction_carries_the_fingerprint(built, tmp_path):
         report.fingerprint, report.fingerprint)
     assert build_anchor(report.fingerprint, signer=signer, sequence=41,
                         network_passphrase=Network.TESTNET_NETWORK_PASSPHRASE)["tx_hash"] == anchor["tx_hash"]
-    pub = report.published(anchor=anchor)
+    pub = signed(report, anchor=anchor)
     assert fingerprint_of(json.loads(pub.to_bytes())["report"]) == report.fingerprint  # anchor is beside, not inside
     assert anchor["tx_hash"] in render(pub, "markdown").decode()
     path = write_report(pub, fmt="pdf", path=tmp_path / "anchored.pdf")
-    assert verify_report_file(path).ok
-    forged = report.published(anchor={**anchor, "tx_hash": "0" * 64})
-    bad = verify_report_file(write_report(forged, fmt="json", path=tmp_path / "forged.json"))
+    assert verify_report_file(path, trusted=TRUSTED).ok
+    forged = signed(report, anchor={**anchor, "tx_hash": "0" * 64})
+    bad = verify_report_file(write_report(forged, fmt="json", path=tmp_path / "forged.json"), trusted=TRUSTED)
     assert bad.problems == (f"anchor tx hash {'0' * 64} differs from the envelope's {anchor['tx_hash']}",)
