@@ -160,7 +160,7 @@ def triangle_arbitrage(rng, world: World, n_cycles: int) -> Flow:
     forward = rng.random(n) < 0.5
     path = np.stack([np.zeros(n, dtype=np.int64), np.where(forward, usdc, x), np.where(forward, x, usdc)], axis=1)
     same_tx = rng.random(n) < 0.5
-    gap = np.where(same_tx[:, None], 0.0, rng.uniform(5, 7, (n, 2)))
+    gap = np.where(same_tx[:, None], 0.0, rng.uniform(6.5, 9, (n, 2)))  # > 6 s: the next ledger
     t = np.minimum(np.concatenate([t0[:, None], t0[:, None] + np.cumsum(gap, axis=1)], axis=1), world.seconds - 1)
     k = keys(NS_TRIANGLE, 3 * n).reshape(n, 3)
     give = np.exp(rng.normal(np.log(3000), 1.0, n))  # XLM put in

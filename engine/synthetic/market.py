@@ -162,12 +162,29 @@ def _meta(summary: MarketSummary, world: World, specs, rings, ring_ids, account_
         "parameters": world.plan.as_dict(),
         "roles": dict(sorted(pl.Series(world.role).value_counts().iter_rows())),
         "rings": ring_meta,
+        "traps": _traps(world, account_ids),
         "notes": "labels.csv is_wash=1 for ring members (role wash_trader), controllers, intermediaries and "
                  "ring token issuers; pattern = the ring's pattern (intermediaries: funding_hop) or the legitimate "
                  "role's trap name; funding styles: controller (create_account from the controller), chain (each "
                  "member's own chain controller -> hops -> member, rings[].chains, controller side first), "
                  "exchange_topup (created by exchanges, paid by the controller later). Wash legs through a pool "
                  "(pool_layered) are not counted in counts.wash_trades (a pool is one side).",
+    }
+
+
+def _traps(world: World, account_ids: np.ndarray) -> dict:
+    """Which legitimate accounts play which trap (labels.csv names their pattern; this says more)."""
+    def ids(idx):
+        return [str(account_ids[i]) for i in idx]
+
+    farms = world.farm_of[world.groups["airdrop_farmer"]]
+    return {
+        "triangle_arbitrage_bots": ids(legit.triangle_bots(world)),
+        "pool_book_arbitrage_bots": ids(legit.pool_book_bots(world)),
+        "airdrop_farms": [{"funder": ids(world.groups["farm_funder"][[f]])[0],
+                           "farmers": ids(world.groups["airdrop_farmer"][farms == f])}
+                          for f in range(world.groups["farm_funder"].size)],
+        "triangle_slot_seconds": legit.TRIANGLE_SLOT,
     }
 
 
