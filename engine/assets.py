@@ -51,3 +51,35 @@ def split_pair(pair: str) -> tuple[str, str]:
     if len(parts) != 2 or not all(parts):
         raise ValueError(f"pair id {pair!r} is not BASE/COUNTER (e.g. USDC:GA5Z.../XLM:native)")
     return parts[0], parts[1]
+
+
+ASSET_TYPES = ("native", "credit_alphanum4", "credit_alphanum12")
+CODE_LENGTHS = {"credit_alphanum4": (1, 4), "credit_alphanum12": (5, 12)}  # Stellar's rule for each type
+_CODE = r"^[A-Za-z0-9]{1,12}$"
+_CREDIT_ID = r"^[A-Za-z0-9]{1,12}:G[A-Z2-7]{55}$"
+_POOL_ID = r"^[0-9a-f]{64}$"
+
+
+def valid_codes(codes: pl.Series) -> pl.Series:
+    """True where the text is an asset code Stellar accepts (1-12 of [A-Za-z0-9]).
+
+    Codes end up in asset and pair ids (``CODE:ISSUER``, ``BASE/COUNTER``): a ``:``,
+    ``/`` or markup in one would make an id that cannot be parsed back.
+    """
+    return codes.str.contains(_CODE)
+
+
+def valid_pool_ids(ids: pl.Series) -> pl.Series:
+    """True where the text is a liquidity pool id as Horizon writes it (64 lowercase hex digits)."""
+    return ids.str.contains(_POOL_ID)
+
+
+def valid_asset_ids(ids: pl.Series) -> pl.Series:
+    """True where the text is ``XLM:native`` or ``CODE:ISSUER`` with a valid code and a
+    valid G... issuer (StrKey checksum). Meant for distinct values: it checksums each."""
+    from engine.strkey import valid_account_ids
+
+    shaped = (ids == NATIVE_ASSET) | ids.str.contains(_CREDIT_ID)
+    issuers = ids.str.tail(56)
+    checksum = pl.Series(valid_account_ids(issuers.to_list()), dtype=pl.Boolean)
+    return (ids == NATIVE_ASSET) | (shaped.fill_null(False) & checksum)

@@ -8,6 +8,9 @@ amount ever passes through a binary float here.
 
 from __future__ import annotations
 
+import gzip
+import io
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +21,16 @@ import pyarrow as pa
 from storage.errors import BadInput
 
 # `try` turns a line that is not JSON into NULL (one parse per line); a record must
-# also be an object, which a leading "{" tells once the text parses.
+# also be an object, which a leading "{" tells once the text parses. Only lines that
+# fail are looked at again, to say why.
 _TRANSFORM = (
-    "SELECT line_no, rec IS NOT NULL AND ltrim(raw) LIKE '{%' AS valid, rec FROM ("
-    "  SELECT line_no, raw, try(json_transform(raw, ?)) AS rec FROM lines)"
+    "SELECT line_no, ok AS valid, CASE WHEN ok THEN NULL "
+    "  WHEN NOT coalesce(json_valid(raw), false) THEN 'not valid JSON: fix or remove the line' "
+    "  WHEN json_type(raw) <> 'OBJECT' THEN 'a JSON ' || lower(json_type(raw)) || ', not an object: fix or remove the line' "
+    "  ELSE 'a field has the wrong JSON type (an object or list where text or a number is expected, or the reverse)' "
+    "END AS parse_defect, rec FROM ("
+    "  SELECT line_no, raw, rec, rec IS NOT NULL AND ltrim(raw) LIKE '{%' AS ok FROM ("
+    "    SELECT line_no, raw, try(json_transform(raw, ?)) AS rec FROM lines))"
 )
 
 
@@ -52,31 +61,118 @@ def iter_json_lines(
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such file. Give the path of a JSON Lines export.")
-    # A control byte never occurs unescaped in valid JSON, so \x01 never splits a good line.
-    lines = pl.scan_csv(
+    lines = _scan_lines(path)
+    if skip_lines:
+        lines = lines.filter(pl.col("line_no") > skip_lines)
+    emitted = False
+    with _LineBytes(path) as exact:
+        try:
+            for chunk in lines.collect_batches(chunk_size=chunk_lines):
+                if chunk.height == 0:
+                    continue
+                last = int(chunk["line_no"].max())
+                chunk = chunk.filter(pl.col("raw").is_not_null() & (pl.col("raw").str.strip_chars() != ""))
+                emitted = True
+                yield _transform(exact.fix(chunk.with_columns(pl.col("line_no").cast(pl.Int64))), fields), last
+        except (pl.exceptions.PolarsError, OSError, EOFError) as exc:
+            raise BadInput(_unreadable(path, exc)) from exc
+    if not emitted:
+        empty = pl.DataFrame(schema={"line_no": pl.Int64, "raw": pl.String, "defect": pl.String})
+        yield _transform(empty, fields), skip_lines
+
+
+def _scan_lines(path: Path) -> pl.LazyFrame:
+    """The file's lines (decompressed if .gz / .zst) as text: line_no, raw, rest.
+
+    Bytes that are not UTF-8 become U+FFFD rather than failing the whole file, and a
+    \x01 (the separator: it never occurs unescaped in valid JSON) puts the text
+    after it in `rest`; `_LineBytes.fix` reads such lines' exact bytes.
+    """
+    return pl.scan_csv(
         path,
         has_header=False,
         separator="\x01",
         quote_char=None,
-        schema={"raw": pl.String},
+        schema={"raw": pl.String, "rest": pl.String},
+        missing_columns="insert",
         truncate_ragged_lines=True,
+        encoding="utf8-lossy",
     ).with_row_index("line_no", offset=1)
-    if skip_lines:
-        lines = lines.filter(pl.col("line_no") > skip_lines)
-    emitted = False
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    if path.suffix.lower() in (".gz", ".zst", ".zstd"):
+        return (
+            f"{path}: the compressed file is truncated or corrupt ({exc}). Download or compress it again; "
+            "every line before the damage can be kept by ingesting the decompressed part as a plain file."
+        )
+    return f"{path}: cannot be read as text lines ({exc}). Is it a JSON Lines file?"
+
+
+class _LineBytes:
+    """Exact bytes of the few lines the lossy text reader could not give as they are
+    (invalid UTF-8, a \x01 byte), read from one forward pass over the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fh = None
+        self.at = 0  # lines consumed so far
+
+    def __enter__(self) -> _LineBytes:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+    def fix(self, chunk: pl.DataFrame) -> pl.DataFrame:
+        """chunk (line_no, raw, rest) -> (line_no, raw, defect): exact text where it was
+        lost, and for a line that is not UTF-8 its bytes escaped and the reason."""
+        suspect = pl.col("raw").str.contains("\ufffd", literal=True) | pl.col("rest").is_not_null()
+        odd = chunk.filter(suspect)
+        out = chunk.select("line_no", "raw", defect=pl.lit(None, dtype=pl.String))
+        if odd.height == 0:
+            return out
+        raws, defects = zip(*(_decode(b) for b in self._lines(odd.get_column("line_no").to_list())), strict=True)
+        fixed = pl.DataFrame(
+            {"line_no": odd.get_column("line_no"), "raw": list(raws), "defect": list(defects)},
+            schema=out.schema,
+        )
+        return out.update(fixed, on="line_no")
+
+    def _lines(self, numbers: list[int]) -> list[bytes]:
+        if self.fh is None:
+            self.fh = open_binary(self.path)
+        found = []
+        for n in numbers:  # ascending: the chunks come in file order
+            found.append(next(itertools.islice(self.fh, n - 1 - self.at, None), b""))
+            self.at = n
+        return found
+
+
+def _decode(line: bytes) -> tuple[str, str | None]:
+    """(text, defect) of one line's bytes: the text as it is, or escaped if not UTF-8."""
+    line = line.rstrip(b"\r\n")
     try:
-        for chunk in lines.collect_batches(chunk_size=chunk_lines):
-            if chunk.height == 0:
-                continue
-            last = int(chunk["line_no"].max())
-            chunk = chunk.filter(pl.col("raw").is_not_null() & (pl.col("raw").str.strip_chars() != ""))
-            emitted = True
-            yield _transform(chunk.with_columns(pl.col("line_no").cast(pl.Int64)), fields), last
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: cannot be read as text lines ({exc}). Is it a JSON Lines file?") from exc
-    if not emitted:
-        empty = pl.DataFrame(schema={"line_no": pl.Int64, "raw": pl.String})
-        yield _transform(empty, fields), skip_lines
+        return line.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return line.decode("utf-8", "backslashreplace"), (
+            f"not UTF-8 text (byte 0x{line[exc.start]:02x} at column {exc.start + 1}; raw shows the bytes "
+            "escaped): fix the file's encoding or remove the line"
+        )
+
+
+def open_binary(path: Path):
+    """A binary reader of the file's content, decompressing .gz and .zst / .zstd."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix in (".zst", ".zstd"):
+        import zstandard
+
+        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True, read_across_frames=True)
+        return io.BufferedReader(raw)
+    return open(path, "rb")
 
 
 class NeedsLineReader(Exception):
@@ -124,6 +220,7 @@ def _records(batches: list, done: int) -> pl.DataFrame:
         pl.int_range(done + 1, done + 1 + rows.height, dtype=pl.Int64).alias("line_no"),
         pl.lit(None, dtype=pl.String).alias("raw"),
         valid.alias("valid"),
+        pl.lit(None, dtype=pl.String).alias("defect"),
         pl.all(),
     )
 
@@ -154,8 +251,9 @@ def parse_json_strings(raw: list[str], fields: dict) -> pl.DataFrame:
 
 
 def _transform(lines: pl.DataFrame, fields: dict) -> pl.DataFrame:
-    """Parse `lines` (line_no, raw) with DuckDB; raw stays in polars (string views both
-    ways, so the text is not copied) and the parsed fields are set beside it."""
+    """Parse `lines` (line_no, raw, defect) with DuckDB; raw stays in polars (string
+    views both ways, so the text is not copied) and the parsed fields are set beside it.
+    A line with a reader's defect (not UTF-8) is not valid, whatever it parses to."""
     con = duckdb.connect()
     try:
         _string_views(con)
@@ -165,4 +263,13 @@ def _transform(lines: pl.DataFrame, fields: dict) -> pl.DataFrame:
         con.close()
     if not parsed.get_column("line_no").equals(lines.get_column("line_no")):
         parsed = parsed.sort("line_no")  # DuckDB keeps scan order; lines come in line order
-    return lines.select("line_no", "raw").hstack(parsed.drop("line_no")).unnest("rec")
+    defect = (
+        lines.get_column("defect")
+        if "defect" in lines.columns
+        else pl.repeat(None, lines.height, dtype=pl.String, eager=True)
+    )
+    out = lines.select("line_no", "raw").hstack(parsed.drop("line_no")).unnest("rec")
+    return out.with_columns(
+        defect=pl.coalesce(pl.lit(defect), pl.col("parse_defect")),
+        valid=pl.col("valid") & pl.lit(defect).is_null(),
+    ).drop("parse_defect")

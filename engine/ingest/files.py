@@ -8,7 +8,6 @@ cursor is the number of good rows already committed, so a killed run resumes.
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from engine.ingest.runner import Batch, IngestRequest, IngestSummary, prefetch, 
 from engine.ingest.validate import CheckedAccounts
 from engine.progress import Progress, no_progress
 from storage.errors import BadInput
-from storage.readers import NeedsLineReader, iter_json_lines, iter_json_records
+from storage.readers import NeedsLineReader, iter_json_lines, iter_json_records, open_binary
 from storage.store import Store
 
 FORMATS = (
@@ -62,7 +61,11 @@ CHUNK_LINES = 500_000
 
 
 def detect_format(path: Path) -> str:
-    """Which of FORMATS `path` holds, from its suffix and first record."""
+    """Which of FORMATS `path` holds, from its suffix and first recognisable record.
+
+    Records before it that are broken, empty (`{}`) or lack a field are not looked
+    at here: the decoder quarantines them, with their line, and keeps the rest.
+    """
     suffixes = "".join(path.suffixes).lower()
     if ".csv" in suffixes or ".parquet" in suffixes:
         columns = hubble.peek_columns(path)
@@ -70,43 +73,78 @@ def detect_format(path: Path) -> str:
     head = _head_text(path)
     if head.lstrip().startswith("{") and '"_embedded"' in head[:200_000]:
         return "horizon_page"
-    for line in head.splitlines()[:1000]:  # the first line that is a JSON object decides
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+    seen: list[set[str]] = []
+    for line in head.splitlines()[:1000]:
+        record = _json_object(line)
+        if record is None:
             continue
-        if isinstance(record, dict):
-            return _format_from_keys(path, set(record))
+        fmt = _known_format(set(record))
+        if fmt is not None:
+            return fmt
+        seen.append(set(record))
+    if seen:
+        _format_from_keys(path, seen[0])  # raises, naming the keys of the first object
     raise BadInput(f"{path}: no JSON object in its first lines; expected JSON Lines, a Horizon page, CSV or Parquet")
 
 
+def _json_object(line: str) -> dict | None:
+    """The line as a JSON object, or None (not JSON, not an object, nested too deep)."""
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+_SIGNATURES = (
+    ({"base_is_seller", "base_amount"}, "horizon_trades"),
+    ({"base_amount", "counter_amount", "ledger_close_time"}, "horizon_trades"),
+    ({"type", "type_i"}, "horizon_operations"),
+    ({"selling_account_address", "history_operation_id"}, "hubble_trades"),
+    ({"type_string", "details"}, "hubble_operations"),
+    ({"type_string", "details_json"}, "hubble_operations"),
+    ({"seller_account", "sold_asset", "sold_amount"}, "canonical_trades"),
+)
+
+
+def _known_format(keys: set[str]) -> str | None:
+    return next((fmt for signature, fmt in _SIGNATURES if signature <= keys), None)
+
+
 def _format_from_keys(path: Path, keys: set[str]) -> str:
-    if {"base_is_seller", "base_amount"} <= keys:
-        return "horizon_trades"
-    if {"type", "type_i"} <= keys:
-        return "horizon_operations"
-    if {"selling_account_address", "history_operation_id"} <= keys:
-        return "hubble_trades"
-    if {"type_string", "details"} <= keys or {"type_string", "details_json"} <= keys:
-        return "hubble_operations"
-    if {"seller_account", "sold_asset", "sold_amount"} <= keys:
-        return "canonical_trades"
-    raise BadInput(
-        f"{path}: unrecognised records (keys: {sorted(keys)[:12]}). Expected Horizon trades/operations, "
-        "Hubble (stellar-etl) trades/operations, or LedgerLens `export trades` output."
-    )
+    fmt = _known_format(keys)
+    if fmt is None:
+        raise BadInput(
+            f"{path}: unrecognised records (keys: {sorted(keys)[:12]}). Expected Horizon trades/operations, "
+            "Hubble (stellar-etl) trades/operations, or LedgerLens `export trades` output."
+        )
+    return fmt
 
 
 def _head_text(path: Path) -> str:
-    opener = gzip.open if path.suffix == ".gz" else open
+    """The first megabyte of the file's text (decompressed; bad bytes replaced)."""
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            head = fh.read(1_000_000)
+        with open_binary(path) as fh:
+            head = _read_upto(fh, 1_000_000).decode("utf-8", errors="replace")
     except OSError as exc:
-        raise BadInput(f"{path}: cannot be read ({exc})") from exc
+        raise BadInput(f"{path}: cannot be read ({exc}). Download or export it again.") from exc
     if not head.strip():
         raise BadInput(f"{path}: the file is empty")
     return head
+
+
+def _read_upto(fh, size: int) -> bytes:
+    """Up to `size` bytes, or what a damaged compressed stream gave before it broke
+    (detection needs only the head; the reader later fails naming the damage)."""
+    parts, n = [], 0
+    try:
+        while n < size and (part := fh.read(min(1 << 16, size - n))):
+            parts.append(part)
+            n += len(part)
+    except Exception as exc:  # EOFError, OSError, zstandard.ZstdError: all a damaged stream
+        if not parts:
+            raise OSError(f"the compressed stream is truncated or corrupt: {exc}") from exc
+    return b"".join(parts)
 
 
 def load_file(path: Path) -> Loaded:
@@ -171,16 +209,38 @@ def _fast_chunks(path, fields, decode, kind, chunk_lines, checked) -> Generator[
 
 
 def _load_page(path: Path) -> Loaded:
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))["_embedded"]["records"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise BadInput(f"{path}: not a Horizon page with _embedded.records ({exc})") from exc
+    """A Horizon page file: its records decoded one by one; kind from the first record
+    that is recognisably a trade or an operation (others are quarantined, not guessed)."""
+    records = _page_records(path)
     raw = [json.dumps(r) for r in records]
     locations = [f"{path}:record {i + 1}" for i in range(len(raw))]
-    is_trade = bool(records) and "base_is_seller" in records[0]
-    decode = decode_trades if is_trade else decode_operations
+    kinds = (_known_format(set(r)) for r in records if isinstance(r, dict))
+    kind = next((k for k in kinds if k in ("horizon_trades", "horizon_operations")), "horizon_operations")
+    decode = decode_trades if kind == "horizon_trades" else decode_operations
     frame, bad = decode(raw, source="files", locations=locations)
-    return Loaded("trades" if is_trade else "operations", frame, bad, len(raw))
+    return Loaded("trades" if kind == "horizon_trades" else "operations", frame, bad, len(raw))
+
+
+def _page_records(path: Path) -> list:
+    """`_embedded.records` of a Horizon page file; BadInput naming what is wrong with it."""
+    try:
+        with open_binary(path) as fh:
+            page = json.loads(fh.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{path}: not a Horizon page: not valid UTF-8 JSON ({exc}). Fetch the page again.") from exc
+    except RecursionError as exc:
+        raise BadInput(f"{path}: not a Horizon page: JSON nested too deeply to be one. Fetch the page again.") from exc
+    except (OSError, EOFError) as exc:
+        raise BadInput(f"{path}: cannot be read ({exc})") from exc
+    embedded = page.get("_embedded") if isinstance(page, dict) else None
+    records = embedded.get("records") if isinstance(embedded, dict) else None
+    if not isinstance(records, list):
+        found = "missing" if records is None else f"a JSON {type(records).__name__}"
+        raise BadInput(
+            f"{path}: not a Horizon page: _embedded.records is {found}, expected a list of records. "
+            "Save the page exactly as Horizon served it."
+        )
+    return records
 
 
 def plan(path: Path, *, batch_size: int = CHUNK_LINES) -> tuple[IngestRequest, Callable[[str | None], Iterator[Batch]]]:

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import polars as pl
 
-from engine.assets import asset_id_expr, pair_id_expr
+from engine.assets import asset_id_expr, pair_id_expr, valid_asset_ids
 from engine.ingest.validate import (
     CheckedAccounts,
     account_reason,
     amount_reason,
     amount_stroops,
+    asset_reasons,
+    distinct_reason,
     fast_stroops,
+    field_reason,
     first_reason,
+    pool_reason,
+    record_reason,
+    shown,
     split_checked,
     split_reasons,
     trade_id_reason,
@@ -88,7 +94,7 @@ def trades_from_parsed(
     p = p.with_columns(
         acct_reason=account_reason(p, "base_account", "counter_account", required=False, checked=checked)
     )
-    checks = _trade_checks()
+    checks = _trade_checks(p)
     ok = (
         pl.all_horizontal([c.is_null() for c in checks[:-2]])
         & (pl.col("base_stroops") > 0)
@@ -99,35 +105,44 @@ def trades_from_parsed(
     return _canonical_trades(good, source), _quarantine(bad, source, "tid")
 
 
-def _trade_checks() -> list[pl.Expr]:
-    """Reasons a trade record is unusable, in the order they are reported (amounts last)."""
+def _trade_checks(p: pl.DataFrame) -> list[pl.Expr]:
+    """Reasons a trade record is unusable, in the order they are reported (amounts last).
+
+    Every field the store needs is checked here, null-safely: a record without
+    `base_is_seller` would otherwise become a self-trade (both sides from the
+    counter side, pair X/X), one without `trade_type` or an asset type would fail
+    the store's NOT NULL and roll back its whole batch.
+    """
     return [
-        pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
+        record_reason(),
         trade_id_reason("tid"),
-        pl.when(pl.col("closed").is_null()).then(pl.lit("field ledger_close_time: missing or not ISO-8601 UTC")),
-        pl.when(~pl.col("trade_type").is_in(["orderbook", "liquidity_pool"])).then(
-            pl.format("field trade_type: unknown value '{}'", pl.col("trade_type"))
+        pl.when(pl.col("closed").is_null()).then(
+            pl.format("field ledger_close_time: '{}' missing or not ISO-8601 UTC", shown("ledger_close_time"))
         ),
-        pl.when(~pl.col("base_is_seller").is_in(["true", "false"])).then(pl.lit("field base_is_seller: not a boolean")),
-        pl.when(pl.col("base_asset").is_null()).then(
-            pl.format("field base_asset_type: unknown asset type '{}'", pl.col("base_asset_type"))
-        ),
-        pl.when(pl.col("counter_asset").is_null()).then(
-            pl.format("field counter_asset_type: unknown asset type '{}'", pl.col("counter_asset_type"))
-        ),
+        field_reason("trade_type", ~pl.col("trade_type").is_in(TRADE_TYPES), "is not orderbook or liquidity_pool"),
+        field_reason("base_is_seller", ~pl.col("base_is_seller").is_in(["true", "false"]), "is not true or false"),
+        *asset_reasons(p, "base_"),
+        *asset_reasons(p, "counter_"),
         pl.when(pl.col("pn").is_null() | pl.col("pd").is_null() | (pl.col("pn") <= 0) | (pl.col("pd") <= 0)).then(
             pl.lit("field price: n and d must be positive integers")
         ),
         pl.when(pl.col("base_account").is_null() & pl.col("base_liquidity_pool_id").is_null()).then(
-            pl.lit("base side has neither an account nor a liquidity pool")
+            pl.lit("fields base_account/base_liquidity_pool_id: base side has neither an account nor a liquidity pool")
         ),
         pl.when(pl.col("counter_account").is_null() & pl.col("counter_liquidity_pool_id").is_null()).then(
-            pl.lit("counter side has neither an account nor a liquidity pool")
+            pl.lit("fields counter_account/counter_liquidity_pool_id: counter side has neither an account nor a pool")
+        ),
+        *pool_reason(p, "base_liquidity_pool_id", "counter_liquidity_pool_id"),
+        pl.when(pl.col("base_asset") == pl.col("counter_asset")).then(
+            pl.format("fields base_asset/counter_asset: both are {}; a trade exchanges two assets", shown("base_asset"))
         ),
         pl.col("acct_reason"),
         amount_reason("base_amount"),
         amount_reason("counter_amount"),
     ]
+
+
+TRADE_TYPES = ["orderbook", "liquidity_pool"]
 
 
 def _mark_duplicates(p: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -190,6 +205,7 @@ def _quarantine(bad: pl.DataFrame, source: str, id_col: str) -> pl.DataFrame:
     )
 
 
+_BAD_ASSET = "is not XLM:native or CODE:ISSUER (a code of 1-12 letters and digits, a G... issuer)"
 _FUNDING_AMOUNT = ("payment", "path_payment_strict_send", "path_payment_strict_receive", "create_claimable_balance")
 _OFFERS = ("manage_sell_offer", "manage_buy_offer", "create_passive_sell_offer")
 
@@ -220,9 +236,13 @@ def operations_from_parsed(
         .then(asset_id_expr("selling_asset_type", "selling_asset_code", "selling_asset_issuer"))
         .otherwise(asset_id_expr("asset_type", "asset_code", "asset_issuer")),
     )
+    p = p.with_columns(
+        source_asset_id=asset_id_expr("source_asset_type", "source_asset_code", "source_asset_issuer"),
+        buying_asset_id=asset_id_expr("buying_asset_type", "buying_asset_code", "buying_asset_issuer"),
+    )
     needs_amount = t.is_in(["create_account", *_FUNDING_AMOUNT])
     reasons = [
-        pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
+        record_reason(),
         pl.when(pl.col("oid").is_null() | ~pl.col("oid").str.contains(r"^\d+$")).then(
             pl.lit("field id: missing or not a numeric operation id")
         ),
@@ -230,6 +250,10 @@ def operations_from_parsed(
         pl.when(pl.col("closed").is_null()).then(pl.lit("field created_at: missing or not ISO-8601 UTC")),
         pl.when(needs_amount).then(amount_reason("amount_col")).otherwise(None),
         pl.when(t.is_in(_OFFERS)).then(amount_reason("amount", allow_zero=True)).otherwise(None),
+        *[
+            distinct_reason(p, f"{name}_id", valid_asset_ids, _BAD_ASSET, field=name)
+            for name in ("asset", "source_asset", "buying_asset")
+        ],
     ]
     p = p.with_columns(
         reason=first_reason(*reasons, pl.lit(account_reason(p, "source_account", required=False, checked=checked)))
@@ -275,10 +299,10 @@ def _canonical_operations(g: pl.DataFrame, source: str) -> pl.DataFrame:
         to_account=to_account,
         asset=pl.col("asset_id"),
         amount=amount_stroops("amount_col"),
-        source_asset=asset_id_expr("source_asset_type", "source_asset_code", "source_asset_issuer"),
+        source_asset=pl.col("source_asset_id"),
         source_amount=amount_stroops("source_amount"),
         offer_id=pl.col("offer_id").cast(pl.Int64, strict=False),
-        buying_asset=asset_id_expr("buying_asset_type", "buying_asset_code", "buying_asset_issuer"),
+        buying_asset=pl.col("buying_asset_id"),
         price_n=pl.col("price_r").struct.field("n").cast(pl.Int64, strict=False),
         price_d=pl.col("price_r").struct.field("d").cast(pl.Int64, strict=False),
         memo=pl.col("transaction").struct.field("memo"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.assets import asset_id_expr, pair_id_expr
+from engine.assets import asset_id_expr, pair_id_expr, valid_asset_ids
 from engine.ingest.horizon_records import (
     OPERATION_FIELDS,
     _mark_duplicates,
@@ -24,7 +24,13 @@ from engine.ingest.validate import (
     account_reason,
     amount_reason,
     amount_stroops,
+    asset_reasons,
+    distinct_reason,
+    field_reason,
     first_reason,
+    pool_reason,
+    record_reason,
+    shown,
     split_reasons,
     stroops_from_float_text,
     trade_id_reason,
@@ -62,29 +68,58 @@ def _utc(col: str) -> pl.Expr:
 
 
 def peek_columns(path: Path) -> list[str]:
-    if ".parquet" in path.name:
-        return pl.read_parquet_schema(path).names()
-    return pl.read_csv(path, n_rows=0, infer_schema=False).columns
+    """Column names of a CSV or Parquet export (BadInput if it cannot be read as one)."""
+    try:
+        if ".parquet" in path.name.lower():
+            return pl.read_parquet_schema(path).names()
+        return pl.read_csv(path, n_rows=0, infer_schema=False).columns
+    except pl.exceptions.NoDataError as exc:
+        raise BadInput(f"{path}: the file is empty (no header line): export it again with its header") from exc
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadInput(_unreadable(path, exc)) from exc
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    kind = "Parquet" if ".parquet" in path.name.lower() else "CSV"
+    return f"{path}: cannot be read as {kind} ({str(exc).splitlines()[0][:200]}). Is it complete? Export it again."
 
 
 def read_rows(path: Path, fields: dict) -> pl.DataFrame:
-    """Rows of a JSONL / CSV / Parquet export as strings + line_no, raw, valid, location."""
+    """Rows of a JSONL / CSV / Parquet export as strings + line_no, raw, valid, defect, location."""
     path = Path(path)
-    if ".csv" in path.name or ".parquet" in path.name:
-        try:
-            frame = pl.read_csv(path, infer_schema=False) if ".csv" in path.name else pl.read_parquet(path)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise BadInput(f"{path}: cannot be read ({exc})") from exc
-        frame = frame.select(pl.all().cast(pl.String))
+    if ".csv" in path.name.lower() or ".parquet" in path.name.lower():
+        frame = _read_table(path)
         missing = [c for c in fields if c not in frame.columns and not isinstance(fields[c], dict)]
         frame = frame.with_columns(
             [pl.lit(None, dtype=pl.String).alias(c) for c in missing],
             raw=pl.struct(pl.all()).struct.json_encode(),
             valid=pl.lit(True),
+            defect=pl.lit(None, dtype=pl.String),
             line_no=pl.int_range(1, pl.len() + 1),
         )
         return frame.with_columns(location=pl.format("{}:row {}", pl.lit(str(path)), pl.col("line_no")))
     return with_location(read_json_lines(path, fields), path)
+
+
+def _read_table(path: Path) -> pl.DataFrame:
+    """A CSV or Parquet export with every column as text; BadInput for an empty,
+    corrupt or nested (struct / list columns) file."""
+    try:
+        frame = pl.read_csv(path, infer_schema=False) if ".csv" in path.name.lower() else pl.read_parquet(path)
+    except pl.exceptions.NoDataError as exc:
+        raise BadInput(f"{path}: the file is empty (no header line): export it again with its header") from exc
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadInput(_unreadable(path, exc)) from exc
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+    if nested:
+        raise BadInput(
+            f"{path}: columns {nested[:5]} are nested (struct or list); expected the flat columns stellar-etl "
+            "writes (text and numbers). Flatten them or export with stellar-etl's flat schema."
+        )
+    try:
+        return frame.select(pl.all().cast(pl.String))
+    except pl.exceptions.PolarsError as exc:
+        raise BadInput(_unreadable(path, exc)) from exc
 
 
 def read_trades(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -107,7 +142,7 @@ def trades_from_parsed(
         pd=pl.col("price_d").cast(pl.Int64, strict=False),
     )
     accounts = account_reason(p, "selling_account_address", "buying_account_address", required=False, checked=checked)
-    p = p.with_columns(reason=first_reason(*_trade_reasons(), pl.lit(accounts)))
+    p = p.with_columns(reason=first_reason(*_trade_reasons(p), pl.lit(accounts), *_amount_reasons()))
     good, bad = split_reasons(_mark_duplicates(p, "tid"))
     op_id = trade_op_id("tid")
     out = good.with_columns(
@@ -123,25 +158,42 @@ def trades_from_parsed(
     return conform(out, TRADES_SCHEMA), _quarantine(bad, "files", "tid")
 
 
-def _trade_reasons() -> list[pl.Expr]:
+def _trade_reasons(p: pl.DataFrame) -> list[pl.Expr]:
+    """Why a Hubble trade row is unusable: every field the store needs, null-safely
+    (a missing value gives a reason, never a null that lets the row through)."""
     return [
-        pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
+        record_reason(),
         trade_id_reason("tid", field="history_operation_id/order"),
-        pl.when(pl.col("closed").is_null()).then(pl.lit("field ledger_closed_at: missing or not a UTC timestamp")),
-        pl.when(~pl.col("trade_type").is_in(["1", "2"])).then(
-            pl.format("field trade_type: unknown '{}'", "trade_type")
+        pl.when(pl.col("closed").is_null()).then(
+            pl.format("field ledger_closed_at: '{}' missing or not a UTC timestamp", shown("ledger_closed_at"))
         ),
-        pl.when(pl.col("sold_asset").is_null()).then(pl.lit("field selling_asset_type: unknown asset type")),
-        pl.when(pl.col("bought_asset").is_null()).then(pl.lit("field buying_asset_type: unknown asset type")),
-        pl.when(pl.col("sold_amount").is_null() | (pl.col("sold_amount") <= 0)).then(
-            pl.format("field selling_amount: '{}' is not a positive amount", "selling_amount")
+        field_reason(
+            "trade_type", ~pl.col("trade_type").is_in(["1", "2"]), "is not 1 (orderbook) or 2 (liquidity pool)"
         ),
-        pl.when(pl.col("bought_amount").is_null() | (pl.col("bought_amount") <= 0)).then(
-            pl.format("field buying_amount: '{}' is not a positive amount", "buying_amount")
-        ),
+        *asset_reasons(p, "selling_"),
+        *asset_reasons(p, "buying_"),
         pl.when((pl.col("pn").fill_null(0) <= 0) | (pl.col("pd").fill_null(0) <= 0)).then(
             pl.lit("fields price_n/price_d: must be positive integers")
         ),
+        *[
+            pl.when(pl.col(f"{side}_account_address").is_null() & pl.col(f"{side}_liquidity_pool_id").is_null()).then(
+                pl.lit(f"fields {side}_account_address/{side}_liquidity_pool_id: {side} side has neither")
+            )
+            for side in ("selling", "buying")
+        ],
+        *pool_reason(p, "selling_liquidity_pool_id", "buying_liquidity_pool_id"),
+        pl.when(pl.col("sold_asset") == pl.col("bought_asset")).then(
+            pl.format(
+                "fields selling_asset/buying_asset: both are {}; a trade exchanges two assets", shown("sold_asset")
+            )
+        ),
+    ]
+
+
+def _amount_reasons() -> list[pl.Expr]:
+    return [
+        field_reason(f"{side}_amount", pl.col(col).is_null() | (pl.col(col) <= 0), "is not a positive amount")
+        for side, col in (("selling", "sold_amount"), ("buying", "bought_amount"))
     ]
 
 
@@ -196,19 +248,8 @@ def canonical_from_parsed(
         tid=pl.col("id"), closed=_utc("closed_at"),
         pn=pl.col("price_n").cast(pl.Int64, strict=False), pd=pl.col("price_d").cast(pl.Int64, strict=False),
     )  # fmt: skip
-    reasons = [
-        pl.when(~pl.col("valid")).then(pl.lit("not a JSON object: fix or remove the line")),
-        trade_id_reason("tid"),
-        pl.when(pl.col("closed").is_null()).then(pl.lit("field closed_at: missing or not ISO-8601 UTC")),
-        amount_reason("sold_amount"),
-        amount_reason("bought_amount"),
-        pl.when((pl.col("pn").fill_null(0) <= 0) | (pl.col("pd").fill_null(0) <= 0)).then(
-            pl.lit("fields price_n/price_d: must be positive integers")
-        ),
-    ]
-    p = p.with_columns(
-        reason=first_reason(*reasons, pl.lit(account_reason(p, "seller_account", required=False, checked=checked)))
-    )
+    accounts = account_reason(p, "seller_account", "buyer_account", required=False, checked=checked)
+    p = p.with_columns(reason=first_reason(*_canonical_reasons(p), pl.lit(accounts)))
     good, bad = split_reasons(_mark_duplicates(p, "tid"))
     op_id = trade_op_id("tid")
     out = good.with_columns(
@@ -218,3 +259,41 @@ def canonical_from_parsed(
         pair_id=pair_id_expr("sold_asset", "bought_asset"),
     )  # fmt: skip
     return conform(out, TRADES_SCHEMA), _quarantine(bad, "files", "tid")
+
+
+def _canonical_reasons(p: pl.DataFrame) -> list[pl.Expr]:
+    """Why a row of our own export is unusable: every field the store needs, null-safely."""
+    return [
+        record_reason(),
+        trade_id_reason("tid"),
+        pl.when(pl.col("closed").is_null()).then(
+            pl.format("field closed_at: '{}' missing or not ISO-8601 UTC", shown("closed_at"))
+        ),
+        field_reason(
+            "trade_type",
+            ~pl.col("trade_type").is_in(["orderbook", "liquidity_pool"]),
+            "is not orderbook or liquidity_pool",
+        ),
+        *[field_reason(c, pl.lit(False), "") for c in ("sold_asset", "bought_asset")],
+        *[
+            distinct_reason(
+                p, c, valid_asset_ids, "is not XLM:native or CODE:ISSUER (code of 1-12 letters and digits, G... issuer)"
+            )
+            for c in ("sold_asset", "bought_asset")
+        ],
+        pl.when(pl.col("sold_asset") == pl.col("bought_asset")).then(
+            pl.format("fields sold_asset/bought_asset: both are {}; a trade exchanges two assets", shown("sold_asset"))
+        ),
+        amount_reason("sold_amount"),
+        amount_reason("bought_amount"),
+        pl.when((pl.col("pn").fill_null(0) <= 0) | (pl.col("pd").fill_null(0) <= 0)).then(
+            pl.lit("fields price_n/price_d: must be positive integers")
+        ),
+        *[
+            pl.when(pl.col(f"{side}_account").is_null() & pl.col(f"{side}_pool_id").is_null()).then(
+                pl.lit(f"fields {side}_account/{side}_pool_id: the {side} side has neither")
+            )
+            for side in ("seller", "buyer")
+        ],
+        *pool_reason(p, "seller_pool_id", "buyer_pool_id"),
+    ]

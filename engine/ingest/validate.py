@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from engine.assets import ASSET_TYPES, CODE_LENGTHS, valid_codes, valid_pool_ids
 from engine.schemas import STROOPS_PER_UNIT
 from engine.strkey import valid_account_ids
 
@@ -48,10 +49,15 @@ def trade_id_reason(col: str, *, field: str = "id") -> pl.Expr:
     plain integers (no sign, no leading zeros), the operation id within int64 (it
     gives the ledger), so two spellings of one trade cannot both be stored."""
     ok = pl.col(col).str.contains(_TRADE_ID) & trade_op_id(col).is_not_null()
-    return pl.when(~ok.fill_null(False)).then(
-        pl.format(
-            f"field {field}: '{{}}' is not a trade id of the form <operation id>-<index> (e.g. 4294967297-0)",
-            pl.col(col).fill_null("(missing)"),
+    return (
+        pl.when(pl.col(col).is_null())
+        .then(pl.lit(f"missing field {field}"))
+        .when(~ok.fill_null(False))
+        .then(
+            pl.format(
+                f"field {field}: '{{}}' is not a trade id of the form <operation id>-<index> (e.g. 4294967297-0)",
+                pl.col(col).fill_null("(missing)"),
+            )
         )
     )
 
@@ -155,3 +161,93 @@ def stroops_from_float_text(col: str) -> pl.Expr:
     """
     as_float = pl.col(col).cast(pl.Float64, strict=False)
     return (as_float * STROOPS_PER_UNIT).round(0).cast(pl.Int64, strict=False)
+
+
+def shown(col: str) -> pl.Expr:
+    """The value of `col` as quoted in a reason: at most 80 characters of it."""
+    return pl.col(col).cast(pl.String).str.slice(0, 80).fill_null("(missing)")
+
+
+def field_reason(col: str, bad: pl.Expr, problem: str, *, field: str | None = None, required: bool = True) -> pl.Expr:
+    """Null-safe reason for one field: "missing field F" where the value is null (if
+    `required`), "field F: 'value' <problem>" where `bad` holds.
+
+    A comparison with a missing value is null, and `pl.when(null)` takes the
+    `otherwise` branch: a check written as a bare `pl.when(~x.is_in(...))` lets a
+    record without the field through, to fail the store's NOT NULL later and take
+    its whole batch with it. Here a null `bad` counts as bad.
+    """
+    field = field or col
+    value = pl.col(col)
+    return (
+        pl.when(value.is_null())
+        .then(pl.lit(f"missing field {field}") if required else pl.lit(None, dtype=pl.String))
+        .when(bad.fill_null(True))
+        .then(pl.format(f"field {field}: '{{}}' {problem}", shown(col)))
+    )
+
+
+def distinct_reason(
+    frame: pl.DataFrame, col: str, valid, problem: str, *, field: str | None = None, where: pl.Expr | None = None
+) -> pl.Expr:
+    """Reason where the non-null value of `col` fails `valid` (a Series -> bool Series
+    test) on rows where `where` holds; checked once per distinct value: asset codes,
+    issuers and pool ids repeat across a file, so the cost follows the number of
+    assets, not of trades."""
+    if col not in frame.columns:
+        return pl.lit(None, dtype=pl.String)
+    values = frame.get_column(col).drop_nulls().unique()
+    bad = values.filter(~valid(values).fill_null(False))
+    if bad.len() == 0:
+        return pl.lit(None, dtype=pl.String)
+    hit = pl.col(col).is_in(bad.implode()) & (pl.lit(True) if where is None else where)
+    return pl.when(hit).then(pl.format(f"field {field or col}: '{{}}' {problem}", shown(col)))
+
+
+def _valid_issuers(ids: pl.Series) -> pl.Series:
+    return pl.Series(valid_account_ids(ids.to_list()), dtype=pl.Boolean)
+
+
+def asset_reasons(frame: pl.DataFrame, prefix: str) -> list[pl.Expr]:
+    """Reasons the asset `{prefix}asset_type/_code/_issuer` breaks Stellar's rules: a
+    known type; for credit assets a code of 1-4 (credit_alphanum4) or 5-12
+    (credit_alphanum12) letters and digits, and a G... issuer (StrKey checksum).
+    Code and issuer of a native asset are ignored (stellar-etl writes them as "")."""
+    t, code, issuer = (f"{prefix}asset_{f}" for f in ("type", "code", "issuer"))
+    credit = pl.col(t).is_in(list(CODE_LENGTHS))
+    n = pl.col(code).str.len_chars()
+    lengths = [
+        pl.when((pl.col(t) == kind) & ((n < lo) | (n > hi))).then(
+            pl.format(f"field {code}: '{{}}' has {{}} characters: {kind} codes have {lo}-{hi}", shown(code), n)
+        )
+        for kind, (lo, hi) in CODE_LENGTHS.items()
+    ]
+    return [
+        field_reason(t, ~pl.col(t).is_in(ASSET_TYPES), f"is not an asset type ({', '.join(ASSET_TYPES)})"),
+        pl.when(credit & pl.col(code).is_null()).then(pl.lit(f"missing field {code}")),
+        pl.when(credit & pl.col(issuer).is_null()).then(pl.lit(f"missing field {issuer}")),
+        distinct_reason(
+            frame, code, valid_codes, "is not a Stellar asset code (letters and digits only)", where=credit
+        ),
+        distinct_reason(
+            frame, issuer, _valid_issuers, "is not a valid Stellar account id (StrKey checksum)", where=credit
+        ),
+        *lengths,
+    ]
+
+
+def pool_reason(frame: pl.DataFrame, *cols: str) -> list[pl.Expr]:
+    """Reasons where a liquidity pool id in `cols` is not 64 lowercase hex digits."""
+    return [
+        distinct_reason(frame, c, valid_pool_ids, "is not a liquidity pool id (64 lowercase hex digits)") for c in cols
+    ]
+
+
+NOT_AN_OBJECT = "not a JSON object: fix or remove the line"
+
+
+def record_reason() -> pl.Expr:
+    """Why a line / record could not be parsed at all: the reader's `defect` (invalid
+    UTF-8, a JSON value that is not an object, a field of the wrong JSON type), else
+    that it is not a JSON object."""
+    return pl.when(~pl.col("valid").fill_null(False)).then(pl.coalesce(pl.col("defect"), pl.lit(NOT_AN_OBJECT)))
