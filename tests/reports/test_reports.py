@@ -23,7 +23,18 @@ from reports.verify import verify_report_file
 from storage.store import Store
 from tests.conftest import ROOT
 from tests.factories import ISSUER, account
-from tests.reports.conftest import AS_OF, EVIL_CODE, EVIL_MEMO, KEY_FP, MEMBERS, RING, TRUSTED, WALLET, build_store, signed
+from tests.reports.conftest import (
+    AS_OF,
+    EVIL_CODE,
+    EVIL_MEMO,
+    KEY_FP,
+    MEMBERS,
+    RING,
+    TRUSTED,
+    WALLET,
+    build_store,
+    signed,
+)
 
 
 def _cli(*args, home, trust: str = "") -> subprocess.CompletedProcess:
