@@ -49,7 +49,7 @@ class MarketSummary:
     n_rings: int
     n_wash_trades: int  # trades between two members of one ring
     first_ledger: int
-    last_ledger: int
+    last_ledger: int  # the last ledger with an operation (so a replay of the files holds every ledger asked for)
 
 
 def _flows(rng, world: World, plan: Plan, specs: list[RingSpec]) -> Flow:
@@ -131,7 +131,7 @@ def generate_market(out_dir: Path, *, seed: int = 42, scale: float = 1.0, days: 
         labels_path=paths["labels.csv"], meta_path=paths["meta.json"], seed=seed, scale=scale, days=days,
         n_trades=n_trades, n_operations=n_ops, n_accounts=int(world.role.size), n_rings=len(specs),
         n_wash_trades=inside.height, first_ledger=timeline.first_ledger,
-        last_ledger=timeline.first_ledger + len(timeline.close_offsets) - 1,
+        last_ledger=int(ops["ledger"].max()),  # the last ledger holding a record (a replay's latest)
     )
     meta = _meta(summary, world, specs, rings, ring_ids, account_ids, ops)
     meta["family"] = family.as_dict()

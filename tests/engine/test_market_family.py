@@ -260,3 +260,23 @@ def test_family_markets_ingest_with_nothing_quarantined(cycles, layered, tmp_pat
             counts = store.counts()
         assert sum(r.n_quarantined for r in runs) == 0 and counts["quarantine"] == 0
         assert counts["trades"] == market.n_trades and counts["operations"] == market.n_operations
+
+
+def test_cli_synth_selects_the_family(tmp_path, capsys):
+    import argparse
+
+    from engine.commands import synth
+    from engine.settings import Settings
+
+    parser = argparse.ArgumentParser()
+    synth.register(parser.add_subparsers(dest="command"), argparse.ArgumentParser(add_help=False))
+    args = parser.parse_args(["synth", "--out", str(tmp_path / "m"), "--seed", "5", "--scale", "0.02", "--days", "2",
+                              "--patterns", "cycle,ping_pong", "--exclude-funding", "chain", "--family-seed", "3"])
+    assert args.handler(args, Settings()) == 0
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    assert {r["pattern"] for r in meta["rings"]} == {"cycle", "ping_pong"}
+    assert "chain" not in {r["funding"] for r in meta["rings"]}
+    assert meta["family"]["seed"] == 3 and "wrote" in capsys.readouterr().out
+    bad = parser.parse_args(["synth", "--out", str(tmp_path / "x"), "--patterns", "loop"])
+    with pytest.raises(BadInput, match="unknown pattern loop"):
+        bad.handler(bad, Settings())
