@@ -108,17 +108,23 @@ runs = _ui.sq("runs", limit=50)
 if runs.height == 0:
     st.caption("No runs yet.")
     st.stop()
-st.dataframe(runs.select("run_id", "source", "status", "started_at", "finished_at", "n_trades", "n_operations",
-                         "n_quarantined", "n_ledgers", "error", "params"), hide_index=True, key="runs_table")
+st.dataframe(runs.select("run_id", "source", "status", "resumable", "started_at", "finished_at", "n_trades",
+                         "n_operations", "n_quarantined", "n_ledgers", "error", "params"), hide_index=True,
+             key="runs_table")
 run_id = st.selectbox("Run", runs.get_column("run_id").to_list(), key="run_pick")
 run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
 bad = _ui.sq("quarantined", run_id=run_id, limit=1000)
 st.markdown(f"**Quarantined records of run {run_id}: {run['n_quarantined']:,}**")
 if bad.height:
     st.dataframe(bad.select("location", "record_id", "reason", "raw"), hide_index=True, key="quarantine_table")
-if run["status"] in ("failed", "interrupted", "running") and run["source"] in ("horizon", "datalake"):
-    if st.button(f"Resume run {run_id}", key="resume_run"):
-        params = json.loads(run["params"])
+if run["resumable"]:  # interrupted (killed, crashed) or failed, and not finished by a later run
+    params = json.loads(run["params"])
+    st.info(f"Run {run_id} stopped before the end ({_ui.esc(run['status'])}); its committed batches are kept "
+            "and resuming starts after the last one.")
+    if run["source"] in ("horizon", "datalake") and st.button(f"Resume run {run_id}", key="resume_run"):
         request, batches = plan_request(run["source"], params, settings)
         start(f"resume {run['source']} ledgers {params['start_ledger']}-{params['end_ledger']}",
               ingest_work(store, request, batches))
+    elif run["source"] == "files" and st.button(f"Resume run {run_id}", key="resume_run"):
+        path = Path(params["path"])
+        start(f"resume {path.name}", files_work(store, [path], batch_size=settings.batch_size))

@@ -86,6 +86,7 @@ class Store:
         self._write_lock = threading.Lock()
         if not read_only:
             self._migrate()
+            self._mark_interrupted()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -138,6 +139,23 @@ class Store:
                 cur.execute(MIGRATIONS[version - 1])
                 cur.execute("INSERT INTO schema_version VALUES (?)", [version])
 
+    def _mark_interrupted(self) -> None:
+        """Runs left 'running' by a process that died (kill -9, power loss) become
+        'interrupted'. Only one process holds the file read-write, so a run still
+        'running' that this process did not start is not running anywhere: its
+        cursor says where it stopped, and running the same request resumes there."""
+        live = sorted(_LIVE_RUNS.get(self._key, set())) or [-1]
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE ingest_runs SET status = 'interrupted', error = ? WHERE status = 'running' "
+                f"AND run_id NOT IN ({', '.join('?' for _ in live)})",
+                [_INTERRUPTED, *live],
+            )
+
+    @property
+    def _key(self) -> str:
+        return str(self.path.resolve())
+
     @property
     def schema_version(self) -> int:
         return self._scalar("SELECT max(version) FROM schema_version")
@@ -169,6 +187,7 @@ class Store:
                 "VALUES (?, ?, ?, 'running') RETURNING run_id",
                 [source, json.dumps(params, sort_keys=True, default=str), _now()],
             ).fetchall()
+        _LIVE_RUNS.setdefault(self._key, set()).add(rows[0][0])
         return rows[0][0]
 
     def finish_run(self, run_id: int, *, status: str, n_ledgers: int = 0, error: str | None = None) -> None:
@@ -177,6 +196,7 @@ class Store:
                 "UPDATE ingest_runs SET status = ?, finished_at = ?, n_ledgers = ?, error = ? WHERE run_id = ?",
                 [status, _now(), n_ledgers, error, run_id],
             )
+        _LIVE_RUNS.get(self._key, set()).discard(run_id)
 
     def write_batch(
         self,
@@ -266,7 +286,9 @@ class Store:
         return self._frame("SELECT * FROM accounts ORDER BY account_id")
 
     def runs(self, *, limit: int = 50) -> pl.DataFrame:
-        return self._frame("SELECT * FROM ingest_runs ORDER BY run_id DESC LIMIT ?", [limit])
+        """Ingest runs, newest first: the columns of `ingest_runs` plus `resumable`
+        (interrupted or failed, and no later run of the same request finished)."""
+        return self._frame(_RUNS, [limit])
 
     def quarantined(self, *, run_id: int | None = None, limit: int = 1000) -> pl.DataFrame:
         where, params = ([], []) if run_id is None else (["run_id = ?"], [run_id])
@@ -398,6 +420,23 @@ class Store:
             n = cur.execute(f"SELECT count(*) FROM trades {_where(where)}", params).fetchall()[0][0]
             cur.execute(f"COPY ({select}) TO ? (FORMAT json)", params + [str(out)])
         return n
+
+
+# Run ids this process started and has not finished, per store file: the runs that
+# are really running when the file is opened again in the same process.
+_LIVE_RUNS: dict[str, set[int]] = {}
+_INTERRUPTED = (
+    "interrupted: the process stopped before the run finished (killed or crashed); "
+    "run the same ingest again to resume from the last committed batch"
+)
+# A request is its source and params without `resume_from` (which each run of it records).
+_RUNS = """
+SELECT r.*, r.status IN ('interrupted', 'failed') AND NOT EXISTS (
+    SELECT 1 FROM ingest_runs l WHERE l.run_id > r.run_id AND l.status = 'done' AND l.source = r.source
+    AND json_merge_patch(l.params, '{"resume_from": null}') = json_merge_patch(r.params, '{"resume_from": null}')
+) AS resumable
+FROM ingest_runs r ORDER BY r.run_id DESC LIMIT ?
+"""
 
 
 def _is_write_failure(exc: BaseException) -> bool:

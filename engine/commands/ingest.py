@@ -76,7 +76,7 @@ def _datalake(args, settings) -> int:
 def _run(settings, request, batches) -> int:
     with open_store(settings) as store:
         summary = run_ingest(store, request, batches, progress=CliProgress(f"ingest {request.source}"))
-    print(summary.describe())
+        _report(store, [summary])
     return 0
 
 
@@ -87,6 +87,18 @@ def _files(args, settings) -> int:
         summaries = ingest_files(
             store, args.paths, batch_size=settings.batch_size, progress=CliProgress("ingest files")
         )
+        _report(store, summaries)
+    return 0
+
+
+def _report(store, summaries, *, shown: int = 5) -> None:
+    """Each run's summary, then the first quarantined records (where, and why) so a
+    bad file is explained on the spot; the Ingest page lists them all."""
     for s in summaries:
         print(s.describe())
-    return 0
+        if not s.n_quarantined or s.run_id is None:
+            continue
+        for row in store.quarantined(run_id=s.run_id, limit=shown).iter_rows(named=True):
+            print(f"  quarantined {row['location']}: {row['reason']}")
+        if s.n_quarantined > shown:
+            print(f"  ... {s.n_quarantined - shown:,} more quarantined records of run {s.run_id}: see the Ingest page")

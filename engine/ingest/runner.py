@@ -13,10 +13,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
+from engine.ingest.validate import unstorable_reason
 from engine.progress import Progress, no_progress
 from storage.errors import UserFacingError
 from storage.store import CursorPosition, Store
@@ -84,7 +85,7 @@ def run_ingest(
     run_id = store.start_run(request.source, {**request.params, "resume_from": resume_from})
     totals = {"t": 0, "o": 0, "q": 0, "r": 0, "u": 0}
     try:
-        for batch in prefetch(batches(resume_from)):
+        for batch in prefetch(_storable_batches(batches(resume_from), _where(request))):
             result = store.write_batch(
                 run_id=run_id,
                 trades=batch.trades,
@@ -118,6 +119,44 @@ def run_ingest(
         time.monotonic() - started,
         resumed_from=resume_from,
     )
+
+
+def _where(request: IngestRequest) -> str:
+    """What a run reads, for quarantine locations: its file, URL or folder."""
+    p = request.params
+    return str(p.get("path") or p.get("horizon_url") or p.get("source") or request.scope)
+
+
+def _storable_batches(batches: Iterator[Batch], where: str) -> Iterator[Batch]:
+    """Each batch with any row the store could not hold (see `unstorable_reason`)
+    moved to its quarantine; runs on the prefetch thread, beside the writes."""
+    for batch in batches:
+        yield _storable(batch, where)
+
+
+def _storable(batch: Batch, where: str) -> Batch:
+    frames, bad = {}, []
+    for table in ("trades", "operations"):
+        frame = getattr(batch, table)
+        reason = None if frame is None or frame.height == 0 else unstorable_reason(frame, table)
+        if reason is None:
+            continue
+        marked = frame.with_columns(_reason=reason)
+        frames[table] = marked.filter(pl.col("_reason").is_null()).drop("_reason")
+        rejected = marked.filter(pl.col("_reason").is_not_null())
+        bad.append(
+            rejected.select(
+                source=pl.col("source").fill_null("unknown"),
+                location=pl.format(f"{where}: {table[:-1]} {{}}", pl.col("id").cast(pl.String).fill_null("?")),
+                record_id=pl.col("id").cast(pl.String),
+                reason=pl.format("{}: not stored (the decoder let it through: please report it)", "_reason"),
+                raw=pl.struct(pl.all().exclude("_reason")).struct.json_encode(),
+            )
+        )
+    if not bad:
+        return batch
+    quarantine = pl.concat([q for q in (batch.quarantine, *bad) if q is not None and q.height], how="vertical_relaxed")
+    return replace(batch, **frames, quarantine=quarantine)
 
 
 _DONE = object()

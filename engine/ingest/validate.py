@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from engine.assets import ASSET_TYPES, CODE_LENGTHS, valid_codes, valid_pool_ids
+from engine.assets import ASSET_TYPES, CODE_LENGTHS, valid_asset_ids, valid_codes, valid_pool_ids
 from engine.schemas import STROOPS_PER_UNIT
 from engine.strkey import valid_account_ids
 
@@ -194,14 +194,19 @@ def distinct_reason(
     test) on rows where `where` holds; checked once per distinct value: asset codes,
     issuers and pool ids repeat across a file, so the cost follows the number of
     assets, not of trades."""
-    if col not in frame.columns:
-        return pl.lit(None, dtype=pl.String)
-    values = frame.get_column(col).drop_nulls().unique()
-    bad = values.filter(~valid(values).fill_null(False))
+    bad = bad_values(frame, col, valid)
     if bad.len() == 0:
         return pl.lit(None, dtype=pl.String)
     hit = pl.col(col).is_in(bad.implode()) & (pl.lit(True) if where is None else where)
     return pl.when(hit).then(pl.format(f"field {field or col}: '{{}}' {problem}", shown(col)))
+
+
+def bad_values(frame: pl.DataFrame, col: str, valid) -> pl.Series:
+    """The distinct non-null values of `col` that fail `valid` (empty if no such column)."""
+    if col not in frame.columns:
+        return pl.Series(col, [], dtype=pl.String)
+    values = frame.get_column(col).drop_nulls().unique()
+    return values.filter(~valid(values).fill_null(False))
 
 
 def _valid_issuers(ids: pl.Series) -> pl.Series:
@@ -251,3 +256,45 @@ def record_reason() -> pl.Expr:
     UTF-8, a JSON value that is not an object, a field of the wrong JSON type), else
     that it is not a JSON object."""
     return pl.when(~pl.col("valid").fill_null(False)).then(pl.coalesce(pl.col("defect"), pl.lit(NOT_AN_OBJECT)))
+
+
+# What the store's NOT NULL / CHECK constraints need of each canonical frame.
+STORED_REQUIRED = {
+    "trades": ("id", "op_id", "ledger", "closed_at", "trade_type", "pair_id", "sold_asset", "sold_amount",
+               "bought_asset", "bought_amount", "price_n", "price_d", "source"),
+    "operations": ("id", "ledger", "closed_at", "type", "source"),
+}  # fmt: skip
+_ASSET_COLUMNS = {"trades": ("sold_asset", "bought_asset"), "operations": ("asset", "source_asset", "buying_asset")}
+
+
+def unstorable_reason(frame: pl.DataFrame, table: str) -> pl.Expr | None:
+    """Why a canonical row (engine.schemas) cannot be stored as it is, or None when
+    every row can: a required column empty, a non-positive amount, an asset id that
+    breaks Stellar's rules, a trade of an asset for itself.
+
+    The decoders check each source's fields and name them; this runs on every
+    source's output before the write, so a gap in one decoder costs a quarantined
+    row, never a failed batch or an invented one. Cheap when all is well: null
+    counts, minima and distinct asset ids.
+    """
+    required = STORED_REQUIRED[table]
+    nulls = frame.select(required).null_count().row(0)
+    checks = [
+        pl.when(pl.col(c).is_null()).then(pl.lit(f"field {c}: missing"))
+        for c, n in zip(required, nulls, strict=True)
+        if n
+    ]
+    checks += [
+        distinct_reason(frame, c, valid_asset_ids, "is not XLM:native or CODE:ISSUER")
+        for c in _ASSET_COLUMNS[table]
+        if bad_values(frame, c, valid_asset_ids).len()
+    ]
+    if table == "trades":
+        positive = ("sold_amount", "bought_amount", "price_n", "price_d")
+        checks += [pl.when(pl.col(c) <= 0).then(pl.lit(f"field {c}: not positive")) for c in positive
+                   if frame.height and (frame.get_column(c).min() or 1) <= 0]  # fmt: skip
+        if frame.height and (frame.get_column("sold_asset") == frame.get_column("bought_asset")).any():
+            checks.append(
+                pl.when(pl.col("sold_asset") == pl.col("bought_asset")).then(pl.lit("sold and bought the same asset"))
+            )
+    return first_reason(*checks) if checks else None
