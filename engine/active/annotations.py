@@ -1,20 +1,34 @@
 """Analysts' labels you can trust: HMAC-signed rows, verification, export and import.
 
-Every annotation row carries an HMAC-SHA256 over ``wallet|label|annotator_id|annotated_at``
-(annotated_at in UTC, Python ``isoformat()``: microseconds only when non-zero), keyed
-by a local secret (`load_or_create_key`). Rows that fail verification are rejected
-by name before any training (`verify_annotations`) and before any import
-(`read_annotation_file`). Sharing labels between analysts means sharing that key.
+Every annotation row carries an HMAC-SHA256, keyed by a local secret
+(`load_or_create_key`), stored as ``v2:<hex>`` over
 
-The HMAC covers the four fields the spec names; pair_id, note and label_source are
-not covered (a changed note cannot change training; a moved pair_id can: see the report).
+    b"ledgerlens-annotation-v2\n" + JSON [wallet, pair_id, label, note, annotator_id, annotated_at]
+
+(compact JSON, ASCII; an empty pair_id / note is null; annotated_at in UTC,
+Python ``isoformat()``: microseconds only when non-zero). Every field that says
+something is covered: who labelled which wallet in which pair (null: every pair) as
+what, when, and why - so a label cannot be moved to another pair or given another
+note. `label_source` is not covered: it records how the row reached this store
+(`analyst`, `import`) and an import rewrites it.
+
+Legacy rows (a bare hex HMAC over ``wallet|label|annotator_id|annotated_at``, made
+before pair_id was covered) are checked with that old scheme and then REFUSED with
+their own reason: the four fields may be genuine, but nothing proves which pair the
+label is about, so they are never evidence or training data. Label again to use them.
+
+Rows that fail verification are rejected by name before any training
+(`verify_annotations`) and before any import (`read_annotation_file`). Sharing
+labels between analysts means sharing that key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,9 +83,33 @@ def timestamp_text(when: datetime) -> str:
     return when.astimezone(UTC).isoformat()
 
 
-def sign(key: bytes, *, wallet: str, label: str, annotator_id: str, annotated_at: datetime) -> str:
-    """Hex HMAC-SHA256 over wallet|label|annotator_id|annotated_at."""
-    message = f"{wallet}|{label}|{annotator_id}|{timestamp_text(annotated_at)}".encode()
+SCHEME = "v2"
+SIGNED_PREFIX = b"ledgerlens-annotation-v2\n"
+SIGNED_FIELDS: tuple[str, ...] = ("wallet", "pair_id", "label", "note", "annotator_id", "annotated_at")
+REASON_LEGACY = ("legacy HMAC (signed before pair_id and note were covered): wallet, label, analyst and time verify "
+                 "but the pair it is about cannot be proven; label it again to use it")  # fmt: skip
+REASON_MISMATCH = "HMAC mismatch (row altered - e.g. moved to another pair - or signed with another key)"
+_LEGACY_MAC = re.compile(r"[0-9a-f]{64}")
+
+
+def signed_message(*, wallet: str, pair_id: str | None, label: str, note: str | None, annotator_id: str,
+                   annotated_at: str) -> bytes:  # fmt: skip
+    """The bytes a v2 HMAC is over (`annotated_at` already as `timestamp_text`)."""
+    fields = [wallet, pair_id or None, label, note or None, annotator_id, annotated_at]
+    return SIGNED_PREFIX + json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def sign(key: bytes, *, wallet: str, label: str, annotator_id: str, annotated_at: datetime,
+         pair_id: str | None = None, note: str | None = None) -> str:  # fmt: skip
+    """``v2:`` + hex HMAC-SHA256 over every meaningful field (see module doc)."""
+    message = signed_message(wallet=wallet, pair_id=pair_id, label=label, note=note, annotator_id=annotator_id,
+                             annotated_at=timestamp_text(annotated_at))  # fmt: skip
+    return f"{SCHEME}:{hmac.new(key, message, hashlib.sha256).hexdigest()}"
+
+
+def sign_legacy(key: bytes, *, wallet: str, label: str, annotator_id: str, annotated_at: str) -> str:
+    """The pre-v2 HMAC (hex, over wallet|label|annotator_id|annotated_at text): only to recognise legacy rows."""
+    message = f"{wallet}|{label}|{annotator_id}|{annotated_at}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
@@ -85,7 +123,8 @@ def annotation_row(
     if not wallet or not annotator_id:
         raise BadInput("an annotation needs a wallet and an annotator id")
     now = now.astimezone(UTC)
-    mac = sign(key, wallet=wallet, label=label, annotator_id=annotator_id, annotated_at=now)
+    mac = sign(key, wallet=wallet, label=label, annotator_id=annotator_id, annotated_at=now, pair_id=pair_id,
+               note=note)  # fmt: skip
     return pl.DataFrame(
         {"wallet": [wallet], "pair_id": [pair_id or None], "label": [label], "note": [note or None],
          "annotator_id": [annotator_id], "annotated_at": [now], "label_source": [label_source], "hmac": [mac]},
@@ -96,7 +135,12 @@ def annotation_row(
 @dataclass(frozen=True)
 class Verified:
     valid: pl.DataFrame  # rows whose HMAC verifies (input columns)
-    rejected: pl.DataFrame  # rows that fail: input columns + reason
+    rejected: pl.DataFrame  # rows that fail: input columns + reason (legacy rows included, see n_legacy)
+
+    @property
+    def n_legacy(self) -> int:
+        """Rejected rows that are genuine legacy-signed labels (not tampered, but not bound to a pair)."""
+        return int((self.rejected.get_column("reason") == REASON_LEGACY).sum()) if self.rejected.height else 0
 
     def names(self, limit: int = 20) -> list[str]:
         """The rejected rows named for a person: `wallet label by annotator at time (reason)`."""
@@ -114,30 +158,42 @@ def _iso_expr() -> pl.Expr:
     )
 
 
-def _signed_text(frame: pl.DataFrame) -> pl.Series:
-    """wallet|label|annotator_id|annotated_at per row, annotated_at rendered as isoformat() (vectorised)."""
-    parts = [pl.col("wallet").fill_null(""), pl.col("label").fill_null(""), pl.col("annotator_id").fill_null(""),
-             _iso_expr().fill_null("")]  # fmt: skip
-    return frame.select(pl.concat_str(parts, separator="|").alias("m")).get_column("m")
+def row_status(key: bytes, row: dict) -> str | None:
+    """None when the row's HMAC verifies under the v2 scheme, else why not (legacy rows have their own reason).
+
+    row: wallet, pair_id, label, note, annotator_id, annotated_at (signed text or None), hmac."""
+    mac, at = row.get("hmac") or "", row.get("annotated_at")
+    if row.get("label") not in LABELS:
+        return "label not wash/legit/unsure"
+    if not mac:
+        return "no HMAC"
+    if at is None:
+        return "no annotated_at"
+    fields = {f: row.get(f) for f in SIGNED_FIELDS}
+    if mac.startswith(f"{SCHEME}:"):
+        expected = f"{SCHEME}:{hmac.new(key, signed_message(**fields), hashlib.sha256).hexdigest()}"
+        return None if hmac.compare_digest(expected, mac) else REASON_MISMATCH
+    if _LEGACY_MAC.fullmatch(mac):
+        legacy = sign_legacy(key, wallet=fields["wallet"] or "", label=fields["label"],
+                             annotator_id=fields["annotator_id"] or "", annotated_at=at)  # fmt: skip
+        if hmac.compare_digest(legacy, mac):
+            return REASON_LEGACY
+    return REASON_MISMATCH
 
 
 def verify_annotations(frame: pl.DataFrame, key: bytes) -> Verified:
     """Split annotation rows into those whose HMAC verifies and those that do not (with a reason).
 
-    frame: at least wallet, label, annotator_id, annotated_at (tz-aware), hmac."""
+    frame: at least wallet, label, annotator_id, annotated_at (tz-aware), hmac; pair_id and note
+    (absent: null). Legacy-signed rows are rejected with REASON_LEGACY (see module doc)."""
     if frame.height == 0:
         return Verified(frame, frame.with_columns(reason=pl.lit(None, dtype=pl.String)))
-    expected = [hmac.new(key, m.encode(), hashlib.sha256).hexdigest() for m in _signed_text(frame).to_list()]
-    given = frame.get_column("hmac").fill_null("").to_list()
-    ok = [hmac.compare_digest(e, g) for e, g in zip(expected, given, strict=True)]
-    reason = (
-        pl.when(~pl.col("label").is_in(list(LABELS))).then(pl.lit("label not wash/legit/unsure"))
-        .when(pl.col("hmac").is_null() | (pl.col("hmac") == "")).then(pl.lit("no HMAC"))
-        .when(pl.col("annotated_at").is_null()).then(pl.lit("no annotated_at"))
-        .otherwise(pl.lit("HMAC mismatch (row altered or signed with another key)"))
-    )  # fmt: skip
-    good = pl.Series("ok", ok) & frame.get_column("label").is_in(list(LABELS))
-    return Verified(frame.filter(good), frame.filter(~good).with_columns(reason=reason))
+    cols = [pl.col(c) if c in frame.columns else pl.lit(None, dtype=pl.String).alias(c)
+            for c in ("wallet", "pair_id", "label", "note", "annotator_id", "hmac")]  # fmt: skip
+    rows = frame.select(*cols, _iso_expr().alias("annotated_at")).to_dicts()
+    reasons = pl.Series("reason", [row_status(key, r) for r in rows], dtype=pl.String)
+    good = reasons.is_null()
+    return Verified(frame.filter(good), frame.with_columns(reasons).filter(~good))
 
 
 def verified_store_annotations(store, key: bytes) -> Verified:

@@ -12,12 +12,16 @@ import polars as pl
 import pytest
 
 from engine.active.annotations import (
+    ANNOTATION_SCHEMA,
+    REASON_LEGACY,
+    REASON_MISMATCH,
     annotation_row,
     export_annotations,
     import_annotations,
     load_or_create_key,
     read_annotation_file,
     sign,
+    sign_legacy,
     verify_annotations,
 )  # fmt: skip
 from engine.active.queue import committee, evidence_boost, rank_queue, uncertainty, vote_entropy
@@ -44,10 +48,48 @@ def _rows(n: int = 3) -> pl.DataFrame:
 # -- HMAC ---------------------------------------------------------------------------------------------
 
 
-def test_hmac_is_sha256_over_the_four_fields():
-    expected = hmac.new(KEY, b"GW0|wash|ana|2024-05-01T12:00:00+00:00", hashlib.sha256).hexdigest()
-    assert sign(KEY, wallet="GW0", label="wash", annotator_id="ana", annotated_at=T0) == expected
-    assert _rows(1).get_column("hmac").item() == expected
+def test_hmac_is_sha256_over_every_field_of_the_label():
+    message = b'ledgerlens-annotation-v2\n["GW0","A/B","wash","lots","ana","2024-05-01T12:00:00+00:00"]'
+    expected = "v2:" + hmac.new(KEY, message, hashlib.sha256).hexdigest()
+    assert sign(KEY, wallet="GW0", pair_id="A/B", label="wash", note="lots", annotator_id="ana",
+                annotated_at=T0) == expected  # fmt: skip
+    wide = b'ledgerlens-annotation-v2\n["GW0",null,"wash",null,"ana","2024-05-01T12:00:00+00:00"]'
+    assert _rows(1).get_column("hmac").item() != sign(KEY, wallet="GW0", label="wash", annotator_id="ana",
+                                                      annotated_at=T0)  # the row has a note: it is signed too
+    assert sign(KEY, wallet="GW0", pair_id="", label="wash", note="", annotator_id="ana", annotated_at=T0) == \
+        "v2:" + hmac.new(KEY, wide, hashlib.sha256).hexdigest()  # empty = absent, as stored
+
+
+def _moved(stored: pl.DataFrame, wallet: str, **changes) -> pl.DataFrame:
+    """`stored` with one row's fields changed (the HMAC kept)."""
+    hit = pl.col("wallet") == wallet
+    return stored.with_columns(**{c: pl.when(hit).then(pl.lit(v, dtype=pl.String)).otherwise(c)
+                                  for c, v in changes.items()})  # fmt: skip
+
+
+def test_a_label_cannot_move_to_another_pair_or_change_its_note(store):
+    store.append_annotations(_rows(3))  # GW1 is about pair A/B; GW0 and GW2 about every pair
+    stored = store.annotations()
+    for wallet, changes in [("GW1", {"pair_id": "C/D"}), ("GW1", {"pair_id": None}), ("GW0", {"pair_id": "A/B"}),
+                            ("GW2", {"note": "not what was written"}), ("GW2", {"annotator_id": "eve"})]:  # fmt: skip
+        out = verify_annotations(_moved(stored, wallet, **changes), KEY)
+        assert out.rejected.get_column("wallet").to_list() == [wallet], changes
+        assert out.rejected.get_column("reason").item() == REASON_MISMATCH and out.valid.height == 2
+
+
+def test_legacy_rows_are_checked_with_the_old_scheme_and_refused_by_name(store):
+    at = "2024-05-01T12:00:00+00:00"
+    legacy = sign_legacy(KEY, wallet="GL", label="wash", annotator_id="ana", annotated_at=at)
+    assert legacy == hmac.new(KEY, f"GL|wash|ana|{at}".encode(), hashlib.sha256).hexdigest()
+    rows = pl.DataFrame({"wallet": ["GL", "GM"], "pair_id": ["A/B", None], "label": ["wash", "legit"],
+                         "note": [None, None], "annotator_id": ["ana", "ana"], "annotated_at": [T0, T0],
+                         "label_source": ["analyst"] * 2, "hmac": [legacy, "0" * 64]},
+                        schema=ANNOTATION_SCHEMA)  # fmt: skip
+    store.append_annotations(pl.concat([rows, _rows(1)]))
+    out = verify_annotations(store.annotations(), KEY)
+    assert out.valid.get_column("wallet").to_list() == ["GW0"]
+    assert dict(out.rejected.select("wallet", "reason").iter_rows()) == {"GL": REASON_LEGACY, "GM": REASON_MISMATCH}
+    assert out.n_legacy == 1 and "cannot be proven; label it again" in out.names()[0]
 
 
 def test_stored_rows_verify_and_tampered_rows_are_named(store):
@@ -58,8 +100,7 @@ def test_stored_rows_verify_and_tampered_rows_are_named(store):
     tampered = stored.with_columns(label=pl.when(pl.col("wallet") == "GW1").then(pl.lit("wash")).otherwise("label"))
     out = verify_annotations(tampered, KEY)
     assert out.valid.get_column("wallet").to_list() == ["GW0", "GW2"]
-    assert out.names() == [f"GW1 wash by ana at {stored['annotated_at'][1]} (HMAC mismatch (row altered or "
-                           "signed with another key))"]  # fmt: skip
+    assert out.names() == [f"GW1 wash by ana at {stored['annotated_at'][1]} ({REASON_MISMATCH})"]
     assert verify_annotations(stored, b"x" * 32).rejected.height == 3  # another key
 
 
@@ -111,6 +152,20 @@ def test_cli_import_rejects_tampered_rows_by_name_and_exits_1(tmp_path, monkeypa
 
     with Store(tmp_path / "b.duckdb") as b:
         assert b.annotations().get_column("wallet").to_list() == ["GAAA"]
+
+
+def test_cli_import_refuses_a_label_moved_to_another_pair(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LEDGERLENS_HOME", str(tmp_path / "home"))
+    db = str(tmp_path / "a.duckdb")
+    assert main(["annotate", "--db", db, "--wallet", "GAAA", "--pair", "X:GI/XLM:native", "--label", "wash",
+                 "--annotator", "ana", "--no-retrain"]) == 0  # fmt: skip
+    out = tmp_path / "x.csv"
+    assert main(["annotate", "--db", db, "--export", str(out)]) == 0
+    out.write_text(out.read_text().replace("GAAA,X:GI/XLM:native,", "GAAA,Y:GI/XLM:native,"))
+    capsys.readouterr()
+    assert main(["annotate", "--db", str(tmp_path / "b.duckdb"), "--import", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "rejected: GAAA wash by ana at" in err and "moved to another pair" in err
 
 
 # -- strategies -------------------------------------------------------------------------------------
