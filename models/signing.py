@@ -1,8 +1,13 @@
-"""Ed25519 keys for model signing: load or create the private key, fingerprints, verify.
+"""Ed25519 keys for model and report signing: load or create the private key, fingerprints, verify.
 
 The private key lives at a settings path (PEM, mode 0600), created on first use.
 A fingerprint is the SHA-256 hex of the raw 32-byte public key; loading a model
-trusts a signature only when its public key's fingerprint is in the trusted set.
+(models.registry) or verifying a report (reports.attest) trusts a signature only
+when its public key's fingerprint is in the trusted set. One key and one trust list
+serve both (LEDGERLENS_MODEL_SIGNING_KEY, LEDGERLENS_MODEL_TRUSTED_FINGERPRINTS, read
+by engine.pipeline.signing_key / trusted_fingerprints); the two never accept each
+other's signatures because report signatures are over a fixed prefix and model
+signatures over metadata JSON.
 """
 
 from __future__ import annotations
