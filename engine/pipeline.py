@@ -83,6 +83,7 @@ def compute_features(store: Store, *, as_of: datetime | None = None) -> FeatureR
     matrix = build_feature_matrix(
         trades, store.operations(), store.accounts(), as_of=as_of,
         ring_members=ring_members.select("account_id", "ring_id") if ring_members is not None else None,
+        loops=store.load_derived("closed_loops") if ring_members is not None else None,
     )  # fmt: skip
     benford = build_benford_table(trades, as_of=as_of)
     store.save_derived("features", matrix)
@@ -254,14 +255,21 @@ def _has_both_classes(labels: pl.DataFrame) -> bool:
     return labels.get_column("label").n_unique() == 2
 
 
-def simulated_training_data(*, seed: int, scale: float, days: int, snapshots: int = SIM_SNAPSHOTS) -> TrainingData:
-    """A simulated market's feature snapshots (rings and features as of each) and its ground truth."""
+def simulated_training_data(*, seed: int, scale: float, days: int, snapshots: int = SIM_SNAPSHOTS,
+                            family=None) -> TrainingData:  # fmt: skip
+    """A simulated market's feature snapshots (rings and features as of each) and its ground truth.
+
+    `family`: an engine.synthetic.FamilyConfig; default the whole randomised family drawn
+    from `seed` (every ring pattern and funding style, wide ranges), so the default model
+    is not trained on one configuration of the simulator."""
     from engine.ingest.files import ingest_files
     from engine.synthetic import generate_market
+    from engine.synthetic.family import FamilyConfig
     from models.training import labels_from_simulator
 
+    family = family if family is not None else FamilyConfig(seed=seed)
     with tempfile.TemporaryDirectory(prefix="ledgerlens-sim-") as tmp:
-        market = generate_market(Path(tmp) / "market", seed=seed, scale=scale, days=days)
+        market = generate_market(Path(tmp) / "market", seed=seed, scale=scale, days=days, family=family)
         with Store(Path(tmp) / "sim.duckdb") as sim:
             ingest_files(sim, [market.trades_path, market.operations_path])
             trades, ops, accounts, edges = sim.trades(), sim.operations(), sim.accounts(), sim.funding_edges()
@@ -273,8 +281,10 @@ def simulated_training_data(*, seed: int, scale: float, days: int, snapshots: in
         as_of = end - i * step
         rings = detect_rings(trades.filter(pl.col("closed_at") <= as_of), edges.filter(pl.col("closed_at") <= as_of),
                              options=RingOptions(seed=seed))  # fmt: skip
-        frames.append(build_feature_matrix(trades, ops, accounts, as_of=as_of, ring_members=rings.ring_members))
-    origin = f"simulated market seed {seed} scale {scale} ({trades.height:,} trades, {snapshots} snapshots)"
+        frames.append(build_feature_matrix(trades, ops, accounts, as_of=as_of, ring_members=rings.ring_members,
+                                           loops=rings.closed_loops))
+    origin = (f"simulated market family seed {seed} scale {scale} ({trades.height:,} trades, {snapshots} snapshots; "
+              f"patterns {', '.join(family.patterns)}; funding {', '.join(family.funding_styles)})")
     return TrainingData(pl.concat(frames, how="vertical_relaxed"), labels_from_simulator(labels), origin)
 
 

@@ -2,9 +2,28 @@
 
 RiskScore (DESIGN.md): wallet, pair_id, score 0-100, benford_flag, ml_flag,
 confidence 0-100, ring_id | None, timestamp (as_of, unix s), model_version,
-bft_divergence. The score is the ensemble's calibrated probability x 100 (median of
-the three members; the outlier trimmed when they spread > 30 points). Confidence
-is agreement (100 - the kept members' spread) times calibration (1 - the
+bft_divergence.
+
+The score adds two kinds of points and maps them onto 0-100 without a ceiling wall:
+
+- model points: the ensemble's calibrated probability (median of the three members; the
+  outlier trimmed when they spread > 30 points) x 80, so the model alone reaches the
+  threshold from 0.875 and never saturates the scale; `ml_flag` is that probability
+  x 100 >= the threshold (the model's own verdict, shown beside the score);
+- mechanism points (`EVIDENCE_WEIGHTS`), read from the features and never trained, so a
+  pattern the model never saw still scores when its mechanism shows: closed loops (60 x
+  the square root of the wallet's share of trades in closed loops + 12 x log10(1 + its
+  trades in closed loops): 10 loop trades are less evidence than 1,000), its ring (30 x the
+  share of trades with members of its own ring) and a shared controller while flat
+  (20 x the share of trades with funding kin x (1 - |net flow|)); all x (1 - exp(-n/15))
+  for a wallet with n trades in the pair, so more trades are more evidence;
+- score = 100 x (1 - exp(-points / 58.1)) up to 70 points (= a score of 70), then
+  70 + 29.9 x (1 - exp(-(points - 70) / 120)): every further point still raises the score
+  (the model alone or the mechanisms alone can reach the threshold; both together rank
+  above either), so the top of the market is ordered by how much evidence it carries,
+  not a wall of 100s.
+
+Confidence is agreement (100 - the kept members' spread) times calibration (1 - the
 held-out expected calibration error).
 """
 
@@ -36,6 +55,38 @@ BENFORD_WINDOW = "30d"
 BENFORD_NEGLOG_P = 3.0
 BENFORD_EXCESS_MAD = 0.015
 
+MODEL_POINTS = 80.0  # the model alone reaches the threshold from a probability of 0.875
+EVIDENCE_WEIGHTS = {"loops": 60.0, "loop_volume": 12.0, "ring": 30.0, "controller": 20.0}
+EVIDENCE_TRADES = 15.0  # mechanism points x (1 - exp(-n_trades / 15)): 3 trades say less than 300
+POINTS_SCALE = 70.0 / -np.log(0.3)  # 58.1: 70 points -> a score of 70
+TOP_RANGE, TOP_SCALE = 29.9, 120.0  # past 70 points, 120 more points close ~63% of the way to 100
+
+
+def evidence_points(features: pl.DataFrame) -> pl.DataFrame:
+    """Mechanism evidence per feature row, in points (see the module docstring).
+
+    Shapes: -> [wallet, pair_id, loop_points, ring_points, controller_points] (f64, null -> 0).
+    """
+    col = lambda name: (pl.col(name) if name in features.columns else pl.lit(None)).cast(pl.Float64).fill_null(0.0)  # noqa: E731
+    in_ring = col("ring_size") > 0
+    support = 1.0 - (-col("n_trades") / EVIDENCE_TRADES).exp()
+    return features.select(
+        "wallet", "pair_id",
+        loop_points=(EVIDENCE_WEIGHTS["loops"] * col("loop_share").clip(0.0, 1.0).sqrt()
+                     + EVIDENCE_WEIGHTS["loop_volume"] * (1.0 + col("loop_share") * col("n_trades")).log10()) * support,
+        ring_points=EVIDENCE_WEIGHTS["ring"] * pl.when(in_ring).then(col("ring_cp_share")).otherwise(0.0) * support,
+        controller_points=EVIDENCE_WEIGHTS["controller"] * col("same_controller_rate") * col("flow_balance") * support,
+    )  # fmt: skip
+
+
+def combined_score(model_probability: np.ndarray, points: pl.DataFrame) -> np.ndarray:
+    """0-100 floats from the model's probability (0-1) and `evidence_points` rows."""
+    total = MODEL_POINTS * np.asarray(model_probability, dtype=float) + points.select(
+        pl.sum_horizontal("loop_points", "ring_points", "controller_points")).to_series().to_numpy()
+    below = 100.0 * (1.0 - np.exp(-total / POINTS_SCALE))
+    above = 70.0 + TOP_RANGE * (1.0 - np.exp(-(total - 70.0) / TOP_SCALE))
+    return np.where(total <= 70.0, below, above)
+
 
 def score_features(
     loaded: LoadedModel, features: pl.DataFrame, *, flag_threshold: int = 70,
@@ -51,13 +102,13 @@ def score_features(
     check_feature_schema(loaded.feature_columns, feature_columns(features))
     if features.height == 0:
         return pl.DataFrame(schema=SCORES_SCHEMA)
-    score, divergent, spread, _ = loaded.model.combined(design_matrix(features, loaded.feature_columns))
+    model, divergent, spread, _ = loaded.model.combined(design_matrix(features, loaded.feature_columns))
     calibration = 1.0 - float(getattr(loaded.model, "calibration_error_", 0.5))
-    points = np.floor(score + 0.5).astype(np.int64)
+    score = np.floor(combined_score(model / 100.0, evidence_points(features)) + 0.5).astype(np.int64)
     out = features.select(
         "wallet", "pair_id",
-        score=pl.Series(points),
-        ml_flag=pl.Series(points >= flag_threshold),
+        score=pl.Series(score),
+        ml_flag=pl.Series(np.floor(model + 0.5) >= flag_threshold),
         confidence=pl.Series(np.floor(100 * (1 - spread / 100) * calibration + 0.5).astype(np.int64)),
         timestamp=pl.col("as_of").dt.epoch("s"),
         model_version=pl.lit(loaded.version),

@@ -97,6 +97,17 @@ def ring_features(sides: pl.DataFrame, ring_members: pl.DataFrame | None, *, cod
     )
 
 
+def loop_features(sides: pl.DataFrame, loops: pl.DataFrame | None) -> pl.DataFrame:
+    """loop_share per (wallet, pair_id): the share of the wallet's trades in the pair that are
+    in a closed loop (engine.graph.closed_loops); null when loops were not computed."""
+    keys = keys_of(sides)
+    if loops is None:
+        return keys.with_columns(loop_share=pl.lit(None, dtype=pl.Float64))
+    ids = loops.select(pl.col("trade_ids").explode().alias("trade_id")).unique()
+    return sides.select("wallet", "pair_id", pl.col("trade_id").is_in(ids.get_column("trade_id").implode()).alias("_in")).group_by(
+        "wallet", "pair_id").agg(loop_share=pl.col("_in").mean().cast(pl.Float64))
+
+
 def build_feature_matrix(
     trades: pl.DataFrame,
     operations: pl.DataFrame | None = None,
@@ -105,6 +116,7 @@ def build_feature_matrix(
     as_of: datetime,
     ancestors: pl.DataFrame | None = None,
     ring_members: pl.DataFrame | None = None,
+    loops: pl.DataFrame | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
 ) -> pl.DataFrame:
     """The feature matrix as of `as_of` (see the module docstring for its shape).
@@ -113,7 +125,8 @@ def build_feature_matrix(
     and funding lineage when `ancestors` is None); accounts: ACCOUNTS_SCHEMA
     (account age; funders); ancestors: ANCESTORS_SCHEMA, e.g.
     engine.graph.funding.ancestors(edges, depth=4), else built from operations
-    and accounts here; ring_members: RING_MEMBERS_SCHEMA or None.
+    and accounts here; ring_members: RING_MEMBERS_SCHEMA or None; loops: closed loops
+    (engine.graph.closed_loops.CLOSED_LOOPS_SCHEMA) or None.
     """
     as_of = _utc(as_of)
     if tuple(name for name, _ in config.windows) != WINDOW_NAMES:
@@ -132,6 +145,7 @@ def build_feature_matrix(
         account_age(keys, accounts, as_of=as_of, codes=codes), controller_features(in_lookback, ancestors, cfg=config, codes=codes),
         synchrony(in_lookback, cfg=config), counterparty_overlap(in_lookback),
         volume_correlation(in_lookback, cfg=config), ring_features(in_lookback, ring_members, codes=codes),
+        loop_features(in_lookback, loops),
     ]  # fmt: skip
     wallet_parts = [pagerank(in_lookback, cfg=config), pair_diversity(in_lookback),
                     mad_spread(bf, column=f"benford_excess_mad_{WINDOW_NAMES[-1]}")]  # fmt: skip

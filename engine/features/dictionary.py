@@ -129,6 +129,10 @@ FEATURE_DICTIONARY: dict[str, FeatureInfo] = {
     "ring_size": _f(
         "Members of the wallet's ring (engine.graph.rings), 0 when in no ring; null when rings were not computed.",
         "accounts", HIGHER, "ring_missing"),
+    "loop_share": _f(
+        "Share of the wallet's trades in the pair inside a closed loop (a strongly connected set of wallets whose "
+        "net positions stay flat over 1h/1d/1w; Victor & Weintraud 2021); null when loops were not computed.",
+        "share 0-1", HIGHER, "loops_missing"),
     "ring_cp_share": _f(
         "Share of the wallet's trades in the pair whose counterparty is in the same ring; null when rings were "
         "not computed.", "share 0-1", HIGHER, "ring_missing"),

@@ -37,7 +37,7 @@ from engine.graph.cotrade import trader_trades
 
 WINDOWS: tuple[str, ...] = ("1h", "1d", "1w")
 DEFAULT_TOLERANCE = 0.01
-DEFAULT_MAX_LEVELS = 16
+DEFAULT_MAX_LEVELS = 6
 DEFAULT_JITTER = 0.05  # per-leg amount noise allowed: the margin grows as jitter x sqrt(legs)
 
 CLOSED_LOOPS_SCHEMA = {

@@ -11,8 +11,6 @@ they mix units and serve only as a rough size.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import polars as pl
 
 TRADER_TRADE_COLUMNS = (
@@ -71,33 +69,56 @@ def pool_routed_trades(
 ) -> pl.DataFrame:
     """Legs passed from one account to another through a liquidity pool of the pair.
 
-    Account X sells an asset into a pool of the pair and, within `max_gap_s` seconds
-    after, account Y (not X) buys that asset out of a pool of the same pair, the two
-    amounts within `tolerance`: X -> Y, as if X had sold to Y (X's amounts). Each
-    purchase out of a pool is matched at most once (the earliest sale before it).
-    The routed leg carries the id of X's sale.
+    Account X gives an asset to a pool of the pair and, within `max_gap_s` seconds after,
+    account Y (not X) gets that asset out of a pool of the same pair, the two amounts
+    within `tolerance`: X -> Y, as if X had sold to Y (X's amounts). Each leg out of a
+    pool is matched at most once (to the closest leg in before it). Either orientation
+    of a stored pool trade counts (the pool as seller or as buyer). The routed leg
+    carries the id of X's trade.
     Shapes: -> the trader_trades columns.
     """
-    legs = ["pair_id", "sold_asset", "closed_at"]
-    into = trades.filter(pl.col("buyer_pool_id").is_not_null() & pl.col("seller_account").is_not_null())
-    out = trades.filter(pl.col("seller_pool_id").is_not_null() & pl.col("buyer_account").is_not_null()).select(
-        *legs, pl.col("buyer_account").alias("buyer"), pl.col("sold_amount").alias("_out"), pl.col("id").alias("_out_id"),
-        pl.col("closed_at").alias("_out_at"),
-    )
-    if into.height == 0 or out.height == 0:
-        return _base_counter(into.head(0).rename({"seller_account": "seller"}).with_columns(pl.lit("").alias("buyer")))
+    sides = _pool_sides(trades)
+    into = sides.select("id", "pair_id", "closed_at", "_b", pl.col("account").alias("seller"),
+                        pl.col("gave_asset").alias("sold_asset"), pl.col("gave_amount").alias("sold_amount"),
+                        pl.col("got_asset").alias("bought_asset"), pl.col("got_amount").alias("bought_amount"))
+    out = sides.select("pair_id", pl.col("got_asset").alias("sold_asset"), pl.col("account").alias("buyer"),
+                       pl.col("got_amount").alias("_out"), pl.col("id").alias("_out_id"),
+                       pl.col("closed_at").alias("_out_at"), "_b")
+    pairs = pl.concat([
+        into.join(out, on=["pair_id", "sold_asset", "_b"]),
+        into.join(out.with_columns(pl.col("_b") - 1), on=["pair_id", "sold_asset", "_b"]),
+    ])
+    gap = (pl.col("_out_at") - pl.col("closed_at")).dt.total_seconds()
     matched = (
-        into.sort("closed_at")
-        .join_asof(out.sort("closed_at"), on="closed_at", by=["pair_id", "sold_asset"], strategy="forward",
-                   tolerance=timedelta(seconds=max_gap_s), check_sortedness=False)  # sorted by time; groups by pair
-        .filter(
-            pl.col("buyer").is_not_null()
-            & (pl.col("buyer") != pl.col("seller_account"))
+        pairs.filter(
+            (gap >= 0) & (gap <= max_gap_s) & (pl.col("buyer") != pl.col("seller"))
             & ((pl.col("_out") - pl.col("sold_amount")).abs() <= tolerance * pl.col("sold_amount"))
         )
+        .with_columns(gap.alias("_gap"))
+        .sort("_gap", "id", "_out_id")
+        .unique("id", keep="first", maintain_order=True)
         .unique("_out_id", keep="first", maintain_order=True)
+        .sort("id")
     )
-    return _base_counter(matched.rename({"seller_account": "seller"}).with_columns(pl.col("_out_at").alias("closed_at")))
+    return _base_counter(matched.with_columns(pl.col("_out_at").alias("closed_at")))
+
+
+def _pool_sides(trades: pl.DataFrame) -> pl.DataFrame:
+    """Pool trades from the account's side: what it gave the pool and what it got.
+
+    Shapes: -> [id, pair_id, closed_at, _b (max-gap time bucket), account, gave_asset, gave_amount,
+    got_asset, got_amount]"""
+    acc_sold = pl.col("seller_account").is_not_null()
+    pick = lambda a, b: pl.when(acc_sold).then(pl.col(a)).otherwise(pl.col(b))  # noqa: E731
+    return trades.filter(
+        (pl.col("seller_pool_id").is_not_null() & pl.col("buyer_account").is_not_null())
+        | (pl.col("buyer_pool_id").is_not_null() & pl.col("seller_account").is_not_null())
+    ).select(
+        "id", "pair_id", "closed_at", (pl.col("closed_at").dt.epoch("s") // POOL_LEG_MAX_GAP_S).alias("_b"),
+        pick("seller_account", "buyer_account").alias("account"),
+        pick("sold_asset", "bought_asset").alias("gave_asset"), pick("sold_amount", "bought_amount").alias("gave_amount"),
+        pick("bought_asset", "sold_asset").alias("got_asset"), pick("bought_amount", "sold_amount").alias("got_amount"),
+    )
 
 
 def cotrade_edges(trades: pl.DataFrame) -> pl.DataFrame:

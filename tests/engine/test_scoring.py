@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.scoring import SCORE_COLUMNS, benford_flags, score_features, score_wallet
+from engine.scoring import SCORE_COLUMNS, benford_flags, evidence_points, score_features, score_wallet
 from models import signing
 from models.registry import load_version, save_version
 from models.training import labels_from_simulator, synthetic_feature_frame, train_model
@@ -41,15 +41,18 @@ def test_score_rows_follow_the_contract(loaded, frames):
     scores = score_features(loaded, features, ring_members=rings, flag_threshold=70)
     assert tuple(scores.columns) == SCORE_COLUMNS and scores.height == features.height
     assert scores["score"].dtype == pl.Int64 and scores["score"].min() >= 0 and scores["score"].max() <= 100
-    assert (scores["ml_flag"] == (scores["score"] >= 70)).all()
+    model = loaded.model.combined(features.select(loaded.feature_columns).to_numpy())[0]
+    assert (scores["ml_flag"] == pl.Series(np.floor(model + 0.5) >= 70)).all()  # the model's own verdict
     assert scores["timestamp"].unique().sort().to_list() == [1704672000, 1705276800]  # the two as_of, unix s
     assert scores["model_version"].unique().to_list() == [loaded.version]
     assert scores.filter(pl.col("ring_id").is_not_null())["wallet"].unique().to_list() == [labels["account"][0]]
     assert scores.filter(pl.col("ring_id").is_not_null())["ring_id"].unique().to_list() == ["ring_a"]
     assert ((scores["confidence"] >= 0) & (scores["confidence"] <= 100)).all()
-    # scores are the ensemble's median (or trimmed mean) x 100, rounded
-    expected = np.floor(loaded.model.combined(features.select(loaded.feature_columns).to_numpy())[0] + 0.5)
-    assert scores["score"].to_list() == expected.astype(int).tolist()
+    # scores add the model's points (probability x 80) and the mechanism points, mapped 70 points -> 70
+    points = evidence_points(features)
+    total = 0.8 * model + points["loop_points"].to_numpy() + points["ring_points"].to_numpy() + points["controller_points"].to_numpy()
+    mapped = np.where(total <= 70, 100 * (1 - np.exp(-total / 58.1402)), 70 + 29.9 * (1 - np.exp(-(total - 70) / 120)))
+    assert scores["score"].to_list() == np.floor(mapped + 0.5).astype(int).tolist()
     wash = scores.join(labels.rename({"account": "wallet"}), on="wallet")
     assert (
         wash.filter(pl.col("is_wash") == 1)["score"].mean() > wash.filter(pl.col("is_wash") == 0)["score"].mean() + 20
