@@ -18,13 +18,15 @@ Louvain only PROPOSES communities; the trade evidence decides which are rings.
    RNG seeded. Nodes and edges enter sorted, so input row order is irrelevant.
 4. Evidence (RingRules, all thresholds there). A community is a ring when it has
    2..200 members, >= 4 internal trades, >= 80% of members on a strong pair inside,
-   and either closed loops carry >= 20% of its internal volume, or its internal
+   past two members no member in > 80% of its internal trades (not a star: a market
+   maker's clients), and either closed loops carry >= 20% of its internal volume, or its internal
    edges are reciprocal (>= 50%) and either dense (>= 50% of possible pairs) or
    closed (>= 80% of members' trades internal, no member in > 80% of them: not a
    star), and it is inward-looking (>= 50% of members share funding, or >= 50% of
    members' trades are internal).
-5. Levels nest; each wallet keeps its coarsest accepted community, so rings are
-   disjoint and a ring split by a fine level is reported whole.
+5. Closed-loop groups (wallets joined by shared closed loops) are proposed too: modularity
+   splits a long directed cycle, the loops do not. Accepted communities are taken largest
+   first and disjoint, so a ring split by a fine Louvain level is reported whole.
 
 Ring id: `ring_` + first 12 hex of sha256 of the sorted member ids joined by ','.
 """
@@ -425,8 +427,11 @@ def _verdict(stats: pl.DataFrame, rules: RingRules) -> pl.DataFrame:
         & (c("n_trades") >= rules.min_trades)
         & (c("engaged_share") >= rules.min_engaged_share)
     )
-    loops = c("closed_loop_share") >= rules.min_loop_share
-    shaped = (c("reciprocity").fill_null(0) >= rules.min_reciprocity) & (
+    # closed loops carry the ring, unless one member is in nearly all of them: a market maker
+    # whose clients each round-trip with it (loop groups join through it) is a book, not a ring
+    not_a_star = (c("size") == 2) | (c("hub_share") <= rules.max_hub_share)
+    loops = (c("closed_loop_share") >= rules.min_loop_share) & not_a_star
+    shaped = not_a_star & (c("reciprocity").fill_null(0) >= rules.min_reciprocity) & (
         (c("internal_density").fill_null(0) >= rules.min_density)
         | ((c("internal_share").fill_null(0) >= rules.closed_internal_share) & (c("hub_share") <= rules.max_hub_share))
     )
