@@ -63,6 +63,8 @@ def detect_format(data: bytes) -> str:
 
 def envelope_of(data: bytes, fmt: str) -> bytes:
     """The JSON envelope inside a report file; BadInput when there is none."""
+    if not data.strip():
+        raise BadInput("the file is empty")
     found = {"json": lambda d: d, "pdf": pdf.extract_envelope, "markdown": markdown.extract_envelope}[fmt](data)
     if found is None:
         raise BadInput(f"no embedded LedgerLens report JSON found in this {fmt} file")

@@ -103,6 +103,7 @@ def _verify(args, settings) -> int:
         print(f"ok       {check}")
     for problem in result.problems:
         print(f"FAILED   {problem}")
-    signer = f", signed by key {result.signer}" if result.signer else ", unsigned"
+    signer = (f", signed by trusted key {result.signer}" if result.ok else
+              f", attestation names key {result.signer}" if result.signer else ", unsigned")  # fmt: skip
     print(f"{'VALID' if result.ok else 'INVALID'} {result.fmt} report, fingerprint {result.fingerprint}{signer}")
     return 0 if result.ok else 2

@@ -283,7 +283,7 @@ def test_cli_says_valid_invalid_and_why(files, published, tmp_path, monkeypatch,
         code = main(["verify-report", str(tmp_path / name)])  # an exception here is the crash we test for
         last = capsys.readouterr().out.splitlines()[-1]
         if name.startswith("ok."):
-            assert code == 0 and last.startswith("VALID") and f"signed by key {KEY_FP}" in last, (name, last)
+            assert code == 0 and last.startswith("VALID") and f"signed by trusted key {KEY_FP}" in last, (name, last)
         else:
             assert code == 2 and last.startswith("INVALID"), (name, last)
     done = _verify_cli(tmp_path / "forged.json", tmp_path / "home")  # as a user runs it: a separate process
