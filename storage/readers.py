@@ -26,7 +26,9 @@ from storage.errors import BadInput
 _TRANSFORM = (
     "SELECT line_no, ok AS valid, CASE WHEN ok THEN NULL "
     "  WHEN NOT coalesce(json_valid(raw), false) THEN 'not valid JSON: fix or remove the line' "
-    "  WHEN json_type(raw) <> 'OBJECT' THEN 'a JSON ' || lower(json_type(raw)) || ', not an object: fix or remove the line' "
+    "  WHEN json_type(raw) <> 'OBJECT' THEN 'a JSON ' || CASE json_type(raw) WHEN 'VARCHAR' THEN 'string' "
+    "    WHEN 'ARRAY' THEN 'array' WHEN 'NULL' THEN 'null' WHEN 'BOOLEAN' THEN 'boolean' ELSE 'number' END "
+    "    || ', not an object: fix or remove the line' "
     "  ELSE 'a field has the wrong JSON type (an object or list where text or a number is expected, or the reverse)' "
     "END AS parse_defect, rec FROM ("
     "  SELECT line_no, raw, rec, rec IS NOT NULL AND ltrim(raw) LIKE '{%' AS ok FROM ("

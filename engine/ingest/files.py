@@ -128,6 +128,8 @@ def _head_text(path: Path) -> str:
             head = _read_upto(fh, 1_000_000).decode("utf-8", errors="replace")
     except OSError as exc:
         raise BadInput(f"{path}: cannot be read ({exc}). Download or export it again.") from exc
+    if not head.strip() and path.name.lower().endswith(_COMPRESSED) and path.stat().st_size > 32:
+        raise BadInput(f"{path}: the compressed file gave no text: it is truncated or corrupt. Download it again.")
     if not head.strip():
         raise BadInput(f"{path}: the file is empty")
     return head
