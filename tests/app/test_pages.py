@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.scoring import combined_score, evidence_points
 from engine.workbench import JOBS, graph_layout, ring_graph_html
 from storage import queries
 from storage.store import Store
@@ -179,8 +181,11 @@ def test_wallet_shap_waterfall_adds_up_to_the_members_mean_score(monkeypatch, po
     assert fall["base"] + sum(fall["x"]) == pytest.approx(float(np.mean(expl.member_scores)), abs=1e-6)
     assert len(fall["x"]) == 14 and fall["y"][12] == f"other {len(loaded.feature_columns) - 12} features"
     assert fall["y"][0] == expl.contributions[0].feature
-    # the reported score is the members' median (outlier trimmed), the one on the page
-    assert round(expl.score) == s.top_score
+    # the model's probability is the members' median (outlier trimmed); the risk score on the page
+    # adds the mechanism evidence points of the same feature row (engine.scoring)
+    row = x["features"].filter((pl.col("wallet") == s.top_wallet) & (pl.col("pair_id") == s.top_pair))
+    combined = combined_score(np.array([expl.score / 100]), evidence_points(row))[0]
+    assert np.floor(combined + 0.5) == s.top_score
     shap_rows = df(at, "shap", "description")
     assert shap_rows["feature"].tolist() == [c.feature for c in expl.contributions[:15]]
 
