@@ -31,10 +31,10 @@ class Settings(BaseSettings):
     seed: int = Field(42, description="Seed for every random step (simulator, models, layouts).")
     risk_score_flag_threshold: int = Field(70, description="Score at or above which a (wallet, pair) is flagged.")
     model_signing_key: Path | None = Field(
-        None, description="Ed25519 PEM key signing model metadata (default $LEDGERLENS_HOME/keys/model_signing_ed25519.pem, created on first use)."
+        None, description="Ed25519 PEM key signing model metadata and forensic reports (default $LEDGERLENS_HOME/keys/model_signing_ed25519.pem, created on first use)."
     )
     model_trusted_fingerprints: str = Field(
-        "", description="Comma-separated SHA-256 fingerprints of trusted model-signing public keys; empty trusts the local key."
+        "", description="Comma-separated SHA-256 fingerprints of trusted signing public keys (models and reports); empty trusts the local key."
     )
     psi_drift_threshold: float = Field(0.25, description="PSI above which a feature counts as drifted.")
     label_shift_tolerance: float = Field(
