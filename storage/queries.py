@@ -201,7 +201,7 @@ def rings(store: Store) -> pl.DataFrame | None:
     """Detected rings with the highest score any member ever had (any pair, any run). None when rings were never computed.
 
     Shapes: [ring_id, size, n_trades, volume, closed_loop_share, internal_density, reciprocity,
-    funding_share, n_pairs, max_score], riskiest and largest first.
+    funding_share, n_pairs, max_score], riskiest first; ties by closed-loop share, volume, size.
     """
     if not has_table(store, "derived_rings"):
         return None
@@ -211,7 +211,7 @@ def rings(store: Store) -> pl.DataFrame | None:
         "SELECT r.ring_id, r.size, r.n_trades, r.volume, r.closed_loop_share, r.internal_density, "
         "r.reciprocity, r.funding_share, r.n_pairs, best.max_score "
         "FROM derived_rings r LEFT JOIN best USING (ring_id) "
-        "ORDER BY best.max_score DESC NULLS LAST, r.size DESC, r.ring_id"
+        "ORDER BY best.max_score DESC NULLS LAST, r.closed_loop_share DESC, r.volume DESC, r.size DESC, r.ring_id"
     )
 
 

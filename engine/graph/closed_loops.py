@@ -68,12 +68,16 @@ def closed_loops(
     Input: canonical trades (engine.schemas.TRADES_SCHEMA).
     Shapes: -> [pair_id, loop_id ("loop_" + 12 hex), window ("1h"|"1d"|"1w"),
     window_start, members: list[str] (sorted), n_members, n_trades,
-    volume: i64 (stroops of the pair's base asset), trade_ids: list[str] (sorted)],
+    volume: i64 (stroops of the pair's base asset), trade_ids: list[str] (sorted; both stored
+    trades of a leg routed through a pool)],
     sorted by pair_id, window_start, loop_id.
     """
     if balance not in ("either", "base", "both"):
         raise ValueError(f"balance must be 'either', 'base' or 'both', not {balance!r}")
-    pool, n_nodes, edges = _indexed(trader_trades(trades, via_pools=via_pools))
+    tt = trader_trades(trades, via_pools=via_pools)
+    if "out_id" not in tt.columns:
+        tt = tt.with_columns(pl.lit(None, dtype=pl.String).alias("out_id"))
+    pool, n_nodes, edges = _indexed(tt)
     found: list[pl.DataFrame] = []
     taken = pl.DataFrame(schema={"id": pl.String})
     n_before = -1
@@ -102,7 +106,18 @@ def loop_trades(loops: pl.DataFrame) -> pl.DataFrame:
 
 
 def _indexed(tt: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFrame]:
-    """Trades with integer node ids per (pair, account), and the directed edge list."""
+    """Trades with integer node ids per (pair, account), and the directed edge list.
+
+    Edges follow the pair's base asset (giver -> receiver): a stored trade names as seller
+    whoever sold the asset it was recorded from, base or counter, and a directed cycle
+    only shows as one when every leg is read the same way round.
+    """
+    sold_base = pl.col("seller_sold_base")
+    tt = tt.with_columns(
+        pl.when(sold_base).then(pl.col("seller")).otherwise(pl.col("buyer")).alias("seller"),
+        pl.when(sold_base).then(pl.col("buyer")).otherwise(pl.col("seller")).alias("buyer"),
+        pl.lit(True).alias("seller_sold_base"),
+    )
     nodes = (
         pl.concat([tt.select("pair_id", pl.col("seller").alias("acc")), tt.select("pair_id", pl.col("buyer").alias("acc"))])
         .unique()
@@ -246,7 +261,7 @@ def _loops_frame(found: list[pl.DataFrame]) -> pl.DataFrame:
         pl.col("seller").append(pl.col("buyer")).unique().sort().alias("members"),
         pl.len().cast(pl.UInt32).alias("n_trades"),
         pl.col("base_amount").sum().alias("volume"),
-        pl.col("id").sort().alias("trade_ids"),
+        pl.col("id").append(pl.col("out_id").drop_nulls()).unique().sort().alias("trade_ids"),
     )
     loops = loops.with_columns(
         pl.col("members").list.len().cast(pl.UInt32).alias("n_members"),

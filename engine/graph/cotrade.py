@@ -33,7 +33,8 @@ def trader_trades(trades: pl.DataFrame, *, via_pools: bool = False) -> pl.DataFr
     """Account-to-account trades with amounts in base/counter terms.
 
     Input: canonical trades (engine.schemas.TRADES_SCHEMA). `via_pools`: add the
-    legs routed through a liquidity pool (`pool_routed_trades`).
+    legs routed through a liquidity pool (`pool_routed_trades`), and a column `out_id`
+    (the id of a routed leg's trade out of the pool; null for direct trades).
     Shapes: -> [id: str, pair_id: str, closed_at: datetime, seller: str, buyer: str,
     base_amount: i64, counter_amount: i64, seller_sold_base: bool]
     (`seller_sold_base`: the seller gave the base asset and received the counter).
@@ -45,7 +46,9 @@ def trader_trades(trades: pl.DataFrame, *, via_pools: bool = False) -> pl.DataFr
             & (pl.col("seller_account") != pl.col("buyer_account"))
         ).rename({"seller_account": "seller", "buyer_account": "buyer"})
     )
-    return pl.concat([direct, pool_routed_trades(trades)]) if via_pools else direct
+    if not via_pools:
+        return direct
+    return pl.concat([direct.with_columns(pl.lit(None, dtype=pl.String).alias("out_id")), pool_routed_trades(trades)])
 
 
 def _base_counter(rows: pl.DataFrame) -> pl.DataFrame:
@@ -74,8 +77,8 @@ def pool_routed_trades(
     within `tolerance`: X -> Y, as if X had sold to Y (X's amounts). Each leg out of a
     pool is matched at most once (to the closest leg in before it). Either orientation
     of a stored pool trade counts (the pool as seller or as buyer). The routed leg
-    carries the id of X's trade.
-    Shapes: -> the trader_trades columns.
+    carries the id of X's trade, and `out_id` that of Y's.
+    Shapes: -> the trader_trades columns + out_id: str.
     """
     sides = _pool_sides(trades)
     into = sides.select("id", "pair_id", "closed_at", "_b", pl.col("account").alias("seller"),
@@ -94,13 +97,18 @@ def pool_routed_trades(
             (gap >= 0) & (gap <= max_gap_s) & (pl.col("buyer") != pl.col("seller"))
             & ((pl.col("_out") - pl.col("sold_amount")).abs() <= tolerance * pl.col("sold_amount"))
         )
-        .with_columns(gap.alias("_gap"))
+        .with_columns(gap.alias("_gap"), pl.min_horizontal("id", "_out_id").alias("_lo"),
+                      pl.max_horizontal("id", "_out_id").alias("_hi"))
         .sort("_gap", "id", "_out_id")
         .unique("id", keep="first", maintain_order=True)
         .unique("_out_id", keep="first", maintain_order=True)
+        # in one ledger the two legs also match the other way round (Y gave the counter asset,
+        # X got it): the same hand-over seen from its other asset, kept once
+        .unique(["_lo", "_hi"], keep="first", maintain_order=True)
         .sort("id")
     )
-    return _base_counter(matched.with_columns(pl.col("_out_at").alias("closed_at")))
+    routed = matched.with_columns(pl.col("_out_at").alias("closed_at"))
+    return _base_counter(routed).with_columns(routed.get_column("_out_id").alias("out_id"))
 
 
 def _pool_sides(trades: pl.DataFrame) -> pl.DataFrame:

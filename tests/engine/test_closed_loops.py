@@ -120,3 +120,28 @@ def test_directed_cycle_becomes_a_ring_without_any_reciprocal_pair():
     assert ring["members"] == ["P", "Q", "R", "S", "T"] and ring["reciprocity"] == 0.0
     assert ring["closed_loop_share"] >= 0.8
     assert PAIR in ring["pairs"]
+
+
+def test_a_cycle_stored_from_either_asset_is_still_a_cycle():
+    # A -> B -> C -> A in the base asset; some legs stored as the counter's sale the other way round
+    rows, i = [], 0
+    for r in range(5):
+        for j, (giver, taker) in enumerate((("A", "B"), ("B", "C"), ("C", "A"))):
+            flipped = (r + j) % 2 == 1
+            rows.append(trade(i, taker if flipped else giver, giver if flipped else taker, minutes=10 * i,
+                              base=3 * 10**8, counter=10**8, sells_base=not flipped))
+            i += 1
+    loops = closed_loops(trades_frame(rows))
+    assert members_of(loops) == {("A", "B", "C")}
+    assert int(loops.get_column("n_trades").sum()) >= 12
+
+
+def test_a_loop_lists_both_stored_trades_of_a_leg_through_a_pool():
+    rows = []
+    for r in range(4):
+        rows.append(trade(4 * r, "A", "B", minutes=10 * r, base=4 * 10**8))
+        rows.append(_pool_leg(4 * r + 1, "B", minutes=10 * r + 2, seconds=0, sells=True))
+        rows.append(_pool_leg(4 * r + 2, "C", minutes=10 * r + 2, seconds=5, sells=False))
+        rows.append(trade(4 * r + 3, "C", "A", minutes=10 * r + 5, base=4 * 10**8))
+    ids = set(closed_loops(trades_frame(rows)).get_column("trade_ids").explode().to_list())
+    assert ids == {row["id"] for row in rows}  # the sale into the pool and the purchase out of it
