@@ -18,7 +18,7 @@ The score adds two kinds of points and maps them onto 0-100 without a ceiling wa
   (20 x the share of trades with funding kin x (1 - |net flow|)); all x (1 - exp(-n/15))
   for a wallet with n trades in the pair, so more trades are more evidence;
 - score = 100 x (1 - exp(-points / 58.1)) up to 70 points (= a score of 70), then
-  70 + 29.9 x (1 - exp(-(points - 70) / 120)): every further point still raises the score
+  70 + 29.9 x (1 - exp(-(points - 70) / 60)): every further point still raises the score
   (the model alone or the mechanisms alone can reach the threshold; both together rank
   above either), so the top of the market is ordered by how much evidence it carries,
   not a wall of 100s.
@@ -59,7 +59,7 @@ MODEL_POINTS = 80.0  # the model alone reaches the threshold from a probability 
 EVIDENCE_WEIGHTS = {"loops": 60.0, "loop_volume": 12.0, "ring": 30.0, "controller": 20.0}
 EVIDENCE_TRADES = 15.0  # mechanism points x (1 - exp(-n_trades / 15)): 3 trades say less than 300
 POINTS_SCALE = 70.0 / -np.log(0.3)  # 58.1: 70 points -> a score of 70
-TOP_RANGE, TOP_SCALE = 29.9, 120.0  # past 70 points, 120 more points close ~63% of the way to 100
+TOP_RANGE, TOP_SCALE = 29.9, 60.0  # past 70 points the slope goes on as below (0.5 per point), then flattens
 
 
 def evidence_points(features: pl.DataFrame) -> pl.DataFrame:

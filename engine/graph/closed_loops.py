@@ -221,16 +221,19 @@ def _balanced(c: pl.DataFrame, tolerance: float, jitter: float, balance: str) ->
 
 
 def _flat(asset: str, tolerance: float, jitter: float) -> pl.Expr:
-    """Net within tolerance (+ jitter x sqrt(legs)) of the mean trade, whole or trimmed of the
-    first and/or last leg (2+ legs left)."""
+    """Net within tolerance of the mean trade, whole or trimmed of the first and/or last leg.
+
+    The allowances need legs: trimming one leg needs 4 (2 round trips), both 6, and the
+    jitter margin (jitter x sqrt(legs)) 6; a member with fewer legs is held to the strict
+    V&W margin, so a trader who once bought back about what it sold is no loop.
+    """
     net, first, last = pl.col(f"net_{asset}"), pl.col(f"first_{asset}"), pl.col(f"last_{asset}")
     n = pl.col("n")
-    # noise adds up over legs; a single round trip (2 legs) gets the strict margin only
-    margin = (tolerance + pl.when(n >= 3).then(jitter * n.sqrt()).otherwise(0.0)) * pl.col(f"m_{asset}")
+    margin = (tolerance + pl.when(n >= 6).then(jitter * n.sqrt()).otherwise(0.0)) * pl.col(f"m_{asset}")
     return (
         (net.abs() <= margin)
-        | ((n >= 3) & (((net - first).abs() <= margin) | ((net - last).abs() <= margin)))
-        | ((n >= 4) & ((net - first - last).abs() <= margin))
+        | ((n >= 4) & (((net - first).abs() <= margin) | ((net - last).abs() <= margin)))
+        | ((n >= 6) & ((net - first - last).abs() <= margin))
     )
 
 

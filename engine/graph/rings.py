@@ -19,7 +19,8 @@ Louvain only PROPOSES communities; the trade evidence decides which are rings.
 4. Evidence (RingRules, all thresholds there). A community is a ring when it has
    2..200 members, >= 4 internal trades, >= 80% of members on a strong pair inside,
    past two members no member in > 80% of its internal trades (not a star: a market
-   maker's clients), and either closed loops carry >= 20% of its internal volume, or its internal
+   maker's clients), and either closed loops carry >= 20% of its internal volume (with
+   >= 25% of members' trades internal, or shared funding), or its internal
    edges are reciprocal (>= 50%) and either dense (>= 50% of possible pairs) or
    closed (>= 80% of members' trades internal, no member in > 80% of them: not a
    star), and it is inward-looking (>= 50% of members share funding, or >= 50% of
@@ -66,6 +67,7 @@ class RingRules:
     min_density: float = 0.5
     min_funding_share: float = 0.5
     min_internal_share: float = 0.5
+    min_loop_internal_share: float = 0.25
     closed_internal_share: float = 0.8
     max_hub_share: float = 0.8
 
@@ -430,7 +432,12 @@ def _verdict(stats: pl.DataFrame, rules: RingRules) -> pl.DataFrame:
     # closed loops carry the ring, unless one member is in nearly all of them: a market maker
     # whose clients each round-trip with it (loop groups join through it) is a book, not a ring
     not_a_star = (c("size") == 2) | (c("hub_share") <= rules.max_hub_share)
-    loops = (c("closed_loop_share") >= rules.min_loop_share) & not_a_star
+    loop_inward = (c("funding_share") >= rules.min_funding_share) | (
+        c("internal_share").fill_null(0) >= rules.min_loop_internal_share
+    )
+    # loops carry a ring whose members trade mostly among themselves or share funding: a market
+    # maker and one client who round-trips are a loop, not a ring (the maker trades with everyone)
+    loops = (c("closed_loop_share") >= rules.min_loop_share) & not_a_star & loop_inward
     shaped = not_a_star & (c("reciprocity").fill_null(0) >= rules.min_reciprocity) & (
         (c("internal_density").fill_null(0) >= rules.min_density)
         | ((c("internal_share").fill_null(0) >= rules.closed_internal_share) & (c("hub_share") <= rules.max_hub_share))
