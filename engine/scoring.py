@@ -79,6 +79,29 @@ def evidence_points(features: pl.DataFrame) -> pl.DataFrame:
     )  # fmt: skip
 
 
+def score_breakdown(model_probability: float, row: pl.DataFrame) -> pl.DataFrame:
+    """How one (wallet, pair) score is made: model points, each mechanism's points, the total
+    and the score it maps to (the Wallet page shows this beside the SHAP explanation).
+
+    row: the wallet's feature row in the pair (one row). model_probability: 0-1.
+    Shapes: -> [part, points: f64, reading] (last row: "score", the 0-100 score).
+    """
+    pts = evidence_points(row).row(0, named=True)
+    f = row.row(0, named=True)
+    share = lambda name: "n/a" if f.get(name) is None else f"{f[name]:.0%}"  # noqa: E731
+    parts = [
+        ("model", MODEL_POINTS * model_probability, f"calibrated probability {model_probability:.0%} x {MODEL_POINTS:.0f}"),
+        ("closed loops", pts["loop_points"], f"{share('loop_share')} of its trades in closed loops"),
+        ("own ring", pts["ring_points"], f"{share('ring_cp_share')} of its trades with members of its ring"),
+        ("funding kin, flat", pts["controller_points"],
+         f"{share('same_controller_rate')} of its trades with funding kin; flow balance {share('flow_balance')}"),
+    ]
+    total = sum(p for _, p, _ in parts)
+    score = float(combined_score(np.array([model_probability]), evidence_points(row))[0])
+    rows = [*parts, ("total", total, "points"), ("score", score, "100 x (1 - exp(-points/58.1)) up to 70, graded above")]
+    return pl.DataFrame(rows, schema={"part": pl.String, "points": pl.Float64, "reading": pl.String}, orient="row")
+
+
 def combined_score(model_probability: np.ndarray, points: pl.DataFrame) -> np.ndarray:
     """0-100 floats from the model's probability (0-1) and `evidence_points` rows."""
     total = MODEL_POINTS * np.asarray(model_probability, dtype=float) + points.select(

@@ -337,6 +337,16 @@ def explanation(*, wallet: str, pair_id: str, version: str):
     return _explanation(db_key(), queries.data_version(store()), str(s.models_dir), version, trusted_fingerprints(s), wallet, pair_id)
 
 
+def score_breakdown(*, wallet: str, pair_id: str, model_score: float) -> pl.DataFrame | None:
+    """engine.scoring.score_breakdown of (wallet, pair) from the stored features; None without them."""
+    from engine.scoring import score_breakdown as breakdown
+
+    row = sq("load_derived", name="features", where={"wallet": wallet, "pair_id": pair_id})
+    if row is None or row.height == 0:
+        return None
+    return breakdown(model_score / 100.0, row.head(1))
+
+
 def waterfall_rows(explanation, *, top: int = 12) -> pl.DataFrame:
     """The `top` largest contributions and one "other N features" row summing the rest.
 

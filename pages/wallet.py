@@ -71,8 +71,13 @@ with tabs[1]:
             st.plotly_chart(fig, key="shap_waterfall")
             st.caption(f"model {version}: base {expl.base_value:.1f} + contributions {total - expl.base_value:+.1f} "
                        f"= {total:.1f}, the mean of the member scores "
-                       f"({', '.join(f'{p:.1f}' for p in expl.member_scores)}); the risk score is their median "
-                       f"(outlier trimmed).")  # fmt: skip
+                       f"({', '.join(f'{p:.1f}' for p in expl.member_scores)}); the model's probability is their "
+                       f"median (outlier trimmed). The risk score adds the mechanism evidence below.")  # fmt: skip
+            breakdown = _ui.score_breakdown(wallet=wallet, pair_id=pair_id, model_score=expl.score)
+            if breakdown is not None:
+                st.markdown("**How the risk score is made**")
+                st.dataframe(breakdown, hide_index=True, key="score_breakdown",
+                             column_config={"points": st.column_config.NumberColumn(format="%.1f")})
             st.dataframe(pl.DataFrame([c._asdict() for c in expl.contributions[:15]]), hide_index=True,
                          key="shap_table")  # fmt: skip
 with tabs[2]:
