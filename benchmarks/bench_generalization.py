@@ -109,6 +109,8 @@ def evaluate(family: str, loaded: LoadedModel, market: dict) -> dict:
         "ring_jaccard": round(_best_jaccard(market["meta"], market["rings"].ring_members, family), 4),
         "legit_flag_rate": flag_rates, "max_legit_flag_rate": max(flag_rates.values(), default=0.0),
         "distinct_top50": top["score"].n_unique(), "top50_range": [int(top["score"].min()), int(top["score"].max())],
+        "top50_scores": top["score"].to_list(),
+        "missed": members.filter(pl.col("score") < FLAG).select("pattern", "score").rows(),
         "rings_s_per_100k": round(market["rings_s"] * 1e5 / n_trades, 3),
         "features_s_per_100k": round(market["features_s"] * 1e5 / n_trades, 3),
     }

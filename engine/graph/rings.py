@@ -20,7 +20,7 @@ Louvain only PROPOSES communities; the trade evidence decides which are rings.
    2..200 members, >= 4 internal trades, >= 80% of members on a strong pair inside,
    past two members no member in > 80% of its internal trades (not a star: a market
    maker's clients), and either closed loops carry >= 20% of its internal volume (with
-   >= 25% of members' trades internal, or shared funding), or its internal
+   >= 30% of members' trades internal: not makers and arbitrageurs), or its internal
    edges are reciprocal (>= 50%) and either dense (>= 50% of possible pairs) or
    closed (>= 80% of members' trades internal, no member in > 80% of them: not a
    star), and it is inward-looking (>= 50% of members share funding, or >= 50% of
@@ -67,7 +67,7 @@ class RingRules:
     min_density: float = 0.5
     min_funding_share: float = 0.5
     min_internal_share: float = 0.5
-    min_loop_internal_share: float = 0.25
+    min_loop_internal_share: float = 0.3
     closed_internal_share: float = 0.8
     max_hub_share: float = 0.8
 
@@ -432,11 +432,10 @@ def _verdict(stats: pl.DataFrame, rules: RingRules) -> pl.DataFrame:
     # closed loops carry the ring, unless one member is in nearly all of them: a market maker
     # whose clients each round-trip with it (loop groups join through it) is a book, not a ring
     not_a_star = (c("size") == 2) | (c("hub_share") <= rules.max_hub_share)
-    loop_inward = (c("funding_share") >= rules.min_funding_share) | (
-        c("internal_share").fill_null(0) >= rules.min_loop_internal_share
-    )
-    # loops carry a ring whose members trade mostly among themselves or share funding: a market
-    # maker and one client who round-trips are a loop, not a ring (the maker trades with everyone)
+    loop_inward = c("internal_share").fill_null(0) >= rules.min_loop_internal_share
+    # loops carry a ring whose members do a good part of their trading among themselves: market
+    # makers and the arbitrage bots that round-trip with them form loops too (and may share a
+    # funder), but most of their trading is with everyone else
     loops = (c("closed_loop_share") >= rules.min_loop_share) & not_a_star & loop_inward
     shaped = not_a_star & (c("reciprocity").fill_null(0) >= rules.min_reciprocity) & (
         (c("internal_density").fill_null(0) >= rules.min_density)
