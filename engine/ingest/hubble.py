@@ -90,22 +90,40 @@ def read_rows(path: Path, fields: dict) -> pl.DataFrame:
     if ".csv" in path.name.lower() or ".parquet" in path.name.lower():
         frame = _read_table(path)
         missing = [c for c in fields if c not in frame.columns and not isinstance(fields[c], dict)]
+        undecodable = pl.any_horizontal(pl.all().str.contains(REPLACEMENT_CHAR, literal=True).fill_null(False))
         frame = frame.with_columns(
             [pl.lit(None, dtype=pl.String).alias(c) for c in missing],
             raw=pl.struct(pl.all()).struct.json_encode(),
-            valid=pl.lit(True),
-            defect=pl.lit(None, dtype=pl.String),
+            valid=~undecodable,
+            defect=pl.when(undecodable).then(pl.lit(NOT_UTF8_ROW)),
             line_no=pl.int_range(1, pl.len() + 1),
         )
         return frame.with_columns(location=pl.format("{}:row {}", pl.lit(str(path)), pl.col("line_no")))
     return with_location(read_json_lines(path, fields), path)
 
 
+REPLACEMENT_CHAR = "\ufffd"
+NOT_UTF8_ROW = ("not UTF-8 text (its undecodable bytes show as U+FFFD in raw): fix the file's encoding "
+                "or remove the row")
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    """Every column as text. A file with bytes that are not UTF-8 is read again with those bytes
+    replaced (U+FFFD), so only the rows holding them are lost (read_rows quarantines them);
+    no field of a trade export may hold U+FFFD itself (codes, accounts, amounts, times)."""
+    try:
+        return pl.read_csv(path, infer_schema=False)
+    except pl.exceptions.ComputeError as exc:
+        if "utf-8" not in str(exc).lower():
+            raise
+        return pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+
+
 def _read_table(path: Path) -> pl.DataFrame:
     """A CSV or Parquet export with every column as text; BadInput for an empty,
     corrupt or nested (struct / list columns) file."""
     try:
-        frame = pl.read_csv(path, infer_schema=False) if ".csv" in path.name.lower() else pl.read_parquet(path)
+        frame = _read_csv(path) if ".csv" in path.name.lower() else pl.read_parquet(path)
     except pl.exceptions.NoDataError as exc:
         raise BadInput(f"{path}: the file is empty (no header line): export it again with its header") from exc
     except (pl.exceptions.PolarsError, OSError) as exc:

@@ -245,6 +245,8 @@ def asset_cases() -> list[Case]:
         Case("pool-good", "horizon",
              with_bad("horizon", _trade(trade_type="liquidity_pool", base_account=None, base_liquidity_pool_id=POOL)),
              extra=1),
+        Case("csv-utf8-row", "hubble_csv", [], ((":row 3", "not UTF-8"),), raw="\ufffd",
+             data=_csv_with_undecodable_row()),
         Case("canonical-asset-script", "canonical",
              with_bad("canonical", {**canonical_trade(BAD), "bought_asset": f"<script>:{ISSUER}"}),
              ((":3", "field bought_asset"),)),
@@ -267,6 +269,12 @@ def asset_cases() -> list[Case]:
              ((":3", "field asset"),)),
     ]  # fmt: skip
     return cases
+
+
+def _csv_with_undecodable_row() -> bytes:
+    """Good Hubble CSV rows with bytes that are not UTF-8 in the third data row."""
+    rows = with_bad("hubble_csv", {**hubble_trade(BAD), "buying_asset_code": "MARKER"})
+    return pl.DataFrame(rows, infer_schema_length=None).write_csv().encode().replace(b"MARKER", b"\xffUS\xfe")
 
 
 def _lines(fmt: str = "horizon") -> list[bytes]:
