@@ -12,16 +12,17 @@ The score adds two kinds of points and maps them onto 0-100 without a ceiling wa
   x 100 >= the threshold (the model's own verdict, shown beside the score);
 - mechanism points (`EVIDENCE_WEIGHTS`), read from the features and never trained, so a
   pattern the model never saw still scores when its mechanism shows: closed loops (60 x
-  the square root of the wallet's share of trades in closed loops + 12 x log10(1 + its
+  the square root of the wallet's share of trades in closed loops + 20 x log10(1 + its
   trades in closed loops): 10 loop trades are less evidence than 1,000), its ring (30 x the
   share of trades with members of its own ring) and a shared controller while flat
   (20 x the share of trades with funding kin x (1 - |net flow|)); all x (1 - exp(-n/15))
   for a wallet with n trades in the pair, so more trades are more evidence;
-- score = 100 x (1 - exp(-points / 58.1)) up to 70 points (= a score of 70), then
-  70 + 29.9 x (1 - exp(-(points - 70) / 60)): every further point still raises the score
-  (the model alone or the mechanisms alone can reach the threshold; both together rank
-  above either), so the top of the market is ordered by how much evidence it carries,
-  not a wall of 100s.
+- score = 100 x (1 - exp(-points / 58.1)) up to 70 points (= a score of 70), then linear,
+  0.18 per point, up to 98 (at 225.6 points), then 98 + 1.9 x (1 - exp(-(points - 225.6)
+  / 40)): every further point still raises the score (the model alone or the mechanisms
+  alone can reach the threshold; both together rank above either), and the strong end,
+  where most evidence sits, is not squeezed: the top of the market is ordered by how much
+  evidence it carries, never a wall of 100s.
 
 Confidence is agreement (100 - the kept members' spread) times calibration (1 - the
 held-out expected calibration error).
@@ -56,10 +57,12 @@ BENFORD_NEGLOG_P = 3.0
 BENFORD_EXCESS_MAD = 0.015
 
 MODEL_POINTS = 80.0  # the model alone reaches the threshold from a probability of 0.875
-EVIDENCE_WEIGHTS = {"loops": 60.0, "loop_volume": 12.0, "ring": 30.0, "controller": 20.0}
+EVIDENCE_WEIGHTS = {"loops": 60.0, "loop_volume": 20.0, "ring": 30.0, "controller": 20.0}
 EVIDENCE_TRADES = 15.0  # mechanism points x (1 - exp(-n_trades / 15)): 3 trades say less than 300
 POINTS_SCALE = 70.0 / -np.log(0.3)  # 58.1: 70 points -> a score of 70
-TOP_RANGE, TOP_SCALE = 29.9, 60.0  # past 70 points the slope goes on as below (0.5 per point), then flattens
+TOP_SLOPE = 0.18  # past 70 points: 0.18 score per point up to 98 (70 + 28 / 0.18 = 225.6 points) ...
+TOP_KNEE = 70.0 + 28.0 / TOP_SLOPE
+TOP_TAIL = 40.0  # ... then 98 + 1.9 x (1 - exp(-(points - knee) / 40)): never 100
 
 
 def evidence_points(features: pl.DataFrame) -> pl.DataFrame:
@@ -98,7 +101,8 @@ def score_breakdown(model_probability: float, row: pl.DataFrame) -> pl.DataFrame
     ]
     total = sum(p for _, p, _ in parts)
     score = float(combined_score(np.array([model_probability]), evidence_points(row))[0])
-    rows = [*parts, ("total", total, "points"), ("score", score, "100 x (1 - exp(-points/58.1)) up to 70, graded above")]
+    rows = [*parts, ("total", total, "points"), ("score", score, "100 x (1 - exp(-points/58.1)) up to 70 points, "
+                                                               "then 0.18 per point up to 98")]
     return pl.DataFrame(rows, schema={"part": pl.String, "points": pl.Float64, "reading": pl.String}, orient="row")
 
 
@@ -107,8 +111,9 @@ def combined_score(model_probability: np.ndarray, points: pl.DataFrame) -> np.nd
     total = MODEL_POINTS * np.asarray(model_probability, dtype=float) + points.select(
         pl.sum_horizontal("loop_points", "ring_points", "controller_points")).to_series().to_numpy()
     below = 100.0 * (1.0 - np.exp(-total / POINTS_SCALE))
-    above = 70.0 + TOP_RANGE * (1.0 - np.exp(-(total - 70.0) / TOP_SCALE))
-    return np.where(total <= 70.0, below, above)
+    linear = 70.0 + TOP_SLOPE * (total - 70.0)
+    tail = 98.0 + 1.9 * (1.0 - np.exp(-(total - TOP_KNEE) / TOP_TAIL))
+    return np.where(total <= 70.0, below, np.where(total <= TOP_KNEE, linear, tail))
 
 
 def score_features(

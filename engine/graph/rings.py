@@ -18,7 +18,7 @@ Louvain only PROPOSES communities; the trade evidence decides which are rings.
    RNG seeded. Nodes and edges enter sorted, so input row order is irrelevant.
 4. Evidence (RingRules, all thresholds there). A community is a ring when it has
    2..200 members, >= 4 internal trades, >= 80% of members on a strong pair inside,
-   past two members no member in > 80% of its internal trades (not a star: a market
+   past two members no member in > 95% of its internal trades (not a star: a market
    maker's clients), and either closed loops carry >= 20% of its internal volume (with
    >= 30% of members' trades internal: not makers and arbitrageurs), or its internal
    edges are reciprocal (>= 50%) and either dense (>= 50% of possible pairs) or
@@ -70,6 +70,7 @@ class RingRules:
     min_loop_internal_share: float = 0.3
     closed_internal_share: float = 0.8
     max_hub_share: float = 0.8
+    star_hub_share: float = 0.95  # past two members, one member in more of the internal trades: a star
 
 
 @dataclass(frozen=True)
@@ -431,7 +432,7 @@ def _verdict(stats: pl.DataFrame, rules: RingRules) -> pl.DataFrame:
     )
     # closed loops carry the ring, unless one member is in nearly all of them: a market maker
     # whose clients each round-trip with it (loop groups join through it) is a book, not a ring
-    not_a_star = (c("size") == 2) | (c("hub_share") <= rules.max_hub_share)
+    not_a_star = (c("size") == 2) | (c("hub_share") <= rules.star_hub_share)
     loop_inward = c("internal_share").fill_null(0) >= rules.min_loop_internal_share
     # loops carry a ring whose members do a good part of their trading among themselves: market
     # makers and the arbitrage bots that round-trip with them form loops too (and may share a

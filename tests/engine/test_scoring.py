@@ -51,7 +51,9 @@ def test_score_rows_follow_the_contract(loaded, frames):
     # scores add the model's points (probability x 80) and the mechanism points, mapped 70 points -> 70
     points = evidence_points(features)
     total = 0.8 * model + points["loop_points"].to_numpy() + points["ring_points"].to_numpy() + points["controller_points"].to_numpy()
-    mapped = np.where(total <= 70, 100 * (1 - np.exp(-total / 58.1402)), 70 + 29.9 * (1 - np.exp(-(total - 70) / 60)))
+    knee = 70 + 28 / 0.18
+    mapped = np.where(total <= 70, 100 * (1 - np.exp(-total / 58.1402)),
+                      np.where(total <= knee, 70 + 0.18 * (total - 70), 98 + 1.9 * (1 - np.exp(-(total - knee) / 40))))
     assert scores["score"].to_list() == np.floor(mapped + 0.5).astype(int).tolist()
     wash = scores.join(labels.rename({"account": "wallet"}), on="wallet")
     assert (
