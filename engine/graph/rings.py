@@ -70,6 +70,7 @@ class RingRules:
     min_loop_internal_share: float = 0.3
     closed_internal_share: float = 0.8
     max_hub_share: float = 0.8
+    min_member_internal_share: float = 0.2  # a member trading less inside (and no kin there) is pruned
     star_hub_share: float = 0.95  # past two members, one member in more of the internal trades: a star
 
 
@@ -114,6 +115,7 @@ def detect_rings(
                                   max_python_edges=options.louvain_max_edges)
     members = pl.concat([members, loop_groups(loops, level=int(members.get_column("level").max() or 0) + 1)])
     touching = tt.filter(pl.col("seller").is_in(suspects.implode()) | pl.col("buyer").is_in(suspects.implode()))
+    members = prune_outward(members, touching, loops, anc, min_share=options.rules.min_member_internal_share)
     stats = community_stats(members, touching, loops, anc, evidence, rules=options.rules)
     chosen = _maximal_rings(members, stats)
     ring_members = _ring_members(members.join(chosen, on="community", how="semi"), touching, loops)
@@ -382,10 +384,23 @@ def _hub_share(internal: pl.DataFrame) -> pl.DataFrame:
 
 
 def _funding_shape(members: pl.DataFrame, anc: pl.DataFrame) -> pl.DataFrame:
-    """Per community: share of members sharing a funding ancestor with another member, and the deepest such link.
+    """Per community: share of members sharing a funding ancestor with another member, and the deepest such link."""
+    linked = _kin_members(members, anc)
+    size = members.group_by("community").agg(pl.len().alias("_size"))
+    return (
+        linked.group_by("community")
+        .agg(pl.len().alias("_linked"), pl.col("depth").max().alias("funding_depth"))
+        .join(size, on="community")
+        .select("community", (pl.col("_linked") / pl.col("_size")).alias("funding_share"), "funding_depth")
+    )
+
+
+def _kin_members(members: pl.DataFrame, anc: pl.DataFrame) -> pl.DataFrame:
+    """Members sharing a funding ancestor with another member of their community.
 
     Linear in members x ancestors: groups (community, ancestor) instead of pairing members.
     A member that funded another member counts as that member's ancestor at depth 0.
+    Shapes: -> [community, account_id, depth: i32 (closest shared ancestor)]
     """
     lineage = pl.concat([
         anc.select("account_id", "ancestor", pl.col("depth").cast(pl.Int32)),
@@ -397,13 +412,37 @@ def _funding_shape(members: pl.DataFrame, anc: pl.DataFrame) -> pl.DataFrame:
         on=["community", "ancestor"],
         how="semi",
     )
-    linked = shared.group_by("community", "account_id").agg(pl.col("depth").min())
-    size = members.group_by("community").agg(pl.len().alias("_size"))
+    return shared.group_by("community", "account_id").agg(pl.col("depth").min())
+
+
+PRUNE_KIN_DEPTH = 2  # kin that keeps a member: a shared funder within 2 hops (throwaway hops skipped)
+
+
+def prune_outward(
+    members: pl.DataFrame, tt: pl.DataFrame, loops: pl.DataFrame, anc: pl.DataFrame, *, min_share: float
+) -> pl.DataFrame:
+    """Proposed members that belong: at least `min_share` of their own trades are with other
+    members of the community, or they share a funder with one within 2 hops.
+
+    A market maker that wash traders use for camouflage trades with every member, so Louvain
+    puts it in their community; most of its trading is with everyone else, and no member's
+    funding is its. Shapes: members' -> [account_id, level, community] (fewer rows).
+    """
+    internal = _internal_trades(members, tt, loops)
+    legs = pl.concat([internal.select("community", pl.col("seller").alias("account_id")),
+                      internal.select("community", pl.col("buyer").alias("account_id"))])
+    inside = legs.group_by("community", "account_id").agg(pl.len().alias("_in"))
+    total = pl.concat([tt.select(pl.col("seller").alias("account_id")), tt.select(pl.col("buyer").alias("account_id"))]
+                      ).group_by("account_id").agg(pl.len().alias("_all"))
+    kin = _kin_members(members, anc).filter(pl.col("depth") <= PRUNE_KIN_DEPTH).select(
+        "community", "account_id", pl.lit(True).alias("_kin"))
+    share = (pl.col("_in").fill_null(0) / pl.col("_all")).fill_null(0.0)
     return (
-        linked.group_by("community")
-        .agg(pl.len().alias("_linked"), pl.col("depth").max().alias("funding_depth"))
-        .join(size, on="community")
-        .select("community", (pl.col("_linked") / pl.col("_size")).alias("funding_share"), "funding_depth")
+        members.join(inside, on=["community", "account_id"], how="left")
+        .join(total, on="account_id", how="left")
+        .join(kin, on=["community", "account_id"], how="left")
+        .filter((share >= min_share) | pl.col("_kin").fill_null(False))
+        .select(members.columns)
     )
 
 

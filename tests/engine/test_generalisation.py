@@ -91,3 +91,22 @@ def test_market_maker_round_lots_with_a_few_counterparties_is_no_ring():
     result = detect_rings(trades_frame(rows), funding_frame([]))
     assert result.rings.filter(pl.col("size") > 2).height == 0  # never the maker's book as one ring
     assert all(len(m) == 2 for m in result.closed_loops.get_column("members").to_list())
+
+
+def test_market_maker_used_for_camouflage_is_not_a_ring_member():
+    wash, rows, i = ["W1", "W2", "W3"], [], 0
+    for k in range(30):  # the ring trades among itself, funded by one controller
+        a, b = wash[k % 3], wash[(k + 1 + k // 3) % 3]
+        if a != b:
+            rows.append(trade(i, a, b, minutes=5 * k, base=2 * 10**8))
+            i += 1
+    for k in range(12):  # camouflage: every member buys from and sells to the maker
+        w = wash[k % 3]
+        rows += [trade(i, "MM", w, minutes=3 * k + 1, base=10**7 * (k + 2)),
+                 trade(i + 1, w, "MM", minutes=3 * k + 2, base=10**7 * (k + 2))]
+        i += 2
+    for k in range(120):  # the maker's business with everyone else
+        rows.append(trade(i, "MM", f"X{k}", minutes=k, base=10**7) if k % 2 else trade(i, f"X{k}", "MM", minutes=k, base=10**7))
+        i += 1
+    result = detect_rings(trades_frame(rows), funding_frame([("CTRL", w) for w in wash]))
+    assert [sorted(m) for m in result.ring_members.group_by("ring_id").agg("account_id")["account_id"].to_list()] == [wash]
