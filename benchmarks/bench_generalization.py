@@ -45,6 +45,7 @@ from models.training import train_model  # noqa: E402
 from storage.store import Store  # noqa: E402
 
 FLAG = 70
+FAMILIES = (*PATTERNS, "chain", "all")
 LEGIT_EXCLUDED = {"wash_trader", "ring_controller", "ring_intermediary", "ring_issuer", "funding_hop", "exchange"}
 
 
@@ -126,13 +127,14 @@ def _best_jaccard(meta: dict, ring_members: pl.DataFrame, family: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, default=0.5, help="market size (1 = ~100k trades over 7 days)")
-    ap.add_argument("--families", nargs="*", default=[*PATTERNS, "chain", "all"])
+    ap.add_argument("--families", nargs="*", default=list(FAMILIES), choices=FAMILIES)
     ap.add_argument("--train-seed", type=int, default=1000)
     ap.add_argument("--test-seed", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/generalization.json"))
     args = ap.parse_args()
     results = []
-    for i, family in enumerate(args.families):
+    for family in args.families:
+        i = FAMILIES.index(family)  # a family's seeds do not depend on which others run
         loaded, train_s = train(family, seed=args.train_seed + i, scale=args.scale)
         with tempfile.TemporaryDirectory(prefix="ledgerlens-gen-") as tmp:
             market = test_market(family, seed=args.test_seed + i, scale=args.scale, work=Path(tmp))

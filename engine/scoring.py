@@ -11,9 +11,10 @@ The score adds two kinds of points and maps them onto 0-100 without a ceiling wa
   threshold from 0.875 and never saturates the scale; `ml_flag` is that probability
   x 100 >= the threshold (the model's own verdict, shown beside the score);
 - mechanism points (`EVIDENCE_WEIGHTS`), read from the features and never trained, so a
-  pattern the model never saw still scores when its mechanism shows: closed loops (60 x
-  the square root of the wallet's share of trades in closed loops + 20 x log10(1 + its
-  trades in closed loops): 10 loop trades are less evidence than 1,000), its ring (30 x the
+  pattern the model never saw still scores when its mechanism shows: closed loops
+  (sqrt(the wallet's share of trades in closed loops) x (60 + 15 x log10(1 + its trades
+  in closed loops)): 10 loop trades are less evidence than 1,000, and a market maker with
+  a few loops among thousands of trades earns almost nothing), its ring (30 x the
   share of trades with members of its own ring) and a shared controller while flat
   (20 x the share of trades with funding kin x (1 - |net flow|)); all x (1 - exp(-n/15))
   for a wallet with n trades in the pair, so more trades are more evidence;
@@ -57,7 +58,7 @@ BENFORD_NEGLOG_P = 3.0
 BENFORD_EXCESS_MAD = 0.015
 
 MODEL_POINTS = 80.0  # the model alone reaches the threshold from a probability of 0.875
-EVIDENCE_WEIGHTS = {"loops": 60.0, "loop_volume": 20.0, "ring": 30.0, "controller": 20.0}
+EVIDENCE_WEIGHTS = {"loops": 60.0, "loop_volume": 15.0, "ring": 30.0, "controller": 20.0}
 EVIDENCE_TRADES = 15.0  # mechanism points x (1 - exp(-n_trades / 15)): 3 trades say less than 300
 POINTS_SCALE = 70.0 / -np.log(0.3)  # 58.1: 70 points -> a score of 70
 TOP_SLOPE = 0.18  # past 70 points: 0.18 score per point up to 98 (70 + 28 / 0.18 = 225.6 points) ...
@@ -75,8 +76,8 @@ def evidence_points(features: pl.DataFrame) -> pl.DataFrame:
     support = 1.0 - (-col("n_trades") / EVIDENCE_TRADES).exp()
     return features.select(
         "wallet", "pair_id",
-        loop_points=(EVIDENCE_WEIGHTS["loops"] * col("loop_share").clip(0.0, 1.0).sqrt()
-                     + EVIDENCE_WEIGHTS["loop_volume"] * (1.0 + col("loop_share") * col("n_trades")).log10()) * support,
+        loop_points=col("loop_share").clip(0.0, 1.0).sqrt() * support * (
+            EVIDENCE_WEIGHTS["loops"] + EVIDENCE_WEIGHTS["loop_volume"] * (1.0 + col("loop_share") * col("n_trades")).log10()),
         ring_points=EVIDENCE_WEIGHTS["ring"] * pl.when(in_ring).then(col("ring_cp_share")).otherwise(0.0) * support,
         controller_points=EVIDENCE_WEIGHTS["controller"] * col("same_controller_rate") * col("flow_balance") * support,
     )  # fmt: skip
