@@ -14,7 +14,7 @@ Printed per family: wallet-level PR-AUC (best score of each of F's ring members 
 recall at the flag threshold (ring members whose best score >= 70), mean best-ring Jaccard,
 the flag rate of every legitimate role, distinct scores among the top 50 rows, and the
 rings / features time per 100k trades. A last row ("all") trains on the whole family and
-tests on another seed of it. Seeds are fixed and printed; results go to --out as JSON.
+tests on another seed of it. Seeds are fixed per family and printed; results go to --out as JSON.
 
     .venv/bin/python benchmarks/bench_generalization.py [--scale 0.5] [--families cycle chain ...]
 """
