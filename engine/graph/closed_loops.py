@@ -130,7 +130,10 @@ def _indexed(tt: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFrame]:
         .join(nodes.rename({"acc": "buyer", "node": "dst"}), on=["pair_id", "buyer"])
     )
     edges = tt.group_by("src", "dst").agg(pl.len().alias("mult")).sort("src", "dst")
-    return tt.join(edges, on=["src", "dst"]), nodes.height, edges
+    # `seq`: the trades' order in time (ties by id), so each member's first and last leg in a
+    # bucket is found without sorting again in every peeling round
+    tt = tt.join(edges, on=["src", "dst"]).sort("closed_at", "id").with_row_index("seq")
+    return tt, nodes.height, edges
 
 
 def _levels(mult: np.ndarray, max_levels: int) -> list[int]:
@@ -204,16 +207,17 @@ def _balanced(c: pl.DataFrame, tolerance: float, jitter: float, balance: str) ->
     key = ["comp", "window_start"]
     sign = pl.when(pl.col("seller_sold_base")).then(-1).otherwise(1)
     legs = pl.concat([
-        c.select(*key, "closed_at", "id", pl.col("src").alias("acc"), (sign * pl.col("base_amount")).alias("d_b"),
+        c.select(*key, "seq", pl.col("src").alias("acc"), (sign * pl.col("base_amount")).alias("d_b"),
                  (-sign * pl.col("counter_amount")).alias("d_c")),
-        c.select(*key, "closed_at", "id", pl.col("dst").alias("acc"), (-sign * pl.col("base_amount")).alias("d_b"),
+        c.select(*key, "seq", pl.col("dst").alias("acc"), (-sign * pl.col("base_amount")).alias("d_b"),
                  (sign * pl.col("counter_amount")).alias("d_c")),
-    ]).sort(*key, "acc", "closed_at", "id")
+    ])
     means = c.group_by(key).agg(pl.col("base_amount").mean().alias("m_b"), pl.col("counter_amount").mean().alias("m_c"))
+    first, last = pl.col("seq").arg_min(), pl.col("seq").arg_max()
     per = legs.group_by(*key, "acc").agg(
         pl.len().alias("n"), *[agg for a in ("b", "c") for agg in (
-            pl.col(f"d_{a}").sum().alias(f"net_{a}"), pl.col(f"d_{a}").first().alias(f"first_{a}"),
-            pl.col(f"d_{a}").last().alias(f"last_{a}"))],
+            pl.col(f"d_{a}").sum().alias(f"net_{a}"), pl.col(f"d_{a}").get(first).alias(f"first_{a}"),
+            pl.col(f"d_{a}").get(last).alias(f"last_{a}"))],
     ).join(means, on=key)
     flat_b, flat_c = _flat("b", tolerance, jitter), _flat("c", tolerance, jitter)
     flat = {"either": flat_b | flat_c, "base": flat_b, "both": flat_b & flat_c}[balance]
