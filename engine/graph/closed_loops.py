@@ -2,26 +2,33 @@
 
 "Detecting and Quantifying Wash Trading on Decentralized Cryptocurrency Exchanges":
 
-1. Per pair, a directed trader graph (seller -> buyer, multiplicity = trade count).
-   All pairs are solved at once: a node is a (pair_id, account), so components never
-   span pairs.
+1. Per pair, a directed trader graph in the pair's base asset (giver -> receiver,
+   multiplicity = trade count), whichever side a trade was stored from. Legs routed
+   through a liquidity pool of the pair count as trades between the two accounts
+   (engine.graph.cotrade.pool_routed_trades). A node is a (pair_id, account), so
+   components never span pairs. Reciprocal pairs are never required: a directed cycle
+   A -> B -> C -> A is one component.
 2. Strongly connected components, peeled by multiplicity: for each level k (the
    distinct edge multiplicities, ascending), edges with fewer than k trades are
    dropped and the SCCs recomputed. Each SCC of two or more wallets at each level is
    a candidate set; its trades are those on its kept edges.
-3. A candidate's trades are cut into 1h buckets, then 1d, then 1w. A bucket is a
-   closed loop when every member's net position (from who sold what) stays within
-   `tolerance` (1%) of the bucket's mean trade volume in that asset. With
-   `balance="either"` (default) one asset suffices: a washer keeps one side flat -
-   the token, or the money when lots are sized in money - and the other side
-   carries the price drift between the legs (the washer's cost). "base" and "both"
-   are the stricter readings.
-   Trades found at a level/window are taken out before the next ones, so each
-   trade belongs to at most one loop (the smallest window, then the lowest level).
+3. A candidate's trades are cut into 1h buckets, then 1d, then 1w, and peeled by
+   balance: members whose net position is not flat leave with their trades, the SCCs
+   are recomputed inside the bucket, until nothing moves (`_balanced`, `_flat`). Flat
+   is within `tolerance` (1%) of the bucket's mean trade; with 2-3 round trips of legs
+   a member may leave out its first and last leg (the rounds a bucket edge cuts) and
+   gets `jitter` x sqrt(legs) more margin (per-leg amount noise). With
+   `balance="either"` (default) one asset suffices: a washer keeps one side flat - the
+   token, or the money when lots are sized in money - and the other side carries the
+   price drift between the legs (the washer's cost). "base" and "both" are stricter.
+   What survives, unless one member is in > 90% of its trades (a star: a market maker
+   whose clients each round-trip with it), is a closed loop. Trades found at a
+   level/window are taken out before the next ones, so each trade belongs to at most
+   one loop (the smallest window, then the lowest level).
 
 More than `max_levels` distinct multiplicities are thinned to a geometric ladder
-(1, 2, 3, 4, 6, 8, 11, ...) so the cost stays bounded on heavy pairs. Trades with a
-pool side or an account trading with itself are not considered (see cotrade).
+(1, 2, 3, 4, 6, 8, 11, ...) so the cost stays bounded on heavy pairs. Trades of an
+account with itself are not considered (see cotrade).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ WINDOWS: tuple[str, ...] = ("1h", "1d", "1w")
 DEFAULT_TOLERANCE = 0.01
 DEFAULT_MAX_LEVELS = 6
 DEFAULT_JITTER = 0.05  # per-leg amount noise allowed: the margin grows as jitter x sqrt(legs)
+MAX_PEEL_ROUNDS = 12
+MAX_HUB_SHARE = 0.9  # a loop of 3+ members where one is in more of its trades is a star
 
 CLOSED_LOOPS_SCHEMA = {
     "pair_id": pl.String,
@@ -178,8 +187,6 @@ def _qualifying(cand: pl.DataFrame, window: str, tolerance: float, jitter: float
     return _not_a_star(c.filter(pl.len().over("comp") >= 2))
 
 
-MAX_PEEL_ROUNDS = 12
-MAX_HUB_SHARE = 0.9  # a loop of 3+ members where one is in more of its trades is a star
 
 
 def _not_a_star(c: pl.DataFrame) -> pl.DataFrame:
