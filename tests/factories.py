@@ -50,3 +50,20 @@ def write_jsonl(path: Path, records: list) -> Path:
         for r in records:
             fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
     return path
+
+
+def kill_after_batches(cmd: list[str], *, env: dict, cwd: Path, batches: int = 2) -> None:
+    """Run an `ingest` command and kill -9 it once `batches` progress lines (committed
+    batches) are out; asserts it died of the kill, so the test really resumes mid-file."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    for line in proc.stderr:
+        seen += "ingest files:" in line
+        if seen >= batches:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the ingest ended before it could be killed mid-file"

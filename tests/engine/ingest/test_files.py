@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from engine.ingest.files import detect_format, ingest_files, load_file
 from storage.errors import BadInput
 from storage.store import Store
 from tests.conftest import ROOT, fixture_path
-from tests.factories import account, horizon_trade, write_jsonl
+from tests.factories import account, horizon_trade, kill_after_batches, write_jsonl
 
 
 def _table(store: Store) -> pl.DataFrame:
@@ -200,15 +199,7 @@ def test_killed_mid_ingest_then_rerun_equals_uninterrupted(tmp_path):
     records = [horizon_trade(i, ledger=1000 + i) for i in range(60_000)]
     path = write_jsonl(tmp_path / "big.jsonl", records)
     cmd, env = _ingest_cmd(tmp_path / "killed.duckdb", path)
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    seen = 0
-    for line in proc.stderr:  # kill -9 once a few batches have committed
-        seen += "ingest files:" in line
-        if seen >= 2:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_batches(cmd, env=env, cwd=ROOT)  # kill -9 once a few batches have committed
     with Store(tmp_path / "killed.duckdb") as s:
         partial = s.counts()["trades"]
     assert 0 < partial < 60_000, "the kill should land mid-file"

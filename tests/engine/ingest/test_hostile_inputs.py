@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from storage.errors import BadInput
 from storage.store import Store
 from tests.conftest import ROOT
 from tests.engine.ingest.test_horizon import horizon_operation
-from tests.factories import ISSUER, account, horizon_trade
+from tests.factories import ISSUER, account, horizon_trade, kill_after_batches
 
 GOOD = 5  # good records in every generated file: trades 0..4 (operations 0..4)
 BAD = 100  # bad records are numbered from here, so their ids never clash with good ones
@@ -455,15 +454,7 @@ def test_killed_run_is_marked_interrupted_and_resume_equals_an_uninterrupted_run
     def cmd(db: str) -> list[str]:
         return [sys.executable, "-m", "engine", "ingest", "files", "--db", str(tmp_path / db), str(path)]
 
-    proc = subprocess.Popen(cmd("killed.duckdb"), env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    seen = 0
-    for line in proc.stderr:  # kill -9 once a few batches have committed
-        seen += "ingest files:" in line
-        if seen >= 2:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_batches(cmd("killed.duckdb"), env=env, cwd=ROOT)  # kill -9 once a few batches have committed
     with Store(tmp_path / "killed.duckdb") as s:
         [run] = s.runs().to_dicts()
         assert (run["status"], run["resumable"]) == ("interrupted", True) and "resume" in run["error"]
