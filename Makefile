@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps run test lint bench demo clean
+.PHONY: install system-deps run test lint lint-imports bench demo clean
 
 install: $(STAMP)
 
@@ -27,10 +27,15 @@ run: install
 	$(PY) -m streamlit run app.py --server.headless true --browser.gatherUsageStats false
 
 test: install system-deps
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# The layer contracts in pyproject.toml (README "Layers"); `make test` runs them first.
+lint-imports: install
+	$(VENV)/bin/lint-imports
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.features import build_feature_matrix  # noqa: E402
 from engine.graph import RingOptions, detect_rings  # noqa: E402
 from engine.ingest.files import ingest_files  # noqa: E402
-from engine.pipeline import simulated_training_data  # noqa: E402
 from engine.scoring import score_features  # noqa: E402
+from engine.services.train import simulated_training_data  # noqa: E402
 from engine.synthetic import generate_market  # noqa: E402
 from engine.synthetic.family import PATTERNS, FamilyConfig  # noqa: E402
 from models.registry import LoadedModel  # noqa: E402

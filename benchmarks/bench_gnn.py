@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.benchmarking import peak_rss_mb, seed_everything  # noqa: E402
 from engine.graph.snapshots import SNAPSHOT_SCHEMA  # noqa: E402
 from engine.graph.temporal import build_snapshots, edges_from_frames, index_of, parse_duration  # noqa: E402
 from engine.ingest.files import load_file  # noqa: E402
+from engine.services.graph_lab import peak_rss_mb, seed_everything  # noqa: E402
 from engine.synthetic import generate_market  # noqa: E402
 from models.embeddings import embedding_frame, market_embedding_value  # noqa: E402
 from models.link_prediction import LinkPredConfig, run_link_prediction  # noqa: E402

@@ -26,8 +26,8 @@ from stellar_sdk import StrKey  # noqa: E402
 
 from engine.assets import pair_id  # noqa: E402
 from engine.schemas import OPERATIONS_SCHEMA, TRADES_SCHEMA, conform  # noqa: E402
+from engine.services.report import assemble_report  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from reports.assemble import assemble_report  # noqa: E402
 from reports.output import default_path, write_report  # noqa: E402
 from storage.store import Store  # noqa: E402
 

@@ -80,7 +80,7 @@ def bench_scoring_and_shap(tmp: Path) -> None:
 
 
 def simulated(seed: int, scale: float, days: int = 7):
-    from engine.pipeline import simulated_training_data
+    from engine.services.train import simulated_training_data
 
     t = time.perf_counter()
     data = simulated_training_data(seed=seed, scale=scale, days=days)

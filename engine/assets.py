@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from engine.schemas import NATIVE_ASSET
+from engine.strkey import valid_account_ids
 
 
 def asset_id_expr(type_col: str, code_col: str, issuer_col: str) -> pl.Expr:
@@ -77,8 +78,6 @@ def valid_pool_ids(ids: pl.Series) -> pl.Series:
 def valid_asset_ids(ids: pl.Series) -> pl.Series:
     """True where the text is ``XLM:native`` or ``CODE:ISSUER`` with a valid code and a
     valid G... issuer (StrKey checksum). Meant for distinct values: it checksums each."""
-    from engine.strkey import valid_account_ids
-
     shaped = (ids == NATIVE_ASSET) | ids.str.contains(_CREDIT_ID)
     issuers = ids.str.tail(56)
     checksum = pl.Series(valid_account_ids(issuers.to_list()), dtype=pl.Boolean)

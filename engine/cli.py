@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.settings import Settings, load_settings
 from storage.errors import BadInput, UserFacingError
+from storage.store import Store
 
 # One module per command group, in the order `--help` lists them.
 COMMAND_MODULES = (
@@ -72,6 +73,4 @@ def parse_utc(text: str | None, flag: str) -> datetime | None:
 
 def open_store(settings: Settings, *, read_only: bool = False):
     """The store named by the settings (the CLI's one way to it)."""
-    from storage.store import Store
-
     return Store(settings.db_path, read_only=read_only)

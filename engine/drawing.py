@@ -1,4 +1,4 @@
-"""Engine-side helpers of the workbench pages (no streamlit here).
+"""What the workbench pages draw, computed without streamlit: layouts, graph HTML, decks, colours.
 
 - `graph_layout`: node positions computed server-side (igraph Fruchterman-Reingold
   from seeded initial positions), so the browser never runs physics.
@@ -7,8 +7,6 @@
   `innerHTML`, and its JSON sits inside a <script> element.
 - `market_deck`: a pydeck deck (scatter + line layers, orthographic view, no map
   tiles) of the whole market over a server-side layout.
-- `IngestJob` / `JOBS`: an ingest request run in a background thread, with progress
-  (records, units/s, ETA) the page polls.
 """
 
 from __future__ import annotations
@@ -17,19 +15,12 @@ import html
 import json
 import logging
 import random
-import secrets
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
 import polars as pl
 
-from engine.progress import Rate
-from storage.errors import UserFacingError
+from engine.benford import expected_proportions
 
 log = logging.getLogger(__name__)
 
@@ -181,136 +172,11 @@ def market_deck(nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFram
     return pdk.Deck(layers=layers, views=[view], initial_view_state=state, map_style=None, tooltip=tooltip)
 
 
-# -- background ingest jobs -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """What a page shows about a job: state, counts, rate and ETA."""
-
-    job_id: str
-    label: str
-    state: str  # running | done | failed
-    done: int = 0
-    total: int | None = None
-    records: int = 0
-    unit: str = "ledgers"
-    rate: float = 0.0  # units per second
-    eta_s: float | None = None
-    elapsed_s: float = 0.0
-    message: str = ""  # summary when done, the error when failed
-    incident: str | None = None  # set when the failure was unexpected (see the log)
-
-    @property
-    def fraction(self) -> float:
-        if not self.total:
-            return 1.0 if self.state != "running" else 0.0
-        return min(1.0, self.done / self.total)
-
-
-class IngestJob:
-    """Runs `work(progress)` on a daemon thread; `status()` is safe to call from any thread."""
-
-    def __init__(self, label: str, work: Callable[..., str]):
-        self.job_id = secrets.token_hex(4)
-        self._work, self._lock, self._rate = work, threading.Lock(), Rate()
-        self._status = JobStatus(self.job_id, label, "running")
-        self._thread = threading.Thread(target=self._run, name=f"ingest-{self.job_id}", daemon=True)
-
-    def start(self) -> IngestJob:
-        self._rate = Rate()
-        self._thread.start()
-        return self
-
-    def _progress(self, *, done: int, total: int | None, records: int, unit: str = "ledgers") -> None:
-        elapsed = time.monotonic() - self._rate.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (total - done) / rate if total and rate > 0 and done < total else None
-        with self._lock:
-            self._status = replace(self._status, done=done, total=total, records=records, unit=unit, rate=rate,
-                                   eta_s=eta, elapsed_s=elapsed)
-
-    def _run(self) -> None:
-        try:
-            message = self._work(self._progress)
-            self._set(state="done", message=message)
-        except UserFacingError as exc:
-            self._set(state="failed", message=str(exc))
-        except Exception:  # noqa: BLE001 - a background thread must report, never die silently
-            incident = secrets.token_hex(6)
-            log.exception("ingest job %s failed (incident %s)", self.job_id, incident)
-            self._set(state="failed", message="unexpected error", incident=incident)
-
-    def _set(self, **changes) -> None:
-        with self._lock:
-            self._status = replace(self._status, elapsed_s=time.monotonic() - self._rate.started, **changes)
-
-    def status(self) -> JobStatus:
-        with self._lock:
-            return self._status
-
-    def join(self, timeout: float | None = None) -> JobStatus:
-        self._thread.join(timeout)
-        return self.status()
-
-
-@dataclass
-class JobBoard:
-    """The process's ingest jobs per store path (threads are process-wide, so is this board)."""
-
-    jobs: dict[str, list[IngestJob]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def submit(self, store_key: str, job: IngestJob) -> IngestJob:
-        with self.lock:
-            if any(j.status().state == "running" for j in self.jobs.get(store_key, [])):
-                raise BusyError("an ingest is already running on this store; wait for it to finish")
-            self.jobs.setdefault(store_key, []).append(job.start())
-        return job
-
-    def of(self, store_key: str) -> list[JobStatus]:
-        with self.lock:
-            return [j.status() for j in reversed(self.jobs.get(store_key, []))]
-
-    def get(self, store_key: str, job_id: str) -> IngestJob | None:
-        with self.lock:
-            return next((j for j in self.jobs.get(store_key, []) if j.job_id == job_id), None)
-
-
-class BusyError(UserFacingError):
-    """A second ingest was asked for while one runs on the same store."""
-
-
-JOBS = JobBoard()  # process-wide: a job started by one session shows on every session's Ingest page
-
-
-def ingest_work(store, request, batches: Callable[[str | None], Iterator]) -> Callable[..., str]:
-    """`work(progress)` for IngestJob running one runner request into `store` (writes are serialised by it)."""
-    from engine.ingest.runner import run_ingest
-
-    def work(progress) -> str:
-        return run_ingest(store, request, batches, progress=progress).describe()
-
-    return work
-
-
-def files_work(store, paths: list[Path], *, batch_size: int) -> Callable[..., str]:
-    """`work(progress)` ingesting files (Horizon / Hubble / canonical exports) into `store`."""
-    from engine.ingest.files import ingest_files
-
-    def work(progress) -> str:
-        return "; ".join(s.describe() for s in ingest_files(store, paths, batch_size=batch_size, progress=progress))
-
-    return work
-
-
 # -- small display helpers ------------------------------------------------------------------------
 
 
 def benford_expected(counts: pl.DataFrame) -> pl.DataFrame:
     """First-digit counts with Benford's expected share. Shapes: [digit, n, observed, expected]."""
-    from engine.benford import expected_proportions
-
     total = max(int(counts.get_column("n").sum()), 1)
     return counts.with_columns(
         observed=pl.col("n") / total, expected=pl.Series(expected_proportions("first").tolist())
@@ -327,26 +193,3 @@ def fmt_seconds(s: float | None) -> str:
         return "–"
     s = int(round(s))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-def plan_request(source: str, params: dict, settings) -> tuple:
-    """(IngestRequest, batches) for a Horizon or data-lake range; `params` as recorded with a run.
-
-    params: start_ledger, end_ledger, and horizon_url + pair (horizon) or source (datalake).
-    """
-    start, end = int(params["start_ledger"]), int(params["end_ledger"])
-    if source == "horizon":
-        from engine.ingest import horizon
-
-        return horizon.plan(start_ledger=start, end_ledger=end, horizon_url=params.get("horizon_url") or
-                            settings.horizon_url, pair=params.get("pair") or None,
-                            http_timeout_s=settings.http_timeout_s, max_retries=settings.http_max_retries)
-    if source == "datalake":
-        from engine.ingest import datalake
-
-        return datalake.plan(start_ledger=start, end_ledger=end, source=params.get("source") or settings.datalake_url,
-                             workers=settings.decode_workers, http_timeout_s=settings.http_timeout_s,
-                             max_retries=settings.http_max_retries)
-    from storage.errors import BadInput
-
-    raise BadInput(f"cannot resume a {source!r} run from the app; re-run the same files to resume them")

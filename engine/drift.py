@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from models.ensemble import combine_scores
+
 PSI_MODERATE = 0.1
 PSI_DRIFT = 0.25
 _EPS = 1e-4
@@ -113,8 +115,6 @@ def pareto_weights(
 
 def _objectives(w: np.ndarray, points: np.ndarray, y: np.ndarray, imp, threshold: float) -> tuple[float, float, float]:
     from scipy.stats import spearmanr
-
-    from models.ensemble import combine_scores
 
     flagged = combine_scores(points, weights=w)[0] >= threshold
     tp = float((flagged & (y == 1)).sum())

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from engine.features import FEATURE_DICTIONARY
 from models.ensemble import tree_of
 from models.training import design_matrix, feature_columns
 from storage.errors import BadInput, NotFound
@@ -163,10 +164,6 @@ def _contribution(name: str, value: float, shap_points: float, frame: pl.DataFra
 
 def describe(name: str) -> str:
     """Plain-English description from engine.features.FEATURE_DICTIONARY (the name itself when unknown)."""
-    try:
-        from engine.features import FEATURE_DICTIONARY
-    except ImportError:
-        return name
     info = FEATURE_DICTIONARY.get(name)
     if info is not None:
         return f"{info.description} ({info.direction})"

@@ -23,8 +23,10 @@ never on both sides).
 
 from __future__ import annotations
 
+import time
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -32,9 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.features import build_feature_matrix
 from engine.graph.pyg import edge_arrays, structural_features
-from engine.graph.temporal import node_index
+from engine.graph.temporal import edges_from_frames, node_index
+from engine.ingest.files import load_file
+from models.ensemble import stratified_group_split
 from models.gnn import seed_torch, standardize
+from models.training import design_matrix, feature_columns, join_labels, labels_from_simulator
 from storage.errors import BadInput
 
 EMBEDDING_DIM = 32
@@ -216,9 +222,6 @@ def embedding_value(features: pl.DataFrame, labels: pl.DataFrame, embeddings: pl
 
     features: the risk model's matrix (wallet, pair_id, as_of, numeric columns); labels: simulator
     labels.csv (account, role, is_wash, ring_id); embeddings: `embedding_frame` output."""
-    from models.ensemble import stratified_group_split
-    from models.training import design_matrix, feature_columns, join_labels, labels_from_simulator
-
     base_cols = [c for c in feature_columns(features) if not c.startswith("gnn_") and c != SVDD_COLUMN]
     emb_cols = [*EMBEDDING_COLUMNS, SVDD_COLUMN]
     data = join_labels(features.drop(emb_cols, strict=False).join(embeddings, on="wallet", how="left"),
@@ -245,13 +248,6 @@ def market_embedding_value(market_dir, *, seed: int = 42, epochs: int = 20, repe
     features as of the last trade, embeddings of the whole trade + funding graph, labels.csv.
 
     Adds embed_seconds and n_nodes to the result."""
-    import time
-    from pathlib import Path
-
-    from engine.features import build_feature_matrix
-    from engine.graph.temporal import edges_from_frames
-    from engine.ingest.files import load_file
-
     market_dir = Path(market_dir)
     trades = load_file(market_dir / "trades.jsonl").frame
     operations = load_file(market_dir / "operations.jsonl").frame

@@ -34,6 +34,7 @@ import polars as pl
 import scipy.sparse as sp
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
+from engine.graph.pyg import message_edge_index, structural_features
 from storage.errors import BadInput
 
 EpochCallback = Callable[..., None]  # on_epoch(epoch=, epochs=, train_loss=, val_loss=)
@@ -255,8 +256,7 @@ class _Inputs:
 def _inputs(phase: Phase, num_nodes: int) -> _Inputs:
     import torch
 
-    from engine.graph.pyg import message_edge_index, structural_features
-    from models.gnn import standardize
+    from models.gnn import standardize  # torch, imported only when a GNN runs
 
     x = standardize(structural_features(phase.messages, num_nodes=num_nodes))
     return _Inputs(torch.as_tensor(x), torch.as_tensor(message_edge_index(phase.messages)))

@@ -5,7 +5,7 @@ A fingerprint is the SHA-256 hex of the raw 32-byte public key; loading a model
 (models.registry) or verifying a report (reports.attest) trusts a signature only
 when its public key's fingerprint is in the trusted set. One key and one trust list
 serve both (LEDGERLENS_MODEL_SIGNING_KEY, LEDGERLENS_MODEL_TRUSTED_FINGERPRINTS, read
-by engine.pipeline.signing_key / trusted_fingerprints); the two never accept each
+by engine.services.models.signing_key / trusted_fingerprints); the two never accept each
 other's signatures because report signatures are over a fixed prefix and model
 signatures over metadata JSON.
 """

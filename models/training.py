@@ -20,6 +20,7 @@ import polars as pl
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
 from engine.drift import reference_bins
+from engine.features import FEATURE_NAMES
 from models.baseline import RuleOfThumb, baseline_indices
 from models.ensemble import IMBALANCE_METHODS, MEMBERS, WashEnsemble, stratified_group_split
 from models.registry import schema_hash
@@ -314,10 +315,4 @@ def synthetic_feature_frame(
 
 
 def _default_columns() -> tuple[str, ...]:
-    try:
-        from engine.features import FEATURE_NAMES
-
-        return tuple(FEATURE_NAMES)
-    except ImportError:  # the features engine is optional here
-        return ("counterparty_hhi", "flow_balance", "round_trip_rate", "benford_neglog_p_30d", "ring_cp_share",
-                "n_trades", "inter_arrival_cv", "off_hours_ratio")  # fmt: skip
+    return tuple(FEATURE_NAMES)

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from engine.active import LABELS, STRATEGIES, active_settings, build_queue, maybe_retrain, retrain_log
-from models.registry import current_version
-from pages import _ui
+from engine.active import LABELS, STRATEGIES, active_settings
+from engine.services.label import build_queue
+from engine.services.retrain import maybe_retrain, retrain_log
+from pages import _model_views, _show, _ui
+from storage.store import Store
 
 
 @st.cache_data(ttl=600, show_spinner="Ranking the queue…", max_entries=32)
@@ -21,9 +23,9 @@ _ui.frame()
 st.title("Annotate")
 settings = _ui.settings()
 al = active_settings(settings)
-progress = _ui.q("label_progress")
+progress = _ui.read(Store.label_progress)
 if progress["n_scored"] == 0:
-    _ui.not_computed("Risk scores (the queue is built from them)", "python -m engine score")
+    _show.not_computed("Risk scores (the queue is built from them)", "python -m engine score")
     st.stop()
 done = progress["n_labelled"]
 st.progress(min(1.0, done / progress["n_scored"]),
@@ -44,8 +46,8 @@ def _retrain(force: bool) -> None:
 
 @st.fragment
 def queue() -> None:
-    with _ui.guard():
-        rows, source, n_pool, n_rejected = _queue(_ui.db_key(), _ui.version(), current_version(settings.models_dir),
+    with _show.guard():
+        rows, source, n_pool, n_rejected = _queue(_ui.db_key(), _ui.version(), _model_views.model_version(),
                                                   strategy, size, _ui.store(), settings)  # fmt: skip
         st.caption(f"{rows.height} of {n_pool:,} unlabelled (wallet, pair), ranked by {strategy} from {source}")
         if n_rejected:
@@ -54,20 +56,20 @@ def queue() -> None:
             st.success("The queue is empty: every candidate (wallet, pair) has a label.")
             return
         item = rows.row(0, named=True)
-        st.subheader(_ui.esc(item["wallet"]))
+        st.subheader(_show.esc(item["wallet"]))
         m = st.columns(4)
         m[0].metric("Priority", f"{item['priority']:.3f}")
         m[1].metric("Model p(wash)", "–" if item["p"] is None else f"{item['p']:.2f}")
         m[2].metric("Ring", item["ring_id"] or "–")
-        m[3].page_link(_ui.PAGES["wallet"], label="Open wallet page", query_params={"wallet": item["wallet"]})
-        st.caption(f"pair {_ui.esc(item['pair_id'])}" + (f" · evidence: {_ui.esc(item['evidence'])}"
+        m[3].page_link(_show.PAGES["wallet"], label="Open wallet page", query_params={"wallet": item["wallet"]})
+        st.caption(f"pair {_show.esc(item['pair_id'])}" + (f" · evidence: {_show.esc(item['evidence'])}"
                                                          if item["evidence"] else ""))  # fmt: skip
         with st.form("queue_form", clear_on_submit=True, enter_to_submit=True):
             label = st.radio("Label (Tab to move, arrows to choose, Enter to save)", LABELS, horizontal=True,
                              key="queue_label")  # fmt: skip
             note = st.text_input("Note", key="queue_note")
             if st.form_submit_button("Save and next", type="primary"):
-                _ui.label_wallet(wallet=item["wallet"], pair_id=item["pair_id"], label=label, note=note,
+                _model_views.label_wallet(wallet=item["wallet"], pair_id=item["pair_id"], label=label, note=note,
                                  annotator=annotator)  # fmt: skip
                 _retrain(force=False)
                 st.rerun(scope="app")
@@ -82,7 +84,7 @@ st.subheader("Model after each retrain")
 st.caption(f"Retrains after {al.retrain_threshold} new labels; a new model whose ROC-AUC drops more than "
            f"{al.rollback_auc_drop} below the current one is not promoted (rolled back).")  # fmt: skip
 if st.button("Retrain now", key="al_retrain_now"):
-    with _ui.guard():
+    with _show.guard():
         _retrain(force=True)
 if "al_last_retrain" in st.session_state:
     st.info(st.session_state["al_last_retrain"])

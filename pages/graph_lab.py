@@ -6,22 +6,23 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
-from pages import _ui
+from engine.graph.temporal import degree_distribution, load_edges, snapshot, spec_of, validation_report
+from engine.services.graph_lab import evaluate_config, lab_config
+from pages import _show, _ui
+from storage.store import Store
 
 _ui.frame()
 st.title("Graph Lab")
 st.caption("Temporal graph ML on the trade + funding graph. From a terminal: `python -m engine snapshot --window 30d`, "
            "`python -m engine train-gnn --config benchmarks/configs/gnn_example.yaml`, `python -m engine embed`.")
 
-with _ui.guard():
-    from engine.graph.temporal import degree_distribution, snapshot, spec_of, validation_report
-
-    snapshots = _ui.frame_or_none(_ui.sq("load_derived", name="snapshots"))
-    embeddings = _ui.frame_or_none(_ui.sq("load_derived", name="embeddings"))
+with _show.guard():
+    snapshots = _show.frame_or_none(_ui.read(Store.load_derived, name="snapshots"))
+    embeddings = _show.frame_or_none(_ui.read(Store.load_derived, name="embeddings"))
     st.metric("Embedded wallets", "not computed yet" if embeddings is None else f"{embeddings.height:,}")
     st.subheader("Snapshots")
     if snapshots is None:
-        _ui.not_computed("Snapshots", "python -m engine snapshot --window 30d")
+        _show.not_computed("Snapshots", "python -m engine snapshot --window 30d")
     else:
         report = validation_report(snapshots, spec_of(snapshots))
         st.dataframe(report.drop("degree_hist"), hide_index=True, key="snapshot_report")
@@ -37,10 +38,7 @@ encoder = c2.selectbox("Model", ["sage", "gcn", "gat"], key="gl_model",
                        format_func={"sage": "GraphSAGE", "gcn": "GCN", "gat": "GAT"}.get)
 epochs = c3.number_input("Epochs (max, early stopping)", 1, 300, 30, key="gl_epochs")
 if st.button("Run", key="gl_run", type="primary"):
-    with _ui.guard():
-        from engine.benchmarking import evaluate_config, lab_config
-        from engine.graph.temporal import load_edges
-
+    with _show.guard():
         bar = st.progress(0.0, text="training…")
 
         def on_epoch(*, epoch, epochs, train_loss, val_loss):

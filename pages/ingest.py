@@ -9,31 +9,26 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from engine.workbench import JOBS, IngestJob, files_work, fmt_seconds, ingest_work, plan_request
-from pages import _ui
+from engine.drawing import fmt_seconds
+from engine.services.ingest import JOBS, IngestJob, demo_work, files_work, plan_recorded, range_work
+from pages import _show, _ui
+from storage.store import Store
 
 _ui.frame()
 st.title("Ingest")
 settings = _ui.settings()
 store = _ui.store()
 key = _ui.db_key()
-first, last = _ui.sq("ledger_span")
-counts = _ui.sq("counts")
+first, last = _ui.read(Store.ledger_span)
+counts = _ui.read(Store.counts)
 st.caption(f"Store holds {counts['trades']:,} trades, {counts['operations']:,} operations, "
            f"{counts['accounts']:,} accounts; ledgers {first or '–'}–{last or '–'}.")
-
-
-def demo_work(store, settings, *, seed: int, scale: float):
-    """`work(progress)` for IngestJob: engine.demo.load_demo into the open store."""
-    from engine.demo import load_demo
-
-    return lambda progress: load_demo(store, settings, seed=seed, scale=scale, progress=progress).describe()
 
 
 def start(label: str, work) -> None:
     job = JOBS.submit(key, IngestJob(label, work))
     st.session_state.ingest_job = job.job_id
-    st.toast(f"Started: {_ui.esc(label)}")
+    st.toast(f"Started: {_show.esc(label)}")
 
 
 source = st.radio("Source", ["Horizon", "Data lake", "Files", "Demo market"], horizontal=True, key="ingest_source")
@@ -51,8 +46,8 @@ if source in ("Horizon", "Data lake"):
             kind = "horizon" if source == "Horizon" else "datalake"
             params = {"start_ledger": start_ledger, "end_ledger": end_ledger, "pair": pair.strip() or None,
                       "horizon_url" if kind == "horizon" else "source": url.strip()}
-            request, batches = plan_request(kind, params, settings)
-            start(f"{kind} ledgers {start_ledger}-{end_ledger}", ingest_work(store, request, batches))
+            request, batches = plan_recorded(kind, params, settings)
+            start(f"{kind} ledgers {start_ledger}-{end_ledger}", range_work(store, request, batches))
 elif source == "Files":
     uploads = st.file_uploader("Horizon JSON Lines / pages, Hubble exports (JSONL, CSV, Parquet), LedgerLens exports",
                                accept_multiple_files=True, key="ingest_files")
@@ -80,31 +75,31 @@ else:
 
 @st.fragment(run_every=1.0)
 def progress_panel() -> None:
-    with _ui.guard():
+    with _show.guard():
         jobs = JOBS.of(key)
         if not jobs:
             st.caption("No ingest started from this app since it started.")
             return
         job = jobs[0]
         if job.state == "running":
-            st.progress(job.fraction, text=f"{_ui.esc(job.label)}: {job.records:,} records · {job.done:,}"
+            st.progress(job.fraction, text=f"{_show.esc(job.label)}: {job.records:,} records · {job.done:,}"
                         f"{'/' + format(job.total, ',') if job.total else ''} {job.unit} · {job.rate:,.1f} {job.unit}/s "
                         f"· ETA {fmt_seconds(job.eta_s)}")
         elif job.state == "done":
-            st.success(f"{_ui.esc(job.label)}: done in {fmt_seconds(job.elapsed_s)} — {_ui.esc(job.message)}")
+            st.success(f"{_show.esc(job.label)}: done in {fmt_seconds(job.elapsed_s)} — {_show.esc(job.message)}")
             if st.session_state.get("ingest_seen") != job.job_id:
                 st.session_state.ingest_seen = job.job_id
                 _ui.clear_caches()
                 st.rerun(scope="app")
         else:
             incident = f" (incident {job.incident})" if job.incident else ""
-            st.error(f"{_ui.esc(job.label)}: failed{incident} — {_ui.esc(job.message)}. Resume it from the run history below.")
+            st.error(f"{_show.esc(job.label)}: failed{incident} — {_show.esc(job.message)}. Resume it from the run history below.")
 
 
 progress_panel()
 
 st.subheader("Run history")
-runs = _ui.sq("runs", limit=50)
+runs = _ui.read(Store.runs, limit=50)
 if runs.height == 0:
     st.caption("No runs yet.")
     st.stop()
@@ -113,18 +108,18 @@ st.dataframe(runs.select("run_id", "source", "status", "resumable", "started_at"
              key="runs_table")
 run_id = st.selectbox("Run", runs.get_column("run_id").to_list(), key="run_pick")
 run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
-bad = _ui.sq("quarantined", run_id=run_id, limit=1000)
+bad = _ui.read(Store.quarantined, run_id=run_id, limit=1000)
 st.markdown(f"**Quarantined records of run {run_id}: {run['n_quarantined']:,}**")
 if bad.height:
     st.dataframe(bad.select("location", "record_id", "reason", "raw"), hide_index=True, key="quarantine_table")
 if run["resumable"]:  # interrupted (killed, crashed) or failed, and not finished by a later run
     params = json.loads(run["params"])
-    st.info(f"Run {run_id} stopped before the end ({_ui.esc(run['status'])}); its committed batches are kept "
+    st.info(f"Run {run_id} stopped before the end ({_show.esc(run['status'])}); its committed batches are kept "
             "and resuming starts after the last one.")
     if run["source"] in ("horizon", "datalake") and st.button(f"Resume run {run_id}", key="resume_run"):
-        request, batches = plan_request(run["source"], params, settings)
+        request, batches = plan_recorded(run["source"], params, settings)
         start(f"resume {run['source']} ledgers {params['start_ledger']}-{params['end_ledger']}",
-              ingest_work(store, request, batches))
+              range_work(store, request, batches))
     elif run["source"] == "files" and st.button(f"Resume run {run_id}", key="resume_run"):
         path = Path(params["path"])
         start(f"resume {path.name}", files_work(store, [path], batch_size=settings.batch_size))

@@ -6,13 +6,14 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from engine.workbench import benford_expected
-from pages import _ui
+from engine.drawing import benford_expected
+from pages import _show, _ui
+from storage.store import Store
 
 st.title("Overview")
 f = _ui.frame()
 threshold = _ui.settings().risk_score_flag_threshold
-counts = _ui.q("overview_counts", threshold=threshold, pair_id=f.pair_id, window_days=f.window_days)
+counts = _ui.read(Store.overview_counts, threshold=threshold, pair_id=f.pair_id, window_days=f.window_days)
 
 c = st.columns(4)
 c[0].metric("Trades", f"{counts['n_trades']:,}")
@@ -20,29 +21,29 @@ c[1].metric("Wallets", f"{counts['n_wallets']:,}")
 c[2].metric("Pairs", f"{counts['n_pairs']:,}")
 c[3].metric("Flagged wallets", f"{counts['n_flagged']:,}", help=f"latest score >= {threshold}")
 if counts["n_trades"] == 0:
-    _ui.empty_store_hint()
+    _show.empty_store_hint()
     st.stop()
 
 left, right = st.columns(2)
 with left:
     st.subheader("Risk distribution")
     if counts["n_scored"] == 0:
-        _ui.not_computed("Risk scores", "python -m engine score")
+        _show.not_computed("Risk scores", "python -m engine score")
     else:
-        dist = _ui.q("risk_distribution", pair_id=f.pair_id)
+        dist = _ui.read(Store.risk_distribution, pair_id=f.pair_id)
         st.bar_chart(dist.with_columns(pl.format("{}-{}", "bucket", pl.col("bucket") + 9).alias("score")),
                      x="score", y="n", height=260)
 with right:
     st.subheader("Reported volume vs volume without ring trades")
-    vol = _ui.q("pair_volumes", window_days=f.window_days, limit=15)
+    vol = _ui.read(Store.pair_volumes, window_days=f.window_days, limit=15)
     if vol.get_column("ring_volume").null_count() == vol.height:
-        _ui.not_computed("Rings", "python -m engine rings")
-    shown = _ui.in_units(vol, "reported_volume", "volume_without_rings")
+        _show.not_computed("Rings", "python -m engine rings")
+    shown = _show.in_units(vol, "reported_volume", "volume_without_rings")
     st.dataframe(shown.select("pair_id", "n_trades", "reported_volume", "volume_without_rings", "ring_share"),
                  hide_index=True, key="pair_volumes",
                  column_config={"pair_id": st.column_config.TextColumn("pair", width="medium"),
-                                "reported_volume": _ui.units_column("reported"),
-                                "volume_without_rings": _ui.units_column("without rings"),
+                                "reported_volume": _show.units_column("reported"),
+                                "volume_without_rings": _show.units_column("without rings"),
                                 "ring_share": st.column_config.ProgressColumn("ring share", min_value=0, max_value=1)})
 
 st.subheader("Top flagged (wallet, pair)")
@@ -53,7 +54,7 @@ descending = t3.toggle("Descending", value=True, key="ov_desc")
 page_size = t4.selectbox("Rows", [25, 50, 100], key="ov_rows")
 st.session_state.setdefault("ov_page", 1)
 page_no = int(st.session_state.ov_page)
-rows, total = _ui.q("top_flagged", threshold=threshold, pair_id=f.pair_id, wallet_prefix=prefix or None,
+rows, total = _ui.read(Store.top_flagged, threshold=threshold, pair_id=f.pair_id, wallet_prefix=prefix or None,
                     sort_by=sort_by, descending=descending, offset=(page_no - 1) * page_size, limit=page_size)
 n_pages = max(1, -(-total // page_size))
 if page_no > n_pages:
@@ -63,11 +64,11 @@ st.caption(f"{total:,} flagged rows")
 if total:
     event = st.dataframe(rows, hide_index=True, key="top_flagged", on_select="rerun", selection_mode="single-row")
     if event.selection.rows:
-        st.switch_page(_ui.PAGES["wallet"], query_params={"wallet": rows.row(event.selection.rows[0], named=True)["wallet"]})
+        st.switch_page(_show.PAGES["wallet"], query_params={"wallet": rows.row(event.selection.rows[0], named=True)["wallet"]})
 
-st.subheader("Benford first digit — " + (_ui.esc(f.pair_id) if f.pair_id else "all pairs"))
-pair_for_benford = f.pair_id or st.selectbox("Pair", [_ui.ALL_PAIRS] + _ui.q("pair_list"), key="ov_benford_pair")
-digits = benford_expected(_ui.q("first_digit_counts", pair_id=None if pair_for_benford == _ui.ALL_PAIRS else
+st.subheader("Benford first digit — " + (_show.esc(f.pair_id) if f.pair_id else "all pairs"))
+pair_for_benford = f.pair_id or st.selectbox("Pair", [_ui.ALL_PAIRS] + _ui.read(Store.pair_list), key="ov_benford_pair")
+digits = benford_expected(_ui.read(Store.first_digit_counts, pair_id=None if pair_for_benford == _ui.ALL_PAIRS else
                                 pair_for_benford, window_days=f.window_days))
 n = int(digits.get_column("n").sum())
 fig = go.Figure([go.Bar(x=digits["digit"].to_list(), y=digits["observed"].to_list(), name=f"observed (n={n:,})"),

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import _ui
+from engine.services.report import verify_report
+from pages import _show, _ui
+from storage.store import Store
 
 _ui.frame()
 st.title("Reports")
-reports = _ui.sq("reports")
+reports = _ui.read(Store.reports)
 st.caption(f"{reports.height} report(s) generated")
 if reports.height == 0:
     st.info("No report yet: open a scored wallet on the **Wallet** page and press *Generate report*.")
@@ -27,9 +29,7 @@ else:
 st.subheader("Verify a report")
 upload = st.file_uploader("A LedgerLens report (PDF, JSON or Markdown)", key="verify_upload")
 if upload is not None:
-    from reports import verify_report
-
-    with _ui.guard():
+    with _show.guard():
         result = verify_report(upload.getvalue(), settings=_ui.settings())  # trusts the configured signing keys
         known = result.fingerprint in set(reports.get_column("fingerprint").to_list()) if reports.height else False
         if result.ok:

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.workbench import market_deck
-from pages import _ui
+from engine.drawing import market_deck
+from pages import _graphs, _show, _ui
+from storage.store import Store
 
 st.title("Rings")
 f = _ui.frame()
-rings = _ui.q("rings")
-if _ui.sq("counts")["trades"] == 0:
-    _ui.empty_store_hint()
+rings = _ui.read(Store.rings)
+if _ui.read(Store.counts)["trades"] == 0:
+    _show.empty_store_hint()
     st.stop()
 if rings is None:
-    _ui.not_computed("Rings", "python -m engine rings")
+    _show.not_computed("Rings", "python -m engine rings")
     st.stop()
 st.caption(f"{rings.height:,} rings detected")
 if rings.height == 0:
     st.info("No ring passed the evidence rules on this data.")
     st.stop()
 
-st.dataframe(_ui.in_units(rings, "volume"), hide_index=True, key="ring_table",
-             column_config={"volume": _ui.units_column("volume, base asset")})
+st.dataframe(_show.in_units(rings, "volume"), hide_index=True, key="ring_table",
+             column_config={"volume": _show.units_column("volume, base asset")})
 ids = rings.get_column("ring_id").to_list()
 wanted = st.query_params.get("ring")
 if "ring_pick" not in st.session_state or (wanted in ids and wanted != st.session_state.ring_pick):
@@ -35,13 +36,13 @@ tab_graph, tab_market = st.tabs(["Ring graph", "Whole market"])
 
 @st.fragment
 def ring_view(ring_id: str) -> None:
-    with _ui.guard():
-        members = _ui.q("ring_members", ring_id=ring_id)
+    with _show.guard():
+        members = _ui.read(Store.ring_members, ring_id=ring_id)
         c1, c2 = st.columns([3, 1])
         expand = c1.multiselect("Expand neighbours of", members.get_column("account_id").to_list(),
-                                key=f"expand_{ring_id}", format_func=_ui.short)
+                                key=f"expand_{ring_id}", format_func=_show.short)
         max_nodes = c2.slider("Max nodes", 20, 400, 150, step=10, key="ring_max_nodes")
-        nodes, edges, page = _ui.ring_graph(ring_id, expand=tuple(expand), window_days=f.window_days,
+        nodes, edges, page = _graphs.ring_graph(ring_id, expand=tuple(expand), window_days=f.window_days,
                                             max_nodes=max_nodes)
         st.caption(f"{nodes.height} wallets, {edges.filter(edges['kind'] == 'trade').height} trade edges, "
                    f"{edges.filter(edges['kind'] == 'funding').height} funding edges "
@@ -52,22 +53,22 @@ def ring_view(ring_id: str) -> None:
 with tab_graph:
     ring_view(ring_id)
     # outside the fragment: switching page is a whole-app rerun
-    members = _ui.q("ring_members", ring_id=ring_id)
+    members = _ui.read(Store.ring_members, ring_id=ring_id)
     st.markdown("**Members**")
     event = st.dataframe(members, hide_index=True, key=f"members_{ring_id}", on_select="rerun",
                          selection_mode="single-row")
     pick = st.selectbox("Open wallet", members.get_column("account_id").to_list(), key="ring_open_pick")
     if st.button("Open wallet page", key="ring_open"):
-        st.switch_page(_ui.PAGES["wallet"], query_params={"wallet": pick})
+        st.switch_page(_show.PAGES["wallet"], query_params={"wallet": pick})
     if event.selection.rows:
-        st.switch_page(_ui.PAGES["wallet"],
+        st.switch_page(_show.PAGES["wallet"],
                        query_params={"wallet": members.row(event.selection.rows[0], named=True)["account_id"]})
 
 with tab_market:
     if not st.toggle("Show the whole-market view", key="market_on", help="lays out up to 50,000 edges server-side"):
         st.stop()
     max_edges = st.select_slider("Edges shown", [1_000, 5_000, 20_000, 50_000], value=5_000, key="market_edges")
-    nodes, edges, pos = _ui.market(window_days=f.window_days, max_edges=max_edges)
+    nodes, edges, pos = _graphs.market(window_days=f.window_days, max_edges=max_edges)
     st.caption(f"{nodes.height:,} wallets, {edges.height:,} co-trade edges (flagged and ring wallets first). "
                "Scroll to zoom; click a ring wallet to open its ring.")
     state = st.pydeck_chart(market_deck(nodes, edges, pos), on_select="rerun", selection_mode="single-object",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
 from engine.active import LABELS
-from engine.workbench import benford_expected
-from pages import _ui
+from engine.drawing import benford_expected
+from engine.services.report import generate_report
+from pages import _model_views, _show, _ui
+from storage.store import Store
 
 _ui.frame()
 st.title("Wallet")
@@ -21,15 +25,15 @@ if not wallet:
     st.info("Enter a wallet address, or open one from Overview (top flagged) or Rings.")
     st.stop()
 
-scores = _ui.q("wallet_scores", wallet=wallet)
-n_trades = _ui.q("trade_timeline", wallet=wallet)
+scores = _ui.read(Store.wallet_scores, wallet=wallet)
+n_trades = _ui.read(Store.trade_timeline, wallet=wallet)
 if scores.height == 0 and n_trades.height == 0:
-    st.warning(f"No trades or scores for {_ui.esc(wallet)}. Check the address, or ingest the ledgers it traded in.")
+    st.warning(f"No trades or scores for {_show.esc(wallet)}. Check the address, or ingest the ledgers it traded in.")
     st.stop()
 
-st.subheader(_ui.esc(wallet))
+st.subheader(_show.esc(wallet))
 if scores.height == 0:
-    _ui.not_computed("Risk scores for this wallet", "python -m engine score")
+    _show.not_computed("Risk scores for this wallet", "python -m engine score")
     pair_id = None
 else:
     pairs = scores.get_column("pair_id").to_list()
@@ -46,21 +50,21 @@ else:
 
 tabs = st.tabs(["Score history", "Explanation", "Benford", "Trades", "Counterparties", "Funding lineage", "Rings"])
 with tabs[0]:
-    history = _ui.sq("score_history", wallet=wallet)
+    history = _ui.read(Store.score_history, wallet=wallet)
     if history.height:
         st.line_chart(history.select("scored_at", "score", "pair_id"), x="scored_at", y="score", color="pair_id")
     else:
         st.caption("no score history")
 with tabs[1]:
-    version = _ui.explainable_version(top["model_version"]) if pair_id is not None else None
+    version = _model_views.explainable_version(top["model_version"]) if pair_id is not None else None
     if pair_id is None or version is None:
-        _ui.not_computed("SHAP explanation (needs a model and scores)", "python -m engine score")
+        _show.not_computed("SHAP explanation (needs a model and scores)", "python -m engine score")
     else:
-        expl = _ui.explanation(wallet=wallet, pair_id=pair_id, version=version)
+        expl = _model_views.explanation(wallet=wallet, pair_id=pair_id, version=version)
         if expl is None:
-            _ui.not_computed("Features (the explanation reads them)", "python -m engine features")
+            _show.not_computed("Features (the explanation reads them)", "python -m engine features")
         else:
-            rows = _ui.waterfall_rows(expl, top=12)
+            rows = _model_views.waterfall_rows(expl, top=12)
             total = expl.base_value + float(rows["shap"].sum())
             fig = go.Figure(go.Waterfall(
                 orientation="h", base=expl.base_value, y=rows["feature"].to_list() + ["members' mean score"],
@@ -73,7 +77,7 @@ with tabs[1]:
                        f"= {total:.1f}, the mean of the member scores "
                        f"({', '.join(f'{p:.1f}' for p in expl.member_scores)}); the model's probability is their "
                        f"median (outlier trimmed). The risk score adds the mechanism evidence below.")  # fmt: skip
-            breakdown = _ui.score_breakdown(wallet=wallet, pair_id=pair_id, model_score=expl.score)
+            breakdown = _model_views.score_breakdown(wallet=wallet, pair_id=pair_id, model_score=expl.score)
             if breakdown is not None:
                 st.markdown("**How the risk score is made**")
                 st.dataframe(breakdown, hide_index=True, key="score_breakdown",
@@ -81,13 +85,13 @@ with tabs[1]:
             st.dataframe(pl.DataFrame([c._asdict() for c in expl.contributions[:15]]), hide_index=True,
                          key="shap_table")  # fmt: skip
 with tabs[2]:
-    windows = _ui.sq("load_derived", name="benford", where={"scope": "wallet", "wallet": wallet, "test": "first"})
+    windows = _ui.read(Store.load_derived, name="benford", where={"scope": "wallet", "wallet": wallet, "test": "first"})
     if windows is None:
-        _ui.not_computed("Benford tests per window", "python -m engine features")
+        _show.not_computed("Benford tests per window", "python -m engine features")
     else:
         st.dataframe(windows.select("window", "n", "mad", "expected_mad", "excess_mad", "p_value", "verdict"),
                      hide_index=True, key="wallet_benford")
-    digits = benford_expected(_ui.q("first_digit_counts", wallet=wallet, pair_id=pair_id))
+    digits = benford_expected(_ui.read(Store.first_digit_counts, wallet=wallet, pair_id=pair_id))
     n = int(digits.get_column("n").sum())
     fig = go.Figure([go.Bar(x=digits["digit"].to_list(), y=digits["observed"].to_list(), name=f"observed (n={n})"),
                      go.Scatter(x=digits["digit"].to_list(), y=digits["expected"].to_list(), name="Benford expected")])
@@ -98,18 +102,18 @@ with tabs[3]:
     st.bar_chart(n_trades, x="day", y=["n_sells", "n_buys"], height=260)
     st.dataframe(n_trades, hide_index=True, key="wallet_timeline")
 with tabs[4]:
-    st.dataframe(_ui.q("counterparties", wallet=wallet, limit=100), hide_index=True, key="wallet_counterparties")
+    st.dataframe(_ui.read(Store.counterparties, wallet=wallet, limit=100), hide_index=True, key="wallet_counterparties")
 with tabs[5]:
-    ancestors, siblings = _ui.q("funding_lineage", wallet=wallet)
+    ancestors, siblings = _ui.read(Store.funding_lineage, wallet=wallet)
     st.markdown("**Ancestors** (who created whom)")
     st.dataframe(ancestors, hide_index=True, key="wallet_ancestors")
     st.markdown(f"**Siblings** (same funder): {siblings.height}")
     st.dataframe(siblings, hide_index=True, key="wallet_siblings")
 with tabs[6]:
-    member_of = _ui.q("wallet_rings", wallet=wallet)
+    member_of = _ui.read(Store.wallet_rings, wallet=wallet)
     st.dataframe(member_of, hide_index=True, key="wallet_rings")
     for ring in member_of.get_column("ring_id").to_list():
-        st.page_link(_ui.PAGES["rings"], label=f"Open {ring}", query_params={"ring": ring})
+        st.page_link(_show.PAGES["rings"], label=f"Open {ring}", query_params={"ring": ring})
 
 st.divider()
 left, right = st.columns(2)
@@ -119,9 +123,9 @@ with left, st.form("label_form", clear_on_submit=True):
     note = st.text_input("Note", key="label_note")
     annotator = st.text_input("Annotator", value="analyst", key="label_annotator")
     if st.form_submit_button("Save label"):
-        _ui.label_wallet(wallet=wallet, pair_id=pair_id, label=label, note=note, annotator=annotator)
+        _model_views.label_wallet(wallet=wallet, pair_id=pair_id, label=label, note=note, annotator=annotator)
         st.success(f"Labelled {label}.")
-    history = _ui.sq("annotations", wallet=wallet)
+    history = _ui.read(Store.annotations, wallet=wallet)
     st.caption(f"{history.height} label(s) on record")
     if history.height:
         st.dataframe(history.select("annotated_at", "pair_id", "label", "note", "annotator_id"), hide_index=True,
@@ -131,15 +135,11 @@ with right:
     if pair_id is None:
         st.caption("Score the wallet first: a report covers one scored (wallet, pair).")
     elif st.button("Generate report", key="generate_report"):
-        from reports import generate_report
-
         made = generate_report(_ui.store(), wallet=wallet, pair_id=pair_id, fmt="pdf", settings=_ui.settings())
         _ui.clear_caches()
         st.session_state.report_path = str(made.path)
         st.success(f"Report {made.fingerprint[:16]}… written to {made.path}")
     if st.session_state.get("report_path"):
-        from pathlib import Path
-
         path = Path(st.session_state.report_path)
         if path.exists():
             st.download_button("Download PDF", path.read_bytes(), file_name=path.name, mime="application/pdf",

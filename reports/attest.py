@@ -8,7 +8,7 @@ Ed25519 signature over
 
 made with the installation's signing key - the same key, file and trust list as
 model signing (`models.signing`; settings LEDGERLENS_MODEL_SIGNING_KEY and
-LEDGERLENS_MODEL_TRUSTED_FINGERPRINTS, read by `engine.pipeline.signing_key` /
+LEDGERLENS_MODEL_TRUSTED_FINGERPRINTS, read by `engine.services.models.signing_key` /
 `trusted_fingerprints`). The prefix separates the two uses: a model signature is
 over metadata JSON (starting with ``{``), so it can never pass as a report
 signature, nor the reverse. The published envelope carries

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 from reports.canonical import Published, as_published, sha256_hex
+from reports.markdown import render_markdown
+from reports.pdf import render_pdf
 
 FORMATS: dict[str, str] = {"pdf": ".pdf", "json": ".json", "markdown": ".md"}
 
@@ -16,12 +18,8 @@ def render(published: Published, fmt: str) -> bytes:
     if fmt == "json":
         return published.to_bytes()
     if fmt == "markdown":
-        from reports.markdown import render_markdown
-
         return render_markdown(published).encode("utf-8")
     if fmt == "pdf":
-        from reports.pdf import render_pdf
-
         return render_pdf(published)
     raise ValueError(f"unknown report format {fmt!r}; use one of {sorted(FORMATS)}")
 

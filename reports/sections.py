@@ -1,4 +1,4 @@
-"""Report sections computed from frames the Store returns (pure: frames in, dicts out).
+"""Report sections computed from the frames and records they are given (pure: frames in, dicts out).
 
 A section that cannot be computed says so: ``{"available": False, "reason": ...}``
 with what to run; no number is ever invented.
@@ -7,12 +7,13 @@ with what to run; no number is ever invented.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from engine import benford
+from engine.features.dictionary import FEATURE_DICTIONARY
+from engine.graph.funding import DEFAULT_MAX_FANOUT, ancestors, exchange_like
 from reports.trades import HORIZON_OPERATION_URL, units
 
 BENFORD_WINDOWS: tuple[tuple[str, timedelta], ...] = (
@@ -38,10 +39,6 @@ def benford_section(view: pl.DataFrame) -> dict:
     `end` the wallet's last trade in the pair at or before as_of (so a report on
     old data is not empty).
     """
-    try:
-        from engine import benford
-    except ImportError:
-        return not_available("engine.benford is not installed")
     if view.height == 0:
         return not_available("the wallet has no trades in the pair as of the report time")
     end = view.get_column("closed_at").max()
@@ -72,10 +69,6 @@ def lineage_section(edges: pl.DataFrame, funding_ops: pl.DataFrame, accounts: pl
     `edges`: Store.funding_edges(); `funding_ops`: Store.operations(types=FUNDING_TYPES);
     `accounts`: Store.accounts().
     """
-    try:
-        from engine.graph.funding import DEFAULT_MAX_FANOUT, ancestors, exchange_like
-    except ImportError:
-        return not_available("engine.graph.funding is not installed")
     edges = edges.filter(pl.col("closed_at") <= as_of)
     hubs = exchange_like(edges).get_column("account_id")
     anc = ancestors(edges, depth=LINEAGE_DEPTH, keep_exchange=True).filter(
@@ -166,10 +159,6 @@ def features_section(features: pl.DataFrame | None, *, wallet: str) -> dict:
 
     Percentile = share of the population below the wallet's value plus half the ties, x 100.
     """
-    try:
-        from engine.features.dictionary import FEATURE_DICTIONARY
-    except ImportError:
-        return not_available("engine.features is not installed")
     if features is None or features.height == 0:
         return not_available("no feature matrix is stored for this pair: run `python -m engine features`")
     mine = features.filter(pl.col("wallet") == wallet)
@@ -192,40 +181,9 @@ def features_section(features: pl.DataFrame | None, *, wallet: str) -> dict:
             "population": "every wallet with a feature row in the same pair", "rows": rows[:MAX_FEATURE_ROWS]}
 
 
-def shap_section(features: pl.DataFrame | None, *, wallet: str, pair_id: str, model_version: str | None,
-                 settings) -> dict:
-    """SHAP top factors of the wallet's score (engine.explain, exact/internal mode) from the scoring model."""
-    if model_version is None:
-        return not_available("no score: run `python -m engine train` and `python -m engine score`, then regenerate")
-    if features is None or features.height == 0:
-        return not_available("no feature matrix is stored for this pair: run `python -m engine features`")
-    if not (Path(settings.models_dir) / model_version).is_dir():
-        return not_available(f"model {model_version} is not in the registry {settings.models_dir}")
-    try:  # imported only when a model is there: it pulls in the ML stack
-        from engine.explain import explain_wallet
-    except ImportError:
-        return not_available("engine.explain (SHAP) is not installed")
-    from storage.errors import UserFacingError
-
-    try:
-        exp = explain_wallet(_model(str(settings.models_dir), model_version, _trusted(settings)), features, wallet,
-                             pair_id, top=10)  # fmt: skip
-    except UserFacingError as exc:  # NotFound row, ModelIntegrityError, schema mismatch: said, not hidden
-        return not_available(str(exc))
-    return {"available": True, "model_version": model_version, "score": exp.score, "base_value": exp.base_value,
-            "member_scores": list(exp.member_scores), "unit": "points of the 0-100 score",
-            "contributions": [c._asdict() for c in exp.contributions]}  # fmt: skip
-
-
-def _trusted(settings) -> frozenset[str]:
-    from engine.pipeline import trusted_fingerprints
-
-    return trusted_fingerprints(settings)
-
-
-@lru_cache(maxsize=4)
-def _model(models_dir: str, version: str, trusted: frozenset[str]):
-    """A verified registry model, loaded once per process (bulk reports reuse it)."""
-    from models.registry import load_version
-
-    return load_version(Path(models_dir), version, trusted_fingerprints=trusted)
+def shap_section(explanation, *, model_version: str) -> dict:
+    """SHAP top factors of the wallet's score: an engine.explain.WalletExplanation, given (see
+    engine.services.explain: the one SHAP path the Wallet page shares)."""
+    return {"available": True, "model_version": model_version, "score": explanation.score,
+            "base_value": explanation.base_value, "member_scores": list(explanation.member_scores),
+            "unit": "points of the 0-100 score", "contributions": [c._asdict() for c in explanation.contributions]}  # fmt: skip

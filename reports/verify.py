@@ -1,4 +1,4 @@
-"""Verify a published report file (JSON, PDF or Markdown), optionally against the store.
+"""Verify a published report file (JSON, PDF or Markdown), optionally against a regeneration.
 
 Checks, in order (any failure makes the report invalid):
 1. the canonical JSON envelope: the file itself (JSON) or the copy embedded in
@@ -13,8 +13,9 @@ Checks, in order (any failure makes the report invalid):
 4. the `<file>.sha256` sidecar, when present, must match the file's bytes;
 5. the anchor, when present: its transaction decodes, carries the fingerprint,
    has the recorded hash and the signer's signature;
-6. with a store: the report is assembled again from the recorded query and its
-   fingerprint must be the same (the differing sections are named when not).
+6. with `regenerate` (engine.services.report passes one that reads the store): the
+   report is assembled again from the recorded query and its fingerprint must be the
+   same (the differing sections are named when not). Nothing here reads a store.
 
 A file that holds no report envelope at all raises BadInput. Anything else wrong -
 any edited, truncated or re-typed field - is a problem in the result, never an
@@ -25,6 +26,7 @@ inside them is reported as that check failing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -32,9 +34,12 @@ from pathlib import Path
 
 from reports import markdown, output, pdf
 from reports.anchor import check_anchor
+from reports.assemble import Report
 from reports.attest import check_attestation, signer_fingerprint
 from reports.canonical import Published, parse_published, sha256_hex
 from storage.errors import BadInput, NotFound
+
+Regenerate = Callable[..., Report]  # (wallet=, pair_id=, as_of=) -> the report assembled again
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +76,8 @@ def envelope_of(data: bytes, fmt: str) -> bytes:
     return found
 
 
-def verify_report_file(path: Path, *, trusted: frozenset[str] | None = None, store=None, settings=None) -> Verification:
+def verify_report_file(path: Path, *, trusted: frozenset[str] = frozenset(), regenerate: Regenerate | None = None
+                       ) -> Verification:  # fmt: skip
     """Run every check that applies to the file at `path` (see module doc)."""
     path = Path(path)
     if not path.is_file():
@@ -82,21 +88,21 @@ def verify_report_file(path: Path, *, trusted: frozenset[str] | None = None, sto
         sidecar = side.read_text(errors="replace") if side.is_file() else None
     except OSError as exc:
         raise BadInput(f"{path}: cannot read it ({exc})") from exc
-    return verify_report(data, path=path, sidecar=sidecar, trusted=trusted, store=store, settings=settings)
+    return verify_report(data, path=path, sidecar=sidecar, trusted=trusted, regenerate=regenerate)
 
 
 def verify_report(
-    data: bytes, *, path: Path | None = None, sidecar: str | None = None, trusted: frozenset[str] | None = None,
-    store=None, settings=None,
+    data: bytes, *, path: Path | None = None, sidecar: str | None = None, trusted: frozenset[str] = frozenset(),
+    regenerate: Regenerate | None = None,
 ) -> Verification:  # fmt: skip
     """Checks 1-6 on a report's bytes (e.g. an upload); `sidecar` is the .sha256 text if any.
 
-    `trusted`: fingerprints of trusted signing keys; default from `settings`
-    (LEDGERLENS_MODEL_TRUSTED_FINGERPRINTS, else the local key); with neither, no signer is trusted."""
+    `trusted`: fingerprints of trusted signing keys (none by default: then no signer is trusted);
+    `regenerate(wallet=, pair_id=, as_of=)`: the report assembled again (check 6), when given."""
     fmt = detect_format(data)
     published, problems = parse_published(envelope_of(data, fmt))
     checks = ["canonical JSON envelope and fingerprint"] if not problems else []
-    _check_signature(published, _trusted(trusted, settings), problems, checks)
+    _check_signature(published, trusted, problems, checks)
     if fmt != "json":
         _check_rendering(published, data, fmt, problems, checks)
     if sidecar is not None:
@@ -105,19 +111,9 @@ def verify_report(
         (checks if same else problems).append(f"sidecar: file SHA-256 {'matches' if same else 'DIFFERS'}")
     if published.anchor is not None:
         _check_anchor(published, problems, checks)
-    if store is not None and settings is not None:
-        _check_regenerated(published, store, settings, problems, checks)
+    if regenerate is not None:
+        _check_regenerated(published, regenerate, problems, checks)
     return Verification(path, fmt, published.fingerprint, tuple(problems), tuple(checks), signer_fingerprint(published))
-
-
-def _trusted(trusted: frozenset[str] | None, settings) -> frozenset[str]:
-    if trusted is not None:
-        return trusted
-    if settings is None:
-        return frozenset()
-    from engine.pipeline import trusted_fingerprints
-
-    return trusted_fingerprints(settings)
 
 
 def _check_signature(published: Published, trusted: frozenset[str], problems: list, checks: list) -> None:
@@ -161,15 +157,13 @@ def _check_anchor(published: Published, problems: list, checks: list) -> None:
         checks.append(f"anchor transaction {anchor.get('tx_hash')} carries the fingerprint")
 
 
-def _check_regenerated(published: Published, store, settings, problems: list, checks: list) -> None:
-    from reports.assemble import assemble_report
-
+def _check_regenerated(published: Published, regenerate: Regenerate, problems: list, checks: list) -> None:
     query = _recorded_query(published.report)
     if isinstance(query, str):
         problems.append(f"cannot regenerate: {query}")
         return
     try:
-        again = assemble_report(store, settings=settings, **query)
+        again = regenerate(**query)
     except (BadInput, NotFound) as exc:
         problems.append(f"cannot regenerate from the store: {exc}")
         return

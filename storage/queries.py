@@ -1,6 +1,6 @@
 """Read-only queries the workbench pages need, computed in DuckDB (not in the browser).
 
-Every function takes a `Store` and runs parameterised SQL through its `_frame` /
+Every query is a method of `Queries`, which `Store` inherits: it runs parameterised SQL through the Store's `_frame` /
 `_scalar` readers (each read on its own cursor, so Streamlit sessions can call
 them concurrently). SQL text holds only constants: column names for sorting come
 from a whitelist, values always travel as parameters. Derived tables that were
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from storage.store import Store
-
 # base asset stroops of a trade: the pair's first asset is the base
 BASE_AMOUNT = "CASE WHEN sold_asset = split_part(pair_id, '/', 1) THEN sold_amount ELSE bought_amount END"
 SORTABLE = ("score", "confidence", "wallet", "pair_id", "timestamp", "n_trades")
@@ -27,24 +25,6 @@ _LATEST = (
     "bft_divergence FROM scores QUALIFY row_number() OVER (PARTITION BY wallet, pair_id "
     "ORDER BY scored_at DESC, timestamp DESC) = 1"
 )
-
-
-def _latest(store: Store) -> str:
-    """SQL of the latest score per (wallet, pair): the `scores_latest` derived table when the scoring step keeps
-    one (a window over every score row costs ~0.5 s per million rows), else computed from `scores`."""
-    if has_table(store, "derived_scores_latest"):
-        return f"SELECT {_SCORE_COLS} FROM derived_scores_latest"
-    return _LATEST
-
-
-# `trades` is a view that joins account ids back in (storage/schema.py, migration 3).
-# A query that needs no account column reads `trade_rows`, the same rows without
-# those joins: counting or summing a million trades then costs no join.
-
-
-def has_table(store: Store, table: str) -> bool:
-    """True when `table` (e.g. "derived_rings") exists in the store."""
-    return bool(store._scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]))
 
 
 def _trade_filter(*, pair_id: str | None, window_days: int | None, alias: str = "") -> tuple[str, list]:
@@ -60,336 +40,336 @@ def _trade_filter(*, pair_id: str | None, window_days: int | None, alias: str = 
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def data_version(store: Store) -> str:
-    """A short text that changes whenever data the pages show changes (cache key)."""
-    row = store._frame(
-        "SELECT (SELECT count(*) FROM trade_rows) AS t, (SELECT count(*) FROM operations) AS o, "
-        "(SELECT count(*) FROM scores) AS s, (SELECT count(*) FROM annotations) AS a, "
-        "(SELECT count(*) FROM reports) AS r, (SELECT coalesce(max(run_id), 0) FROM ingest_runs) AS runs, "
-        "(SELECT count(*) FROM ingest_runs WHERE status = 'running') AS running, "
-        "(SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables "
-        " WHERE table_name LIKE 'derived_%') AS derived"
-    ).row(0)
-    return "|".join(str(v) for v in row)
+class Queries:
+    """The workbench's read queries, owned by the Store (`Store` inherits them): each runs
+    parameterised SQL through the Store's own readers and is called by name (`store.wallet_scores(w)`)."""
 
+    def _frame(self, sql: str, params: list | None = None) -> pl.DataFrame:  # Store's reader
+        raise NotImplementedError
 
-def overview_counts(store: Store, *, threshold: int, pair_id: str | None = None, window_days: int | None = None) -> dict:
-    """n_trades, n_wallets, n_pairs (within the filter), n_scored and n_flagged (latest scores)."""
-    where, params = _trade_filter(pair_id=pair_id, window_days=window_days)
-    trades = store._frame(
-        "SELECT count(*) AS n_trades, count(DISTINCT pair_id) AS n_pairs, "
-        "(SELECT count(*) FROM (SELECT seller_key AS a FROM trade_rows " + where + " UNION "
-        "SELECT buyer_key FROM trade_rows " + where + ") WHERE a IS NOT NULL) AS n_wallets "
-        f"FROM trade_rows {where}",
-        params * 3,
-    ).row(0, named=True)
-    spair = "WHERE pair_id = ?" if pair_id else ""
-    scores = store._frame(
-        f"SELECT count(DISTINCT wallet) AS n_scored, count(DISTINCT wallet) FILTER (WHERE score >= ?) AS n_flagged "
-        f"FROM ({_latest(store)}) {spair}",
-        [threshold] + ([pair_id] if pair_id else []),
-    ).row(0, named=True)
-    return {k: int(v or 0) for k, v in {**trades, **scores}.items()}
+    def _scalar(self, sql: str, params: list | None = None):  # Store's reader
+        raise NotImplementedError
 
+    def _latest(self) -> str:
+        """SQL of the latest score per (wallet, pair): the `scores_latest` derived table when the scoring step keeps
+        one (a window over every score row costs ~0.5 s per million rows), else computed from `scores`."""
+        if self.has_table("derived_scores_latest"):
+            return f"SELECT {_SCORE_COLS} FROM derived_scores_latest"
+        return _LATEST
 
-def pair_list(store: Store, *, limit: int = 500) -> list[str]:
-    """Pair ids by trade count, most traded first."""
-    frame = store._frame(
-        "SELECT pair_id FROM trade_rows GROUP BY pair_id ORDER BY count(*) DESC, pair_id LIMIT ?", [limit]
-    )
-    return frame.get_column("pair_id").to_list()
+    # `trades` is a view that joins account ids back in (storage/schema.py, migration 3).
+    # A query that needs no account column reads `trade_rows`, the same rows without
+    # those joins: counting or summing a million trades then costs no join.
 
+    def has_table(self, table: str) -> bool:
+        """True when `table` (e.g. "derived_rings") exists in the store."""
+        return bool(self._scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]))
 
-def risk_distribution(store: Store, *, pair_id: str | None = None, bin_width: int = 10) -> pl.DataFrame:
-    """Latest scores in bins. Shapes: [bucket: i32 (lower edge), n: i64], every bucket 0..100 present."""
-    spair, params = ("WHERE pair_id = ?", [pair_id]) if pair_id else ("", [])
-    return store._frame(
-        "SELECT b.bucket, coalesce(n, 0) AS n FROM (SELECT range::INTEGER AS bucket FROM range(0, 101, ?)) b "
-        f"LEFT JOIN (SELECT (least(score, 99) // ?) * ? AS bucket, count(*) AS n FROM ({_latest(store)}) {spair} "
-        "GROUP BY 1) s USING (bucket) ORDER BY b.bucket",
-        [bin_width, bin_width, bin_width] + params,
-    ).filter(pl.col("bucket") < 100)
+    def data_version(self) -> str:
+        """A short text that changes whenever data the pages show changes (cache key)."""
+        row = self._frame(
+            "SELECT (SELECT count(*) FROM trade_rows) AS t, (SELECT count(*) FROM operations) AS o, "
+            "(SELECT count(*) FROM scores) AS s, (SELECT count(*) FROM annotations) AS a, "
+            "(SELECT count(*) FROM reports) AS r, (SELECT coalesce(max(run_id), 0) FROM ingest_runs) AS runs, "
+            "(SELECT count(*) FROM ingest_runs WHERE status = 'running') AS running, "
+            "(SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables "
+            " WHERE table_name LIKE 'derived_%') AS derived"
+        ).row(0)
+        return "|".join(str(v) for v in row)
 
+    def overview_counts(self, *, threshold: int, pair_id: str | None = None, window_days: int | None = None) -> dict:
+        """n_trades, n_wallets, n_pairs (within the filter), n_scored and n_flagged (latest scores)."""
+        where, params = _trade_filter(pair_id=pair_id, window_days=window_days)
+        trades = self._frame(
+            "SELECT count(*) AS n_trades, count(DISTINCT pair_id) AS n_pairs, "
+            "(SELECT count(*) FROM (SELECT seller_key AS a FROM trade_rows " + where + " UNION "
+            "SELECT buyer_key FROM trade_rows " + where + ") WHERE a IS NOT NULL) AS n_wallets "
+            f"FROM trade_rows {where}",
+            params * 3,
+        ).row(0, named=True)
+        spair = "WHERE pair_id = ?" if pair_id else ""
+        scores = self._frame(
+            f"SELECT count(DISTINCT wallet) AS n_scored, count(DISTINCT wallet) FILTER (WHERE score >= ?) AS n_flagged "
+            f"FROM ({self._latest()}) {spair}",
+            [threshold] + ([pair_id] if pair_id else []),
+        ).row(0, named=True)
+        return {k: int(v or 0) for k, v in {**trades, **scores}.items()}
 
-def top_flagged(
-    store: Store,
-    *,
-    threshold: int,
-    pair_id: str | None = None,
-    wallet_prefix: str | None = None,
-    sort_by: str = "score",
-    descending: bool = True,
-    offset: int = 0,
-    limit: int = 25,
-) -> tuple[pl.DataFrame, int]:
-    """One page of flagged (wallet, pair) latest scores, sorted and filtered in the store.
+    def pair_list(self, *, limit: int = 500) -> list[str]:
+        """Pair ids by trade count, most traded first."""
+        frame = self._frame(
+            "SELECT pair_id FROM trade_rows GROUP BY pair_id ORDER BY count(*) DESC, pair_id LIMIT ?", [limit]
+        )
+        return frame.get_column("pair_id").to_list()
 
-    Shapes: [wallet, pair_id, score, confidence, benford_flag, ml_flag, ring_id, model_version,
-    timestamp], plus the total number of matching rows.
-    """
-    if sort_by not in SORTABLE or sort_by == "n_trades":
-        sort_by = "score"
-    clauses, params = ["score >= ?"], [threshold]
-    if pair_id:
-        clauses.append("pair_id = ?")
-        params.append(pair_id)
-    if wallet_prefix:
-        clauses.append("starts_with(wallet, ?)")
-        params.append(wallet_prefix.strip().upper())
-    where = "WHERE " + " AND ".join(clauses)
-    order = f"{sort_by} {'DESC' if descending else 'ASC'}, wallet, pair_id"  # whitelisted column
-    page = store._frame(
-        "SELECT wallet, pair_id, score, confidence, benford_flag, ml_flag, ring_id, model_version, timestamp, "
-        f"count(*) OVER () AS _total FROM ({_latest(store)}) {where} ORDER BY {order} LIMIT ? OFFSET ?",
-        params + [int(limit), int(offset)],
-    )
-    if page.height:
-        return page.drop("_total"), int(page.item(0, "_total"))
-    total = store._scalar(f"SELECT count(*) FROM ({_latest(store)}) {where}", params) if offset else 0
-    return page.drop("_total"), int(total)
+    def risk_distribution(self, *, pair_id: str | None = None, bin_width: int = 10) -> pl.DataFrame:
+        """Latest scores in bins. Shapes: [bucket: i32 (lower edge), n: i64], every bucket 0..100 present."""
+        spair, params = ("WHERE pair_id = ?", [pair_id]) if pair_id else ("", [])
+        return self._frame(
+            "SELECT b.bucket, coalesce(n, 0) AS n FROM (SELECT range::INTEGER AS bucket FROM range(0, 101, ?)) b "
+            f"LEFT JOIN (SELECT (least(score, 99) // ?) * ? AS bucket, count(*) AS n FROM ({self._latest()}) {spair} "
+            "GROUP BY 1) s USING (bucket) ORDER BY b.bucket",
+            [bin_width, bin_width, bin_width] + params,
+        ).filter(pl.col("bucket") < 100)
 
+    def top_flagged(self, *,
+        threshold: int,
+        pair_id: str | None = None,
+        wallet_prefix: str | None = None,
+        sort_by: str = "score",
+        descending: bool = True,
+        offset: int = 0,
+        limit: int = 25,
+    ) -> tuple[pl.DataFrame, int]:
+        """One page of flagged (wallet, pair) latest scores, sorted and filtered in the store.
 
-def pair_volumes(store: Store, *, window_days: int | None = None, limit: int = 15) -> pl.DataFrame:
-    """Per pair: reported volume and the volume left once trades inside a detected ring are removed.
+        Shapes: [wallet, pair_id, score, confidence, benford_flag, ml_flag, ring_id, model_version,
+        timestamp], plus the total number of matching rows.
+        """
+        if sort_by not in SORTABLE or sort_by == "n_trades":
+            sort_by = "score"
+        clauses, params = ["score >= ?"], [threshold]
+        if pair_id:
+            clauses.append("pair_id = ?")
+            params.append(pair_id)
+        if wallet_prefix:
+            clauses.append("starts_with(wallet, ?)")
+            params.append(wallet_prefix.strip().upper())
+        where = "WHERE " + " AND ".join(clauses)
+        order = f"{sort_by} {'DESC' if descending else 'ASC'}, wallet, pair_id"  # whitelisted column
+        page = self._frame(
+            "SELECT wallet, pair_id, score, confidence, benford_flag, ml_flag, ring_id, model_version, timestamp, "
+            f"count(*) OVER () AS _total FROM ({self._latest()}) {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            params + [int(limit), int(offset)],
+        )
+        if page.height:
+            return page.drop("_total"), int(page.item(0, "_total"))
+        total = self._scalar(f"SELECT count(*) FROM ({self._latest()}) {where}", params) if offset else 0
+        return page.drop("_total"), int(total)
 
-    A ring trade has seller and buyer in the same ring. Without a rings table the
-    ring columns are null. Shapes: [pair_id, n_trades, reported_volume (base stroops),
-    ring_volume, volume_without_rings, ring_share], most traded first.
-    """
-    where, params = _trade_filter(pair_id=None, window_days=window_days, alias="t")
-    if not has_table(store, "derived_ring_members"):
-        return store._frame(
-            f"SELECT pair_id, count(*) AS n_trades, sum({BASE_AMOUNT})::BIGINT AS reported_volume, "
-            "NULL::BIGINT AS ring_volume, NULL::BIGINT AS volume_without_rings, NULL::DOUBLE AS ring_share "
-            f"FROM trade_rows t {where} GROUP BY pair_id ORDER BY reported_volume DESC, pair_id LIMIT ?",
+    def pair_volumes(self, *, window_days: int | None = None, limit: int = 15) -> pl.DataFrame:
+        """Per pair: reported volume and the volume left once trades inside a detected ring are removed.
+
+        A ring trade has seller and buyer in the same ring. Without a rings table the
+        ring columns are null. Shapes: [pair_id, n_trades, reported_volume (base stroops),
+        ring_volume, volume_without_rings, ring_share], most traded first.
+        """
+        where, params = _trade_filter(pair_id=None, window_days=window_days, alias="t")
+        if not self.has_table("derived_ring_members"):
+            return self._frame(
+                f"SELECT pair_id, count(*) AS n_trades, sum({BASE_AMOUNT})::BIGINT AS reported_volume, "
+                "NULL::BIGINT AS ring_volume, NULL::BIGINT AS volume_without_rings, NULL::DOUBLE AS ring_share "
+                f"FROM trade_rows t {where} GROUP BY pair_id ORDER BY reported_volume DESC, pair_id LIMIT ?",
+                params + [limit],
+            )
+        return self._frame(
+            "WITH m AS (SELECT DISTINCT ring_id, account_id FROM derived_ring_members), "
+            f"x AS (SELECT t.pair_id, {BASE_AMOUNT.replace('pair_id', 't.pair_id')} AS amount, "
+            "EXISTS (SELECT 1 FROM m s JOIN m b ON s.ring_id = b.ring_id "
+            "        WHERE s.account_id = t.seller_account AND b.account_id = t.buyer_account) AS in_ring "
+            f"FROM trades t {where}) "
+            "SELECT pair_id, count(*) AS n_trades, sum(amount)::BIGINT AS reported_volume, "
+            "coalesce(sum(amount) FILTER (WHERE in_ring), 0)::BIGINT AS ring_volume, "
+            "coalesce(sum(amount) FILTER (WHERE NOT in_ring), 0)::BIGINT AS volume_without_rings, "
+            "ring_volume / reported_volume AS ring_share "
+            "FROM x GROUP BY pair_id ORDER BY reported_volume DESC, pair_id LIMIT ?",
             params + [limit],
         )
-    return store._frame(
-        "WITH m AS (SELECT DISTINCT ring_id, account_id FROM derived_ring_members), "
-        f"x AS (SELECT t.pair_id, {BASE_AMOUNT.replace('pair_id', 't.pair_id')} AS amount, "
-        "EXISTS (SELECT 1 FROM m s JOIN m b ON s.ring_id = b.ring_id "
-        "        WHERE s.account_id = t.seller_account AND b.account_id = t.buyer_account) AS in_ring "
-        f"FROM trades t {where}) "
-        "SELECT pair_id, count(*) AS n_trades, sum(amount)::BIGINT AS reported_volume, "
-        "coalesce(sum(amount) FILTER (WHERE in_ring), 0)::BIGINT AS ring_volume, "
-        "coalesce(sum(amount) FILTER (WHERE NOT in_ring), 0)::BIGINT AS volume_without_rings, "
-        "ring_volume / reported_volume AS ring_share "
-        "FROM x GROUP BY pair_id ORDER BY reported_volume DESC, pair_id LIMIT ?",
-        params + [limit],
-    )
 
+    def first_digit_counts(self, *, pair_id: str | None = None, wallet: str | None = None, window_days: int | None = None
+    ) -> pl.DataFrame:
+        """First significant digit of base amounts (stroops). Shapes: [digit: 1..9, n: i64], all nine present."""
+        where, params = _trade_filter(pair_id=pair_id, window_days=window_days)
+        table = "trade_rows"
+        if wallet:
+            where = (where + " AND " if where else "WHERE ") + "(seller_account = ? OR buyer_account = ?)"
+            params += [wallet, wallet]
+            table = "trades"
+        return self._frame(
+            "SELECT d.digit, coalesce(c.n, 0) AS n FROM (SELECT range::INTEGER AS digit FROM range(1, 10)) d "
+            f"LEFT JOIN (SELECT left(CAST({BASE_AMOUNT} AS VARCHAR), 1)::INTEGER AS digit, count(*) AS n "
+            f"FROM {table} {where} GROUP BY 1) c USING (digit) ORDER BY d.digit",
+            params,
+        )
 
-def first_digit_counts(
-    store: Store, *, pair_id: str | None = None, wallet: str | None = None, window_days: int | None = None
-) -> pl.DataFrame:
-    """First significant digit of base amounts (stroops). Shapes: [digit: 1..9, n: i64], all nine present."""
-    where, params = _trade_filter(pair_id=pair_id, window_days=window_days)
-    table = "trade_rows"
-    if wallet:
-        where = (where + " AND " if where else "WHERE ") + "(seller_account = ? OR buyer_account = ?)"
-        params += [wallet, wallet]
-        table = "trades"
-    return store._frame(
-        "SELECT d.digit, coalesce(c.n, 0) AS n FROM (SELECT range::INTEGER AS digit FROM range(1, 10)) d "
-        f"LEFT JOIN (SELECT left(CAST({BASE_AMOUNT} AS VARCHAR), 1)::INTEGER AS digit, count(*) AS n "
-        f"FROM {table} {where} GROUP BY 1) c USING (digit) ORDER BY d.digit",
-        params,
-    )
+    def rings(self) -> pl.DataFrame | None:
+        """Detected rings with the highest score any member ever had (any pair, any run). None when rings were never computed.
 
+        Shapes: [ring_id, size, n_trades, volume, closed_loop_share, internal_density, reciprocity,
+        funding_share, n_pairs, max_score], riskiest first; ties by closed-loop share, volume, size.
+        """
+        if not self.has_table("derived_rings"):
+            return None
+        return self._frame(
+            "WITH best AS (SELECT m.ring_id, max(s.score) AS max_score FROM derived_ring_members m "
+            "JOIN scores s ON s.wallet = m.account_id GROUP BY m.ring_id) "
+            "SELECT r.ring_id, r.size, r.n_trades, r.volume, r.closed_loop_share, r.internal_density, "
+            "r.reciprocity, r.funding_share, r.n_pairs, best.max_score "
+            "FROM derived_rings r LEFT JOIN best USING (ring_id) "
+            "ORDER BY best.max_score DESC NULLS LAST, r.closed_loop_share DESC, r.volume DESC, r.size DESC, r.ring_id"
+        )
 
-def rings(store: Store) -> pl.DataFrame | None:
-    """Detected rings with the highest score any member ever had (any pair, any run). None when rings were never computed.
+    def ring_members(self, ring_id: str) -> pl.DataFrame:
+        """Members of one ring with the highest score each ever had. Shapes: [account_id, n_trades, volume, max_score]."""
+        if not self.has_table("derived_ring_members"):
+            return pl.DataFrame(schema={"account_id": pl.String, "n_trades": pl.Int64, "volume": pl.Int64, "max_score": pl.Int32})
+        return self._frame(
+            "SELECT m.account_id, m.n_trades::BIGINT AS n_trades, m.volume::BIGINT AS volume, max(s.score) AS max_score "
+            "FROM derived_ring_members m LEFT JOIN scores s ON s.wallet = m.account_id "
+            "WHERE m.ring_id = ? GROUP BY ALL ORDER BY max_score DESC NULLS LAST, m.account_id",
+            [ring_id],
+        )
 
-    Shapes: [ring_id, size, n_trades, volume, closed_loop_share, internal_density, reciprocity,
-    funding_share, n_pairs, max_score], riskiest first; ties by closed-loop share, volume, size.
-    """
-    if not has_table(store, "derived_rings"):
-        return None
-    return store._frame(
-        "WITH best AS (SELECT m.ring_id, max(s.score) AS max_score FROM derived_ring_members m "
-        "JOIN scores s ON s.wallet = m.account_id GROUP BY m.ring_id) "
-        "SELECT r.ring_id, r.size, r.n_trades, r.volume, r.closed_loop_share, r.internal_density, "
-        "r.reciprocity, r.funding_share, r.n_pairs, best.max_score "
-        "FROM derived_rings r LEFT JOIN best USING (ring_id) "
-        "ORDER BY best.max_score DESC NULLS LAST, r.closed_loop_share DESC, r.volume DESC, r.size DESC, r.ring_id"
-    )
+    def wallet_rings(self, wallet: str) -> pl.DataFrame:
+        """Rings a wallet belongs to. Shapes: [ring_id, size, n_trades, closed_loop_share]."""
+        if not (self.has_table("derived_ring_members") and self.has_table("derived_rings")):
+            return pl.DataFrame(schema={"ring_id": pl.String, "size": pl.Int64, "n_trades": pl.Int64,
+                                        "closed_loop_share": pl.Float64})
+        return self._frame(
+            "SELECT r.ring_id, r.size::BIGINT AS size, r.n_trades::BIGINT AS n_trades, r.closed_loop_share "
+            "FROM derived_ring_members m JOIN derived_rings r USING (ring_id) WHERE m.account_id = ? ORDER BY r.ring_id",
+            [wallet],
+        )
 
+    def neighbourhood(self, *, ring_id: str, expand: tuple[str, ...] = (), window_days: int | None = None, max_nodes: int = 150
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Nodes and edges of a ring plus the counterparties of the `expand` wallets, capped at `max_nodes`.
 
-def ring_members(store: Store, ring_id: str) -> pl.DataFrame:
-    """Members of one ring with the highest score each ever had. Shapes: [account_id, n_trades, volume, max_score]."""
-    if not has_table(store, "derived_ring_members"):
-        return pl.DataFrame(schema={"account_id": pl.String, "n_trades": pl.Int64, "volume": pl.Int64, "max_score": pl.Int32})
-    return store._frame(
-        "SELECT m.account_id, m.n_trades::BIGINT AS n_trades, m.volume::BIGINT AS volume, max(s.score) AS max_score "
-        "FROM derived_ring_members m LEFT JOIN scores s ON s.wallet = m.account_id "
-        "WHERE m.ring_id = ? GROUP BY ALL ORDER BY max_score DESC NULLS LAST, m.account_id",
-        [ring_id],
-    )
+        Shapes: nodes [account_id, ring_id (null if not in this ring), max_score, n_trades];
+        edges [source, target, kind ("trade" | "funding"), n, volume] among the nodes.
+        """
+        members = self.ring_members(ring_id).get_column("account_id").to_list()
+        others: list[str] = []
+        for wallet in expand:
+            others += self.counterparties(wallet, limit=max_nodes, window_days=window_days).get_column("account_id").to_list()
+        chosen = list(dict.fromkeys(members + list(expand) + others))[:max_nodes]
+        nodes = self._frame(
+            "WITH n AS (SELECT unnest(?::VARCHAR[]) AS account_id) "
+            "SELECT n.account_id, CASE WHEN m.account_id IS NULL THEN NULL ELSE ? END AS ring_id, "
+            "(SELECT max(score) FROM scores s WHERE s.wallet = n.account_id) AS max_score "
+            "FROM n LEFT JOIN (SELECT account_id FROM derived_ring_members WHERE ring_id = ?) m USING (account_id) "
+            "ORDER BY n.account_id",
+            [chosen, ring_id, ring_id],
+        ) if chosen else pl.DataFrame(schema={"account_id": pl.String, "ring_id": pl.String, "max_score": pl.Int32})
+        return nodes, self._edges_among(chosen, window_days=window_days)
 
+    def _edges_among(self, accounts: list[str], *, window_days: int | None) -> pl.DataFrame:
+        where, params = _trade_filter(pair_id=None, window_days=window_days)
+        inside = "seller_account IN (SELECT unnest(?::VARCHAR[])) AND buyer_account IN (SELECT unnest(?::VARCHAR[]))"
+        where = (where + " AND " if where else "WHERE ") + inside
+        return self._frame(
+            "SELECT seller_account AS source, buyer_account AS target, 'trade' AS kind, count(*) AS n, "
+            f"sum({BASE_AMOUNT})::BIGINT AS volume FROM trades {where} GROUP BY 1, 2 "
+            "UNION ALL SELECT from_account, to_account, 'funding', count(*), sum(amount)::BIGINT FROM funding_edges "
+            "WHERE from_account IN (SELECT unnest(?::VARCHAR[])) AND to_account IN (SELECT unnest(?::VARCHAR[])) "
+            "GROUP BY 1, 2 ORDER BY kind, source, target",
+            params + [accounts, accounts, accounts, accounts],
+        )
 
-def wallet_rings(store: Store, wallet: str) -> pl.DataFrame:
-    """Rings a wallet belongs to. Shapes: [ring_id, size, n_trades, closed_loop_share]."""
-    if not (has_table(store, "derived_ring_members") and has_table(store, "derived_rings")):
-        return pl.DataFrame(schema={"ring_id": pl.String, "size": pl.Int64, "n_trades": pl.Int64,
-                                    "closed_loop_share": pl.Float64})
-    return store._frame(
-        "SELECT r.ring_id, r.size::BIGINT AS size, r.n_trades::BIGINT AS n_trades, r.closed_loop_share "
-        "FROM derived_ring_members m JOIN derived_rings r USING (ring_id) WHERE m.account_id = ? ORDER BY r.ring_id",
-        [wallet],
-    )
+    def counterparties(self, wallet: str, *, limit: int = 50, window_days: int | None = None) -> pl.DataFrame:
+        """Who a wallet traded with. Shapes: [account_id, n_trades, n_sold_to, n_bought_from, n_pairs, last_trade]."""
+        where, params = _trade_filter(pair_id=None, window_days=window_days)
+        mine = (where + " AND " if where else "WHERE ") + "(seller_account = ? OR buyer_account = ?)"
+        return self._frame(
+            "SELECT CASE WHEN seller_account = ? THEN buyer_account ELSE seller_account END AS account_id, "
+            "count(*) AS n_trades, count(*) FILTER (WHERE seller_account = ?) AS n_sold_to, "
+            "count(*) FILTER (WHERE buyer_account = ?) AS n_bought_from, count(DISTINCT pair_id) AS n_pairs, "
+            f"max(closed_at) AS last_trade FROM trades {mine} GROUP BY 1 HAVING account_id IS NOT NULL "
+            "ORDER BY n_trades DESC, account_id LIMIT ?",
+            [wallet, wallet, wallet] + params + [wallet, wallet, limit],
+        )
 
+    def trade_timeline(self, wallet: str) -> pl.DataFrame:
+        """A wallet's trades per day. Shapes: [day: date, n_trades, n_sells, n_buys, n_pairs]."""
+        return self._frame(
+            "SELECT CAST(closed_at AS DATE) AS day, count(*) AS n_trades, count(*) FILTER (WHERE seller_account = ?) "
+            "AS n_sells, count(*) FILTER (WHERE buyer_account = ?) AS n_buys, count(DISTINCT pair_id) AS n_pairs "
+            "FROM trades WHERE seller_account = ? OR buyer_account = ? GROUP BY 1 ORDER BY 1",
+            [wallet] * 4,
+        )
 
-def neighbourhood(
-    store: Store, *, ring_id: str, expand: tuple[str, ...] = (), window_days: int | None = None, max_nodes: int = 150
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Nodes and edges of a ring plus the counterparties of the `expand` wallets, capped at `max_nodes`.
+    def funding_lineage(self, wallet: str, *, depth: int = 6, max_siblings: int = 200) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Funding ancestors (who created/funded whom, up to `depth` hops) and siblings (same funder).
 
-    Shapes: nodes [account_id, ring_id (null if not in this ring), max_score, n_trades];
-    edges [source, target, kind ("trade" | "funding"), n, volume] among the nodes.
-    """
-    members = ring_members(store, ring_id).get_column("account_id").to_list()
-    others: list[str] = []
-    for wallet in expand:
-        others += counterparties(store, wallet, limit=max_nodes, window_days=window_days).get_column("account_id").to_list()
-    chosen = list(dict.fromkeys(members + list(expand) + others))[:max_nodes]
-    nodes = store._frame(
-        "WITH n AS (SELECT unnest(?::VARCHAR[]) AS account_id) "
-        "SELECT n.account_id, CASE WHEN m.account_id IS NULL THEN NULL ELSE ? END AS ring_id, "
-        "(SELECT max(score) FROM scores s WHERE s.wallet = n.account_id) AS max_score "
-        "FROM n LEFT JOIN (SELECT account_id FROM derived_ring_members WHERE ring_id = ?) m USING (account_id) "
-        "ORDER BY n.account_id",
-        [chosen, ring_id, ring_id],
-    ) if chosen else pl.DataFrame(schema={"account_id": pl.String, "ring_id": pl.String, "max_score": pl.Int32})
-    return nodes, _edges_among(store, chosen, window_days=window_days)
+        Shapes: ancestors [depth, account_id, funded_account, type, closed_at];
+        siblings [account_id, funder, created_at].
+        """
+        ancestors = self._frame(
+            "WITH RECURSIVE up(depth, account_id, funded_account, type, closed_at) AS ("
+            " SELECT 1, from_account, to_account, type, closed_at FROM funding_edges "
+            " WHERE to_account = ? AND type = 'create_account' "
+            " UNION SELECT up.depth + 1, f.from_account, f.to_account, f.type, f.closed_at FROM up "
+            " JOIN funding_edges f ON f.to_account = up.account_id AND f.type = 'create_account' WHERE up.depth < ?) "
+            "SELECT * FROM up ORDER BY depth, account_id",
+            [wallet, depth],
+        )
+        siblings = self._frame(
+            "SELECT account_id, funder, created_at FROM accounts WHERE funder IS NOT NULL AND account_id <> ? AND "
+            "funder = (SELECT funder FROM accounts WHERE account_id = ?) ORDER BY created_at, account_id LIMIT ?",
+            [wallet, wallet, max_siblings],
+        )
+        return ancestors, siblings
 
+    def wallet_scores(self, wallet: str) -> pl.DataFrame:
+        """The latest score of each pair a wallet was scored on, riskiest first (RiskScore columns)."""
+        return self._frame(f"SELECT * FROM ({self._latest()}) WHERE wallet = ? ORDER BY score DESC, pair_id", [wallet])
 
-def _edges_among(store: Store, accounts: list[str], *, window_days: int | None) -> pl.DataFrame:
-    where, params = _trade_filter(pair_id=None, window_days=window_days)
-    inside = "seller_account IN (SELECT unnest(?::VARCHAR[])) AND buyer_account IN (SELECT unnest(?::VARCHAR[]))"
-    where = (where + " AND " if where else "WHERE ") + inside
-    return store._frame(
-        "SELECT seller_account AS source, buyer_account AS target, 'trade' AS kind, count(*) AS n, "
-        f"sum({BASE_AMOUNT})::BIGINT AS volume FROM trades {where} GROUP BY 1, 2 "
-        "UNION ALL SELECT from_account, to_account, 'funding', count(*), sum(amount)::BIGINT FROM funding_edges "
-        "WHERE from_account IN (SELECT unnest(?::VARCHAR[])) AND to_account IN (SELECT unnest(?::VARCHAR[])) "
-        "GROUP BY 1, 2 ORDER BY kind, source, target",
-        params + [accounts, accounts, accounts, accounts],
-    )
+    def market_graph(self, *, threshold: int, window_days: int | None = None, max_edges: int = 20_000
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The whole market's strongest co-trade edges and their nodes (for the pydeck view).
 
+        Edges touching a ring member or a flagged wallet come first, then the busiest.
+        Shapes: edges [account_a, account_b, n_trades] (a < b); nodes [account_id, ring_id, max_score, n_trades].
+        """
+        where, params = _trade_filter(pair_id=None, window_days=window_days)
+        where = (where + " AND " if where else "WHERE ") + "seller_account IS NOT NULL AND buyer_account IS NOT NULL"
+        rings_cte = "SELECT account_id, min(ring_id) AS ring_id FROM derived_ring_members GROUP BY 1" if self.has_table("derived_ring_members") else "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS ring_id WHERE false"
+        edges = self._frame(
+            f"WITH r AS ({rings_cte}), hot AS (SELECT wallet AS account_id FROM scores WHERE score >= ? "
+            "UNION SELECT account_id FROM r), "
+            "e AS (SELECT least(seller_account, buyer_account) AS account_a, greatest(seller_account, buyer_account) "
+            f"AS account_b, count(*) AS n_trades FROM trades {where} GROUP BY 1, 2) "
+            "SELECT account_a, account_b, n_trades FROM e ORDER BY (account_a IN (SELECT account_id FROM hot) OR "
+            "account_b IN (SELECT account_id FROM hot)) DESC, n_trades DESC, account_a, account_b LIMIT ?",
+            [threshold] + params + [max_edges],
+        )
+        nodes = self._frame(
+            f"WITH r AS ({rings_cte}), n AS (SELECT unnest(?::VARCHAR[]) AS account_id) "
+            "SELECT n.account_id, r.ring_id, (SELECT max(score) FROM scores s WHERE s.wallet = n.account_id) AS max_score "
+            "FROM n LEFT JOIN r USING (account_id) ORDER BY n.account_id",
+            [pl.concat([edges.get_column("account_a"), edges.get_column("account_b")]).unique().sort().to_list()],
+        )
+        return edges, nodes
 
-def counterparties(store: Store, wallet: str, *, limit: int = 50, window_days: int | None = None) -> pl.DataFrame:
-    """Who a wallet traded with. Shapes: [account_id, n_trades, n_sold_to, n_bought_from, n_pairs, last_trade]."""
-    where, params = _trade_filter(pair_id=None, window_days=window_days)
-    mine = (where + " AND " if where else "WHERE ") + "(seller_account = ? OR buyer_account = ?)"
-    return store._frame(
-        "SELECT CASE WHEN seller_account = ? THEN buyer_account ELSE seller_account END AS account_id, "
-        "count(*) AS n_trades, count(*) FILTER (WHERE seller_account = ?) AS n_sold_to, "
-        "count(*) FILTER (WHERE buyer_account = ?) AS n_bought_from, count(DISTINCT pair_id) AS n_pairs, "
-        f"max(closed_at) AS last_trade FROM trades {mine} GROUP BY 1 HAVING account_id IS NOT NULL "
-        "ORDER BY n_trades DESC, account_id LIMIT ?",
-        [wallet, wallet, wallet] + params + [wallet, wallet, limit],
-    )
+    def annotation_queue(self, *, threshold: int, limit: int = 50) -> pl.DataFrame:
+        """Unlabelled (wallet, pair) latest scores nearest the flag threshold first (most uncertain).
 
+        Stand-in ordering until engine.active provides the strategies.
+        Shapes: [wallet, pair_id, score, confidence, ring_id].
+        """
+        return self._frame(
+            f"SELECT wallet, pair_id, score, confidence, ring_id FROM ({self._latest()}) s "
+            "WHERE NOT EXISTS (SELECT 1 FROM annotations a WHERE a.wallet = s.wallet "
+            "AND (a.pair_id IS NULL OR a.pair_id = s.pair_id)) "
+            "ORDER BY abs(score - ?), confidence, wallet, pair_id LIMIT ?",
+            [threshold, limit],
+        )
 
-def trade_timeline(store: Store, wallet: str) -> pl.DataFrame:
-    """A wallet's trades per day. Shapes: [day: date, n_trades, n_sells, n_buys, n_pairs]."""
-    return store._frame(
-        "SELECT CAST(closed_at AS DATE) AS day, count(*) AS n_trades, count(*) FILTER (WHERE seller_account = ?) "
-        "AS n_sells, count(*) FILTER (WHERE buyer_account = ?) AS n_buys, count(DISTINCT pair_id) AS n_pairs "
-        "FROM trades WHERE seller_account = ? OR buyer_account = ? GROUP BY 1 ORDER BY 1",
-        [wallet] * 4,
-    )
+    def label_progress(self) -> dict:
+        """n_labelled (distinct wallet, pair), n_scored, and counts per label (latest label per wallet/pair)."""
+        row = self._frame(
+            "WITH latest AS (SELECT * FROM annotations QUALIFY row_number() OVER "
+            "(PARTITION BY wallet, pair_id ORDER BY annotated_at DESC, id DESC) = 1) "
+            "SELECT (SELECT count(*) FROM latest) AS n_labelled, "
+            "(SELECT count(*) FROM (SELECT DISTINCT wallet, pair_id FROM scores)) AS n_scored, "
+            "(SELECT count(*) FROM latest WHERE label = 'wash') AS n_wash, "
+            "(SELECT count(*) FROM latest WHERE label = 'legit') AS n_legit, "
+            "(SELECT count(*) FROM latest WHERE label = 'unsure') AS n_unsure"
+        ).row(0, named=True)
+        return {k: int(v or 0) for k, v in row.items()}
 
-
-def funding_lineage(store: Store, wallet: str, *, depth: int = 6, max_siblings: int = 200) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Funding ancestors (who created/funded whom, up to `depth` hops) and siblings (same funder).
-
-    Shapes: ancestors [depth, account_id, funded_account, type, closed_at];
-    siblings [account_id, funder, created_at].
-    """
-    ancestors = store._frame(
-        "WITH RECURSIVE up(depth, account_id, funded_account, type, closed_at) AS ("
-        " SELECT 1, from_account, to_account, type, closed_at FROM funding_edges "
-        " WHERE to_account = ? AND type = 'create_account' "
-        " UNION SELECT up.depth + 1, f.from_account, f.to_account, f.type, f.closed_at FROM up "
-        " JOIN funding_edges f ON f.to_account = up.account_id AND f.type = 'create_account' WHERE up.depth < ?) "
-        "SELECT * FROM up ORDER BY depth, account_id",
-        [wallet, depth],
-    )
-    siblings = store._frame(
-        "SELECT account_id, funder, created_at FROM accounts WHERE funder IS NOT NULL AND account_id <> ? AND "
-        "funder = (SELECT funder FROM accounts WHERE account_id = ?) ORDER BY created_at, account_id LIMIT ?",
-        [wallet, wallet, max_siblings],
-    )
-    return ancestors, siblings
-
-
-def wallet_scores(store: Store, wallet: str) -> pl.DataFrame:
-    """The latest score of each pair a wallet was scored on, riskiest first (RiskScore columns)."""
-    return store._frame(f"SELECT * FROM ({_latest(store)}) WHERE wallet = ? ORDER BY score DESC, pair_id", [wallet])
-
-
-def market_graph(
-    store: Store, *, threshold: int, window_days: int | None = None, max_edges: int = 20_000
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The whole market's strongest co-trade edges and their nodes (for the pydeck view).
-
-    Edges touching a ring member or a flagged wallet come first, then the busiest.
-    Shapes: edges [account_a, account_b, n_trades] (a < b); nodes [account_id, ring_id, max_score, n_trades].
-    """
-    where, params = _trade_filter(pair_id=None, window_days=window_days)
-    where = (where + " AND " if where else "WHERE ") + "seller_account IS NOT NULL AND buyer_account IS NOT NULL"
-    rings_cte = "SELECT account_id, min(ring_id) AS ring_id FROM derived_ring_members GROUP BY 1" if has_table(
-        store, "derived_ring_members") else "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS ring_id WHERE false"
-    edges = store._frame(
-        f"WITH r AS ({rings_cte}), hot AS (SELECT wallet AS account_id FROM scores WHERE score >= ? "
-        "UNION SELECT account_id FROM r), "
-        "e AS (SELECT least(seller_account, buyer_account) AS account_a, greatest(seller_account, buyer_account) "
-        f"AS account_b, count(*) AS n_trades FROM trades {where} GROUP BY 1, 2) "
-        "SELECT account_a, account_b, n_trades FROM e ORDER BY (account_a IN (SELECT account_id FROM hot) OR "
-        "account_b IN (SELECT account_id FROM hot)) DESC, n_trades DESC, account_a, account_b LIMIT ?",
-        [threshold] + params + [max_edges],
-    )
-    nodes = store._frame(
-        f"WITH r AS ({rings_cte}), n AS (SELECT unnest(?::VARCHAR[]) AS account_id) "
-        "SELECT n.account_id, r.ring_id, (SELECT max(score) FROM scores s WHERE s.wallet = n.account_id) AS max_score "
-        "FROM n LEFT JOIN r USING (account_id) ORDER BY n.account_id",
-        [pl.concat([edges.get_column("account_a"), edges.get_column("account_b")]).unique().sort().to_list()],
-    )
-    return edges, nodes
-
-
-def annotation_queue(store: Store, *, threshold: int, limit: int = 50) -> pl.DataFrame:
-    """Unlabelled (wallet, pair) latest scores nearest the flag threshold first (most uncertain).
-
-    Stand-in ordering until engine.active provides the strategies.
-    Shapes: [wallet, pair_id, score, confidence, ring_id].
-    """
-    return store._frame(
-        f"SELECT wallet, pair_id, score, confidence, ring_id FROM ({_latest(store)}) s "
-        "WHERE NOT EXISTS (SELECT 1 FROM annotations a WHERE a.wallet = s.wallet "
-        "AND (a.pair_id IS NULL OR a.pair_id = s.pair_id)) "
-        "ORDER BY abs(score - ?), confidence, wallet, pair_id LIMIT ?",
-        [threshold, limit],
-    )
-
-
-def label_progress(store: Store) -> dict:
-    """n_labelled (distinct wallet, pair), n_scored, and counts per label (latest label per wallet/pair)."""
-    row = store._frame(
-        "WITH latest AS (SELECT * FROM annotations QUALIFY row_number() OVER "
-        "(PARTITION BY wallet, pair_id ORDER BY annotated_at DESC, id DESC) = 1) "
-        "SELECT (SELECT count(*) FROM latest) AS n_labelled, "
-        "(SELECT count(*) FROM (SELECT DISTINCT wallet, pair_id FROM scores)) AS n_scored, "
-        "(SELECT count(*) FROM latest WHERE label = 'wash') AS n_wash, "
-        "(SELECT count(*) FROM latest WHERE label = 'legit') AS n_legit, "
-        "(SELECT count(*) FROM latest WHERE label = 'unsure') AS n_unsure"
-    ).row(0, named=True)
-    return {k: int(v or 0) for k, v in row.items()}
-
-
-def asset_labels(store: Store, assets: list[str]) -> pl.DataFrame:
-    """Codes and issuers of assets (for display; the code is untrusted ledger text). Shapes: [asset, code, issuer]."""
-    return store._frame(
-        "SELECT asset, code, issuer FROM assets WHERE asset IN (SELECT unnest(?::VARCHAR[])) ORDER BY asset", [assets]
-    )
+    def asset_labels(self, assets: list[str]) -> pl.DataFrame:
+        """Codes and issuers of assets (for display; the code is untrusted ledger text). Shapes: [asset, code, issuer]."""
+        return self._frame(
+            "SELECT asset, code, issuer FROM assets WHERE asset IN (SELECT unnest(?::VARCHAR[])) ORDER BY asset", [assets]
+        )

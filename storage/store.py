@@ -24,6 +24,7 @@ import duckdb
 import polars as pl
 
 from storage.errors import BadInput, StoreBusy, StoreWriteError
+from storage.queries import Queries
 from storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -61,8 +62,10 @@ _SCORE_COLUMNS = (
 )
 
 
-class Store:
-    """A DuckDB file holding the canonical Stellar data and everything derived from it."""
+class Store(Queries):
+    """A DuckDB file holding the canonical Stellar data and everything derived from it.
+
+    Its workbench read queries (storage.queries.Queries) are methods too: `store.top_flagged(threshold=70)`."""
 
     def __init__(self, path: str | Path, *, read_only: bool = False):
         self.path = Path(path)

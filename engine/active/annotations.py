@@ -36,6 +36,7 @@ from pathlib import Path
 
 import polars as pl
 
+from engine.active.config import active_settings
 from storage.errors import BadInput
 
 LABELS: tuple[str, ...] = ("wash", "legit", "unsure")
@@ -70,8 +71,6 @@ def load_or_create_key(path: Path, *, legacy: Path | None = None) -> bytes:
 
 def settings_key(settings) -> bytes:
     """The annotation HMAC key named by the settings (see engine.active.config)."""
-    from engine.active.config import active_settings
-
     a = active_settings(settings)
     return load_or_create_key(a.hmac_key_path, legacy=a.home / LEGACY_KEY_NAME)
 

@@ -44,7 +44,7 @@ def register(sub, common) -> None:
 
 def _queue(args, settings) -> int:
     from engine.active.queue import QUEUE_COLUMNS
-    from engine.active.service import build_queue
+    from engine.services.label import build_queue
 
     with open_store(settings) as store:
         result = build_queue(store, settings, strategy=args.strategy, size=args.size)
@@ -69,8 +69,8 @@ def _annotate(args, settings) -> int:
         return _import(args, settings)
     if not args.label or not args.annotator:
         raise BadInput("annotate --wallet needs --label wash|legit|unsure and --annotator NAME")
-    from engine.active.retrain import maybe_retrain
-    from engine.active.service import record_label
+    from engine.services.label import record_label
+    from engine.services.retrain import maybe_retrain
 
     now = datetime.now(UTC)
     with open_store(settings) as store:

@@ -14,7 +14,7 @@ def register(sub, common) -> None:
 
 
 def _demo(args, settings) -> int:
-    from engine.demo import build_demo_store
+    from engine.services.demo import build_demo_store
     from storage.store import Store
 
     path = settings.db_path

@@ -18,7 +18,7 @@ def register(sub, common) -> None:
 
 
 def _features(args, settings) -> int:
-    from engine.pipeline import compute_features
+    from engine.services.analyse import compute_features
 
     if args.dictionary:
         print(dictionary_markdown())

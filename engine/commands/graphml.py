@@ -64,7 +64,7 @@ def _snapshot(args, settings) -> int:
 
 
 def _train_gnn(args, settings) -> int:
-    from engine.benchmarking import load_config, run_config
+    from engine.services.graph_lab import load_config, run_config
 
     config = load_config(args.config)
     if config["data"]["source"] == "store":
@@ -80,7 +80,7 @@ def _print_epoch(*, epoch: int, epochs: int, train_loss: float, val_loss: float)
 
 
 def _quickstart(args, settings) -> int:
-    from engine.benchmarking import quickstart
+    from engine.services.graph_lab import quickstart
 
     quickstart(num_ledgers=args.num_ledgers, num_accounts=args.num_accounts, epochs=args.epochs, seed=args.seed,
                out_root=args.out, echo=print)  # fmt: skip

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from engine.cli import open_store
-from engine.ingest.runner import run_ingest
 from engine.progress import CliProgress
 
 
@@ -36,57 +35,36 @@ def _range(p: argparse.ArgumentParser) -> None:
     p.add_argument("--end-ledger", type=int, required=True)
 
 
-def _check_range(args) -> None:
-    from storage.errors import BadInput
-
-    if args.start_ledger < 1 or args.end_ledger < args.start_ledger:
-        raise BadInput(f"ledger range {args.start_ledger}..{args.end_ledger} is empty: give 1 <= A <= B")
-
-
 def _horizon(args, settings) -> int:
-    from engine.ingest import horizon
+    from engine.services.ingest import plan_ingest
 
-    _check_range(args)
-    request, batches = horizon.plan(
-        start_ledger=args.start_ledger,
-        end_ledger=args.end_ledger,
-        horizon_url=args.horizon_url or settings.horizon_url,
-        pair=args.pair,
-        http_timeout_s=settings.http_timeout_s,
-        max_retries=settings.http_max_retries,
-    )
+    request, batches = plan_ingest("horizon", start_ledger=args.start_ledger, end_ledger=args.end_ledger,
+                                   settings=settings, horizon_url=args.horizon_url, pair=args.pair)  # fmt: skip
     return _run(settings, request, batches)
 
 
 def _datalake(args, settings) -> int:
-    from engine.ingest import datalake
+    from engine.services.ingest import plan_ingest
 
-    _check_range(args)
-    request, batches = datalake.plan(
-        start_ledger=args.start_ledger,
-        end_ledger=args.end_ledger,
-        source=args.source or settings.datalake_url,
-        workers=args.workers or settings.decode_workers,
-        http_timeout_s=settings.http_timeout_s,
-        max_retries=settings.http_max_retries,
-    )
+    request, batches = plan_ingest("datalake", start_ledger=args.start_ledger, end_ledger=args.end_ledger,
+                                   settings=settings, lake=args.source, workers=args.workers)  # fmt: skip
     return _run(settings, request, batches)
 
 
 def _run(settings, request, batches) -> int:
+    from engine.services.ingest import ingest_range
+
     with open_store(settings) as store:
-        summary = run_ingest(store, request, batches, progress=CliProgress(f"ingest {request.source}"))
+        summary = ingest_range(store, request, batches, progress=CliProgress(f"ingest {request.source}"))
         _report(store, [summary])
     return 0
 
 
 def _files(args, settings) -> int:
-    from engine.ingest.files import ingest_files
+    from engine.services.ingest import ingest_paths
 
     with open_store(settings) as store:
-        summaries = ingest_files(
-            store, args.paths, batch_size=settings.batch_size, progress=CliProgress("ingest files")
-        )
+        summaries = ingest_paths(store, args.paths, batch_size=settings.batch_size, progress=CliProgress("ingest files"))
         _report(store, summaries)
     return 0
 

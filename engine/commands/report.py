@@ -63,7 +63,7 @@ def _requests(args) -> list[tuple[str, str]]:
 
 
 def _report(args, settings) -> int:
-    from reports import generate_report
+    from engine.services.report import generate_report
 
     requests = _requests(args)
     as_of = args.as_of or datetime.now(UTC).replace(microsecond=0)
@@ -85,16 +85,14 @@ def _report(args, settings) -> int:
 def _verify(args, settings) -> int:
     """VALID (exit 0) only when every check holds; INVALID with the reasons (exit 2) otherwise,
     including files that hold no report at all - never a traceback."""
-    from engine.pipeline import trusted_fingerprints
-    from reports.verify import verify_report_file
+    from engine.services.report import verify_report_file
 
-    trusted = trusted_fingerprints(settings)
     try:
         if args.regenerate or args.db is not None:
             with open_store(settings, read_only=True) as store:
-                result = verify_report_file(args.file, trusted=trusted, store=store, settings=settings)
+                result = verify_report_file(args.file, settings=settings, store=store)
         else:
-            result = verify_report_file(args.file, trusted=trusted)
+            result = verify_report_file(args.file, settings=settings)
     except BadInput as exc:
         print(f"FAILED   {exc}")
         print(f"INVALID: {args.file} is not a readable LedgerLens report")

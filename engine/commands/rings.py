@@ -1,6 +1,6 @@
 """`rings`: closed loops, funding lineage and manipulation rings from the stored trades.
 
-Runs engine.pipeline.compute_rings: all stored trades and funding edges in, the
+Runs engine.services.analyse.compute_rings: all stored trades and funding edges in, the
 derived tables `rings`, `ring_members` and `closed_loops` replaced.
 """
 
@@ -22,7 +22,7 @@ def register(sub, common) -> None:
 
 def _rings(args, settings) -> int:
     from engine.graph.rings import RingOptions, RingRules
-    from engine.pipeline import compute_rings
+    from engine.services.analyse import compute_rings
 
     rules = RingRules() if args.min_trades is None else RingRules(min_trades=args.min_trades)
     options = RingOptions(

@@ -1,8 +1,8 @@
 """`train`, `score`, `retrain-if-drifted`, `calibrate-weights`: the risk models from the CLI.
 
-A thin layer over engine.pipeline (train_model_version, compute_scores, retrain_if_drifted),
+A thin layer over engine.services (train_model_version, compute_scores, retrain_if_drifted),
 which the app's Models page and active learning use too. Labelled data: `--labels labels.csv`
-(simulator ground truth) on the stored features, else what the store holds (see engine.pipeline).
+(simulator ground truth) on the stored features, else what the store holds (see engine.services.train).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _weights(text: str) -> tuple[float, float, float]:
 
 
 def _train_options(args) -> dict:
-    from engine.pipeline import SIM_DAYS, SIM_SCALE
+    from engine.services.train import SIM_DAYS, SIM_SCALE
 
     sim_scale = SIM_SCALE if args.sim_scale is None else args.sim_scale
     sim_days = SIM_DAYS if args.sim_days is None else args.sim_days
@@ -78,7 +78,8 @@ def _train_options(args) -> dict:
 
 
 def _train(args, settings) -> int:
-    from engine.pipeline import current_metadata, train_model_version
+    from engine.services.models import current_metadata
+    from engine.services.train import train_model_version
     with open_store(settings) as store:
         version, metrics = train_model_version(store, settings, **_train_options(args))
     meta = current_metadata(settings)
@@ -104,17 +105,19 @@ def metrics_table(metrics: dict) -> str:
 
 
 def _score(args, settings) -> int:
-    from engine.pipeline import compute_scores, ensure_features, load_current_model, train_model_version
     from engine.scoring import SCORE_COLUMNS
+    from engine.services.analyse import compute_scores, ensure_features
+    from engine.services.models import load_model
+    from engine.services.train import train_model_version
 
     with open_store(settings) as store:
         try:
-            loaded = load_current_model(settings)
+            loaded = load_model(settings)
         except NotFound:
             print("no model yet: training the default model first", file=sys.stderr)
             ensure_features(store, seed=settings.seed)
             train_model_version(store, settings, **_train_options(args))
-            loaded = load_current_model(settings)
+            loaded = load_model(settings)
         scores = compute_scores(store, loaded, flag_threshold=settings.risk_score_flag_threshold,
                                 wallet=args.wallet or None, pair_id=args.pair if args.wallet else None)  # fmt: skip
     if args.out:
@@ -130,7 +133,7 @@ def _score(args, settings) -> int:
 
 def _retrain(args, settings) -> int:
     """Exit codes: 0 no drift, 2 retrained and promoted, 3 retrained not promoted, 1 error."""
-    from engine.pipeline import retrain_if_drifted
+    from engine.services.train import retrain_if_drifted
 
     with open_store(settings) as store:
         outcome = retrain_if_drifted(store, settings, psi_threshold=args.psi, **_train_options(args))
@@ -143,11 +146,12 @@ def _retrain(args, settings) -> int:
 def _calibrate(args, settings) -> int:
     from engine.drift import pareto_weights
     from engine.explain import member_shap
-    from engine.pipeline import load_current_model, training_data
+    from engine.services.models import load_model
+    from engine.services.train import training_data
     from models.training import labelled_data
 
     with open_store(settings) as store:
-        loaded = load_current_model(settings)
+        loaded = load_model(settings)
         options = _train_options(args)
         data = training_data(store, settings, labels=args.labels, sim_scale=options["sim_scale"],
                              sim_days=options["sim_days"])  # fmt: skip

@@ -13,6 +13,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from engine.assets import pair_id_expr
 from engine.features.sides import OPERATION_COLUMNS, Codes, FeatureConfig, categorical, ranked, require
 from engine.schemas import OFFER_TYPES, STROOPS_PER_UNIT
 
@@ -188,8 +189,6 @@ def offer_cancellations(
     manage-offer operations in the pair (within the lookback) that delete an
     offer (offer_id != 0 and amount 0, written `0.0000000`). Wallets without
     offer operations in a pair have no row (the feature is missing)."""
-    from engine.assets import pair_id_expr
-
     if operations is None:
         empty = pl.DataFrame(schema={"wallet": pl.String, "pair_id": pl.String, "offer_cancel_rate": pl.Float64})
         return categorical(empty, "wallet", "pair_id", codes=codes)

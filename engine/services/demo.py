@@ -16,8 +16,10 @@ from engine.graph.rings import RingOptions
 from engine.ingest import horizon
 from engine.ingest.replay import ReplayServer
 from engine.ingest.runner import IngestSummary, run_ingest
-from engine.pipeline import compute_features, compute_rings, compute_scores, load_current_model, train_model_version
 from engine.progress import Progress, no_progress
+from engine.services.analyse import compute_features, compute_rings, compute_scores
+from engine.services.models import load_model
+from engine.services.train import train_model_version
 from engine.settings import Settings
 from engine.synthetic import MarketSummary, generate_market
 from storage.store import Store
@@ -103,6 +105,6 @@ def run_analysis(store: Store, market: MarketSummary, *, seed: int, settings: Se
         store, settings.model_copy(update={"seed": seed}), labels=market.labels_path, force_label_shift=True,
         n_estimators=DEMO_N_ESTIMATORS, imbalance=DEMO_IMBALANCE,
     )  # fmt: skip
-    compute_scores(store, load_current_model(settings, version=version),
+    compute_scores(store, load_model(settings, version=version),
                    flag_threshold=settings.risk_score_flag_threshold)  # fmt: skip
     return ("rings", "features", "train", "score")

@@ -36,6 +36,18 @@ import numpy as np
 import polars as pl
 
 from engine.graph.snapshots import SNAPSHOT_SCHEMA
+from engine.graph.temporal import (
+    build_snapshots,
+    edges_from_frames,
+    index_of,
+    load_edges,
+    parse_duration,
+    snapshot,
+    validation_report,
+)  # fmt: skip
+from engine.ingest.files import load_file
+from engine.synthetic import generate_market
+from models.link_prediction import LinkPredConfig, run_link_prediction
 from storage.errors import BadInput
 
 DEFAULT_CONFIG: dict = {
@@ -51,8 +63,6 @@ SOURCES = ("synthetic", "store", "toy")
 
 
 def _model_defaults() -> dict:
-    from models.link_prediction import LinkPredConfig
-
     return LinkPredConfig().as_dict()
 
 
@@ -188,8 +198,6 @@ def toy_ledgers(*, num_ledgers: int, num_accounts: int, seed: int, edges_per_led
 
 def load_run_edges(data: dict, *, store=None, work_dir: Path | None = None) -> pl.DataFrame:
     """The edge list a config's `data` section names (SNAPSHOT_SCHEMA)."""
-    from engine.graph.temporal import edges_from_frames, load_edges
-
     if data["source"] == "toy":
         return toy_ledgers(num_ledgers=int(data["num_ledgers"]), num_accounts=int(data["num_accounts"]),
                            seed=int(data["seed"]))  # fmt: skip
@@ -197,9 +205,6 @@ def load_run_edges(data: dict, *, store=None, work_dir: Path | None = None) -> p
         if store is None:
             raise BadInput("data.source is 'store' but no store was given (pass --db)")
         return load_edges(store)
-    from engine.ingest.files import load_file
-    from engine.synthetic import generate_market
-
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         market = generate_market(Path(tmp), seed=int(data["seed"]), scale=float(data["scale"]), days=int(data["days"]))
         return edges_from_frames(load_file(market.trades_path).frame, load_file(market.operations_path).frame)
@@ -207,8 +212,6 @@ def load_run_edges(data: dict, *, store=None, work_dir: Path | None = None) -> p
 
 def choose_snapshot(edges: pl.DataFrame, snap: dict):
     """(edges of the chosen rolling window with node ids, num_nodes, validation report, spec)."""
-    from engine.graph.temporal import build_snapshots, index_of, parse_duration, snapshot, validation_report
-
     step = parse_duration(snap["step"]) if snap.get("step") else None
     persisted, spec = build_snapshots(edges, window=parse_duration(snap["window"]), step=step)
     use = snap.get("use", "last")
@@ -244,8 +247,6 @@ def evaluate_config(config: dict, edges: pl.DataFrame, *, on_epoch: Callable | N
 
     Returns the result.json content: metrics (rows of the table), verdict, best_epoch, history,
     split, leakage_ok, snapshot_validation (rows), n_edges, train_seconds, peak_rss_mb."""
-    from models.link_prediction import LinkPredConfig, run_link_prediction
-
     seed_everything(int(config["seed"]), threads=config.get("threads"))
     graph, num_nodes, report, spec = choose_snapshot(edges, config["snapshot"])
     echo(f"[2/5] graph: {spec.n_snapshots} rolling window(s) of {spec.window}; using one with {num_nodes:,} nodes, "

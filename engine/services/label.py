@@ -16,7 +16,11 @@ import polars as pl
 from engine.active.annotations import annotation_row, settings_key, verified_store_annotations
 from engine.active.config import active_settings
 from engine.active.queue import MEMBER_COLUMNS, evidence_boost, rank_queue
-from storage.errors import NotFound
+from engine.scoring import ring_of
+from engine.services.models import load_model
+from models.registry import check_feature_schema
+from models.training import design_matrix, feature_columns
+from storage.errors import ModelIntegrityError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +37,6 @@ def model_pool(features: pl.DataFrame, loaded, ring_members: pl.DataFrame | None
     """Latest snapshot rows scored by the model's members.
 
     Shapes: -> [wallet, pair_id, p, p_rf, p_xgb, p_lgbm, ring_id]."""
-    from engine.scoring import ring_of
-    from models.registry import check_feature_schema
-    from models.training import design_matrix, feature_columns
-
     check_feature_schema(loaded.feature_columns, feature_columns(features))
     if "as_of" in features.columns:
         features = features.filter(pl.col("as_of") == pl.col("as_of").max())
@@ -69,10 +69,8 @@ def unlabelled(pool: pl.DataFrame, annotations: pl.DataFrame) -> pl.DataFrame:
 
 def current_model(settings):
     """The current verified model, or None when there is none (integrity failures propagate: fail closed)."""
-    from engine.pipeline import load_current_model
-
     try:
-        return load_current_model(settings)
+        return load_model(settings)
     except NotFound:
         return None
 
@@ -82,8 +80,6 @@ def candidate_pool(store, settings) -> tuple[pl.DataFrame, str]:
     features = store.load_derived("features")
     loaded = current_model(settings)
     if loaded is not None and features is not None and features.height:
-        from storage.errors import ModelIntegrityError
-
         try:
             return model_pool(features, loaded, store.load_derived("ring_members")), f"model {loaded.version}"
         except ModelIntegrityError as exc:  # the stored features do not fit the model: fall back, and say why

@@ -1,7 +1,7 @@
 """Retrain after enough new labels; keep the new model only if it is not worse.
 
 After `retrain_threshold` new verified labels since the last retrain (or on demand),
-the model is retrained through engine.pipeline.train_model_version on the verified
+the model is retrained through engine.services.train.train_model_version on the verified
 analyst labels (plus the simulator labels file the current model was trained on,
 when there is one), NOT promoted; it is promoted only when its ROC-AUC on the
 held-out rows is no more than `rollback_auc_drop` below the current model's on the
@@ -22,6 +22,8 @@ import polars as pl
 
 from engine.active.annotations import Verified, settings_key, verified_store_annotations
 from engine.active.config import active_settings
+from engine.services.train import should_promote, stored_labels, train_model_version
+from models.registry import current_version, promote_version
 from storage.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,6 @@ def new_label_count(settings, verified: Verified) -> int:
 
 def training_labels(store, settings, verified: Verified) -> pl.DataFrame:
     """LABELS_SCHEMA labels: the current model's simulator labels file (if any) + verified analyst labels."""
-    from engine.pipeline import stored_labels
-
     parts, _, _ = stored_labels(store, settings, annotations=verified.valid)
     if not parts:
         raise BadInput("no verified labels to train on: label wallets on the Annotate page first")
@@ -103,9 +103,6 @@ def maybe_retrain(store, settings, *, now: datetime, force: bool = False, n_esti
 
 def _train_and_decide(store, settings, labels: pl.DataFrame, base: dict, *, drop: float, n_estimators: int,
                       force_label_shift: bool) -> RetrainRecord:  # fmt: skip
-    from engine.pipeline import should_promote, train_model_version
-    from models.registry import current_version, promote_version
-
     n = labels.filter(pl.col("label_source") != "simulator").height
     before = current_version(settings.models_dir)
     try:

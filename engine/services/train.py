@@ -1,17 +1,8 @@
-"""The analysis pipeline over a store: rings -> features -> model -> scores.
+"""Train and promote models (the `train`, `retrain-if-drifted` and Models-page retrain use cases).
 
-Each step reads what it needs from the store, runs the pure engine functions and
-persists its results; the CLI commands, the demo builder, the app (Models page
-retrain) and active learning all go through here, so there is one way to do each.
-
-Store-level steps:
-    compute_rings / ensure_rings          derived closed_loops, rings, ring_members
-    compute_features / ensure_features    derived features, benford (rings first)
-    compute_scores                        appends to `scores` (history) and refreshes
-                                          derived `scores_latest` (the pages read it)
-Models (signed registry under settings.models_dir):
+Models (signed registry under settings.models_dir, loaded through engine.services.models):
     train_model_version(store, settings, *, labels=..., force_label_shift=False) -> (version, metrics)
-    load_current_model(settings)          verified LoadedModel (NotFound / ModelIntegrityError)
+    retrain_and_promote(store, settings)  promote only when not worse on the same held-out rows
     retrain_if_drifted(store, settings)   RetrainOutcome with an exit-code-like `code`
 
 Labelled data for training, in order: the `labels` given (a LABELS_SCHEMA frame or a
@@ -24,17 +15,28 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from sklearn.metrics import precision_recall_curve, roc_auc_score
 
-from engine.features import build_benford_table, build_feature_matrix
-from engine.graph.rings import RingOptions, RingResult, detect_rings
+from engine.active.annotations import settings_key, verified_store_annotations
+from engine.drift import is_drifted, psi_table
+from engine.explain import ensemble_shap
+from engine.features import build_feature_matrix
+from engine.graph.rings import RingOptions, detect_rings
+from engine.ingest.files import ingest_files
 from engine.progress import Progress, no_progress
-from storage.errors import BadInput, NotFound
+from engine.services.analyse import compute_scores, ensure_features
+from engine.services.models import current_metadata, load_model, signing_key
+from engine.synthetic import generate_market
+from engine.synthetic.family import FamilyConfig
+from models.registry import check_label_shift, promote_version, save_version
+from models.training import join_labels, labels_from_annotations, labels_from_simulator, row_keys, train_model
+from storage.errors import NotFound
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,145 +44,6 @@ log = logging.getLogger(__name__)
 SIM_SCALE, SIM_DAYS, SIM_SNAPSHOTS = 1.0, 7, 2
 AUC_REGRESSION = 0.01  # a retrained model scoring this much lower ROC-AUC on the same rows is not promoted
 TRAIN_STEPS = 5  # progress "steps" of train_model_version
-
-
-@dataclass(frozen=True)
-class FeatureRun:
-    as_of: datetime
-    matrix: pl.DataFrame  # wallet, pair_id, as_of, features...
-    benford: pl.DataFrame  # one row per Benford test (see engine.features.build_benford_table)
-
-
-# -- rings and features ------------------------------------------------------------------------------------
-
-
-def last_close(store: Store) -> datetime:
-    """Close time of the last stored trade: the default "as of"."""
-    trades = store.trades()
-    if trades.height == 0:
-        raise BadInput("the store holds no trades; ingest some first (python -m engine ingest ... or demo)")
-    return trades["closed_at"].max()
-
-
-def compute_rings(store: Store, *, options: RingOptions | None = None) -> RingResult:
-    """Closed loops, communities and rings from all stored trades and funding edges;
-    replaces the derived tables `closed_loops`, `rings` and `ring_members`."""
-    result = detect_rings(store.trades(), store.funding_edges(), options=options or RingOptions())
-    store.save_derived("closed_loops", result.closed_loops)
-    store.save_derived("rings", result.rings)
-    store.save_derived("ring_members", result.ring_members)
-    return result
-
-
-def compute_features(store: Store, *, as_of: datetime | None = None) -> FeatureRun:
-    """The feature matrix and Benford table as of `as_of` (default: the last trade),
-    with ring membership when rings were computed; replaces `features` and `benford`."""
-    trades = store.trades()
-    as_of = as_of or last_close(store)
-    if as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=UTC)
-    ring_members = store.load_derived("ring_members")
-    matrix = build_feature_matrix(
-        trades, store.operations(), store.accounts(), as_of=as_of,
-        ring_members=ring_members.select("account_id", "ring_id") if ring_members is not None else None,
-        loops=store.load_derived("closed_loops") if ring_members is not None else None,
-    )  # fmt: skip
-    benford = build_benford_table(trades, as_of=as_of)
-    store.save_derived("features", matrix)
-    store.save_derived("benford", benford)
-    return FeatureRun(as_of, matrix, benford)
-
-
-def ensure_rings(store: Store, *, seed: int | None = None) -> pl.DataFrame | None:
-    """ring_members from the store, computing rings first when absent (None when the store holds no trades)."""
-    members = store.load_derived("ring_members")
-    if members is not None:
-        return members
-    if store.counts()["trades"] == 0:
-        return None
-    return compute_rings(store, options=RingOptions() if seed is None else RingOptions(seed=seed)).ring_members
-
-
-def ensure_features(store: Store, *, as_of: datetime | None = None, seed: int | None = None) -> pl.DataFrame:
-    """The stored feature matrix, computed (rings first) as of the last stored trade when absent.
-
-    Raises BadInput when the store holds no trades (ingest first)."""
-    features = store.load_derived("features")
-    if features is not None and features.height:
-        return features
-    last_close(store)  # BadInput on an empty store, before any work
-    ensure_rings(store, seed=seed)
-    return compute_features(store, as_of=as_of).matrix
-
-
-# -- scores --------------------------------------------------------------------------------------------------
-
-
-def compute_scores(store: Store, loaded, *, flag_threshold: int = 70, wallet: str | None = None,
-                   pair_id: str | None = None) -> pl.DataFrame:  # fmt: skip
-    """Score every stored (wallet, pair) (or one wallet's rows) with `loaded` (a registry LoadedModel),
-    features and rings computed first if absent; appends to the `scores` history and refreshes the
-    derived `scores_latest` (the latest row per (wallet, pair), the `scores` table's columns).
-
-    Returns the new rows (engine.scoring.SCORE_COLUMNS)."""
-    from engine.scoring import score_features, score_wallet
-
-    features = ensure_features(store)
-    options = dict(flag_threshold=flag_threshold, benford=store.load_derived("benford"),
-                   ring_members=store.load_derived("ring_members"))  # fmt: skip
-    if wallet is not None:
-        scores = score_wallet(loaded, features, wallet, pair_id=pair_id, **options)
-    else:
-        scores = score_features(loaded, features, **options)
-    store.append_scores(scores)
-    refresh_latest_scores(store)
-    return scores
-
-
-def refresh_latest_scores(store: Store) -> int:
-    """Rebuild derived `scores_latest` from the history (after any append_scores); returns its rows."""
-    latest = store.latest_scores()
-    store.save_derived("scores_latest", latest)
-    return latest.height
-
-
-# -- the model registry ---------------------------------------------------------------------------------------
-
-
-def signing_key(settings):
-    """The Ed25519 key signing model metadata (settings path, created on first use)."""
-    from models.signing import load_or_create_key
-
-    path = settings.model_signing_key or settings.home / "keys" / "model_signing_ed25519.pem"
-    return load_or_create_key(Path(path))
-
-
-def trusted_fingerprints(settings) -> frozenset[str]:
-    """LEDGERLENS_MODEL_TRUSTED_FINGERPRINTS (comma-separated), else the local signing key's."""
-    from models.signing import fingerprint, public_bytes
-
-    configured = settings.model_trusted_fingerprints or ""
-    fps = frozenset(f.strip().lower() for f in configured.split(",") if f.strip())
-    return fps or frozenset({fingerprint(public_bytes(signing_key(settings)))})
-
-
-def load_current_model(settings, *, version: str | None = None):
-    """The promoted (or named) model version, verified before unpickling (models.registry.LoadedModel).
-
-    Raises NotFound when there is none, ModelIntegrityError when verification fails."""
-    from models.registry import load_version
-
-    return load_version(settings.models_dir, version, trusted_fingerprints=trusted_fingerprints(settings))
-
-
-def current_metadata(settings) -> dict | None:
-    """Verified metadata of the current version (nothing unpickled), None without one."""
-    from models.registry import current_version, verify_version
-
-    version = current_version(settings.models_dir)
-    if version is None:
-        return None
-    return verify_version(settings.models_dir / version, trusted_fingerprints=trusted_fingerprints(settings))
 
 
 # -- labelled data -------------------------------------------------------------------------------------------------
@@ -196,7 +59,6 @@ class TrainingData:
 
 def read_simulator_labels(path: Path) -> pl.DataFrame:
     """A simulator labels.csv (account, role, is_wash, ring_id) as training labels (LABELS_SCHEMA)."""
-    from models.training import labels_from_simulator
 
     path = Path(path)
     if not path.is_file():
@@ -226,8 +88,6 @@ def stored_labels(
     """(label frames, their descriptions, labels file): the current model's labels file +
     analysts' labels. Annotations are HMAC-verified first (tampered rows are rejected by
     name and never trained on) unless already-verified `annotations` are given."""
-    from engine.active.annotations import settings_key, verified_store_annotations
-    from models.training import labels_from_annotations
 
     parts, origin, labels_file = [], [], None
     meta = current_metadata(settings)
@@ -262,10 +122,6 @@ def simulated_training_data(*, seed: int, scale: float, days: int, snapshots: in
     `family`: an engine.synthetic.FamilyConfig; default the whole randomised family drawn
     from `seed` (every ring pattern and funding style, wide ranges), so the default model
     is not trained on one configuration of the simulator."""
-    from engine.ingest.files import ingest_files
-    from engine.synthetic import generate_market
-    from engine.synthetic.family import FamilyConfig
-    from models.training import labels_from_simulator
 
     family = family if family is not None else FamilyConfig(seed=seed)
     with tempfile.TemporaryDirectory(prefix="ledgerlens-sim-") as tmp:
@@ -306,8 +162,6 @@ def train_model_version(
     training scored on the SAME held-out rows (roc_auc None when there was none or its features differ).
     Use `should_promote(metrics)` + models.registry.promote_version to promote only if not worse.
     """
-    from models.registry import save_version
-    from models.training import train_model
 
     step = _stepper(progress)
     step(0, "labelled data")
@@ -338,8 +192,6 @@ def _stepper(progress: Progress):
 
 
 def _label_guard(settings, data: TrainingData, *, force: bool) -> str | None:
-    from models.registry import check_label_shift
-    from models.training import join_labels
 
     y = join_labels(data.features, data.labels).get_column("label")
     dist = {"wash": int(y.sum()), "legit": int(y.len() - y.sum())}
@@ -361,12 +213,9 @@ def _previous_on_held_out(settings, result) -> dict:
     saw would favour it). When fewer than MIN_FAIR_ROWS such rows (or one class) remain, the
     basis is the current model's own recorded held-out ROC-AUC. None when its features differ.
     """
-    from sklearn.metrics import roc_auc_score
-
-    from models.training import row_keys
 
     try:
-        old = load_current_model(settings)
+        old = load_model(settings)
     except NotFound:
         return {"version": None, "roc_auc": None, "basis": None}
     if tuple(old.feature_columns) != tuple(result.columns):
@@ -388,7 +237,6 @@ def should_promote(metrics: dict, *, tolerance: float = AUC_REGRESSION) -> bool:
 
 def pr_curves(test_rows: pl.DataFrame, *, max_points: int = 200) -> dict:
     """Held-out precision-recall curves of the ensemble and the baseline: {name: {"precision", "recall"}}."""
-    from sklearn.metrics import precision_recall_curve
 
     y = test_rows.get_column("label").to_numpy()
     if np.unique(y).size < 2:
@@ -403,7 +251,6 @@ def pr_curves(test_rows: pl.DataFrame, *, max_points: int = 200) -> dict:
 
 def shap_importance(model, X: np.ndarray, columns, *, sample: int = 300, seed: int = 0) -> dict[str, float]:
     """Global feature importance: mean |SHAP| (score points) of each feature over (a seeded sample of) X."""
-    from engine.explain import ensemble_shap
 
     if X.shape[0] == 0:
         return {}
@@ -428,16 +275,14 @@ class RetrainOutcome:
 def drift_table(store: Store, settings) -> pl.DataFrame:
     """PSI per feature of the stored features against the current model's training reference
     (engine.drift.psi_table columns: feature, psi, missing_ref, missing_now, status)."""
-    from engine.drift import psi_table
 
-    return psi_table(load_current_model(settings).drift_reference, ensure_features(store))
+    return psi_table(load_model(settings).drift_reference, ensure_features(store))
 
 
 def retrain_and_promote(store: Store, settings, *, rescore: bool = False, **train_options) -> RetrainOutcome:
     """Train a new version (train_model_version options) and promote it unless its ROC-AUC is more than
     AUC_REGRESSION below the current model's on the same held-out rows (then it stays archived: the roll-back).
     With `rescore`, a promoted version scores the store (compute_scores). Codes: 2 promoted, 3 not promoted."""
-    from models.registry import promote_version
 
     version, metrics = train_model_version(store, settings, **{**train_options, "promote": False})
     new_auc, prev = metrics["ensemble"]["roc_auc"], metrics["previous"]
@@ -448,7 +293,7 @@ def retrain_and_promote(store: Store, settings, *, rescore: bool = False, **trai
     promote_version(settings.models_dir, version)
     n = 0
     if rescore:
-        loaded = load_current_model(settings, version=version)
+        loaded = load_model(settings, version=version)
         n = compute_scores(store, loaded, flag_threshold=settings.risk_score_flag_threshold).height
     old = f" vs {prev['version']} {prev['roc_auc']}; {prev['version']} archived" if prev["version"] else ""
     return RetrainOutcome(2, f"retrained and promoted {version} (AUC {new_auc}{old})", version=version,
@@ -458,12 +303,9 @@ def retrain_and_promote(store: Store, settings, *, rescore: bool = False, **trai
 def retrain_if_drifted(store: Store, settings, *, psi_threshold: float | None = None, **train_options) -> RetrainOutcome:
     """PSI drift check against the current model; on drift retrain_and_promote (train_model_version options).
     Codes: 0 no drift, 2 retrained and promoted, 3 retrained not promoted (regression)."""
-    from dataclasses import replace
-
-    from engine.drift import is_drifted, psi_table
 
     threshold = settings.psi_drift_threshold if psi_threshold is None else psi_threshold
-    old = load_current_model(settings)
+    old = load_model(settings)
     table = psi_table(old.drift_reference, ensure_features(store))
     if not is_drifted(table, threshold=threshold):
         top = table.get_column("psi").max() or 0.0

@@ -13,6 +13,7 @@ import numpy as np
 from engine.synthetic.events import (
     Flow,
     concat_flows,
+    human_times,
     keys,
     round_lot,
     stroops,
@@ -49,8 +50,6 @@ def organic_trades(rng, world: World, n_ops: int) -> Flow:
 
 
 def human_times_for(rng, world: World, accounts: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    from engine.synthetic.events import human_times
-
     return human_times(rng, lo, np.full(lo.size, float(world.seconds)), world.tz[accounts].astype(float))
 
 

@@ -11,7 +11,18 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from engine.synthetic.events import Flow, concat_flows, keys, round_lot, round_sig, taker_ops, trade_fills, units_of
+from engine.synthetic.events import (
+    FILLS,
+    OPS,
+    Flow,
+    concat_flows,
+    keys,
+    round_lot,
+    round_sig,
+    taker_ops,
+    trade_fills,
+    units_of,
+)
 from engine.synthetic.population import World
 
 
@@ -110,6 +121,4 @@ def _settled_organic(world: World) -> np.ndarray:
 
 
 def empty_flow() -> Flow:
-    from engine.synthetic.events import FILLS, OPS
-
     return Flow(pl.DataFrame(schema=OPS), pl.DataFrame(schema=FILLS))

@@ -1,6 +1,6 @@
-"""The populated store the app tests and the browser test share: the demo store (engine.demo).
+"""The populated store the app tests and the browser test share: the demo store (engine.services.demo).
 
-engine.demo.build_demo_store (a simulated market ingested through replay + stellar-sdk, rings,
+engine.services.demo.build_demo_store (a simulated market ingested through replay + stellar-sdk, rings,
 features, a model trained on the market's ground truth, scores), plus ONE trade of an asset
 whose code is markup (`<img src=x onerror=alert(1)>`) ingested through the normal file path
 (tests.factories + engine.ingest.files), so every page's escaping is exercised.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.demo import build_demo_store
+from engine.services.demo import build_demo_store
 from engine.settings import Settings
 from storage.store import Store
 from tests.conftest import ROOT

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.active.service import build_queue, record_label
+from engine.services.label import build_queue, record_label
 from storage.store import Store
 from tests.app.fixture_store import build_fixture_store, open_page, settings_for
 

@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import pytest
 
-from storage import queries
 from storage.store import Store
 from tests.app.fixture_store import EVIL_CODE, EVIL_PAIR, build_fixture_store
 from tests.factories import horizon_trade, write_jsonl
@@ -64,8 +63,8 @@ def app_url(tmp_path_factory):
     d = tmp_path_factory.mktemp("browser")
     s = build_fixture_store(d / "fixture.duckdb")
     with Store(s.db_path, read_only=True) as store:  # what the pages must show, read from the store itself
-        _, n_flagged_rows = queries.top_flagged(store, threshold=70)
-        first_member = queries.ring_members(store, s.ring_id).row(0, named=True)
+        _, n_flagged_rows = store.top_flagged(threshold=70)
+        first_member = store.ring_members(s.ring_id).row(0, named=True)
     EXPECTED.update(n_trades=s.n_trades, n_flagged_rows=n_flagged_rows, ring_id=s.ring_id,
                     member_score=first_member["max_score"])  # fmt: skip
     port = _free_port()

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.drawing import graph_layout, ring_graph_html
 from engine.scoring import combined_score, evidence_points
-from engine.workbench import JOBS, graph_layout, ring_graph_html
-from storage import queries
+from engine.services.ingest import JOBS
 from storage.store import Store
 from tests.app.fixture_store import EVIL_CODE, EVIL_PAIR, build_fixture_store, open_page
 from tests.factories import horizon_trade, write_jsonl
@@ -27,15 +27,15 @@ def populated(tmp_path_factory):
     s = build_fixture_store(d / "fixture.duckdb")
     with Store(s.db_path, read_only=True) as store:
         expected = {
-            "counts": queries.overview_counts(store, threshold=70),
-            "top": queries.top_flagged(store, threshold=70, limit=25),
-            "volumes": queries.pair_volumes(store, limit=15),
-            "rings": queries.rings(store),
-            "ring": queries.neighbourhood(store, ring_id=s.ring_id),
-            "expanded": queries.neighbourhood(store, ring_id=s.ring_id, expand=(s.top_wallet,)),
-            "wallet": queries.wallet_scores(store, s.top_wallet),
-            "counterparties": queries.counterparties(store, s.top_wallet, limit=100),
-            "lineage": queries.funding_lineage(store, s.top_wallet),
+            "counts": store.overview_counts(threshold=70),
+            "top": store.top_flagged(threshold=70, limit=25),
+            "volumes": store.pair_volumes(limit=15),
+            "rings": store.rings(),
+            "ring": store.neighbourhood(ring_id=s.ring_id),
+            "expanded": store.neighbourhood(ring_id=s.ring_id, expand=(s.top_wallet,)),
+            "wallet": store.wallet_scores(s.top_wallet),
+            "counterparties": store.counterparties(s.top_wallet, limit=100),
+            "lineage": store.funding_lineage(s.top_wallet),
             "features": store.load_derived("features"),
         }
     return s.db_path, s, expected
@@ -166,7 +166,7 @@ def test_wallet_shows_score_lineage_rings_and_takes_a_label(monkeypatch, populat
 
 def test_wallet_shap_waterfall_adds_up_to_the_members_mean_score(monkeypatch, populated):
     from engine.explain import explain_wallet
-    from engine.pipeline import load_current_model
+    from engine.services.models import load_model as load_current_model
     from tests.app.fixture_store import settings_for
 
     db, s, x = populated
@@ -206,7 +206,7 @@ def test_annotate_queue_takes_a_label_and_shows_progress(monkeypatch, tmp_path):
     db = tmp_path / "annotate.duckdb"
     build_fixture_store(db)
     with Store(db, read_only=True) as store:
-        n_scored = queries.label_progress(store)["n_scored"]
+        n_scored = store.label_progress()["n_scored"]
     at = open_page(monkeypatch, db, "annotate")
     assert f"0 of {n_scored:,} scored (wallet, pair) labelled" in at.get("progress")[0].proto.text
     at.radio(key="queue_label").set_value("legit")
@@ -301,9 +301,9 @@ def test_models_page_retrains_and_promotes_or_archives(monkeypatch, tmp_path):
     assert at.get("progress")[0].proto.value == 100
     if current_version(s.home / "models") == new:  # promoted, and the store re-scored with it
         assert f"retrained and promoted {new}" in done and f"vs {s.model_version}" in done
-        from pages._ui import _open_store
+        from pages._ui import open_store
 
-        latest = queries.wallet_scores(_open_store(str(db.resolve())), s.top_wallet)
+        latest = open_store(str(db.resolve())).wallet_scores(s.top_wallet)
         assert set(latest["model_version"].to_list()) == {new}
     else:  # a regression beyond 0.01 AUC: archived, the old one stays current
         assert "NOT promoted" in done and current_version(s.home / "models") == s.model_version
@@ -334,3 +334,38 @@ def test_ring_graph_html_escapes_every_ledger_string():
     # tooltip's innerHTML shows as text
     assert '"title": "\\u0026lt;img src=x onerror=alert(1)\\u0026gt;\\nrisk: 80\\nring: \\u0026lt;b\\u0026gt;r' in page
     assert pos.equals(graph_layout(["GOOD", EVIL_CODE], edges, seed=1))  # seeded: same layout every time
+
+
+def test_wallet_page_and_report_give_the_same_shap_explanation(monkeypatch, populated, tmp_path):
+    """One SHAP road: the Wallet page and the JSON / PDF report explain a wallet's score with the same
+    contributions, base and member scores, from the same verified model held in one cache."""
+    from engine.services import models
+    from engine.services.report import generate_report, verify_report_file
+    from reports.canonical import parse_published
+    from reports.verify import envelope_of
+    from tests.app.fixture_store import settings_for
+
+    db, s, _ = populated
+    at = open_page(monkeypatch, db, "wallet", wallet=s.top_wallet)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    fall = next(t for t in spec["data"] if t["type"] == "waterfall")
+    on_page = df(at, "shap", "description")
+    settings = settings_for(db)
+    loads = models._loaded.cache_info()
+    with Store(db) as store:
+        for fmt in ("json", "pdf"):
+            made = generate_report(store, wallet=s.top_wallet, pair_id=s.top_pair, fmt=fmt, settings=settings,
+                                   out=tmp_path / f"report.{fmt}")  # fmt: skip
+            assert verify_report_file(made.path, settings=settings).ok
+            published, problems = parse_published(envelope_of(made.path.read_bytes(), fmt))
+            assert not problems
+            shap = published.report["attributions"]["shap"]
+            assert shap["available"] and shap["model_version"] == s.model_version
+            assert shap["base_value"] == pytest.approx(fall["base"])
+            rows = shap["contributions"]
+            assert [r["feature"] for r in rows] == on_page["feature"].tolist()[: len(rows)] and len(rows) == 10
+            assert [r["shap"] for r in rows] == pytest.approx(on_page["shap"].tolist()[:10])
+            assert [r["population_percentile"] for r in rows] == pytest.approx(
+                on_page["population_percentile"].tolist()[:10], nan_ok=True)
+    after = models._loaded.cache_info()
+    assert after.misses == loads.misses  # the reports reused the model the page verified and loaded

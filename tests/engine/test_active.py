@@ -25,8 +25,8 @@ from engine.active.annotations import (
     verify_annotations,
 )  # fmt: skip
 from engine.active.queue import committee, evidence_boost, rank_queue, uncertainty, vote_entropy
-from engine.active.service import build_queue, record_label, unlabelled
 from engine.cli import main
+from engine.services.label import build_queue, record_label, unlabelled
 from engine.settings import Settings
 
 KEY = b"k" * 32
@@ -257,7 +257,7 @@ def test_cli_queue_writes_the_csv(tmp_path, monkeypatch, capsys):
 
 
 def test_retrain_waits_for_threshold_then_rolls_back_on_auc_drop(tmp_path, store):
-    from engine.active.retrain import maybe_retrain, retrain_log
+    from engine.services.retrain import maybe_retrain, retrain_log
     from models.training import synthetic_feature_frame
 
     features, labels = synthetic_feature_frame(n_wallets=120, n_snapshots=1, pairs_per_wallet=1, seed=1)

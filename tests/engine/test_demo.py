@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from engine.demo import build_demo_store
 from engine.ingest.files import ingest_files
+from engine.services.demo import build_demo_store
 from storage.store import Store
 
 

@@ -19,9 +19,9 @@ from tests.engine.graph_cases import T0, funding_frame, trade, trades_frame
 
 @pytest.mark.slow
 def test_fresh_score_finds_directed_cycles_it_was_never_trained_on(tmp_path, monkeypatch):
-    from engine import pipeline
     from engine.cli import main
     from engine.ingest.files import ingest_files
+    from engine.services import train as pipeline
     from engine.synthetic import FamilyConfig, generate_market
     from storage.store import Store
 

@@ -1,4 +1,4 @@
-"""engine.pipeline over a real store: the demo builds a scored store; training compares with the current
+"""engine.services (analyse, models, train) over a real store: the demo builds a scored store; training compares with the current
 model on the same held-out rows and rolls back a regression; scores_latest follows the history."""
 
 from __future__ import annotations
@@ -8,14 +8,10 @@ import json
 import polars as pl
 import pytest
 
-from engine.demo import DEMO_N_ESTIMATORS, build_demo_store
-from engine.pipeline import (
-    compute_scores,
-    load_current_model,
-    retrain_and_promote,
-    should_promote,
-    train_model_version,
-)
+from engine.services.analyse import compute_scores
+from engine.services.demo import DEMO_N_ESTIMATORS, build_demo_store
+from engine.services.models import load_model as load_current_model
+from engine.services.train import retrain_and_promote, should_promote, train_model_version
 from engine.settings import Settings
 from models.registry import current_version, list_versions
 from storage.store import Store

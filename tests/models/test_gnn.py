@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 import torch
 
-from engine.benchmarking import complete_config, load_config, quickstart, toy_ledgers
 from engine.graph.temporal import build_snapshots, index_of, parse_duration
+from engine.services.graph_lab import complete_config, load_config, quickstart, toy_ledgers
 from models.embeddings import (
     EMBEDDING_COLUMNS,
     MeanSAGE,

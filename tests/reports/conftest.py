@@ -12,9 +12,9 @@ from engine.assets import pair_id as make_pair_id
 from engine.graph.rings import ring_id_of
 from engine.ingest.files import ingest_files
 from engine.schemas import OPERATIONS_SCHEMA, TRADES_SCHEMA, conform
+from engine.services.report import assemble_report
 from engine.settings import Settings
 from models.signing import fingerprint, public_bytes
-from reports.assemble import assemble_report
 from reports.attest import sign_published
 from storage.store import Store
 from tests.factories import ISSUER, START, account, horizon_trade, write_jsonl

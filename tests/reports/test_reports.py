@@ -15,11 +15,10 @@ import polars as pl
 from stellar_sdk import Keypair, Network
 
 from engine.assets import pair_id as make_pair_id
+from engine.services.report import assemble_report, verify_report_file
 from reports.anchor import anchored_fingerprint, build_anchor
-from reports.assemble import assemble_report
 from reports.canonical import canonical_bytes, fingerprint_of, parse_published
 from reports.output import render, write_report
-from reports.verify import verify_report_file
 from storage.store import Store
 from tests.conftest import ROOT
 from tests.factories import ISSUER, account

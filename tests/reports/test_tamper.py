@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine.assets import pair_id as make_pair_id
 from engine.cli import main
+from engine.services.report import assemble_report
 from models.signing import fingerprint, public_bytes
 from reports import markdown
-from reports.assemble import assemble_report
 from reports.attest import sign_published
 from reports.canonical import Published, canonical_bytes, fingerprint_of, parse_published
 from reports.output import render, write_report

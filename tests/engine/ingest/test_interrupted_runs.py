@@ -51,7 +51,7 @@ def test_a_live_run_of_this_process_is_not_marked_when_the_file_is_opened_again(
 
 
 def test_ingest_page_offers_to_resume_an_interrupted_files_run(monkeypatch, tmp_path):
-    from engine.workbench import JOBS
+    from engine.services.ingest import JOBS
 
     _, db = _half_ingested(tmp_path)
     at = open_page(monkeypatch, db, "ingest")

@@ -1,0 +1,121 @@
+"""Analyse a store: rings -> features -> scores (the `rings`, `features`, `score` use cases).
+
+Each step reads what it needs from the store, runs the pure engine functions and
+persists its results; the CLI, the demo, training and the pages all go through here.
+
+    compute_rings / ensure_rings          derived closed_loops, rings, ring_members
+    compute_features / ensure_features    derived features, benford (rings first)
+    compute_scores                        appends to `scores` (history) and refreshes
+                                          derived `scores_latest` (the pages read it)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+
+from engine.features import build_benford_table, build_feature_matrix
+from engine.graph.rings import RingOptions, RingResult, detect_rings
+from engine.scoring import score_features, score_wallet
+from storage.errors import BadInput
+from storage.store import Store
+
+
+@dataclass(frozen=True)
+class FeatureRun:
+    as_of: datetime
+    matrix: pl.DataFrame  # wallet, pair_id, as_of, features...
+    benford: pl.DataFrame  # one row per Benford test (see engine.features.build_benford_table)
+
+
+# -- rings and features ------------------------------------------------------------------------------------
+
+
+def last_close(store: Store) -> datetime:
+    """Close time of the last stored trade: the default "as of"."""
+    trades = store.trades()
+    if trades.height == 0:
+        raise BadInput("the store holds no trades; ingest some first (python -m engine ingest ... or demo)")
+    return trades["closed_at"].max()
+
+
+def compute_rings(store: Store, *, options: RingOptions | None = None) -> RingResult:
+    """Closed loops, communities and rings from all stored trades and funding edges;
+    replaces the derived tables `closed_loops`, `rings` and `ring_members`."""
+    result = detect_rings(store.trades(), store.funding_edges(), options=options or RingOptions())
+    store.save_derived("closed_loops", result.closed_loops)
+    store.save_derived("rings", result.rings)
+    store.save_derived("ring_members", result.ring_members)
+    return result
+
+
+def compute_features(store: Store, *, as_of: datetime | None = None) -> FeatureRun:
+    """The feature matrix and Benford table as of `as_of` (default: the last trade),
+    with ring membership when rings were computed; replaces `features` and `benford`."""
+    trades = store.trades()
+    as_of = as_of or last_close(store)
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    ring_members = store.load_derived("ring_members")
+    matrix = build_feature_matrix(
+        trades, store.operations(), store.accounts(), as_of=as_of,
+        ring_members=ring_members.select("account_id", "ring_id") if ring_members is not None else None,
+        loops=store.load_derived("closed_loops") if ring_members is not None else None,
+    )  # fmt: skip
+    benford = build_benford_table(trades, as_of=as_of)
+    store.save_derived("features", matrix)
+    store.save_derived("benford", benford)
+    return FeatureRun(as_of, matrix, benford)
+
+
+def ensure_rings(store: Store, *, seed: int | None = None) -> pl.DataFrame | None:
+    """ring_members from the store, computing rings first when absent (None when the store holds no trades)."""
+    members = store.load_derived("ring_members")
+    if members is not None:
+        return members
+    if store.counts()["trades"] == 0:
+        return None
+    return compute_rings(store, options=RingOptions() if seed is None else RingOptions(seed=seed)).ring_members
+
+
+def ensure_features(store: Store, *, as_of: datetime | None = None, seed: int | None = None) -> pl.DataFrame:
+    """The stored feature matrix, computed (rings first) as of the last stored trade when absent.
+
+    Raises BadInput when the store holds no trades (ingest first)."""
+    features = store.load_derived("features")
+    if features is not None and features.height:
+        return features
+    last_close(store)  # BadInput on an empty store, before any work
+    ensure_rings(store, seed=seed)
+    return compute_features(store, as_of=as_of).matrix
+
+
+# -- scores --------------------------------------------------------------------------------------------------
+
+
+def compute_scores(store: Store, loaded, *, flag_threshold: int = 70, wallet: str | None = None,
+                   pair_id: str | None = None) -> pl.DataFrame:  # fmt: skip
+    """Score every stored (wallet, pair) (or one wallet's rows) with `loaded` (a registry LoadedModel),
+    features and rings computed first if absent; appends to the `scores` history and refreshes the
+    derived `scores_latest` (the latest row per (wallet, pair), the `scores` table's columns).
+
+    Returns the new rows (engine.scoring.SCORE_COLUMNS)."""
+    features = ensure_features(store)
+    options = dict(flag_threshold=flag_threshold, benford=store.load_derived("benford"),
+                   ring_members=store.load_derived("ring_members"))  # fmt: skip
+    if wallet is not None:
+        scores = score_wallet(loaded, features, wallet, pair_id=pair_id, **options)
+    else:
+        scores = score_features(loaded, features, **options)
+    store.append_scores(scores)
+    refresh_latest_scores(store)
+    return scores
+
+
+def refresh_latest_scores(store: Store) -> int:
+    """Rebuild derived `scores_latest` from the history (after any append_scores); returns its rows."""
+    latest = store.latest_scores()
+    store.save_derived("scores_latest", latest)
+    return latest.height
