@@ -4,7 +4,7 @@
         [--budget 0.15] [--repeats 2] [--out benchmarks/results/active_learning]
 
 A simulated market (engine.synthetic.generate_market) is ingested (engine.ingest.files),
-rings and features computed (engine.pipeline); the simulator's labels.csv is the oracle.
+rings and features computed (engine.services.analyse); the simulator's labels.csv is the oracle.
 (wallet, pair) rows are split by group (a ring, or a wallet) into a pool (70%) and a
 held-out test set (30%). Each strategy starts from the same random seed set (20 rows,
 extended at random until it holds 2 wash rows), then repeatedly: fit the ensemble on

@@ -3,7 +3,7 @@
 For each held-out family F (a ring pattern, or the chain funding style):
   1. a training market from the randomised family WITHOUT F (engine.synthetic.FamilyConfig,
      exclude_patterns / exclude_funding), its rings, features and labels, and a model
-     trained on it (engine.pipeline.simulated_training_data + models.training.train_model);
+     trained on it (engine.services.train.simulated_training_data + models.training.train_model);
   2. a test market of another seed whose rings ALL follow F (only_patterns / only_funding),
      with every legitimate population and trap (market makers, DCA bots, triangle
      arbitrage bots, airdrop farmers, crowds, organic traders);
