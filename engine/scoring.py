@@ -90,8 +90,8 @@ def score_breakdown(model_probability: float, row: pl.DataFrame) -> pl.DataFrame
     row: the wallet's feature row in the pair (one row). model_probability: 0-1.
     Shapes: -> [part, points: f64, reading] (last row: "score", the 0-100 score).
     """
-    pts = evidence_points(row).row(0, named=True)
-    f = row.row(0, named=True)
+    points = evidence_points(row)
+    pts, f = points.row(0, named=True), row.row(0, named=True)
     share = lambda name: "n/a" if f.get(name) is None else f"{f[name]:.0%}"  # noqa: E731
     parts = [
         ("model", MODEL_POINTS * model_probability, f"calibrated probability {model_probability:.0%} x {MODEL_POINTS:.0f}"),
@@ -101,7 +101,7 @@ def score_breakdown(model_probability: float, row: pl.DataFrame) -> pl.DataFrame
          f"{share('same_controller_rate')} of its trades with funding kin; flow balance {share('flow_balance')}"),
     ]
     total = sum(p for _, p, _ in parts)
-    score = float(combined_score(np.array([model_probability]), evidence_points(row))[0])
+    score = float(combined_score(np.array([model_probability]), points)[0])
     rows = [*parts, ("total", total, "points"), ("score", score, "100 x (1 - exp(-points/58.1)) up to 70 points, "
                                                                "then 0.18 per point up to 98")]
     return pl.DataFrame(rows, schema={"part": pl.String, "points": pl.Float64, "reading": pl.String}, orient="row")
