@@ -47,12 +47,15 @@ def short(account: str | None) -> str:
 
 def empty_store_hint() -> None:
     st.info("The store holds no trades yet. Open **Ingest** to load a ledger range from Horizon, files or the "
-            "demo market, or run `python -m engine demo` in a terminal.")
+            "demo market, then press **Run analysis**.")
     st.page_link(PAGES["ingest"], label="Go to Ingest", icon=":material/download:")
 
 
-def not_computed(what: str, command: str) -> None:
-    st.warning(f"{what} not computed yet: run `{command}`.")
+def not_computed(what: str) -> None:
+    """What is missing and the in-app step that makes it. Never a CLI command: while the app runs it holds the
+    store open read-write, so the CLI's commands would be refused ("open read-write in another process")."""
+    st.warning(f"{what} not computed yet: press **Run analysis** on Overview (rings, features, scores).")
+    st.page_link(PAGES["overview"], label="Go to Overview", icon=":material/dashboard:")
 
 
 def frame_or_none(frame: pl.DataFrame | None) -> pl.DataFrame | None:

@@ -25,7 +25,7 @@ settings = _ui.settings()
 al = active_settings(settings)
 progress = _ui.read(Store.label_progress)
 if progress["n_scored"] == 0:
-    _show.not_computed("Risk scores (the queue is built from them)", "python -m engine score")
+    _show.not_computed("Risk scores (the queue is built from them)")
     st.stop()
 done = progress["n_labelled"]
 st.progress(min(1.0, done / progress["n_scored"]),

@@ -13,8 +13,8 @@ from storage.store import Store
 
 _ui.frame()
 st.title("Graph Lab")
-st.caption("Temporal graph ML on the trade + funding graph. From a terminal: `python -m engine snapshot --window 30d`, "
-           "`python -m engine train-gnn --config benchmarks/configs/gnn_example.yaml`, `python -m engine embed`.")
+st.caption("Temporal graph ML on the trade + funding graph. Snapshots, GNN training and embeddings are built by the "
+           "command line (`snapshot`, `train-gnn`, `embed`) with the app stopped: while it runs, the app holds the store.")
 
 with _show.guard():
     snapshots = _show.frame_or_none(_ui.read(Store.load_derived, name="snapshots"))
@@ -22,7 +22,7 @@ with _show.guard():
     st.metric("Embedded wallets", "not computed yet" if embeddings is None else f"{embeddings.height:,}")
     st.subheader("Snapshots")
     if snapshots is None:
-        _show.not_computed("Snapshots", "python -m engine snapshot --window 30d")
+        st.warning("Snapshots not computed yet: stop the app and run the `snapshot --window 30d` command.")
     else:
         report = validation_report(snapshots, spec_of(snapshots))
         st.dataframe(report.drop("degree_hist"), hide_index=True, key="snapshot_report")

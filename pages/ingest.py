@@ -11,7 +11,7 @@ import streamlit as st
 
 from engine.drawing import fmt_seconds
 from engine.services.ingest import JOBS, IngestJob, demo_work, files_work, plan_recorded, range_work
-from pages import _show, _ui
+from pages import _analysis, _show, _ui
 from storage.store import Store
 
 _ui.frame()
@@ -97,6 +97,9 @@ def progress_panel() -> None:
 
 
 progress_panel()
+if any(j.state == "done" and j.label != "analysis" for j in JOBS.of(key)):
+    st.caption("New data is in: analyse it (rings, features, scores) so every page shows it.")
+    _analysis.run_analysis_button(key="ingest_analyse")
 
 st.subheader("Run history")
 runs = _ui.read(Store.runs, limit=50)

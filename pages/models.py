@@ -15,7 +15,7 @@ settings = _ui.settings()
 versions = _model_views.model_versions()
 n_trades = _ui.read(Store.counts)["trades"]
 if not versions:
-    st.warning("No model trained yet: press **Train a model** below, or run `python -m engine train`.")
+    st.warning("No model trained yet: press **Train a model** below.")
 if n_trades == 0:
     _show.empty_store_hint()
     st.stop()
@@ -84,12 +84,12 @@ with right:
 st.subheader("Drift (PSI) of the stored features against this version's training data")
 table = _model_views.drift(pick)
 if table is None:
-    _show.not_computed("Features", "python -m engine features")
+    _show.not_computed("Features")
 else:
     threshold = settings.psi_drift_threshold
     n_drifted = table.filter((pl.col("psi") > threshold) | (pl.col("status") == "absent")).height
     st.caption(f"{n_drifted} of {table.height} features drifted (PSI > {threshold}); "
-               "< 0.1 stable, 0.1–0.25 moderate. `python -m engine retrain-if-drifted` retrains on drift.")
+               "< 0.1 stable, 0.1–0.25 moderate; retrain below when features drifted.")
     st.dataframe(table, hide_index=True, key="drift_table")
 
 with _show.guard():

@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from engine.drawing import benford_expected
-from pages import _show, _ui
+from pages import _analysis, _show, _ui
 from storage.store import Store
 
 st.title("Overview")
@@ -23,12 +23,13 @@ c[3].metric("Flagged wallets", f"{counts['n_flagged']:,}", help=f"latest score >
 if counts["n_trades"] == 0:
     _show.empty_store_hint()
     st.stop()
+_analysis.run_analysis_button(key="overview_analyse")
 
 left, right = st.columns(2)
 with left:
     st.subheader("Risk distribution")
     if counts["n_scored"] == 0:
-        _show.not_computed("Risk scores", "python -m engine score")
+        st.warning("Risk scores not computed yet: press **Run analysis** above.")
     else:
         dist = _ui.read(Store.risk_distribution, pair_id=f.pair_id)
         st.bar_chart(dist.with_columns(pl.format("{}-{}", "bucket", pl.col("bucket") + 9).alias("score")),
@@ -37,7 +38,7 @@ with right:
     st.subheader("Reported volume vs volume without ring trades")
     vol = _ui.read(Store.pair_volumes, window_days=f.window_days, limit=15)
     if vol.get_column("ring_volume").null_count() == vol.height:
-        _show.not_computed("Rings", "python -m engine rings")
+        st.warning("Rings not computed yet: press **Run analysis** above.")
     shown = _show.in_units(vol, "reported_volume", "volume_without_rings")
     st.dataframe(shown.select("pair_id", "n_trades", "reported_volume", "volume_without_rings", "ring_share"),
                  hide_index=True, key="pair_volumes",

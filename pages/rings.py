@@ -15,7 +15,7 @@ if _ui.read(Store.counts)["trades"] == 0:
     _show.empty_store_hint()
     st.stop()
 if rings is None:
-    _show.not_computed("Rings", "python -m engine rings")
+    _show.not_computed("Rings")
     st.stop()
 st.caption(f"{rings.height:,} rings detected")
 if rings.height == 0:

@@ -33,7 +33,7 @@ if scores.height == 0 and n_trades.height == 0:
 
 st.subheader(_show.esc(wallet))
 if scores.height == 0:
-    _show.not_computed("Risk scores for this wallet", "python -m engine score")
+    _show.not_computed("Risk scores for this wallet")
     pair_id = None
 else:
     pairs = scores.get_column("pair_id").to_list()
@@ -58,11 +58,11 @@ with tabs[0]:
 with tabs[1]:
     version = _model_views.explainable_version(top["model_version"]) if pair_id is not None else None
     if pair_id is None or version is None:
-        _show.not_computed("SHAP explanation (needs a model and scores)", "python -m engine score")
+        _show.not_computed("SHAP explanation (needs a model and scores)")
     else:
         expl = _model_views.explanation(wallet=wallet, pair_id=pair_id, version=version)
         if expl is None:
-            _show.not_computed("Features (the explanation reads them)", "python -m engine features")
+            _show.not_computed("Features (the explanation reads them)")
         else:
             rows = _model_views.waterfall_rows(expl, top=12)
             total = expl.base_value + float(rows["shap"].sum())
@@ -87,7 +87,7 @@ with tabs[1]:
 with tabs[2]:
     windows = _ui.read(Store.load_derived, name="benford", where={"scope": "wallet", "wallet": wallet, "test": "first"})
     if windows is None:
-        _show.not_computed("Benford tests per window", "python -m engine features")
+        _show.not_computed("Benford tests per window")
     else:
         st.dataframe(windows.select("window", "n", "mad", "expected_mad", "excess_mad", "p_value", "verdict"),
                      hide_index=True, key="wallet_benford")

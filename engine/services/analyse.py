@@ -7,6 +7,8 @@ persists its results; the CLI, the demo, training and the pages all go through h
     compute_features / ensure_features    derived features, benford (rings first)
     compute_scores                        appends to `scores` (history) and refreshes
                                           derived `scores_latest` (the pages read it)
+    analyse / analysis_work               all three in order with progress (the app's
+                                          "Run analysis" button, inside the app's own store)
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ import polars as pl
 from engine.features import build_benford_table, build_feature_matrix
 from engine.graph.rings import RingOptions, RingResult, detect_rings
 from engine.scoring import score_features, score_wallet
+from engine.progress import Progress, no_progress
+from engine.services import models
 from storage.errors import BadInput
 from storage.store import Store
+
+ANALYSIS_STEPS = ("rings", "features", "score")
 
 
 @dataclass(frozen=True)
@@ -119,3 +125,35 @@ def refresh_latest_scores(store: Store) -> int:
     latest = store.latest_scores()
     store.save_derived("scores_latest", latest)
     return latest.height
+
+
+# -- the whole analysis ------------------------------------------------------------------------------------
+
+
+def analyse(store: Store, settings, *, progress: Progress = no_progress) -> str:
+    """Rings -> features -> scores on `store` (the open store: the app's process holds its lock), scored
+    with the promoted model; without a model the scores step is skipped and the message says how to get one.
+
+    progress(done=steps done, total=3, records=rows written so far, unit="steps"). Returns a one-line summary."""
+    total = len(ANALYSIS_STEPS)
+    last_close(store)  # BadInput on an empty store, before any work
+    progress(done=0, total=total, records=0, unit="steps")
+    rings = compute_rings(store, options=RingOptions(seed=settings.seed))
+    progress(done=1, total=total, records=rings.rings.height, unit="steps")
+    run = compute_features(store)
+    progress(done=2, total=total, records=rings.rings.height + run.matrix.height, unit="steps")
+    parts = [f"{rings.rings.height:,} rings", f"features of {run.matrix.height:,} (wallet, pair)"]
+    version = models.model_version(settings)
+    if version is None:
+        parts.append("not scored: no model is trained yet (train one on the Models page)")
+    else:
+        scores = compute_scores(store, models.load_model(settings, version=version),
+                                flag_threshold=settings.risk_score_flag_threshold)  # fmt: skip
+        parts.append(f"{scores.height:,} scores with model {version}")
+    progress(done=total, total=total, records=rings.rings.height + run.matrix.height, unit="steps")
+    return "; ".join(parts)
+
+
+def analysis_work(store: Store, settings):
+    """`work(progress)` for a background job (engine.services.ingest.IngestJob) running `analyse`."""
+    return lambda progress: analyse(store, settings, progress=progress)

@@ -142,7 +142,7 @@ class JobBoard:
     def submit(self, store_key: str, job: IngestJob) -> IngestJob:
         with self.lock:
             if any(j.status().state == "running" for j in self.jobs.get(store_key, [])):
-                raise BusyError("an ingest is already running on this store; wait for it to finish")
+                raise BusyError("an ingest or an analysis is already running on this store; wait for it to finish")
             self.jobs.setdefault(store_key, []).append(job.start())
         return job
 

@@ -51,7 +51,7 @@ def test_snapshot_statistics_and_a_run(monkeypatch, lab_store):
 
 def test_empty_store_says_what_to_run(monkeypatch, tmp_path):
     at = open_page(monkeypatch, tmp_path / "empty.duckdb", "graph_lab")
-    assert any("python -m engine snapshot --window 30d" in w.value for w in at.warning)
+    assert any("stop the app and run the `snapshot --window 30d` command" in w.value for w in at.warning)
     assert {m.label: m.value for m in at.metric} == {"Embedded wallets": "not computed yet"}
     at.button(key="gl_run").click().run()
     assert any("no trade or funding edge" in e.value for e in at.error)

@@ -66,10 +66,12 @@ def test_every_page_on_an_empty_store_says_what_to_do(monkeypatch, tmp_path, pag
     shown = " ".join(texts(at, "info") + texts(at, "warning") + texts(at, "caption"))
     expected = {
         "overview": "Open **Ingest**", "rings": "Open **Ingest**", "wallet": "Enter a wallet address",
-        "annotate": "run `python -m engine score`", "models": "run `python -m engine train`",
-        "reports": "No report yet", "ingest": "Store holds 0 trades", "graph_lab": "python -m engine snapshot",
+        "annotate": "press **Run analysis** on Overview", "models": "press **Train a model** below",
+        "reports": "No report yet", "ingest": "Store holds 0 trades", "graph_lab": "stop the app and run",
     }[page]  # fmt: skip
     assert expected in shown
+    # while the app runs it holds the store: a hint naming a CLI command would send the analyst into a refusal
+    assert "python -m engine" not in shown
     if page == "overview":
         assert metrics(at) == {"Trades": "0", "Wallets": "0", "Pairs": "0", "Flagged wallets": "0"}
 
