@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -94,6 +95,21 @@ def filters() -> Filters:
     return Filters(None if pair in (None, ALL_PAIRS) else pair, window, WINDOWS[window])
 
 
+def _restore(name: str, default: str) -> None:
+    """Set the filter widget before it is drawn. Streamlit drops a page's widget state and its query parameters
+    on a page change, so the session keeps the chosen value outside the widget (`kept_*`, updated by the
+    widget's on_change); a URL value this session did not write itself (a shared link) replaces it."""
+    widget, kept, synced = f"flt_{name}", f"kept_{name}", f"synced_{name}"
+    wanted = st.query_params.get(name)
+    if wanted is not None and wanted != st.session_state.get(synced):
+        st.session_state[kept] = wanted
+    st.session_state[widget] = st.session_state.get(kept, default)
+
+
+def _keep(name: str) -> None:
+    st.session_state[f"kept_{name}"] = st.session_state[f"flt_{name}"]
+
+
 def frame() -> Filters:
     """Called first by every page: the sidebar (store, pair, window) and the filters it sets."""
     with _show.guard():
@@ -104,24 +120,33 @@ def sidebar(pairs: list[str]) -> Filters:
     """Store path, pair and window widgets; keeps them in the URL so a view can be shared."""
     st.sidebar.caption("Store")
     st.sidebar.code(str(settings().db_path), language=None)
-    if "flt_pair" not in st.session_state:
-        st.session_state.flt_pair = st.query_params.get("pair", ALL_PAIRS)
-    if "flt_window" not in st.session_state:
-        st.session_state.flt_window = st.query_params.get("window", "all")
+    _restore("pair", ALL_PAIRS)
+    _restore("window", "all")
     options = [ALL_PAIRS] + pairs
     if st.session_state.flt_pair not in options:
         options.append(st.session_state.flt_pair)  # a shared link naming a pair not (yet) in this store
     if st.session_state.flt_window not in WINDOWS:
         st.session_state.flt_window = "all"
-    st.sidebar.selectbox("Pair", options, key="flt_pair")
-    st.sidebar.radio("Time window", list(WINDOWS), key="flt_window", horizontal=True)
+    st.sidebar.selectbox("Pair", options, key="flt_pair", on_change=_keep, args=("pair",))
+    st.sidebar.radio("Time window", list(WINDOWS), key="flt_window", horizontal=True, on_change=_keep,
+                     args=("window",))
     f = filters()
     _sync_param("pair", f.pair_id)
     _sync_param("window", None if f.window == "all" else f.window)
+    share_link()
     return f
 
 
+def share_link() -> None:
+    """The view's address with its filters (and wallet / ring), in a code block: it has a copy button."""
+    base = (st.context.url or "").split("?")[0]
+    query = urlencode({k: st.query_params.get(k) for k in st.query_params})
+    st.sidebar.caption("Link to this view (filters included)")
+    st.sidebar.code(f"{base}?{query}" if query else base or "(this page)", language=None)
+
+
 def _sync_param(name: str, value: str | None) -> None:
+    st.session_state[f"synced_{name}"] = value
     if value is None:
         if name in st.query_params:
             del st.query_params[name]

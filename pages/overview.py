@@ -31,7 +31,7 @@ with left:
     if counts["n_scored"] == 0:
         st.warning("Risk scores not computed yet: press **Run analysis** above.")
     else:
-        dist = _ui.read(Store.risk_distribution, pair_id=f.pair_id)
+        dist = _ui.read(Store.risk_distribution, pair_id=f.pair_id, window_days=f.window_days)
         st.bar_chart(dist.with_columns(pl.format("{}-{}", "bucket", pl.col("bucket") + 9).alias("score")),
                      x="score", y="n", height=260)
 with right:
@@ -55,8 +55,9 @@ descending = t3.toggle("Descending", value=True, key="ov_desc")
 page_size = t4.selectbox("Rows", [25, 50, 100], key="ov_rows")
 st.session_state.setdefault("ov_page", 1)
 page_no = int(st.session_state.ov_page)
-rows, total = _ui.read(Store.top_flagged, threshold=threshold, pair_id=f.pair_id, wallet_prefix=prefix or None,
-                    sort_by=sort_by, descending=descending, offset=(page_no - 1) * page_size, limit=page_size)
+rows, total = _ui.read(Store.top_flagged, threshold=threshold, pair_id=f.pair_id, window_days=f.window_days,
+                       wallet_prefix=prefix or None, sort_by=sort_by, descending=descending,
+                       offset=(page_no - 1) * page_size, limit=page_size)
 n_pages = max(1, -(-total // page_size))
 if page_no > n_pages:
     st.session_state.ov_page = n_pages

@@ -10,16 +10,19 @@ from storage.store import Store
 
 st.title("Rings")
 f = _ui.frame()
-rings = _ui.read(Store.rings)
+rings = _ui.read(Store.rings, pair_id=f.pair_id, window_days=f.window_days)
 if _ui.read(Store.counts)["trades"] == 0:
     _show.empty_store_hint()
     st.stop()
 if rings is None:
     _show.not_computed("Rings")
     st.stop()
-st.caption(f"{rings.height:,} rings detected")
+within = " with ring trades " + " ".join(x for x in (f.pair_id and f"on {_show.esc(f.pair_id)}",
+                                                      f.window_days and f"in the last {f.window}") if x)
+st.caption(f"{rings.height:,} rings detected" + (within if f.pair_id or f.window_days else ""))
 if rings.height == 0:
-    st.info("No ring passed the evidence rules on this data.")
+    st.info("No ring passed the evidence rules on this data" + (" within these filters." if f.pair_id or
+                                                               f.window_days else "."))
     st.stop()
 
 st.dataframe(_show.in_units(rings, "volume"), hide_index=True, key="ring_table",

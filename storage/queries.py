@@ -78,7 +78,8 @@ class Queries:
         return "|".join(str(v) for v in row)
 
     def overview_counts(self, *, threshold: int, pair_id: str | None = None, window_days: int | None = None) -> dict:
-        """n_trades, n_wallets, n_pairs (within the filter), n_scored and n_flagged (latest scores)."""
+        """n_trades, n_wallets, n_pairs (within the filter), n_scored and n_flagged (latest scores of the
+        (wallet, pair)s that traded within the filter: a window with no trades has no flagged wallets)."""
         where, params = _trade_filter(pair_id=pair_id, window_days=window_days)
         trades = self._frame(
             "SELECT count(*) AS n_trades, count(DISTINCT pair_id) AS n_pairs, "
@@ -87,13 +88,28 @@ class Queries:
             f"FROM trade_rows {where}",
             params * 3,
         ).row(0, named=True)
-        spair = "WHERE pair_id = ?" if pair_id else ""
+        swhere, sparams = self._score_filter(pair_id=pair_id, window_days=window_days)
         scores = self._frame(
             f"SELECT count(DISTINCT wallet) AS n_scored, count(DISTINCT wallet) FILTER (WHERE score >= ?) AS n_flagged "
-            f"FROM ({self._latest()}) {spair}",
-            [threshold] + ([pair_id] if pair_id else []),
+            f"FROM ({self._latest()}) ls {swhere}",
+            [threshold] + sparams,
         ).row(0, named=True)
         return {k: int(v or 0) for k, v in {**trades, **scores}.items()}
+
+    def _score_filter(self, *, pair_id: str | None, window_days: int | None) -> tuple[str, list]:
+        """WHERE clause over latest scores (alias ls): the pair, and with a window only the (wallet, pair)s
+        that traded within it."""
+        clauses, params = [], []
+        if pair_id:
+            clauses.append("ls.pair_id = ?")
+            params.append(pair_id)
+        if window_days:
+            where, wparams = _trade_filter(pair_id=pair_id, window_days=window_days)
+            # unnest, not a UNION of two selects: DuckDB 1.x answered that UNION with the seller rows only
+            clauses.append(f"(ls.wallet, ls.pair_id) IN (SELECT unnest([seller_account, buyer_account]), pair_id "
+                           f"FROM trades {where})")
+            params += wparams
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def pair_list(self, *, limit: int = 500) -> list[str]:
         """Pair ids by trade count, most traded first."""
@@ -102,12 +118,15 @@ class Queries:
         )
         return frame.get_column("pair_id").to_list()
 
-    def risk_distribution(self, *, pair_id: str | None = None, bin_width: int = 10) -> pl.DataFrame:
-        """Latest scores in bins. Shapes: [bucket: i32 (lower edge), n: i64], every bucket 0..100 present."""
-        spair, params = ("WHERE pair_id = ?", [pair_id]) if pair_id else ("", [])
+    def risk_distribution(self, *, pair_id: str | None = None, window_days: int | None = None, bin_width: int = 10
+    ) -> pl.DataFrame:
+        """Latest scores of the (wallet, pair)s that traded within the filter, in bins.
+
+        Shapes: [bucket: i32 (lower edge), n: i64], every bucket 0..100 present."""
+        spair, params = self._score_filter(pair_id=pair_id, window_days=window_days)
         return self._frame(
             "SELECT b.bucket, coalesce(n, 0) AS n FROM (SELECT range::INTEGER AS bucket FROM range(0, 101, ?)) b "
-            f"LEFT JOIN (SELECT (least(score, 99) // ?) * ? AS bucket, count(*) AS n FROM ({self._latest()}) {spair} "
+            f"LEFT JOIN (SELECT (least(score, 99) // ?) * ? AS bucket, count(*) AS n FROM ({self._latest()}) ls {spair} "
             "GROUP BY 1) s USING (bucket) ORDER BY b.bucket",
             [bin_width, bin_width, bin_width] + params,
         ).filter(pl.col("bucket") < 100)
@@ -115,6 +134,7 @@ class Queries:
     def top_flagged(self, *,
         threshold: int,
         pair_id: str | None = None,
+        window_days: int | None = None,
         wallet_prefix: str | None = None,
         sort_by: str = "score",
         descending: bool = True,
@@ -128,10 +148,8 @@ class Queries:
         """
         if sort_by not in SORTABLE or sort_by == "n_trades":
             sort_by = "score"
-        clauses, params = ["score >= ?"], [threshold]
-        if pair_id:
-            clauses.append("pair_id = ?")
-            params.append(pair_id)
+        swhere, sparams = self._score_filter(pair_id=pair_id, window_days=window_days)
+        clauses, params = ["score >= ?"] + ([swhere.removeprefix("WHERE ")] if swhere else []), [threshold] + sparams
         if wallet_prefix:
             clauses.append("starts_with(wallet, ?)")
             params.append(wallet_prefix.strip().upper())
@@ -139,12 +157,12 @@ class Queries:
         order = f"{sort_by} {'DESC' if descending else 'ASC'}, wallet, pair_id"  # whitelisted column
         page = self._frame(
             "SELECT wallet, pair_id, score, confidence, benford_flag, ml_flag, ring_id, model_version, timestamp, "
-            f"count(*) OVER () AS _total FROM ({self._latest()}) {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            f"count(*) OVER () AS _total FROM ({self._latest()}) ls {where} ORDER BY {order} LIMIT ? OFFSET ?",
             params + [int(limit), int(offset)],
         )
         if page.height:
             return page.drop("_total"), int(page.item(0, "_total"))
-        total = self._scalar(f"SELECT count(*) FROM ({self._latest()}) {where}", params) if offset else 0
+        total = self._scalar(f"SELECT count(*) FROM ({self._latest()}) ls {where}", params) if offset else 0
         return page.drop("_total"), int(total)
 
     def pair_volumes(self, *, window_days: int | None = None, limit: int = 15) -> pl.DataFrame:
@@ -192,21 +210,29 @@ class Queries:
             params,
         )
 
-    def rings(self) -> pl.DataFrame | None:
+    def rings(self, *, pair_id: str | None = None, window_days: int | None = None) -> pl.DataFrame | None:
         """Detected rings with the highest score any member ever had (any pair, any run). None when rings were never computed.
 
+        With a pair and/or a window: only the rings with a ring trade (seller and buyer both members) within it.
         Shapes: [ring_id, size, n_trades, volume, closed_loop_share, internal_density, reciprocity,
         funding_share, n_pairs, max_score], riskiest first; ties by closed-loop share, volume, size.
         """
         if not self.has_table("derived_rings"):
             return None
+        where, params = _trade_filter(pair_id=pair_id, window_days=window_days, alias="t")
+        within = ""
+        if where:
+            within = ("WHERE r.ring_id IN (SELECT s.ring_id FROM derived_ring_members s JOIN trades t "
+                      "ON t.seller_account = s.account_id JOIN derived_ring_members b ON b.ring_id = s.ring_id "
+                      f"AND b.account_id = t.buyer_account {where}) ")
         return self._frame(
             "WITH best AS (SELECT m.ring_id, max(s.score) AS max_score FROM derived_ring_members m "
             "JOIN scores s ON s.wallet = m.account_id GROUP BY m.ring_id) "
             "SELECT r.ring_id, r.size, r.n_trades, r.volume, r.closed_loop_share, r.internal_density, "
             "r.reciprocity, r.funding_share, r.n_pairs, best.max_score "
-            "FROM derived_rings r LEFT JOIN best USING (ring_id) "
-            "ORDER BY best.max_score DESC NULLS LAST, r.closed_loop_share DESC, r.volume DESC, r.size DESC, r.ring_id"
+            f"FROM derived_rings r LEFT JOIN best USING (ring_id) {within}"
+            "ORDER BY best.max_score DESC NULLS LAST, r.closed_loop_share DESC, r.volume DESC, r.size DESC, r.ring_id",
+            params,
         )
 
     def ring_members(self, ring_id: str) -> pl.DataFrame:
