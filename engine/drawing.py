@@ -91,12 +91,19 @@ def _short(account: str) -> str:
     return account if len(account) <= 12 else f"{account[:5]}…{account[-4:]}"
 
 
+def xlm_text(stroops: int | None) -> str:
+    """An XLM volume (given in XLM stroops) as people read it: "volume 1,234.5 XLM"."""
+    if stroops is None:
+        return "volume – (no XLM leg)"
+    return f"volume {stroops / 10_000_000:,.2f} XLM"
+
+
 def ring_graph_html(
     nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame, *, link_base: str = "./wallet", height: int = 560
 ) -> str:
     """Self-contained HTML (vis.js inlined) of a ring neighbourhood; clicking a node opens its Wallet page.
 
-    nodes: [account_id, ring_id, max_score]; edges: [source, target, kind, n, volume];
+    nodes: [account_id, ring_id, max_score]; edges: [source, target, kind, n, volume (XLM stroops)];
     positions: [account_id, x, y]. Every string placed in the page is HTML-escaped.
     """
     from pyvis.network import Network
@@ -117,7 +124,7 @@ def ring_graph_html(
     for row in edges.iter_rows(named=True):
         a, b = html.escape(row["source"]), html.escape(row["target"])
         if a in known and b in known:
-            title = html.escape(f"{row['kind']}: {int(row['n'])} (volume {int(row['volume'] or 0):,} stroops)")
+            title = html.escape(f"{row['kind']}: {int(row['n'])} ({xlm_text(row['volume'])})")
             net.add_edge(a, b, title=title, color=EDGE_COLOURS.get(row["kind"], "#999999"),
                          width=1 + min(6.0, float(np.log1p(row["n"]))), dashes=row["kind"] == "funding")
     page = net.generate_html(notebook=False)

@@ -39,6 +39,12 @@ def units_column(label: str):
     return st.column_config.NumberColumn(f"{label} (units)", format="localized")
 
 
+def xlm_column(label: str):
+    """Column config of an XLM volume (XLM stroops shown in XLM; the XLM legs of the trades it sums)."""
+    return st.column_config.NumberColumn(f"{label} (XLM)", format="localized",
+                                         help="XLM leg of each trade (the pair's own price); – when no leg is XLM")
+
+
 def short(account: str | None) -> str:
     if not account:
         return "–"

@@ -39,12 +39,12 @@ with right:
     vol = _ui.read(Store.pair_volumes, window_days=f.window_days, limit=15)
     if vol.get_column("ring_volume").null_count() == vol.height:
         st.warning("Rings not computed yet: press **Run analysis** above.")
-    shown = _show.in_units(vol, "reported_volume", "volume_without_rings")
-    st.dataframe(shown.select("pair_id", "n_trades", "reported_volume", "volume_without_rings", "ring_share"),
+    shown = _show.in_units(vol, "reported_xlm", "without_rings_xlm")  # one unit across pairs, never base units
+    st.dataframe(shown.select("pair_id", "n_trades", "reported_xlm", "without_rings_xlm", "ring_share"),
                  hide_index=True, key="pair_volumes",
                  column_config={"pair_id": st.column_config.TextColumn("pair", width="medium"),
-                                "reported_volume": _show.units_column("reported"),
-                                "volume_without_rings": _show.units_column("without rings"),
+                                "reported_xlm": _show.xlm_column("reported"),
+                                "without_rings_xlm": _show.xlm_column("without rings"),
                                 "ring_share": st.column_config.ProgressColumn("ring share", min_value=0, max_value=1)})
 
 st.subheader("Top flagged (wallet, pair)")

@@ -25,8 +25,8 @@ if rings.height == 0:
                                                                f.window_days else "."))
     st.stop()
 
-st.dataframe(_show.in_units(rings, "volume"), hide_index=True, key="ring_table",
-             column_config={"volume": _show.units_column("volume, base asset")})
+st.dataframe(_show.in_units(rings.drop("volume"), "volume_xlm"), hide_index=True, key="ring_table",
+             column_config={"volume_xlm": _show.xlm_column("internal volume")})
 ids = rings.get_column("ring_id").to_list()
 wanted = st.query_params.get("ring")
 if "ring_pick" not in st.session_state or (wanted in ids and wanted != st.session_state.ring_pick):
@@ -58,8 +58,9 @@ with tab_graph:
     # outside the fragment: switching page is a whole-app rerun
     members = _ui.read(Store.ring_members, ring_id=ring_id)
     st.markdown("**Members**")
-    event = st.dataframe(members, hide_index=True, key=f"members_{ring_id}", on_select="rerun",
-                         selection_mode="single-row")
+    event = st.dataframe(_show.in_units(members, "volume_xlm"), hide_index=True, key=f"members_{ring_id}",
+                         on_select="rerun", selection_mode="single-row",
+                         column_config={"volume_xlm": _show.xlm_column("volume with members")})
     pick = st.selectbox("Open wallet", members.get_column("account_id").to_list(), key="ring_open_pick")
     if st.button("Open wallet page", key="ring_open"):
         st.switch_page(_show.PAGES["wallet"], query_params={"wallet": pick})

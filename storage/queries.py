@@ -16,6 +16,11 @@ import polars as pl
 
 # base asset stroops of a trade: the pair's first asset is the base
 BASE_AMOUNT = "CASE WHEN sold_asset = split_part(pair_id, '/', 1) THEN sold_amount ELSE bought_amount END"
+# XLM stroops of a trade: its XLM leg (the pair's own traded price converts the other asset); NULL when neither
+# side is XLM. Volumes across pairs (ring members, graph edges) are summed in this one unit, never in base
+# units of different assets.
+XLM_AMOUNT = ("CASE WHEN sold_asset = 'XLM:native' THEN sold_amount WHEN bought_asset = 'XLM:native' "
+              "THEN bought_amount END")
 SORTABLE = ("score", "confidence", "wallet", "pair_id", "timestamp", "n_trades")
 _SCORE_COLS = (
     "wallet, pair_id, score, benford_flag, ml_flag, timestamp, confidence, ring_id, model_version, bft_divergence"
@@ -170,27 +175,30 @@ class Queries:
 
         A ring trade has seller and buyer in the same ring. Without a rings table the
         ring columns are null. Shapes: [pair_id, n_trades, reported_volume (base stroops),
-        ring_volume, volume_without_rings, ring_share], most traded first.
+        ring_volume, volume_without_rings, ring_share, reported_xlm, without_rings_xlm (XLM stroops: the
+        trades' XLM legs, null for a pair without XLM)], most traded first.
         """
         where, params = _trade_filter(pair_id=None, window_days=window_days, alias="t")
         if not self.has_table("derived_ring_members"):
             return self._frame(
                 f"SELECT pair_id, count(*) AS n_trades, sum({BASE_AMOUNT})::BIGINT AS reported_volume, "
-                "NULL::BIGINT AS ring_volume, NULL::BIGINT AS volume_without_rings, NULL::DOUBLE AS ring_share "
-                f"FROM trade_rows t {where} GROUP BY pair_id ORDER BY reported_volume DESC, pair_id LIMIT ?",
+                "NULL::BIGINT AS ring_volume, NULL::BIGINT AS volume_without_rings, NULL::DOUBLE AS ring_share, "
+                f"sum({XLM_AMOUNT})::BIGINT AS reported_xlm, NULL::BIGINT AS without_rings_xlm "
+                f"FROM trade_rows t {where} GROUP BY pair_id ORDER BY n_trades DESC, pair_id LIMIT ?",
                 params + [limit],
             )
         return self._frame(
             "WITH m AS (SELECT DISTINCT ring_id, account_id FROM derived_ring_members), "
-            f"x AS (SELECT t.pair_id, {BASE_AMOUNT.replace('pair_id', 't.pair_id')} AS amount, "
+            f"x AS (SELECT t.pair_id, {BASE_AMOUNT.replace('pair_id', 't.pair_id')} AS amount, {XLM_AMOUNT} AS xlm, "
             "EXISTS (SELECT 1 FROM m s JOIN m b ON s.ring_id = b.ring_id "
             "        WHERE s.account_id = t.seller_account AND b.account_id = t.buyer_account) AS in_ring "
             f"FROM trades t {where}) "
             "SELECT pair_id, count(*) AS n_trades, sum(amount)::BIGINT AS reported_volume, "
             "coalesce(sum(amount) FILTER (WHERE in_ring), 0)::BIGINT AS ring_volume, "
             "coalesce(sum(amount) FILTER (WHERE NOT in_ring), 0)::BIGINT AS volume_without_rings, "
-            "ring_volume / reported_volume AS ring_share "
-            "FROM x GROUP BY pair_id ORDER BY reported_volume DESC, pair_id LIMIT ?",
+            "ring_volume / reported_volume AS ring_share, sum(xlm)::BIGINT AS reported_xlm, "
+            "sum(xlm) FILTER (WHERE NOT in_ring)::BIGINT AS without_rings_xlm "
+            "FROM x GROUP BY pair_id ORDER BY n_trades DESC, pair_id LIMIT ?",
             params + [limit],
         )
 
@@ -215,7 +223,9 @@ class Queries:
 
         With a pair and/or a window: only the rings with a ring trade (seller and buyer both members) within it.
         Shapes: [ring_id, size, n_trades, volume, closed_loop_share, internal_density, reciprocity,
-        funding_share, n_pairs, max_score], riskiest first; ties by closed-loop share, volume, size.
+        funding_share, n_pairs, max_score, volume_xlm], riskiest first; ties by closed-loop share, volume, size.
+        `volume` is the engine's base-asset stroops summed over the ring's pairs; `volume_xlm` is the XLM stroops
+        of the ring's internal trades (their XLM legs), comparable across rings and pairs.
         """
         if not self.has_table("derived_rings"):
             return None
@@ -227,22 +237,34 @@ class Queries:
                       f"AND b.account_id = t.buyer_account {where}) ")
         return self._frame(
             "WITH best AS (SELECT m.ring_id, max(s.score) AS max_score FROM derived_ring_members m "
-            "JOIN scores s ON s.wallet = m.account_id GROUP BY m.ring_id) "
+            "JOIN scores s ON s.wallet = m.account_id GROUP BY m.ring_id), "
+            f"xv AS (SELECT s.ring_id, sum({XLM_AMOUNT})::BIGINT AS volume_xlm FROM derived_ring_members s "
+            "JOIN trades t ON t.seller_account = s.account_id JOIN derived_ring_members b "
+            "ON b.ring_id = s.ring_id AND b.account_id = t.buyer_account GROUP BY s.ring_id) "
             "SELECT r.ring_id, r.size, r.n_trades, r.volume, r.closed_loop_share, r.internal_density, "
-            "r.reciprocity, r.funding_share, r.n_pairs, best.max_score "
-            f"FROM derived_rings r LEFT JOIN best USING (ring_id) {within}"
+            "r.reciprocity, r.funding_share, r.n_pairs, best.max_score, xv.volume_xlm "
+            f"FROM derived_rings r LEFT JOIN best USING (ring_id) LEFT JOIN xv USING (ring_id) {within}"
             "ORDER BY best.max_score DESC NULLS LAST, r.closed_loop_share DESC, r.volume DESC, r.size DESC, r.ring_id",
             params,
         )
 
     def ring_members(self, ring_id: str) -> pl.DataFrame:
-        """Members of one ring with the highest score each ever had. Shapes: [account_id, n_trades, volume, max_score]."""
+        """Members of one ring with the highest score each ever had.
+
+        Shapes: [account_id, n_trades, volume_xlm (XLM stroops of the member's trades with other members: their
+        XLM legs; the engine's per-member `volume` adds base units of different assets, so it is not shown), max_score]."""
         if not self.has_table("derived_ring_members"):
-            return pl.DataFrame(schema={"account_id": pl.String, "n_trades": pl.Int64, "volume": pl.Int64, "max_score": pl.Int32})
+            return pl.DataFrame(schema={"account_id": pl.String, "n_trades": pl.Int64, "volume_xlm": pl.Int64,
+                                        "max_score": pl.Int32})
         return self._frame(
-            "SELECT m.account_id, m.n_trades::BIGINT AS n_trades, m.volume::BIGINT AS volume, max(s.score) AS max_score "
-            "FROM derived_ring_members m LEFT JOIN scores s ON s.wallet = m.account_id "
-            "WHERE m.ring_id = ? GROUP BY ALL ORDER BY max_score DESC NULLS LAST, m.account_id",
+            "WITH m AS (SELECT account_id, n_trades FROM derived_ring_members WHERE ring_id = ?), "
+            f"x AS (SELECT unnest([seller_account, buyer_account]) AS account_id, {XLM_AMOUNT} AS xlm FROM trades "
+            "WHERE seller_account IN (SELECT account_id FROM m) AND buyer_account IN (SELECT account_id FROM m)), "
+            "v AS (SELECT account_id, sum(xlm)::BIGINT AS volume_xlm FROM x GROUP BY account_id), "
+            "s AS (SELECT wallet, max(score) AS max_score FROM scores GROUP BY wallet) "
+            "SELECT m.account_id, m.n_trades::BIGINT AS n_trades, v.volume_xlm, s.max_score "
+            "FROM m LEFT JOIN v USING (account_id) LEFT JOIN s ON s.wallet = m.account_id "
+            "ORDER BY max_score DESC NULLS LAST, m.account_id",
             [ring_id],
         )
 
@@ -262,7 +284,8 @@ class Queries:
         """Nodes and edges of a ring plus the counterparties of the `expand` wallets, capped at `max_nodes`.
 
         Shapes: nodes [account_id, ring_id (null if not in this ring), max_score, n_trades];
-        edges [source, target, kind ("trade" | "funding"), n, volume] among the nodes.
+        edges [source, target, kind ("trade" | "funding"), n, volume (XLM stroops: trades' XLM legs, XLM funding)]
+        among the nodes.
         """
         members = self.ring_members(ring_id).get_column("account_id").to_list()
         others: list[str] = []
@@ -285,8 +308,9 @@ class Queries:
         where = (where + " AND " if where else "WHERE ") + inside
         return self._frame(
             "SELECT seller_account AS source, buyer_account AS target, 'trade' AS kind, count(*) AS n, "
-            f"sum({BASE_AMOUNT})::BIGINT AS volume FROM trades {where} GROUP BY 1, 2 "
-            "UNION ALL SELECT from_account, to_account, 'funding', count(*), sum(amount)::BIGINT FROM funding_edges "
+            f"sum({XLM_AMOUNT})::BIGINT AS volume FROM trades {where} GROUP BY 1, 2 "
+            "UNION ALL SELECT from_account, to_account, 'funding', count(*), "
+            "sum(amount) FILTER (WHERE asset = 'XLM:native')::BIGINT FROM funding_edges "
             "WHERE from_account IN (SELECT unnest(?::VARCHAR[])) AND to_account IN (SELECT unnest(?::VARCHAR[])) "
             "GROUP BY 1, 2 ORDER BY kind, source, target",
             params + [accounts, accounts, accounts, accounts],

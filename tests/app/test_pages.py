@@ -32,6 +32,7 @@ def populated(tmp_path_factory):
             "volumes": store.pair_volumes(limit=15),
             "rings": store.rings(),
             "ring": store.neighbourhood(ring_id=s.ring_id),
+            "members": store.ring_members(s.ring_id),
             "expanded": store.neighbourhood(ring_id=s.ring_id, expand=(s.top_wallet,)),
             "wallet": store.wallet_scores(s.top_wallet),
             "counterparties": store.counterparties(s.top_wallet, limit=100),
@@ -95,11 +96,13 @@ def test_overview_counts_table_and_volumes(monkeypatch, populated):
     shown = at.dataframe(key="top_flagged").value
     assert list(shown["wallet"]) == top["wallet"].to_list() and shown["score"].iloc[0] == s.top_score
     assert f"{total:,} flagged rows" in texts(at, "caption")
-    vol = df(at, "reported_volume")
+    vol = df(at, "reported_xlm")
     assert vol["pair_id"].tolist() == x["volumes"]["pair_id"].to_list()
-    ring_units = float((vol["reported_volume"] - vol["volume_without_rings"]).sum())  # shown in asset units
-    assert x["volumes"]["ring_volume"].sum() > 0  # detected rings trade in the demo market
-    assert ring_units == pytest.approx(x["volumes"]["ring_volume"].sum() / 10**7)
+    assert "reported_volume" not in vol.columns  # base units of different assets are never shown side by side
+    assert vol["reported_xlm"].fillna(-1).tolist() == pytest.approx(
+        [-1 if v is None else v / 10**7 for v in x["volumes"]["reported_xlm"]])  # null: a pair without XLM
+    ring_xlm = float((vol["reported_xlm"] - vol["without_rings_xlm"]).fillna(0).sum())  # one unit: XLM, summable
+    assert x["volumes"]["ring_volume"].sum() > 0 and ring_xlm > 0  # detected rings trade in the demo market
 
 
 def test_overview_sort_filter_and_pagination_are_done_in_the_store(monkeypatch, populated):
@@ -133,6 +136,11 @@ def test_rings_lists_the_ring_expands_neighbours_and_opens_a_wallet(monkeypatch,
     assert any(c.startswith(_edge_caption(*x["ring"])) for c in texts(at, "caption"))
     page = at.get("iframe")[0].proto.srcdoc
     assert "physics" in page and json.dumps(s.top_wallet) in page
+    assert "stroops" not in page and " XLM)" in page  # edge tooltips in XLM
+    members = at.dataframe(key=f"members_{s.ring_id}").value
+    stored = x["members"]
+    assert "volume" not in members.columns and members["account_id"].tolist() == stored["account_id"].to_list()
+    assert members["volume_xlm"].tolist() == pytest.approx([v / 10**7 for v in stored["volume_xlm"]])
     at.multiselect(key=f"expand_{s.ring_id}").set_value([s.top_wallet]).run()
     nodes, edges = x["expanded"]
     assert nodes.height > x["ring"][0].height
