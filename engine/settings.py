@@ -24,6 +24,10 @@ class Settings(BaseSettings):
         "https://aws-public-blockchain.s3.us-east-2.amazonaws.com/v1.1/stellar/ledgers/pubnet",
         description="Ledger-exporter (Galexie) data lake: a local folder or an HTTPS prefix.",
     )
+    explorer_url: str = Field(
+        "https://stellar.expert/explorer/public",
+        description="Block explorer the Wallet page links each trade to (`<url>/ledger/<ledger>`, `<url>/op/<operation id>`).",
+    )
     http_timeout_s: float = Field(30.0, description="Timeout of one HTTP request to a source, seconds.")
     http_max_retries: int = Field(8, description="Retries on 429/5xx/timeouts (exponential backoff with jitter).")
     batch_size: int = Field(500_000, description="Records (file lines) per transactional write batch during file ingestion.")

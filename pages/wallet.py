@@ -9,12 +9,11 @@ import polars as pl
 import streamlit as st
 
 from engine.active import LABELS
-from engine.drawing import benford_expected
 from engine.services.report import generate_report
-from pages import _model_views, _show, _ui
+from pages import _evidence, _model_views, _show, _ui
 from storage.store import Store
 
-_ui.frame()
+f = _ui.frame()
 st.title("Wallet")
 wallet = st.query_params.get("wallet", "")
 typed = st.text_input("Wallet (G…)", value=wallet, key="wallet_input").strip()
@@ -48,7 +47,8 @@ else:
     st.caption(f"model {top['model_version']}; BFT divergence: {'yes' if top['bft_divergence'] else 'no'}")
     st.dataframe(scores, hide_index=True, key="wallet_scores")
 
-tabs = st.tabs(["Score history", "Explanation", "Benford", "Trades", "Counterparties", "Funding lineage", "Rings"])
+tabs = st.tabs(["Score history", "Explanation", "Benford", "Trades", "Counterparties", "Funding lineage", "Rings"],
+               default="Trades")
 with tabs[0]:
     history = _ui.read(Store.score_history, wallet=wallet)
     if history.height:
@@ -85,22 +85,9 @@ with tabs[1]:
             st.dataframe(pl.DataFrame([c._asdict() for c in expl.contributions[:15]]), hide_index=True,
                          key="shap_table")  # fmt: skip
 with tabs[2]:
-    windows = _ui.read(Store.load_derived, name="benford", where={"scope": "wallet", "wallet": wallet, "test": "first"})
-    if windows is None:
-        _show.not_computed("Benford tests per window")
-    else:
-        st.dataframe(windows.select("window", "n", "mad", "expected_mad", "excess_mad", "p_value", "verdict"),
-                     hide_index=True, key="wallet_benford")
-    digits = benford_expected(_ui.read(Store.first_digit_counts, wallet=wallet, pair_id=pair_id))
-    n = int(digits.get_column("n").sum())
-    fig = go.Figure([go.Bar(x=digits["digit"].to_list(), y=digits["observed"].to_list(), name=f"observed (n={n})"),
-                     go.Scatter(x=digits["digit"].to_list(), y=digits["expected"].to_list(), name="Benford expected")])
-    fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
-    st.plotly_chart(fig, key="wallet_benford_chart")
-    st.caption(f"first digit of this wallet's base amounts, all time: n = {n}")
+    _evidence.benford_tab(wallet, pair_id)
 with tabs[3]:
-    st.bar_chart(n_trades, x="day", y=["n_sells", "n_buys"], height=260)
-    st.dataframe(n_trades, hide_index=True, key="wallet_timeline")
+    _evidence.trades_tab(wallet, f, n_trades)
 with tabs[4]:
     st.dataframe(_ui.read(Store.counterparties, wallet=wallet, limit=100), hide_index=True, key="wallet_counterparties")
 with tabs[5]:

@@ -329,6 +329,36 @@ class Queries:
             [wallet, wallet, wallet] + params + [wallet, wallet, limit],
         )
 
+    def wallet_trades(self, wallet: str, *, pair_id: str | None = None, window_days: int | None = None,
+                      offset: int = 0, limit: int | None = None) -> tuple[pl.DataFrame, int]:
+        """One page (limit None: all) of a wallet's individual trades, newest first, seen from the wallet's side,
+        and how many there are within the filter.
+
+        Shapes: [closed_at, side ("buy" | "sell": the wallet bought or sold the pair's base asset), base_amount,
+        base_asset, counter_amount, counter_asset (stroops), price (counter units per base unit), counterparty
+        (an account, or a liquidity pool id), ledger, op_id, trade_id (Horizon paging token), trade_type, pair_id]."""
+        where, params = _trade_filter(pair_id=pair_id, window_days=window_days)
+        where = (where + " AND " if where else "WHERE ") + "(seller_account = ? OR buyer_account = ?)"
+        params += [wallet, wallet]
+        page = self._frame(
+            "WITH t AS (SELECT *, split_part(pair_id, '/', 1) AS base, coalesce(seller_account = ?, false) AS wallet_sold, "
+            f"{BASE_AMOUNT} AS base_amount, "
+            "CASE WHEN sold_asset = split_part(pair_id, '/', 1) THEN bought_amount ELSE sold_amount END AS counter_amount "
+            f"FROM trades {where}) "
+            "SELECT closed_at, CASE WHEN wallet_sold = (sold_asset = base) THEN 'sell' ELSE 'buy' END AS side, "
+            "base_amount, base AS base_asset, counter_amount, split_part(pair_id, '/', 2) AS counter_asset, "
+            "counter_amount::DOUBLE / base_amount AS price, "
+            "CASE WHEN wallet_sold THEN coalesce(buyer_account, buyer_pool_id) "
+            "     ELSE coalesce(seller_account, seller_pool_id) END AS counterparty, "
+            "ledger, op_id, id AS trade_id, trade_type, pair_id, count(*) OVER () AS _total "
+            "FROM t ORDER BY closed_at DESC, id DESC LIMIT ? OFFSET ?",
+            [wallet] + params + [limit if limit is not None else 2**62, int(offset)],
+        )
+        if page.height:
+            return page.drop("_total"), int(page.item(0, "_total"))
+        total = self._scalar(f"SELECT count(*) FROM trades {where}", params) if offset else 0
+        return page.drop("_total"), int(total)
+
     def trade_timeline(self, wallet: str) -> pl.DataFrame:
         """A wallet's trades per day. Shapes: [day: date, n_trades, n_sells, n_buys, n_pairs]."""
         return self._frame(

@@ -20,8 +20,8 @@ import polars as pl
 
 from engine.features import build_benford_table, build_feature_matrix
 from engine.graph.rings import RingOptions, RingResult, detect_rings
-from engine.scoring import score_features, score_wallet
 from engine.progress import Progress, no_progress
+from engine.scoring import score_features, score_wallet
 from engine.services import models
 from storage.errors import BadInput
 from storage.store import Store
