@@ -129,21 +129,39 @@ def ring_section(ring_id: str | None, ring: pl.DataFrame | None, members: pl.Dat
         edges.filter(pl.col("from_account").is_in(id_list) & pl.col("to_account").is_in(id_list))
         .group_by("from_account", "to_account").agg(pl.len().alias("n_edges")).sort("from_account", "to_account")
     )
-    stats_cols = [c for c in ("size", "n_trades", "volume", "internal_density", "reciprocity", "closed_loop_share",
+    stats_cols = [c for c in ("size", "n_trades", "internal_density", "reciprocity", "closed_loop_share",
                               "funding_share", "funding_depth", "internal_share", "n_pairs", "pairs") if ring is not None
                   and c in ring.columns]  # fmt: skip
     stats = ring.select(stats_cols).to_dicts()[0] if ring is not None and ring.height else None
-    member_cols = [c for c in ("account_id", "n_trades", "volume", "loop_volume") if c in members.columns]
+    member_cols = [c for c in ("account_id", "n_trades") if c in members.columns]
+    volumes = _member_pair_volumes(member_trades)
     return {
         "available": True,
         "ring_id": ring_id,
         "stats": stats if stats is not None else not_available("derived table `rings` has no row for this ring: "
                                                                 "run `python -m engine rings`"),
-        "members": members.select(member_cols).sort("account_id").to_dicts(),
+        "members": members.select(member_cols).join(volumes, on="account_id", how="left").sort("account_id").to_dicts(),
+        "pair_base": member_trades.get_column("pair_id").str.split("/").list.first()[0] if member_trades.height else None,
         "wallet_is_member": wallet in ids,
         "trade_edges": trade_edges.to_dicts(),
         "funding_edges": funding.to_dicts(),
     }
+
+
+def _member_pair_volumes(member_trades: pl.DataFrame) -> pl.DataFrame:
+    """Per member: the base-asset volume of its trades with other members in the report's pair, as exact units
+    text (one asset, so it can be added up; the rings table's own `volume` adds base units of every pair).
+
+    Shapes: [account_id, pair_volume (units text, e.g. "12.5000000")]."""
+    if member_trades.height == 0:
+        return pl.DataFrame(schema={"account_id": pl.String, "pair_volume": pl.String})
+    base = pl.col("pair_id").str.split("/").list.first()
+    amount = pl.when(pl.col("sold_asset") == base).then("sold_amount").otherwise("bought_amount")
+    return (
+        member_trades.select(account_id=pl.concat_list("seller_account", "buyer_account"), amount=amount)
+        .explode("account_id").group_by("account_id").agg(pl.col("amount").sum())
+        .select("account_id", pair_volume=units("amount"))
+    )  # fmt: skip
 
 
 def features_snapshot(features: pl.DataFrame | None, *, as_of: datetime) -> pl.DataFrame | None:

@@ -7,6 +7,7 @@ them for its own markup. Sections that are not available become one sentence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 DASH = "-"
 
@@ -26,7 +27,7 @@ def cell(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value + 0.0:.4g}"  # + 0.0 turns -0.0 into 0.0: never "-0"
     if isinstance(value, list):
         return ", ".join(cell(v) for v in value)
     return str(value)
@@ -57,7 +58,7 @@ def header_table(report: dict) -> Table:
         ("Risk score", score if h.get("score") is not None else h.get("score_note", DASH)),
         ("Benford flag", h.get("benford_flag")), ("ML flag", h.get("ml_flag")),
         ("Confidence", h.get("confidence")), ("Ring", h.get("ring_id")),
-        ("BFT divergence", h.get("bft_divergence")), ("Score as of (ledger close, unix s)", h.get("score_timestamp")),
+        ("BFT divergence", h.get("bft_divergence")), ("Score as of (ledger close, UTC)", utc_text(h.get("score_timestamp"))),
         ("Model version", model.get("version")), ("Feature-schema hash", model.get("feature_schema_hash") or
                                                   model.get("note")),
         ("Generated at (= as of)", h["generated_at"]), ("LedgerLens version", h["ledgerlens_version"]),
@@ -65,15 +66,39 @@ def header_table(report: dict) -> Table:
     return _t("Summary", ("Field", "Value"), rows)
 
 
+def wallet_legs(row: dict, base: str) -> tuple[str, str, str]:
+    """(side, what the wallet gave, what it got) of a trade row, read from the wallet's side: the row is stored
+    seller/buyer, and `side` says whether the wallet sold or bought the pair's base asset."""
+    legs = [(row["sold_asset"], row["sold_amount"]), (row["bought_asset"], row["bought_amount"])]
+    base_leg = next(leg for leg in legs if leg[0] == base) if any(a == base for a, _ in legs) else legs[0]
+    other = legs[1] if base_leg is legs[0] else legs[0]
+    gave, got = (base_leg, other) if row["side"] == "sold base" else (other, base_leg)
+    verb = "sold" if row["side"] == "sold base" else "bought"
+    return f"{verb} {base.partition(':')[0]}", f"{gave[1]} {short_asset(gave[0])}", f"{got[1]} {short_asset(got[0])}"
+
+
 def trades_table(report: dict) -> Table:
     s = report["anomalous_trades"]
-    rows = [(r["rank"], r["closed_at"].replace("T", " ").rstrip("Z"), r["side"], short(r["counterparty"]), f"{r['sold_amount']} {short_asset(r['sold_asset'])}",
-             f"{r['bought_amount']} {short_asset(r['bought_asset'])}", r["points"], "; ".join(r["reasons"]),
-             r["horizon_url"]) for r in s["rows"]]  # fmt: skip
+    base = report["header"]["pair_id"].split("/")[0]
+    rows = [(r["rank"], r["closed_at"].replace("T", " ").rstrip("Z"), *_side_first(wallet_legs(r, base), r),
+             r["points"], "; ".join(r["reasons"]), r["horizon_url"]) for r in s["rows"]]  # fmt: skip
     counts = ", ".join(f"{k} {v}" for k, v in s["signal_counts"].items())
-    note = f"{len(s['rows'])} of {s['n_trades']} trades; {s['selection_rule']}. Trades per signal: {counts}."
-    return _t("Most anomalous trades", ("#", "Closed at", "Side", "Counterparty", "Sold", "Bought", "Pts", "Why",
-                                        "Horizon"), rows, note)  # fmt: skip
+    note = (f"{len(s['rows'])} of {s['n_trades']} trades; {s['selection_rule']}. Side, gave and got are the "
+            f"wallet's own; times UTC. Trades per signal: {counts}.")
+    return _t("Most anomalous trades", ("#", "Closed at (UTC)", "Wallet", "Counterparty", "Wallet gave",
+                                        "Wallet got", "Pts", "Why", "Horizon"), rows, note)  # fmt: skip
+
+
+def _side_first(legs: tuple[str, str, str], row: dict) -> tuple[str, str, str, str]:
+    side, gave, got = legs
+    return side, short(row["counterparty"]), gave, got
+
+
+def utc_text(unix_s) -> str | None:
+    """A ledger close time given in unix seconds as an ISO-8601 UTC date and time."""
+    if unix_s is None:
+        return None
+    return datetime.fromtimestamp(int(unix_s), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def short_asset(asset: str) -> str:
@@ -85,7 +110,7 @@ def shap_table(report: dict) -> Table:
     s = report["attributions"]["shap"]
     if not s.get("available", True):
         return _t("SHAP attributions", (), (), unavailable(s))
-    rows = [(c["feature"], c["value"], f"{c['shap']:+.2f}", c["population_percentile"], c["description"])
+    rows = [(c["feature"], c["value"], f"{round(c['shap'], 2) + 0.0:+.2f}", c["population_percentile"], c["description"])
             for c in s["contributions"]]  # fmt: skip
     note = (f"Model {s['model_version']}: score {s['score']:.1f} = base {s['base_value']:.1f} + contributions "
             f"(in {s['unit']}); member scores {', '.join(f'{m:.1f}' for m in s['member_scores'])}.")
@@ -139,10 +164,12 @@ def ring_tables(report: dict) -> list[Table]:
         return [_t("Ring", (), (), r.get("note", "The wallet is in no detected ring."))]
     stats = r["stats"]
     stat_rows = [(k, v) for k, v in stats.items()] if stats.get("available", True) else [("stats", unavailable(stats))]
-    members = [(m["account_id"], m.get("n_trades"), m.get("volume"), m.get("loop_volume")) for m in r["members"]]
+    base = short_asset(r.get("pair_base") or report["header"]["pair_id"].split("/")[0])
+    members = [(m["account_id"], m.get("n_trades"), m.get("pair_volume")) for m in r["members"]]
     return [
         _t(f"Ring {r['ring_id']}", ("Statistic", "Value"), stat_rows),
-        _t("Ring members", ("Account", "Internal trades", "Volume (stroops)", "Closed-loop volume"), members),
+        _t("Ring members", ("Account", "Internal trades (all pairs)", f"Volume with members, this pair ({base})"),
+           members, f"Volumes in {base} units: the member's trades with other ring members in the report's pair."),
     ]
 
 

@@ -52,7 +52,7 @@ def wallet_view(trades: pl.DataFrame, *, wallet: str) -> pl.DataFrame:
     """
     base = pl.col("pair_id").str.split("/").list.first()
     sold_base = pl.col("sold_asset") == base
-    is_seller = pl.col("seller_account") == wallet
+    is_seller = (pl.col("seller_account") == wallet).fill_null(False)  # a pool seller: the wallet bought
     return trades.with_columns(
         base_amount=pl.when(sold_base).then("sold_amount").otherwise("bought_amount"),
         wallet_sold_base=is_seller == sold_base,
