@@ -379,3 +379,12 @@ def test_wallet_page_and_report_give_the_same_shap_explanation(monkeypatch, popu
                 on_page["population_percentile"].tolist()[:10], nan_ok=True)
     after = models._loaded.cache_info()
     assert after.misses == loads.misses  # the reports reused the model the page verified and loaded
+
+
+def test_the_shipped_config_hides_deploy_and_the_developer_menu():
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "viewer"
