@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlencode
 
 import polars as pl
 import streamlit as st
@@ -49,6 +50,14 @@ def short(account: str | None) -> str:
     if not account:
         return "–"
     return account if len(account) <= 14 else f"{account[:6]}…{account[-6:]}"
+
+
+def share_link() -> None:
+    """The view's address with its filters (and wallet / ring), in a code block: it has a copy button."""
+    base = (st.context.url or "").split("?")[0]
+    query = urlencode({k: st.query_params.get(k) for k in st.query_params})
+    st.sidebar.caption("Link to this view (filters included)")
+    st.sidebar.code(f"{base}?{query}" if query else base or "(this page)", language=None)
 
 
 def empty_store_hint() -> None:

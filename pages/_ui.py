@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -133,16 +132,8 @@ def sidebar(pairs: list[str]) -> Filters:
     f = filters()
     _sync_param("pair", f.pair_id)
     _sync_param("window", None if f.window == "all" else f.window)
-    share_link()
+    _show.share_link()
     return f
-
-
-def share_link() -> None:
-    """The view's address with its filters (and wallet / ring), in a code block: it has a copy button."""
-    base = (st.context.url or "").split("?")[0]
-    query = urlencode({k: st.query_params.get(k) for k in st.query_params})
-    st.sidebar.caption("Link to this view (filters included)")
-    st.sidebar.code(f"{base}?{query}" if query else base or "(this page)", language=None)
 
 
 def _sync_param(name: str, value: str | None) -> None:
