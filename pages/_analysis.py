@@ -22,7 +22,13 @@ def run_analysis_button(*, key: str, help: str | None = None) -> None:
         if st.button(LABEL, key=key, type="primary", help=help or "rings -> features -> score on this store"):
             job = JOBS.submit(_ui.db_key(), IngestJob("analysis", analysis_work(_ui.store(), _ui.settings())))
             st.session_state.analysis_job = job.job_id
-    if st.session_state.get("analysis_job"):
+    job = JOBS.get(_ui.db_key(), st.session_state.get("analysis_job", ""))
+    if job is None:
+        return
+    status = job.status()
+    if status.state == "done" and st.session_state.get("analysis_seen") == status.job_id:
+        st.success(f"Analysis done: {_show.esc(status.message)}")  # finished and shown: no more polling
+    else:
         analysis_progress()
 
 

@@ -46,6 +46,8 @@ with right:
                                 "reported_xlm": _show.xlm_column("reported"),
                                 "without_rings_xlm": _show.xlm_column("without rings"),
                                 "ring_share": st.column_config.ProgressColumn("ring share", min_value=0, max_value=1)})
+    st.caption("Volumes in XLM: each trade's XLM leg (the pair's own price), so pairs compare; empty for a pair "
+               "without XLM.")
 
 st.subheader("Top flagged (wallet, pair)")
 t1, t2, t3, t4 = st.columns([3, 2, 1, 1])
