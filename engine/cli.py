@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "engine.commands.report",
     "engine.commands.active",
     "engine.commands.graphml",
+    "engine.commands.watch",
 )
 
 

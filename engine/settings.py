@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     decode_workers: int = Field(2, description="Processes decoding data-lake ledgers in parallel.")
     seed: int = Field(42, description="Seed for every random step (simulator, models, layouts).")
     risk_score_flag_threshold: int = Field(70, description="Score at or above which a (wallet, pair) is flagged.")
+    alert_webhook_secret: str = Field(
+        "", description="HMAC-SHA256 key signing `watch` webhook alerts (header X-LedgerLens-Signature); a webhook needs it."
+    )
     model_signing_key: Path | None = Field(
         None, description="Ed25519 PEM key signing model metadata and forensic reports (default $LEDGERLENS_HOME/keys/model_signing_ed25519.pem, created on first use)."
     )

@@ -66,6 +66,16 @@ class Queries:
     # A query that needs no account column reads `trade_rows`, the same rows without
     # those joins: counting or summing a million trades then costs no join.
 
+    def alerts(self, *, limit: int = 200, undelivered: bool = False) -> pl.DataFrame:
+        """Live-watch alerts, newest first: id, wallet, pair_id, score, ring_id, ledger, closed_at,
+        detected_at, reasons (JSON text), model_version, delivered_at."""
+        where = "WHERE delivered_at IS NULL" if undelivered else ""
+        return self._frame(f"SELECT * FROM alerts {where} ORDER BY id DESC LIMIT ?", [int(limit)])
+
+    def last_alerts(self) -> pl.DataFrame:
+        """wallet, pair_id, closed_at of the latest alert per (wallet, pair) (the watch's cooldown)."""
+        return self._frame("SELECT wallet, pair_id, max(closed_at) AS closed_at FROM alerts GROUP BY ALL")
+
     def has_table(self, table: str) -> bool:
         """True when `table` (e.g. "derived_rings") exists in the store."""
         return bool(self._scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]))

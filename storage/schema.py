@@ -210,5 +210,26 @@ CREATE VIEW trades AS
     LEFT JOIN account_keys b ON b.account_key = t.buyer_key;
 """
 
-MIGRATIONS: tuple[str, ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3)
+# Live watch (engine.services.watch): every alert it raised, once per (wallet, pair, ledger).
+# delivered_at stays NULL until a channel took it, so a restarted watch re-delivers
+# what a kill interrupted between storing and sending.
+MIGRATION_4 = """
+CREATE SEQUENCE alert_ids START 1;
+CREATE TABLE alerts (
+    id             BIGINT NOT NULL DEFAULT nextval('alert_ids'),
+    wallet         VARCHAR NOT NULL,
+    pair_id        VARCHAR NOT NULL,
+    score          INTEGER NOT NULL CHECK (score BETWEEN 0 AND 100),
+    ring_id        VARCHAR,
+    ledger         BIGINT NOT NULL,
+    closed_at      TIMESTAMPTZ NOT NULL,  -- close of the ledger the score is "as of"
+    detected_at    TIMESTAMPTZ NOT NULL,  -- wall clock when the watch decided
+    reasons        VARCHAR NOT NULL,      -- JSON list of the top evidence
+    model_version  VARCHAR NOT NULL,
+    delivered_at   TIMESTAMPTZ,
+    PRIMARY KEY (wallet, pair_id, ledger)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4)
 SCHEMA_VERSION = len(MIGRATIONS)

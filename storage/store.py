@@ -225,11 +225,7 @@ class Store(Queries):
             _insert_quarantine(cur, quarantine, run_id)
             n_quar = cur.execute("SELECT count(*) FROM quarantine").fetchall()[0][0] - quarantined_before
             if cursor is not None:
-                cur.execute(
-                    "INSERT INTO ingest_cursors VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
-                    "SET position = excluded.position, done = excluded.done, updated_at = excluded.updated_at",
-                    [cursor.source, cursor.stream, cursor.scope, cursor.position, cursor.done, _now()],
-                )
+                _set_cursor(cur, cursor)
             if run_id is not None:
                 cur.execute(
                     "UPDATE ingest_runs SET n_trades = n_trades + ?, n_operations = n_operations + ?, "
@@ -237,6 +233,29 @@ class Store(Queries):
                     [n_trades, n_ops, n_quar, run_id],
                 )
         return BatchResult(n_trades, n_ops, n_quar)
+
+    def record_alerts(self, alerts: pl.DataFrame | None, *, cursor: CursorPosition | None = None) -> int:
+        """Store alerts (ALERT_COLUMNS; one per (wallet, pair, ledger): a repeat is ignored) and the watch's
+        cursor in one transaction, so a killed watch neither loses nor repeats them. Returns rows added."""
+        with self.transaction() as cur:
+            added = 0
+            if alerts is not None and alerts.height:
+                cur.register("alert_rows", alerts.select(ALERT_COLUMNS.split(", ")).to_arrow())
+                try:
+                    before = cur.execute("SELECT count(*) FROM alerts").fetchall()[0][0]
+                    cur.execute(f"INSERT OR IGNORE INTO alerts ({ALERT_COLUMNS}) SELECT {ALERT_COLUMNS} FROM alert_rows")
+                    added = cur.execute("SELECT count(*) FROM alerts").fetchall()[0][0] - before
+                finally:
+                    _unregister(cur, "alert_rows")
+            if cursor is not None:
+                _set_cursor(cur, cursor)
+        return added
+
+    def mark_alerts_delivered(self, ids: list[int]) -> None:
+        """Stamp alerts as delivered (a channel accepted them, or they went to its dead-letter file)."""
+        if ids:
+            with self.transaction() as cur:
+                cur.execute("UPDATE alerts SET delivered_at = ? WHERE list_contains(?, id)", [_now(), list(ids)])
 
     def get_cursor(self, source: str, stream: str, scope: str) -> CursorPosition | None:
         with self._cursor() as cur:
@@ -428,6 +447,15 @@ class Store(Queries):
 # Run ids this process started and has not finished, per store file: the runs that
 # are really running when the file is opened again in the same process.
 _LIVE_RUNS: dict[str, set[int]] = {}
+ALERT_COLUMNS = "wallet, pair_id, score, ring_id, ledger, closed_at, detected_at, reasons, model_version"
+
+
+def _set_cursor(cur, cursor: CursorPosition) -> None:
+    cur.execute(
+        "INSERT INTO ingest_cursors VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
+        "SET position = excluded.position, done = excluded.done, updated_at = excluded.updated_at",
+        [cursor.source, cursor.stream, cursor.scope, cursor.position, cursor.done, _now()],
+    )
 _INTERRUPTED = (
     "interrupted: the process stopped before the run finished (killed or crashed); "
     "run the same ingest again to resume from the last committed batch"

@@ -17,7 +17,8 @@ Faults: 429, 5xx, timeouts and connection errors are retried with exponential
 backoff and full jitter, waiting at least Retry-After; after `max_retries` the
 batches read so far are written and `SourceUnavailable` says where it stopped.
 
-`plan_tail(...)` follows new trades with `.stream()` (server-sent events).
+`plan_tail(...)` follows new trades with `.stream()` (server-sent events);
+`live_batch(...)` decodes what the live watch's trade and operation streams brought.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import polars as pl
 from stellar_sdk import Asset, Server
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BadRequestError, BaseHorizonError, BaseRequestError, ConnectionError, NotFoundError
@@ -396,3 +398,21 @@ def _tail_batch(records: list[dict]) -> Batch:
     trades, quarantine = decode_trades(raw, source=SOURCE, locations=locations)
     position = f"trades:{records[-1].get('paging_token')}"
     return Batch(trades=trades, quarantine=quarantine, position=position, n_units=len(records), n_records=len(records))
+
+
+def live_batch(trades: list[dict], operations: list[dict], *, position: str, where: str) -> Batch:
+    """Trade and operation records from `.stream()` decoded exactly as a range's pages are (only
+    funding and offer operations kept; bad records to quarantine, located at `where` + stream)."""
+    parts = [
+        _batch(stream, [(records, f"{where}/{stream} stream")], position, done=False, n_units=0)
+        for stream, records in (("trades", trades), ("operations", operations))
+        if records
+    ]
+    quarantine = [b.quarantine for b in parts if b.quarantine is not None and b.quarantine.height]
+    return Batch(
+        trades=next((b.trades for b in parts if b.trades is not None), None),
+        operations=next((b.operations for b in parts if b.operations is not None), None),
+        quarantine=pl.concat(quarantine, how="vertical_relaxed") if quarantine else None,
+        position=position,
+        n_records=len(trades) + len(operations),
+    )

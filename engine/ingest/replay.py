@@ -26,6 +26,12 @@ backoff and resume. Requests are numbered from 1 in arrival order.
 `stream_events_per_connection` drops SSE connections after N events (to test
 reconnection from Last-Event-ID).
 
+`live_rate` (records per second) plays the records as if live: trades and operations
+together are released in paging-token order (ledger order, so close-time order) at
+that rate from `start()`; pages, streams and the root's latest ledger show only what
+has been released, and an SSE connection waits for new records instead of closing.
+`released_at(token)` says when a record was (or will be) released (latency tests).
+
 This is a test and offline tool: loading parses each record once in Python (a few
 seconds per million records); pages are served from pre-serialised record texts.
 """
@@ -389,6 +395,7 @@ class ReplayServer:
         stream_idle_s: float = 0.5,
         stream_retry_ms: int = 1000,
         stream_events_per_connection: int | None = None,
+        live_rate: float | None = None,
     ):
         trades, operations, self.skipped = load_records(directory)
         self.faults = faults or Faults()
@@ -406,7 +413,42 @@ class ReplayServer:
         self.operations = _build(operations, trade=False, base_url=self.url)
         ledgers = [_ledger_of(c.keys[-1]) for c in (self.trades, self.operations) if c.keys]
         self.latest_ledger = latest_ledger if latest_ledger is not None else max(ledgers, default=0)
+        if live_rate is not None and live_rate <= 0:
+            raise BadInput(f"--live-rate {live_rate} must be a positive number of records per second")
+        self.live_rate = live_rate
+        self._live = _LiveOrder(self.trades.keys, self.operations.keys) if live_rate else None
+        self._started_at: float | None = None
         self._thread: threading.Thread | None = None
+
+    def n_released(self) -> int:
+        """Records (trades + operations) released so far; all of them when not live."""
+        if self._live is None:
+            return self._live_total()
+        if self._started_at is None:
+            return 0
+        return min(self._live_total(), int((time.monotonic() - self._started_at) * self.live_rate))
+
+    def _live_total(self) -> int:
+        return self.n_trades + self.n_operations
+
+    def released(self, col: _Collection) -> int:
+        """How many records of `col` (a prefix, in key order) are released."""
+        if self._live is None:
+            return len(col.keys)
+        return self._live.prefix(col is self.trades, self.n_released())
+
+    def released_at(self, token: str, *, trade: bool) -> float | None:
+        """time.monotonic() at which the record with this paging token is released (None: not live / unknown)."""
+        if self._live is None or self._started_at is None:
+            return None
+        position = self._live.position(paging_key(token, trade=trade), trade)
+        return None if position is None else self._started_at + (position + 1) / self.live_rate
+
+    def current_latest_ledger(self) -> int:
+        """The latest ledger as the root document reports it (the last released one when live)."""
+        if self._live is None:
+            return self.latest_ledger
+        return self._live.ledger_at(self.n_released())
 
     @property
     def n_trades(self) -> int:
@@ -417,11 +459,13 @@ class ReplayServer:
         return len(self.operations.keys)
 
     def start(self) -> ReplayServer:
+        self._started_at = time.monotonic()
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="replay-horizon", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
+        self._started_at = self._started_at or time.monotonic()
         self._httpd.serve_forever()
 
     def stop(self) -> None:
@@ -462,10 +506,10 @@ class ReplayServer:
             "_links": links,
             "horizon_version": "ledgerlens-replay",
             "core_version": "ledgerlens-replay",
-            "ingest_latest_ledger": self.latest_ledger,
-            "history_latest_ledger": self.latest_ledger,
+            "ingest_latest_ledger": self.current_latest_ledger(),
+            "history_latest_ledger": self.current_latest_ledger(),
             "history_elder_ledger": 2,
-            "core_latest_ledger": self.latest_ledger,
+            "core_latest_ledger": self.current_latest_ledger(),
             "network_passphrase": "Public Global Stellar Network ; September 2015",
             "current_protocol_version": 22,
             "supported_protocol_version": 22,
@@ -543,6 +587,8 @@ class _Handler(BaseHTTPRequestHandler):
         signature = trade_filter(params, ledger) if trade else operation_filter(params, ledger)
         query = parse_page_query(params, trade=trade)
         keys, indexes = view(col, signature)
+        if self.replay._live is not None:
+            keys, indexes = _released_view(keys, indexes, self.replay.released(col))
         if stream:
             return self._stream(col, keys, indexes, signature, params)
         positions = select_page(keys, query, trade=trade)
@@ -585,11 +631,28 @@ class _Handler(BaseHTTPRequestHandler):
         for p in range(start, stop):
             token = col.records[indexes[p]]["paging_token"]
             self._event(f"id: {token}\ndata: {self._text(col, indexes[p], signature)}\n\n")
-        if stop < len(keys):
+        if self.replay._live is not None:
+            full_keys = view(col, signature)[0]
+            after = bisect_right(full_keys, paging_key(query.cursor, trade=trade)) if query.cursor not in ("", "now") else 0
+            self._stream_live(col, signature, max(start, stop, after))
+        elif stop < len(keys):
             return 200  # a dropped connection: the client reconnects with Last-Event-ID
         time.sleep(self.replay.stream_idle_s)  # no new ledgers arrive in a replay
         self._event('event: close\ndata: "byebye"\n\n')
         return 200
+
+    def _stream_live(self, col: _Collection, signature: tuple, sent: int) -> None:
+        """Keep the connection open and send records as they are released, until all are sent."""
+        replay = self.replay
+        while True:
+            keys, indexes = _released_view(*view(col, signature), replay.released(col))
+            for p in range(sent, len(keys)):
+                token = col.records[indexes[p]]["paging_token"]
+                self._event(f"id: {token}\ndata: {self._text(col, indexes[p], signature)}\n\n")
+            sent = max(sent, len(keys))
+            if replay.n_released() >= replay._live_total():
+                return
+            time.sleep(min(0.02, 1.0 / replay.live_rate))
 
     def _event(self, text: str) -> None:
         self.wfile.write(text.encode())
@@ -614,6 +677,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         return status
+
+
+class _LiveOrder:
+    """Trades and operations merged in paging-key order: which prefix of each is released after k records."""
+
+    def __init__(self, trade_keys: list[tuple[int, int]], operation_keys: list[tuple[int, int]]):
+        merged = sorted([(k, 0) for k in trade_keys] + [(k, 1) for k in operation_keys])
+        self.keys = merged
+        self.n_trades = [0]
+        for _, kind in merged:
+            self.n_trades.append(self.n_trades[-1] + (kind == 0))
+
+    def prefix(self, trade: bool, k: int) -> int:
+        return self.n_trades[k] if trade else k - self.n_trades[k]
+
+    def position(self, key: tuple[int, int], trade: bool) -> int | None:
+        i = bisect_left(self.keys, (key, 0 if trade else 1))
+        return i if i < len(self.keys) and self.keys[i] == (key, 0 if trade else 1) else None
+
+    def ledger_at(self, k: int) -> int:
+        return _ledger_of(self.keys[k - 1][0]) if k else 0
+
+
+def _released_view(keys: list, indexes: list, n_released: int) -> tuple[list, list]:
+    """The part of a filtered view whose records are released (a prefix: both are in key order)."""
+    cut = bisect_left(indexes, n_released)
+    return keys[:cut], indexes[:cut]
 
 
 def _page_links(href: str, params: dict[str, str], query: PageQuery, tokens: list[str]) -> dict:

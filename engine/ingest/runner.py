@@ -121,6 +121,15 @@ def run_ingest(
     )
 
 
+def write_checked(store: Store, batch: Batch, *, run_id: int | None, where: str,
+                  cursor: CursorPosition | None = None):  # fmt: skip
+    """Write one batch through the same storability check and writer as `run_ingest` (the live
+    watch writes its batches this way); returns the store's BatchResult."""
+    batch = _storable(batch, where)
+    return store.write_batch(run_id=run_id, trades=batch.trades, operations=batch.operations,
+                             quarantine=batch.quarantine, cursor=cursor)  # fmt: skip
+
+
 def _where(request: IngestRequest) -> str:
     """What a run reads, for quarantine locations: its file, URL or folder."""
     p = request.params

@@ -1,0 +1,271 @@
+"""Live watch (the `watch` use case): follow new ledgers, score what they touch, alert.
+
+Two stellar-sdk `.stream()` tails (trades, operations) feed a queue. Every tick the
+watch takes what arrived and:
+
+1. decodes it exactly as a Horizon range is decoded (`engine.ingest.horizon.live_batch`)
+   and writes it through the batch writer with its storability check
+   (`engine.ingest.runner.write_checked`): same validation, quarantine and upserts;
+2. re-scores the pairs the new trades touched with the promoted model: rings,
+   features and Benford are recomputed by the batch analysis's engine functions over
+   the recent window (WINDOW_LEDGERS, ~30 days) of ALL pairs, and the touched pairs'
+   rows are scored. This is not incremental: per-pair inputs change wallet-level
+   features and produce false alerts (see `score_pairs`), so each tick costs about
+   one batch analysis of the window;
+3. raises an alert for each (wallet, pair) at or above the threshold with at least
+   `min_trades` trades, unless it was alerted less than `cooldown_s` ago (ledger
+   time), stores the alerts together with the cursor (one transaction), then
+   delivers them and marks them delivered.
+
+The cursor (`ingest_cursors`: horizon / watch / live) holds both streams' paging
+tokens and is committed only with step 3, so a killed watch re-reads at most one
+tick: rows are upserted (no duplicates), alerts are unique per (wallet, pair,
+ledger) and checked against the stored ones (no duplicates), and alerts stored but
+not yet delivered are delivered on restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+from stellar_sdk import Server
+from stellar_sdk.client.requests_client import RequestsClient
+from stellar_sdk.exceptions import BaseRequestError, StreamClientError
+
+from engine.features import build_benford_table, build_feature_matrix
+from engine.graph.rings import RingOptions, detect_rings
+from engine.ingest.horizon import live_batch, toid_of
+from engine.ingest.runner import write_checked
+from engine.scoring import evidence_points, score_features
+from engine.services import models
+from engine.services.alerting import Channel
+from storage.errors import BadInput
+from storage.store import CursorPosition, Store
+
+log = logging.getLogger(__name__)
+SOURCE, STREAM, SCOPE = "horizon", "watch", "live"
+TAILS = ("trades", "operations")
+WINDOW_LEDGERS = 30 * 17_280  # ~30 days of 5-second ledgers: the history each tick re-scores
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    horizon_url: str
+    from_ledger: int | None = None  # first run only; None = "now" (a stored cursor always wins)
+    threshold: int = 70
+    min_trades: int = 20
+    cooldown_s: int = 3600
+    tick_s: float = 0.25
+    max_seconds: float | None = None  # stop after this long (tests, benchmarks); None = forever
+    idle_exit_s: float | None = None  # stop after this long with nothing new; None = never
+    seed: int = 42
+
+
+@dataclass
+class WatchStats:
+    n_trades: int = 0
+    n_operations: int = 0
+    n_quarantined: int = 0
+    n_alerts: int = 0
+    n_ticks: int = 0
+    ledger: int = 0
+
+    def describe(self) -> str:
+        return (f"watch stopped at ledger {self.ledger}: {self.n_ticks} ticks, {self.n_trades:,} new trades, "
+                f"{self.n_operations:,} new operations, {self.n_quarantined:,} quarantined, {self.n_alerts} alerts")
+
+
+# -- streams --------------------------------------------------------------------------------
+
+
+def start_position(store: Store, from_ledger: int | None) -> dict[str, str]:
+    """{stream: cursor}: the stored cursor, else TOID(from_ledger), else "now"."""
+    stored = store.get_cursor(SOURCE, STREAM, SCOPE)
+    if stored is not None:
+        return json.loads(stored.position)
+    first = "now" if from_ledger is None else str(toid_of(from_ledger))
+    return {name: first for name in TAILS}
+
+
+def _tail(url: str, name: str, cursor: str, out: queue.Queue, stop: threading.Event) -> None:
+    """Follow one stream into `out` as (name, record); reconnect with backoff from the last token."""
+    delay = 0.5
+    while not stop.is_set():
+        server = Server(url, client=RequestsClient(num_retries=0))
+        builder = server.trades() if name == "trades" else server.operations().include_failed(False)
+        try:
+            for record in builder.cursor(cursor).stream():
+                out.put((name, record))
+                cursor, delay = record.get("paging_token", cursor), 0.5
+                if stop.is_set():
+                    return
+        except (StreamClientError, BaseRequestError) as exc:
+            log.warning("%s stream from %s failed (%s); reconnecting in %.1fs from %s", name, url, exc, delay, cursor)
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def _drain(out: queue.Queue, wait_s: float, limit: int = 2_000) -> list[tuple[str, dict]]:
+    got: list[tuple[str, dict]] = []
+    try:
+        got.append(out.get(timeout=wait_s))
+        while len(got) < limit:
+            got.append(out.get_nowait())
+    except queue.Empty:
+        pass
+    return got
+
+
+# -- scoring the touched pairs -----------------------------------------------------------------
+
+
+def score_pairs(store: Store, loaded, pairs: set[str], *, threshold: int, seed: int,
+                window_ledgers: int = WINDOW_LEDGERS) -> pl.DataFrame:  # fmt: skip
+    """Scores of every wallet in `pairs`, with rings, features and Benford recomputed by the batch
+    analysis's functions over ALL pairs' stored trades of the last `window_ledgers` ledgers.
+
+    Not incremental per pair: restricting the inputs to the touched pairs changes wallet-level
+    features (measured: a market maker and two organic traders then cross 70), so the whole
+    recent window is recomputed and only the touched pairs' rows are kept.
+
+    Shapes: -> SCORE_COLUMNS + n_trades, ledger, closed_at, loop/ring/controller points."""
+    last = store.ledger_span()[1] or 0
+    trades = store.trades(ledger_from=max(1, last - window_ledgers))
+    if trades.height == 0:
+        return pl.DataFrame()
+    as_of = trades["closed_at"].max()
+    rings = detect_rings(trades, store.funding_edges(), options=RingOptions(seed=seed))
+    members = rings.ring_members.select("account_id", "ring_id") if rings.ring_members.height else None
+    matrix = build_feature_matrix(trades, store.operations(), store.accounts(), as_of=as_of, ring_members=members,
+                                  loops=rings.closed_loops if members is not None else None)  # fmt: skip
+    matrix = matrix.filter(pl.col("pair_id").is_in(sorted(pairs)))
+    if matrix.height == 0:
+        return pl.DataFrame()
+    benford = build_benford_table(trades, as_of=as_of)
+    scores = score_features(loaded, matrix, flag_threshold=threshold, benford=benford, ring_members=members)
+    evidence = evidence_points(matrix).with_columns(n_trades=matrix["n_trades"])
+    return scores.join(evidence, on=["wallet", "pair_id"], how="left").with_columns(
+        ledger=pl.lit(int(trades["ledger"].max())), closed_at=pl.lit(as_of))
+
+
+def new_alerts(scored: pl.DataFrame, last: pl.DataFrame, *, threshold: int, min_trades: int, cooldown_s: int,
+               detected_at: datetime) -> pl.DataFrame:  # fmt: skip
+    """Alert rows (storage ALERT_COLUMNS) for scored rows over the threshold, with enough trades,
+    not alerted within `cooldown_s` of ledger time (`last`: wallet, pair_id, closed_at)."""
+    if scored.height == 0:
+        return pl.DataFrame()
+    hot = scored.filter((pl.col("score") >= threshold) & (pl.col("n_trades") >= min_trades))
+    hot = hot.join(last.rename({"closed_at": "last_at"}), on=["wallet", "pair_id"], how="left").filter(
+        pl.col("last_at").is_null() | ((pl.col("closed_at") - pl.col("last_at")).dt.total_seconds() >= cooldown_s))
+    reasons = [json.dumps(_reasons(row)) for row in hot.iter_rows(named=True)]
+    return hot.select("wallet", "pair_id", "score", "ring_id", "ledger", "closed_at", "model_version").with_columns(
+        detected_at=pl.lit(detected_at), reasons=pl.Series(reasons, dtype=pl.String))
+
+
+def _reasons(row: dict) -> list[str]:
+    """Top evidence of one score, strongest first (the Wallet page's breakdown, in words)."""
+    parts = [(row.get("loop_points") or 0.0, "trades in closed loops"), (row.get("ring_points") or 0.0,
+             f"trades with its own ring {row.get('ring_id')}"), (row.get("controller_points") or 0.0,
+             "balanced trading with funding kin")]  # fmt: skip
+    out = [f"{text} ({points:.0f} points)" for points, text in sorted(parts, reverse=True) if points >= 1]
+    if row.get("benford_flag"):
+        out.append("amounts do not follow Benford's law")
+    if row.get("ml_flag"):
+        out.append("the model alone flags it")
+    return out
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+
+def deliver(store: Store, alerts: list[dict], channels: list[Channel]) -> None:
+    for alert in alerts:
+        for channel in channels:
+            channel.send(alert)
+    store.mark_alerts_delivered([a["id"] for a in alerts])
+
+
+def _public(row: dict) -> dict:
+    """An alerts-table row as the JSON alert (pair, times in ISO 8601, reasons as a list)."""
+    out = {k: row[k] for k in ("id", "wallet", "score", "ring_id", "ledger", "model_version")}
+    out["pair"] = row["pair_id"]
+    out["closed_at"] = row["closed_at"].isoformat()
+    out["detected_at"] = row["detected_at"].isoformat()
+    out["reasons"] = json.loads(row["reasons"])
+    return out
+
+
+def pending_alerts(store: Store) -> list[dict]:
+    """Stored alerts no channel has taken yet, oldest first."""
+    return [_public(r) for r in reversed(store.alerts(limit=100_000, undelivered=True).to_dicts())]
+
+
+def watch(store: Store, settings, options: WatchOptions, channels: list[Channel], *,
+          now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> WatchStats:  # fmt: skip
+    """Follow `options.horizon_url` into `store` until stopped (see the module doc). BadInput without a model."""
+    version = models.model_version(settings)
+    if version is None:
+        raise BadInput("watch scores with the promoted model and there is none: train one first (python -m engine train)")
+    loaded = models.load_model(settings, version=version)
+    deliver(store, pending_alerts(store), channels)  # stored by a watch that was killed before sending them
+    position = start_position(store, options.from_ledger)
+    records: queue.Queue = queue.Queue(maxsize=100_000)
+    stop = threading.Event()
+    for name in TAILS:
+        threading.Thread(target=_tail, args=(options.horizon_url, name, position[name], records, stop),
+                         name=f"watch-{name}", daemon=True).start()  # fmt: skip
+    run_id = store.start_run(SOURCE, {"horizon_url": options.horizon_url, "watch": True, "resume_from": position})
+    stats, started, last_new = WatchStats(), time.monotonic(), time.monotonic()
+    status, error = "interrupted", None
+    try:
+        while not _should_stop(options, started, last_new):
+            got = _drain(records, options.tick_s)
+            if got:
+                _tick(store, loaded, options, channels, got, position, run_id, stats, now)
+                last_new = time.monotonic()  # idle counts from the end of the work, not its start
+        status = "done"
+    except BaseException as exc:
+        status, error = ("interrupted", "stopped") if isinstance(exc, KeyboardInterrupt) else ("failed", str(exc))
+        raise
+    finally:
+        stop.set()
+        store.finish_run(run_id, status=status, n_ledgers=stats.n_ticks, error=error)
+    return stats
+
+
+def _should_stop(options: WatchOptions, started: float, last_new: float) -> bool:
+    t = time.monotonic()
+    return (options.max_seconds is not None and t - started >= options.max_seconds) or (
+        options.idle_exit_s is not None and t - last_new >= options.idle_exit_s)
+
+
+def _tick(store, loaded, options, channels, got, position, run_id, stats, now) -> None:
+    trades = [r for name, r in got if name == "trades"]
+    operations = [r for name, r in got if name == "operations"]
+    for name, r in got:
+        position[name] = str(r.get("paging_token", position[name]))
+    batch = live_batch(trades, operations, position=json.dumps(position), where=options.horizon_url)
+    result = write_checked(store, batch, run_id=run_id, where=options.horizon_url)
+    stats.n_trades += result.n_trades
+    stats.n_operations += result.n_operations
+    stats.n_quarantined += result.n_quarantined
+    stats.n_ticks += 1
+    alerts = pl.DataFrame()
+    if batch.trades is not None and batch.trades.height:
+        scored = score_pairs(store, loaded, set(batch.trades["pair_id"].unique()), threshold=options.threshold,
+                             seed=options.seed)  # fmt: skip
+        alerts = new_alerts(scored, store.last_alerts(), threshold=options.threshold, min_trades=options.min_trades,
+                            cooldown_s=options.cooldown_s, detected_at=now())  # fmt: skip
+        stats.ledger = int(batch.trades["ledger"].max())
+    cursor = CursorPosition(SOURCE, STREAM, SCOPE, json.dumps(position), False)
+    stats.n_alerts += store.record_alerts(alerts if alerts.height else None, cursor=cursor)
+    if alerts.height:
+        deliver(store, pending_alerts(store), channels)

@@ -1,0 +1,166 @@
+"""Live watch end to end: the demo market played as if live by the replay server, followed by
+`watch` over the real stellar-sdk `.stream()` client, scored with the fixture's model."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import polars as pl
+import pytest
+
+from engine.ingest.replay import ReplayServer
+from engine.services.alerting import SIGNATURE_HEADER, StdoutChannel, WebhookChannel
+from engine.services.watch import WatchOptions, watch
+from storage.errors import BadInput
+from storage.store import Store
+from tests.app.fixture_store import build_fixture_store, settings_for
+from tests.conftest import ROOT
+
+TRAPS = ("market_maker", "scheduled_buyer", "arbitrage_bot")  # legitimate look-alikes (scheduled_buyer: the DCA bot)
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    """(home with the trained model, the demo market folder, its labels)."""
+    fx = build_fixture_store(tmp_path_factory.mktemp("watch") / "fixture.duckdb")
+    market_dir = fx.home / "demo_market"
+    return fx.home, market_dir, pl.read_csv(market_dir / "labels.csv")
+
+
+def _joined(alerts: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    return alerts.join(labels, left_on="wallet", right_on="account", how="left")
+
+
+@pytest.fixture(scope="module")
+def live_run(market, tmp_path_factory):
+    """One watch over the market played live at 4,000 records/s: (stored alerts, delivered alerts,
+    release time of each ledger's last trade, first ledger, n_trades stored, n_trades served)."""
+    home, market_dir, labels = market
+    settings = settings_for(tmp_path_factory.mktemp("live") / "live.duckdb").model_copy(update={"home": home})
+    received: list[dict] = []
+
+    class Collect(StdoutChannel):
+        def send(self, alert: dict) -> bool:
+            received.append({**alert, "_at": time.time()})
+            return True
+
+    with ReplayServer(market_dir, live_rate=4000) as server, Store(settings.db_path) as store:
+        wall0, mono0 = time.time(), server._started_at
+        options = WatchOptions(horizon_url=server.url, from_ledger=1, idle_exit_s=2.0, max_seconds=40, cooldown_s=10**9)
+        watch(store, settings, options, [Collect()])
+        release = {  # wall time each ledger's last trade was served
+            int(r["paging_token"].split("-")[0]) >> 32: wall0 + server.released_at(r["paging_token"], trade=True) - mono0
+            for r in server.trades.records
+        }
+        first_ledger = int(server.trades.records[0]["paging_token"].split("-")[0]) >> 32
+        return store.alerts(), received, release, first_ledger, store.counts()["trades"], server.n_trades
+
+
+def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
+    labels = market[2]
+    stored, received, release, first_ledger, n_stored, n_served = live_run
+    assert n_stored == n_served
+    assert stored.height == len(received) > 0 and stored["delivered_at"].is_not_null().all()
+    joined = _joined(stored, labels)
+    wash = joined.filter(pl.col("is_wash") == 1)
+    assert wash.height >= 10 and wash["ring_id"].is_not_null().all()  # planted ring members, with their ring
+    assert stored.select("wallet", "pair_id").is_unique().all()  # cooldown: once per (wallet, pair)
+    assert stored["ledger"].min() > first_ledger  # the ring shows up mid-stream, not in the first ledger
+    latency = sorted(a["_at"] - release[a["ledger"]] for a in received)
+    print(f"alert latency (ledger's last trade served -> alert delivered): p50 {latency[len(latency) // 2]:.2f}s "
+          f"max {latency[-1]:.2f}s over {len(latency)} alerts at 4000 records/s; alerts by role: "
+          f"{dict(joined.group_by('role').len().iter_rows())}")  # fmt: skip
+    assert all(set(a) >= {"wallet", "pair", "score", "ring_id", "ledger", "closed_at", "detected_at", "reasons"}
+               for a in received)  # fmt: skip
+    assert all(a["score"] >= 70 and a["reasons"] for a in received)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (issue #17): scored mid-stream on a short history, market makers, "
+                   "arbitrage bots and organic traders cross 70; the same model on the full week flags none")
+def test_live_replay_traps_are_not_alerted(market, live_run):
+    joined = _joined(live_run[0], market[2])
+    assert joined.filter(pl.col("role").is_in(TRAPS)).height == 0
+
+
+def test_killed_watch_resumes_without_duplicates(market, tmp_path):
+    home, market_dir, labels = market
+    db = tmp_path / "kill.duckdb"
+    work_home = tmp_path / "home"
+    shutil.copytree(home, work_home)
+    env = {**os.environ, "LEDGERLENS_HOME": str(work_home), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "engine", "watch", "--db", str(db), "--from-ledger", "1",
+           "--cooldown-seconds", str(10**9), "--idle-exit-seconds", "2", "--max-seconds", "60"]  # fmt: skip
+    with ReplayServer(market_dir, live_rate=3000) as server:
+        cmd += ["--horizon-url", server.url]
+        first = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        lines = [first.stdout.readline()]  # wait for the first alert: the watch is mid-stream
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        lines += first.stdout.read().splitlines()  # what it printed before the kill, still in the pipe
+        assert first.returncode == -signal.SIGKILL
+        second = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=90)
+        assert second.returncode == 0, second.stderr[-2000:]
+        lines += second.stdout.splitlines()
+        n_trades = server.n_trades
+    with Store(db, read_only=True) as store:
+        trades, alerts = store.trades(), store.alerts()
+        assert trades.height == n_trades and trades["id"].is_unique().all()
+        assert store.operations()["id"].is_unique().all()
+        assert alerts["delivered_at"].is_not_null().all()
+    sent = [json.loads(line) for line in lines if line.strip()]
+    assert alerts.select("wallet", "pair_id").is_unique().all()
+    # every stored alert is sent; delivery is at-least-once: an alert being sent when the kill hit
+    # (stored, not yet marked delivered) is sent again on restart - the table itself has no repeat
+    assert {a["id"] for a in sent} == set(alerts["id"].to_list())
+    assert _joined(alerts, labels).filter(pl.col("is_wash") == 1).height >= 10
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.got.append((body, self.headers[SIGNATURE_HEADER]))
+        self.server.calls += 1
+        status = 503 if self.server.calls <= self.server.fail_first else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _receiver(fail_first: int) -> ThreadingHTTPServer:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    httpd.got, httpd.calls, httpd.fail_first = [], 0, fail_first
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_webhook_signs_retries_and_dead_letters(tmp_path):
+    alert = {"wallet": "GA", "pair": "A/B", "score": 90, "closed_at": datetime(2024, 1, 1).isoformat()}
+    httpd = _receiver(fail_first=2)
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/hook"
+    hook = WebhookChannel(url, "s3cret", tmp_path / "dead.jsonl", backoff_base_s=0.01)
+    assert hook.send(alert) and httpd.calls == 3 and not (tmp_path / "dead.jsonl").exists()
+    body, signature = httpd.got[-1]
+    assert signature == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    httpd.fail_first = 100
+    assert hook.send(alert)  # gave up: dead-lettered
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert dead[0]["alert"] == alert and "503" in dead[0]["error"]
+    httpd.shutdown()
+    with pytest.raises(BadInput, match="https"):
+        WebhookChannel("http://example.com/hook", "s3cret", tmp_path / "d.jsonl")
+    with pytest.raises(BadInput, match="SECRET"):
+        WebhookChannel("https://example.com/hook", "", tmp_path / "d.jsonl")
