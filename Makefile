@@ -21,6 +21,8 @@ $(STAMP): requirements.txt constraints.txt
 system-deps:
 	@command -v chromium >/dev/null && command -v pdftotext >/dev/null || \
 	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium poppler-utils )
+	@command -v java >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless )  # PySpark's JVM
 
 run: install
 	$(PY) -m engine demo --if-empty

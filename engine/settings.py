@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         "Public Global Stellar Network ; September 2015", description="Network passphrase anchoring transactions sign for."
     )
     anchor_base_fee: int = Field(100, description="Base fee (stroops) of anchoring transactions.")
+    spark_master: str = Field(
+        "local[2]", description="Spark master for `--engine spark`: local[N], spark://host:7077, yarn, or sc://host:15002 (Spark Connect)."
+    )
 
     @property
     def db_path(self) -> Path:
