@@ -2,20 +2,15 @@
 
 - `graph_layout`: node positions computed server-side (igraph Fruchterman-Reingold
   from seeded initial positions), so the browser never runs physics.
-- `ring_graph_html`: a pyvis page (vis.js inlined, physics off, fixed positions)
-  whose every text field is HTML-escaped: pyvis shows node titles with
-  `innerHTML`, and its JSON sits inside a <script> element.
+- the ring graph page itself is engine.ring_graph (vis-network, fixed positions from here).
 - `market_deck`: a pydeck deck (scatter + line layers, orthographic view, no map
   tiles) of the whole market over a server-side layout.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 import random
-from urllib.parse import urlencode
 
 import numpy as np
 import polars as pl
@@ -24,17 +19,7 @@ from engine.benford import expected_proportions
 
 log = logging.getLogger(__name__)
 
-EDGE_COLOURS = {"trade": "#4e79a7", "funding": "#f28e2b"}
-
-
 # -- colours and layout ----------------------------------------------------------------------
-
-
-def risk_colour(score: float | None) -> str:
-    """Hex colour of a risk score: grey (unscored), green < 40, amber < 70, red >= 70."""
-    if score is None or (isinstance(score, float) and np.isnan(score)):
-        return "#9e9e9e"
-    return "#2e7d32" if score < 40 else "#f9a825" if score < 70 else "#c62828"
 
 
 def risk_rgb(scores: np.ndarray) -> np.ndarray:
@@ -77,69 +62,6 @@ def graph_layout(
     span = float(np.abs(xy).max()) or 1.0
     xy = xy / span * scale
     return pl.DataFrame({"account_id": nodes, "x": xy[:, 0], "y": xy[:, 1]})
-
-
-# -- pyvis ring graph ---------------------------------------------------------------------------
-
-
-def wallet_link(wallet: str, *, base: str = "./wallet") -> str:
-    """URL of the Wallet page for `wallet` (query parameter, URL-encoded)."""
-    return f"{base}?{urlencode({'wallet': wallet})}"
-
-
-def _short(account: str) -> str:
-    return account if len(account) <= 12 else f"{account[:5]}…{account[-4:]}"
-
-
-def xlm_text(stroops: int | None) -> str:
-    """An XLM volume (given in XLM stroops) as people read it: "volume 1,234.5 XLM"."""
-    if stroops is None:
-        return "volume – (no XLM leg)"
-    return f"volume {stroops / 10_000_000:,.2f} XLM"
-
-
-def ring_graph_html(
-    nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame, *, link_base: str = "./wallet", height: int = 560
-) -> str:
-    """Self-contained HTML (vis.js inlined) of a ring neighbourhood; clicking a node opens its Wallet page.
-
-    nodes: [account_id, ring_id, max_score]; edges: [source, target, kind, n, volume (XLM stroops)];
-    positions: [account_id, x, y]. Every string placed in the page is HTML-escaped.
-    """
-    from pyvis.network import Network
-
-    net = Network(height=f"{height}px", width="100%", directed=True, cdn_resources="in_line")
-    net.toggle_physics(False)
-    links = {}
-    for row in nodes.join(positions, on="account_id", how="left").iter_rows(named=True):
-        node_id = html.escape(row["account_id"])
-        score = row["max_score"]
-        title = (f"{html.escape(row['account_id'])}\nrisk: {'–' if score is None else int(score)}\n"
-                 f"ring: {html.escape(row['ring_id'] or '–')}")
-        net.add_node(node_id, label=html.escape(_short(row["account_id"])), title=title, x=float(row["x"] or 0),
-                     y=float(row["y"] or 0), color=risk_colour(score), physics=False,
-                     shape="diamond" if row["ring_id"] else "dot", size=14 if row["ring_id"] else 9)
-        links[node_id] = wallet_link(row["account_id"], base=link_base)
-    known = set(links)
-    for row in edges.iter_rows(named=True):
-        a, b = html.escape(row["source"]), html.escape(row["target"])
-        if a in known and b in known:
-            title = html.escape(f"{row['kind']}: {int(row['n'])} ({xlm_text(row['volume'])})")
-            net.add_edge(a, b, title=title, color=EDGE_COLOURS.get(row["kind"], "#999999"),
-                         width=1 + min(6.0, float(np.log1p(row["n"]))), dashes=row["kind"] == "funding")
-    page = net.generate_html(notebook=False)
-    return page.replace("</body>", _click_script(links) + "\n</body>", 1)
-
-
-def _click_script(links: dict[str, str]) -> str:
-    """JS: a node click opens its Wallet page in the app's window (falls back to a new tab)."""
-    data = json.dumps(links).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return (
-        "<script>(function(){var links=" + data + ";"
-        "network.on('click',function(p){if(!p.nodes.length){return;}var url=links[p.nodes[0]];if(!url){return;}"
-        "try{var d=window.parent.document;var a=d.createElement('a');a.href=url;a.target='_self';"
-        "d.body.appendChild(a);a.click();}catch(e){window.open(url,'_blank');}});})();</script>"
-    )
 
 
 # -- pydeck market view --------------------------------------------------------------------------

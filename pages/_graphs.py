@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from engine.drawing import graph_layout, ring_graph_html
+from engine.drawing import graph_layout
+from engine.ring_graph import ring_graph_html
 from pages import _ui
 
 

@@ -1,10 +1,11 @@
-"""Rings: detected rings, an interactive ring graph (pyvis) and the whole-market view (pydeck)."""
+"""Rings: detected rings, ordered by evidence, an interactive ring graph (vis-network, self-contained) and the whole-market view (pydeck)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from engine.drawing import market_deck
+from engine.ring_order import SORTS, order_rings, plural
 from pages import _graphs, _show, _ui
 from storage.store import Store
 
@@ -19,14 +20,25 @@ if rings is None:
     st.stop()
 within = " with ring trades " + " ".join(x for x in (f.pair_id and f"on {_show.esc(f.pair_id)}",
                                                       f.window_days and f"in the last {f.window}") if x)
-st.caption(f"{rings.height:,} rings detected" + (within if f.pair_id or f.window_days else ""))
+st.caption(plural(rings.height, "ring") + " detected" + (within if f.pair_id or f.window_days else ""))
 if rings.height == 0:
     st.info("No ring passed the evidence rules on this data" + (" within these filters." if f.pair_id or
                                                                f.window_days else "."))
     st.stop()
 
+order = st.selectbox("Sort rings by", list(SORTS), key="ring_sort",
+                     help="evidence: the mean of the ring's percentile ranks in internal volume (XLM), closed-loop "
+                          "share and its members' mean score")  # fmt: skip
+rings = order_rings(rings, order)
 st.dataframe(_show.in_units(rings.drop("volume"), "volume_xlm"), hide_index=True, key="ring_table",
-             column_config={"volume_xlm": _show.xlm_column("internal volume")})
+             column_order=("ring_id", "evidence", "volume_xlm", "closed_loop_share", "mean_score", "max_score", "size",
+                           "n_trades", "n_pairs", "internal_density", "reciprocity", "funding_share"),
+             column_config={"volume_xlm": _show.xlm_column("internal volume"),
+                            "evidence": st.column_config.ProgressColumn("evidence", min_value=0, max_value=100,
+                                                                        format="%.0f"),
+                            "mean_score": st.column_config.NumberColumn("members' mean score", format="%.1f"),
+                            "closed_loop_share": st.column_config.NumberColumn("closed-loop share", format="%.2f"),
+                            "max_score": st.column_config.NumberColumn("highest member score")})  # fmt: skip
 ids = rings.get_column("ring_id").to_list()
 wanted = st.query_params.get("ring")
 if "ring_pick" not in st.session_state or (wanted in ids and wanted != st.session_state.ring_pick):
@@ -47,10 +59,11 @@ def ring_view(ring_id: str) -> None:
         max_nodes = c2.slider("Max nodes", 20, 400, 150, step=10, key="ring_max_nodes")
         nodes, edges, page = _graphs.ring_graph(ring_id, expand=tuple(expand), window_days=f.window_days,
                                             max_nodes=max_nodes)
-        st.caption(f"{nodes.height} wallets, {edges.filter(edges['kind'] == 'trade').height} trade edges, "
-                   f"{edges.filter(edges['kind'] == 'funding').height} funding edges "
-                   f"(red ≥ 70, amber ≥ 40; diamonds are ring members; dashed: funding). Click a node to open it.")
-        st.iframe(page, height=580)  # our own page: every ledger string in it is escaped
+        n_trade, n_funding = (edges.filter(edges["kind"] == k).height for k in ("trade", "funding"))
+        st.caption(f"{plural(nodes.height, 'wallet')}, {plural(n_trade, 'trade edge')}, "
+                   f"{plural(n_funding, 'funding edge')}. Click a wallet to see its details; drag to pan, scroll to "
+                   "zoom.")  # fmt: skip
+        st.iframe(page, height=575)  # our own page, self-contained: ledger strings in it are JSON shown as text
 
 
 with tab_graph:

@@ -233,7 +233,8 @@ class Queries:
 
         With a pair and/or a window: only the rings with a ring trade (seller and buyer both members) within it.
         Shapes: [ring_id, size, n_trades, volume, closed_loop_share, internal_density, reciprocity,
-        funding_share, n_pairs, max_score, volume_xlm], riskiest first; ties by closed-loop share, volume, size.
+        funding_share, n_pairs, max_score, mean_score (mean of the members' highest scores), volume_xlm], riskiest
+        first; ties by closed-loop share, volume, size.
         `volume` is the engine's base-asset stroops summed over the ring's pairs; `volume_xlm` is the XLM stroops
         of the ring's internal trades (their XLM legs), comparable across rings and pairs.
         """
@@ -246,13 +247,14 @@ class Queries:
                       "ON t.seller_account = s.account_id JOIN derived_ring_members b ON b.ring_id = s.ring_id "
                       f"AND b.account_id = t.buyer_account {where}) ")
         return self._frame(
-            "WITH best AS (SELECT m.ring_id, max(s.score) AS max_score FROM derived_ring_members m "
-            "JOIN scores s ON s.wallet = m.account_id GROUP BY m.ring_id), "
+            "WITH each AS (SELECT m.ring_id, m.account_id, max(s.score) AS score FROM derived_ring_members m "
+            "JOIN scores s ON s.wallet = m.account_id GROUP BY 1, 2), "
+            "best AS (SELECT ring_id, max(score) AS max_score, avg(score) AS mean_score FROM each GROUP BY 1), "
             f"xv AS (SELECT s.ring_id, sum({XLM_AMOUNT})::BIGINT AS volume_xlm FROM derived_ring_members s "
             "JOIN trades t ON t.seller_account = s.account_id JOIN derived_ring_members b "
             "ON b.ring_id = s.ring_id AND b.account_id = t.buyer_account GROUP BY s.ring_id) "
             "SELECT r.ring_id, r.size, r.n_trades, r.volume, r.closed_loop_share, r.internal_density, "
-            "r.reciprocity, r.funding_share, r.n_pairs, best.max_score, xv.volume_xlm "
+            "r.reciprocity, r.funding_share, r.n_pairs, best.max_score, best.mean_score, xv.volume_xlm "
             f"FROM derived_rings r LEFT JOIN best USING (ring_id) LEFT JOIN xv USING (ring_id) {within}"
             "ORDER BY best.max_score DESC NULLS LAST, r.closed_loop_share DESC, r.volume DESC, r.size DESC, r.ring_id",
             params,
@@ -291,14 +293,15 @@ class Queries:
 
     def neighbourhood(self, *, ring_id: str, expand: tuple[str, ...] = (), window_days: int | None = None, max_nodes: int = 150
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Nodes and edges of a ring plus the counterparties of the `expand` wallets, capped at `max_nodes`.
+        """Nodes and edges of a ring, the accounts that funded two or more members, and the counterparties of the
+        `expand` wallets, capped at `max_nodes`.
 
         Shapes: nodes [account_id, ring_id (null if not in this ring), max_score, n_trades];
         edges [source, target, kind ("trade" | "funding"), n, volume (XLM stroops: trades' XLM legs, XLM funding)]
         among the nodes.
         """
         members = self.ring_members(ring_id).get_column("account_id").to_list()
-        others: list[str] = []
+        others: list[str] = self._shared_funders(members)
         for wallet in expand:
             others += self.counterparties(wallet, limit=max_nodes, window_days=window_days).get_column("account_id").to_list()
         chosen = list(dict.fromkeys(members + list(expand) + others))[:max_nodes]
@@ -311,6 +314,17 @@ class Queries:
             [chosen, ring_id, ring_id],
         ) if chosen else pl.DataFrame(schema={"account_id": pl.String, "ring_id": pl.String, "max_score": pl.Int32})
         return nodes, self._edges_among(chosen, window_days=window_days)
+
+    def _shared_funders(self, accounts: list[str], *, limit: int = 10) -> list[str]:
+        """Accounts that funded (created or paid) two or more of `accounts`, most shared first."""
+        if not accounts:
+            return []
+        return self._frame(
+            "SELECT from_account FROM funding_edges WHERE to_account IN (SELECT unnest(?::VARCHAR[])) "
+            "GROUP BY from_account HAVING count(DISTINCT to_account) >= 2 "
+            "ORDER BY count(DISTINCT to_account) DESC, from_account LIMIT ?",
+            [accounts, limit],
+        ).get_column("from_account").to_list()
 
     def _edges_among(self, accounts: list[str], *, window_days: int | None) -> pl.DataFrame:
         where, params = _trade_filter(pair_id=None, window_days=window_days)

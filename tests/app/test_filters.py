@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.ring_order import order_rings, plural
 from storage.store import Store
 from tests.app.fixture_store import build_fixture_store, open_page
 
@@ -62,8 +63,8 @@ def test_filters_hold_across_a_page_change_that_drops_the_query_parameters(monke
     all_rings = x[(None, "all")]["rings"]
     assert 0 < rings.height < all_rings.height  # the pair filter narrows the rings
     table = next(d.value for d in at.dataframe if "closed_loop_share" in d.value.columns)
-    assert table["ring_id"].tolist() == rings["ring_id"].to_list()
-    assert any(c.value.startswith(f"{rings.height:,} rings detected with ring trades on") for c in at.caption)
+    assert table["ring_id"].tolist() == order_rings(rings)["ring_id"].to_list()
+    assert any(c.value.startswith(f"{plural(rings.height, 'ring')} detected with ring trades on") for c in at.caption)
 
 
 def test_the_window_alone_filters_flagged_wallets(monkeypatch, store_and_expected):

@@ -9,7 +9,9 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.drawing import graph_layout, ring_graph_html
+from engine.drawing import graph_layout
+from engine.ring_graph import ring_graph_html
+from engine.ring_order import order_rings, plural
 from engine.scoring import combined_score, evidence_points
 from engine.services.ingest import JOBS
 from storage.store import Store
@@ -81,8 +83,8 @@ def test_every_page_on_an_empty_store_says_what_to_do(monkeypatch, tmp_path, pag
 
 
 def _edge_caption(nodes, edges) -> str:
-    return (f"{nodes.height} wallets, {edges.filter(edges['kind'] == 'trade').height} trade edges, "
-            f"{edges.filter(edges['kind'] == 'funding').height} funding edges")
+    n_trade, n_funding = (edges.filter(edges["kind"] == k).height for k in ("trade", "funding"))
+    return f"{plural(nodes.height, 'wallet')}, {plural(n_trade, 'trade edge')}, {plural(n_funding, 'funding edge')}"
 
 
 def test_overview_counts_table_and_volumes(monkeypatch, populated):
@@ -131,7 +133,7 @@ def test_rings_lists_the_ring_expands_neighbours_and_opens_a_wallet(monkeypatch,
     db, s, x = populated
     at = open_page(monkeypatch, db, "rings", ring=s.ring_id)
     table = df(at, "ring_id", "closed_loop_share")
-    assert table["ring_id"].tolist() == x["rings"]["ring_id"].to_list() and len(table) == 5
+    assert table["ring_id"].tolist() == order_rings(x["rings"])["ring_id"].to_list() and len(table) == 5
     assert f"{len(table):,} rings detected" in texts(at, "caption")
     assert any(c.startswith(_edge_caption(*x["ring"])) for c in texts(at, "caption"))
     page = at.get("iframe")[0].proto.srcdoc
@@ -152,6 +154,20 @@ def test_rings_lists_the_ring_expands_neighbours_and_opens_a_wallet(monkeypatch,
     at.query_params["wallet"] = s.top_wallet
     at.run()
     assert metrics(at)["Risk score"] == str(s.top_score)
+
+
+def test_a_ring_graph_draws_the_funder_its_members_share(populated):
+    db, _, x = populated
+    with Store(db, read_only=True) as store:
+        drawn = 0
+        for ring_id in x["rings"]["ring_id"]:
+            nodes, edges = store.neighbourhood(ring_id=ring_id)
+            members = set(nodes.filter(nodes["ring_id"].is_not_null())["account_id"])
+            funding = edges.filter(edges["kind"] == "funding")
+            for funder in set(funding["source"]) - members:  # a node only because it funds two or more members
+                assert len(set(funding.filter(funding["source"] == funder)["target"]) & members) >= 2
+                drawn += 1
+    assert drawn >= 1  # the demo's rings share funders
 
 
 def test_wallet_shows_score_lineage_rings_and_takes_a_label(monkeypatch, populated):
@@ -335,14 +351,16 @@ def test_reports_lists_a_recorded_report(monkeypatch, populated, tmp_path):
 def test_ring_graph_html_escapes_every_ledger_string():
     import polars as pl
 
-    nodes = pl.DataFrame({"account_id": [EVIL_CODE, "GOOD"], "ring_id": ["<b>r</b>", None], "max_score": [80, None]})
+    nodes = pl.DataFrame({"account_id": [EVIL_CODE, "GOOD"], "ring_id": ["</script><b>r</b>", None],
+                          "max_score": [80, None]})
     edges = pl.DataFrame({"source": [EVIL_CODE], "target": ["GOOD"], "kind": ["trade"], "n": [3], "volume": [10]})
     pos = graph_layout(["GOOD", EVIL_CODE], edges, seed=1)
     page = ring_graph_html(nodes, edges, pos)
-    assert "<img src=x" not in page and "<b>r</b>" not in page
-    # JSON inside <script> (pyvis encodes & as \u0026): the browser decodes it to &lt;img…&gt;, which the
-    # tooltip's innerHTML shows as text
-    assert '"title": "\\u0026lt;img src=x onerror=alert(1)\\u0026gt;\\nrisk: 80\\nring: \\u0026lt;b\\u0026gt;r' in page
+    assert "<img src=x" not in page and "<b>r</b>" not in page and "</script><b>" not in page
+    # the data is JSON inside <script> with markup characters as \u escapes; the page shows it as text only
+    assert '"ring": "\\u003c/script\\u003e\\u003cb\\u003er' in page
+    assert ".innerHTML" not in page.split("<script>")[-1]
+    assert "http://" not in page.split("<script>")[-1] and "cdn." not in page
     assert pos.equals(graph_layout(["GOOD", EVIL_CODE], edges, seed=1))  # seeded: same layout every time
 
 
