@@ -26,6 +26,7 @@ import polars as pl
 from storage.errors import BadInput, StoreBusy, StoreWriteError
 from storage.queries import Queries
 from storage.schema import MIGRATIONS, SCHEMA_VERSION
+from storage.watch_queries import WatchQueries
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ _SCORE_COLUMNS = (
 )
 
 
-class Store(Queries):
+class Store(Queries, WatchQueries):
     """A DuckDB file holding the canonical Stellar data and everything derived from it.
 
     Its workbench read queries (storage.queries.Queries) are methods too: `store.top_flagged(threshold=70)`."""

@@ -6,22 +6,20 @@ watch takes what arrived and:
 1. decodes it exactly as a Horizon range is decoded (`engine.ingest.horizon.live_batch`)
    and writes it through the batch writer with its storability check
    (`engine.ingest.runner.write_checked`): same validation, quarantine and upserts;
-2. re-scores the pairs the new trades touched with the promoted model: rings,
-   features and Benford are recomputed by the batch analysis's engine functions over
-   the recent window (WINDOW_LEDGERS, ~30 days) of ALL pairs, and the touched pairs'
-   rows are scored. This is not incremental: per-pair inputs change wallet-level
-   features and produce false alerts (see `score_pairs`), so each tick costs about
-   one batch analysis of the window;
+2. updates the evidence of what the new trades touched, incrementally
+   (engine.services.watch_evidence): rings, features and scores by the batch
+   analysis's functions over the touched pairs' recent window only, rings counting
+   once confirmed over `confirm_s` of ledger time;
 3. raises an alert for each (wallet, pair) at or above the threshold with at least
    `min_trades` trades, unless it was alerted less than `cooldown_s` ago (ledger
-   time), stores the alerts together with the cursor (one transaction), then
-   delivers them and marks them delivered.
+   time), explains it as the Wallet page does, stores the alerts together with the
+   cursor (one transaction), then delivers them and marks them delivered.
 
 The cursor (`ingest_cursors`: horizon / watch / live) holds both streams' paging
-tokens and is committed only with step 3, so a killed watch re-reads at most one
-tick: rows are upserted (no duplicates), alerts are unique per (wallet, pair,
-ledger) and checked against the stored ones (no duplicates), and alerts stored but
-not yet delivered are delivered on restart.
+tokens and the rings seen so far, and is committed only with step 3, so a killed
+watch re-reads at most one tick: rows are upserted (no duplicates), alerts are unique
+per (wallet, pair, ledger) and checked against the stored ones (no duplicates), and
+alerts stored but not yet delivered are delivered on restart.
 """
 
 from __future__ import annotations
@@ -40,20 +38,18 @@ from stellar_sdk import Server
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BaseRequestError, StreamClientError
 
-from engine.features import build_benford_table, build_feature_matrix
-from engine.graph.rings import RingOptions, detect_rings
 from engine.ingest.horizon import live_batch, toid_of
 from engine.ingest.runner import write_checked
-from engine.scoring import evidence_points, score_features
-from engine.services import models
+from engine.scoring import score_breakdown
+from engine.services import explain, models
 from engine.services.alerting import Channel
+from engine.services.watch_evidence import CONFIRM_S, WINDOW_LEDGERS, EvidenceOptions, touched_evidence
 from storage.errors import BadInput
 from storage.store import CursorPosition, Store
 
 log = logging.getLogger(__name__)
 SOURCE, STREAM, SCOPE = "horizon", "watch", "live"
 TAILS = ("trades", "operations")
-WINDOW_LEDGERS = 30 * 17_280  # ~30 days of 5-second ledgers: the history each tick re-scores
 
 
 @dataclass(frozen=True)
@@ -67,6 +63,8 @@ class WatchOptions:
     max_seconds: float | None = None  # stop after this long (tests, benchmarks); None = forever
     idle_exit_s: float | None = None  # stop after this long with nothing new; None = never
     seed: int = 42
+    window_ledgers: int = WINDOW_LEDGERS  # the recent history a tick reads of the touched pairs
+    confirm_s: int = CONFIRM_S  # ledger time a ring must hold before it counts as evidence
 
 
 @dataclass
@@ -124,63 +122,37 @@ def _drain(out: queue.Queue, wait_s: float, limit: int = 2_000) -> list[tuple[st
     return got
 
 
-# -- scoring the touched pairs -----------------------------------------------------------------
-
-
-def score_pairs(store: Store, loaded, pairs: set[str], *, threshold: int, seed: int,
-                window_ledgers: int = WINDOW_LEDGERS) -> pl.DataFrame:  # fmt: skip
-    """Scores of every wallet in `pairs`, with rings, features and Benford recomputed by the batch
-    analysis's functions over ALL pairs' stored trades of the last `window_ledgers` ledgers.
-
-    Not incremental per pair: restricting the inputs to the touched pairs changes wallet-level
-    features (measured: a market maker and two organic traders then cross 70), so the whole
-    recent window is recomputed and only the touched pairs' rows are kept.
-
-    Shapes: -> SCORE_COLUMNS + n_trades, ledger, closed_at, loop/ring/controller points."""
-    last = store.ledger_span()[1] or 0
-    trades = store.trades(ledger_from=max(1, last - window_ledgers))
-    if trades.height == 0:
-        return pl.DataFrame()
-    as_of = trades["closed_at"].max()
-    rings = detect_rings(trades, store.funding_edges(), options=RingOptions(seed=seed))
-    members = rings.ring_members.select("account_id", "ring_id") if rings.ring_members.height else None
-    matrix = build_feature_matrix(trades, store.operations(), store.accounts(), as_of=as_of, ring_members=members,
-                                  loops=rings.closed_loops if members is not None else None)  # fmt: skip
-    matrix = matrix.filter(pl.col("pair_id").is_in(sorted(pairs)))
-    if matrix.height == 0:
-        return pl.DataFrame()
-    benford = build_benford_table(trades, as_of=as_of)
-    scores = score_features(loaded, matrix, flag_threshold=threshold, benford=benford, ring_members=members)
-    evidence = evidence_points(matrix).with_columns(n_trades=matrix["n_trades"])
-    return scores.join(evidence, on=["wallet", "pair_id"], how="left").with_columns(
-        ledger=pl.lit(int(trades["ledger"].max())), closed_at=pl.lit(as_of))
+# -- alerts ---------------------------------------------------------------------------------------
 
 
 def new_alerts(scored: pl.DataFrame, last: pl.DataFrame, *, threshold: int, min_trades: int, cooldown_s: int,
                detected_at: datetime) -> pl.DataFrame:  # fmt: skip
-    """Alert rows (storage ALERT_COLUMNS) for scored rows over the threshold, with enough trades,
-    not alerted within `cooldown_s` of ledger time (`last`: wallet, pair_id, closed_at)."""
+    """Rows of `scored` that alert: at or over the threshold, with enough trades, not alerted within
+    `cooldown_s` of ledger time (`last`: wallet, pair_id, closed_at). Shapes: -> wallet, pair_id, score,
+    ring_id, ledger, closed_at, model_version, detected_at."""
     if scored.height == 0:
         return pl.DataFrame()
     hot = scored.filter((pl.col("score") >= threshold) & (pl.col("n_trades") >= min_trades))
     hot = hot.join(last.rename({"closed_at": "last_at"}), on=["wallet", "pair_id"], how="left").filter(
         pl.col("last_at").is_null() | ((pl.col("closed_at") - pl.col("last_at")).dt.total_seconds() >= cooldown_s))
-    reasons = [json.dumps(_reasons(row)) for row in hot.iter_rows(named=True)]
     return hot.select("wallet", "pair_id", "score", "ring_id", "ledger", "closed_at", "model_version").with_columns(
-        detected_at=pl.lit(detected_at), reasons=pl.Series(reasons, dtype=pl.String))
+        detected_at=pl.lit(detected_at))
 
 
-def _reasons(row: dict) -> list[str]:
-    """Top evidence of one score, strongest first (the Wallet page's breakdown, in words)."""
-    parts = [(row.get("loop_points") or 0.0, "trades in closed loops"), (row.get("ring_points") or 0.0,
-             f"trades with its own ring {row.get('ring_id')}"), (row.get("controller_points") or 0.0,
-             "balanced trading with funding kin")]  # fmt: skip
-    out = [f"{text} ({points:.0f} points)" for points, text in sorted(parts, reverse=True) if points >= 1]
-    if row.get("benford_flag"):
-        out.append("amounts do not follow Benford's law")
-    if row.get("ml_flag"):
-        out.append("the model alone flags it")
-    return out
+def alert_reasons(settings, matrix: pl.DataFrame, alerts: pl.DataFrame, *, top: int = 3) -> pl.DataFrame:
+    """`alerts` with `reasons` (JSON list): the Wallet page's explanation of each score, one road
+    (engine.services.explain.explain: the SHAP contributions; engine.scoring.score_breakdown: the
+    points), strongest first: the score's parts worth a point or more, then the `top` features."""
+    reasons = []
+    for wallet, pair_id, version in alerts.select("wallet", "pair_id", "model_version").iter_rows():
+        expl = explain.explain(settings, matrix, wallet=wallet, pair_id=pair_id, version=version, top=top)
+        row = matrix.filter((pl.col("wallet") == wallet) & (pl.col("pair_id") == pair_id)).head(1)
+        parts = score_breakdown(expl.score / 100.0, row).filter(~pl.col("part").is_in(["total", "score"]))
+        out = [f"{part}: {points:.0f} points ({reading})"
+               for part, points, reading in parts.filter(pl.col("points") >= 1).sort("points", descending=True).iter_rows()]
+        out += [f"{c.feature} {c.shap:+.1f} ({c.description})" for c in expl.contributions]
+        reasons.append(json.dumps(out))
+    return alerts.with_columns(reasons=pl.Series(reasons, dtype=pl.String))
 
 
 # -- the loop -------------------------------------------------------------------------------------
@@ -229,7 +201,7 @@ def watch(store: Store, settings, options: WatchOptions, channels: list[Channel]
         while not _should_stop(options, started, last_new):
             got = _drain(records, options.tick_s)
             if got:
-                _tick(store, loaded, options, channels, got, position, run_id, stats, now)
+                _tick(store, loaded, settings, options, channels, got, position, run_id, stats, now)
                 last_new = time.monotonic()  # idle counts from the end of the work, not its start
         status = "done"
     except BaseException as exc:
@@ -247,7 +219,7 @@ def _should_stop(options: WatchOptions, started: float, last_new: float) -> bool
         options.idle_exit_s is not None and t - last_new >= options.idle_exit_s)
 
 
-def _tick(store, loaded, options, channels, got, position, run_id, stats, now) -> None:
+def _tick(store, loaded, settings, options, channels, got, position, run_id, stats, now) -> None:
     trades = [r for name, r in got if name == "trades"]
     operations = [r for name, r in got if name == "operations"]
     for name, r in got:
@@ -260,10 +232,15 @@ def _tick(store, loaded, options, channels, got, position, run_id, stats, now) -
     stats.n_ticks += 1
     alerts = pl.DataFrame()
     if batch.trades is not None and batch.trades.height:
-        scored = score_pairs(store, loaded, set(batch.trades["pair_id"].unique()), threshold=options.threshold,
-                             seed=options.seed)  # fmt: skip
-        alerts = new_alerts(scored, store.last_alerts(), threshold=options.threshold, min_trades=options.min_trades,
-                            cooldown_s=options.cooldown_s, detected_at=now())  # fmt: skip
+        evidence = touched_evidence(store, loaded, batch.trades, position.get("rings", {}), threshold=options.threshold,
+                                    options=EvidenceOptions(window_ledgers=options.window_ledgers,
+                                                            confirm_s=options.confirm_s, seed=options.seed))  # fmt: skip
+        if evidence is not None:
+            position["rings"] = evidence.rings_seen
+            alerts = new_alerts(evidence.scores, store.last_alerts(), threshold=options.threshold,
+                                min_trades=options.min_trades, cooldown_s=options.cooldown_s, detected_at=now())  # fmt: skip
+            if alerts.height:
+                alerts = alert_reasons(settings, evidence.matrix, alerts)
         stats.ledger = int(batch.trades["ledger"].max())
     cursor = CursorPosition(SOURCE, STREAM, SCOPE, json.dumps(position), False)
     stats.n_alerts += store.record_alerts(alerts if alerts.height else None, cursor=cursor)

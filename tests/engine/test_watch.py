@@ -86,11 +86,11 @@ def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
     assert all(a["score"] >= 70 and a["reasons"] for a in received)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue #17): scored mid-stream on a short history, market makers, "
-                   "arbitrage bots and organic traders cross 70; the same model on the full week flags none")
 def test_live_replay_traps_are_not_alerted(market, live_run):
     joined = _joined(live_run[0], market[2])
+    assert joined.height > 0  # the watch alerted (the planted rings), so silence about the traps means something
     assert joined.filter(pl.col("role").is_in(TRAPS)).height == 0
+    assert joined.filter(pl.col("is_wash") == 0).height == 0  # nor the organic traders
 
 
 def test_killed_watch_resumes_without_duplicates(market, tmp_path):
