@@ -104,29 +104,30 @@ def benford_window_features(sides: pl.DataFrame, *, as_of: datetime, cfg: Featur
     return pl.concat([codes.keys, pl.DataFrame(cols)], how="horizontal")
 
 
-def _base_amount(t: pl.DataFrame) -> pl.Expr:
+# The trade columns the pair and asset scopes read (no account ids).
+AMOUNT_COLUMNS = ("pair_id", "closed_at", "sold_asset", "sold_amount", "bought_asset", "bought_amount")
+
+Scopes = dict[str, tuple[pl.DataFrame, list[str], str]]  # scope: (frame, group_cols, amount_col)
+
+
+def wallet_scopes(sides: pl.DataFrame) -> Scopes:
+    """The amounts the wallet scopes test: the wallet's base-asset amounts, per
+    (wallet, pair) and per wallet. Complete for a wallet when its sides are."""
+    return {"wallet_pair": (sides, ["wallet", "pair_id"], "base_amount"), "wallet": (sides, ["wallet"], "base_amount")}
+
+
+def market_scopes(trades: pl.DataFrame) -> Scopes:
+    """The amounts the market scopes test: pair, one base amount per trade; asset,
+    every amount of the asset (two per trade). trades: the AMOUNT_COLUMNS."""
+    t = require(trades, {c: TRADE_COLUMNS[c] for c in AMOUNT_COLUMNS}, "trades")
     base = pl.col("pair_id").str.split("/").list.first()
-    return pl.when(pl.col("sold_asset") == base).then("sold_amount").otherwise("bought_amount")
-
-
-def scope_frames(trades: pl.DataFrame, sides: pl.DataFrame) -> dict[str, tuple[pl.DataFrame, list[str], str]]:
-    """The amounts each Benford scope tests: {scope: (frame, group_cols, amount_col)}.
-
-    wallet_pair / wallet: the wallet's base-asset amounts; pair: one base amount
-    per trade; asset: every amount of the asset (two per trade).
-    """
-    t = require(trades, TRADE_COLUMNS, "trades")
-    per_trade = t.select("pair_id", "closed_at", amount=_base_amount(t))
+    per_trade = t.select("pair_id", "closed_at", amount=pl.when(pl.col("sold_asset") == base).then("sold_amount")
+                         .otherwise("bought_amount"))  # fmt: skip
     per_asset = pl.concat([
         t.select("closed_at", asset=pl.col("sold_asset"), amount=pl.col("sold_amount")),
         t.select("closed_at", asset=pl.col("bought_asset"), amount=pl.col("bought_amount")),
     ])  # fmt: skip
-    return {
-        "wallet_pair": (sides, ["wallet", "pair_id"], "base_amount"),
-        "wallet": (sides, ["wallet"], "base_amount"),
-        "pair": (per_trade, ["pair_id"], "amount"),
-        "asset": (per_asset, ["asset"], "amount"),
-    }
+    return {"pair": (per_trade, ["pair_id"], "amount"), "asset": (per_asset, ["asset"], "amount")}
 
 
 BENFORD_TABLE_KEYS: dict[str, pl.DataType] = {
@@ -135,8 +136,8 @@ BENFORD_TABLE_KEYS: dict[str, pl.DataType] = {
 }  # fmt: skip
 
 
-def benford_table(trades: pl.DataFrame, sides: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
-    """Every Benford test per wallet, per (wallet, pair), per pair, per asset and window.
+def benford_table(scopes: Scopes, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
+    """Every Benford test of `scopes` (`wallet_scopes`, `market_scopes`) per group and window.
 
     Shapes (long): as_of, scope, wallet, pair_id, asset (the scope's key columns,
     others null), window, then benford.STAT_COLUMNS (test, n, chi2, p_value, mad,
@@ -145,7 +146,7 @@ def benford_table(trades: pl.DataFrame, sides: pl.DataFrame, *, as_of: datetime,
     """
     widths = sorted(w for _, w in cfg.windows)
     parts = []
-    for scope, (frame, group_cols, amount_col) in scope_frames(trades, sides).items():
+    for scope, (frame, group_cols, amount_col) in scopes.items():
         codes = window_codes(frame, group_cols=group_cols, amount_col=amount_col, as_of=as_of, windows=cfg.windows)
         keys = codes.keys.select(
             pl.lit(as_of, dtype=BENFORD_TABLE_KEYS["as_of"]).alias("as_of"), pl.lit(scope).alias("scope"),

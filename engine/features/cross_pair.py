@@ -108,18 +108,33 @@ def mad_spread(benford_features: pl.DataFrame, *, column: str) -> pl.DataFrame:
     )
 
 
-def pagerank(sides: pl.DataFrame, *, cfg: FeatureConfig, tol: float = 1e-10, max_iter: int = 200) -> pl.DataFrame:
-    """pagerank (wallet level) on the co-trade graph: wallets are nodes, an edge
-    weighs the trades between two accounts (pools excluded), scaled so that the
-    mean is 1. Sparse power iteration; dangling mass is spread uniformly."""
-    wallets = sides.select("wallet").unique().sort("wallet").with_row_index("i")
-    edges = (
-        sides.filter(~pl.col("cp_is_pool")).group_by("wallet", "counterparty").agg(w=pl.len())
-        .join(wallets, on="wallet").join(wallets.rename({"wallet": "counterparty", "i": "j"}), on="counterparty")
-    )  # fmt: skip
-    n = wallets.height
+def co_trade_edges(sides: pl.DataFrame) -> pl.DataFrame:
+    """Edges of the co-trade graph from the wallets' side: trades per (wallet,
+    counterparty account), pools excluded. Complete for a wallet when its sides are.
+
+    Shapes: wallet, counterparty, w (UInt32).
+    """
+    return sides.filter(~pl.col("cp_is_pool")).group_by("wallet", "counterparty").agg(w=pl.len())
+
+
+def pagerank(
+    wallets: pl.Series, edges: pl.DataFrame, *, cfg: FeatureConfig, tol: float = 1e-10, max_iter: int = 200
+) -> pl.DataFrame:
+    """pagerank (wallet level) on the co-trade graph: wallets are nodes (`wallets`,
+    every wallet with a trade), `co_trade_edges` weigh the trades between two of them,
+    scaled so that the mean is 1. Sparse power iteration; dangling mass is spread
+    uniformly. Nodes are numbered in sorted order, so any split of the edges gives
+    the same sums.
+
+    Shapes: wallet, pagerank.
+    """
+    nodes = wallets.unique().sort().to_frame("wallet").with_row_index("i")
+    keyed = nodes.with_columns(pl.col("wallet").cast(edges.schema["wallet"]))  # the edges' id type
+    edges = edges.join(keyed, on="wallet").join(keyed.rename({"wallet": "counterparty", "i": "j"}), on="counterparty")
+    n = nodes.height
     if n == 0:
-        return wallets.select("wallet", pagerank=pl.lit(None, dtype=pl.Float64))
+        return nodes.select("wallet", pagerank=pl.lit(None, dtype=pl.Float64))
+    edges = edges.sort("i", "j")  # one summation order, however the edges were split
     w = edges["w"].to_numpy().astype(np.float64)
     a = sp.csr_matrix((w, (edges["i"].to_numpy(), edges["j"].to_numpy())), shape=(n, n))
     out = np.asarray(a.sum(axis=1)).ravel()
@@ -133,4 +148,4 @@ def pagerank(sides: pl.DataFrame, *, cfg: FeatureConfig, tol: float = 1e-10, max
             r = nxt
             break
         r = nxt
-    return wallets.select("wallet", pagerank=pl.Series(r * n))
+    return nodes.select("wallet", pagerank=pl.Series(r * n))

@@ -60,39 +60,52 @@ def activity_features(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFram
 
 
 def timing_features(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
-    """intra_minute_share, inter_arrival_cv, off_hours_ratio."""
-    s = ranked(sides.select(*KEY, "ts", "op_id", "closed_at"), KEY, ["ts", "op_id"]).with_columns(
+    """intra_minute_share, inter_arrival_cv (off_hours_ratio needs the whole
+    market's quiet hours: see `side_hours` and `off_hours_ratio`)."""
+    s = ranked(sides.select(*KEY, "ts", "op_id"), KEY, ["ts", "op_id"]).with_columns(
         dt_prev=pl.when("_same").then(pl.col("ts") - pl.col("ts").shift(1)),
         dt_next=pl.when(pl.col("_same").shift(-1)).then(pl.col("ts").shift(-1) - pl.col("ts")),
-        hour=pl.col("closed_at").dt.hour(),
     )
-    hourly = sides.group_by(hour=pl.col("closed_at").dt.hour()).agg(n=pl.len())
-    all_hours = pl.DataFrame({"hour": pl.int_range(0, 24, eager=True).cast(pl.Int8)})
-    quiet = (
-        all_hours.join(hourly.with_columns(pl.col("hour").cast(pl.Int8)), on="hour", how="left")
-        .fill_null(0).sort("n", "hour").head(cfg.off_hours)["hour"]
-    )  # fmt: skip
     clustered = (pl.col("dt_prev") <= cfg.cluster_seconds) | (pl.col("dt_next") <= cfg.cluster_seconds)
     # Row-wise terms first, plain aggregations after (polars' fast group_by path).
-    s = s.with_columns(
-        _intra=clustered.fill_null(False),
-        _gap=pl.col("dt_prev").cast(pl.Float64),
-        _off=pl.col("hour").cast(pl.Int8).is_in(quiet.implode()),
-    )
+    s = s.with_columns(_intra=clustered.fill_null(False), _gap=pl.col("dt_prev").cast(pl.Float64))
     agg = s.group_by(KEY).agg(
-        n=pl.len(),
-        intra=pl.col("_intra").mean(),
-        gap_mean=pl.col("_gap").mean(),
-        gap_std=pl.col("_gap").std(),
-        off=pl.col("_off").mean(),
+        n=pl.len(), intra=pl.col("_intra").mean(), gap_mean=pl.col("_gap").mean(), gap_std=pl.col("_gap").std()
     )
     return agg.select(
         *KEY,
         intra_minute_share=pl.when(pl.col("n") < 2).then(None).otherwise("intra"),
         inter_arrival_cv=pl.when((pl.col("n") < 3) | (pl.col("gap_mean") <= 0)).then(None)
         .otherwise(pl.col("gap_std") / pl.col("gap_mean")),
-        off_hours_ratio=pl.when(pl.col("n") < cfg.min_trades_shape).then(None).otherwise("off"),
     )  # fmt: skip
+
+
+def side_hours(sides: pl.DataFrame) -> pl.DataFrame:
+    """Trades per (wallet, pair_id) and UTC hour of day: additive over any split of
+    the wallets, so the market's quiet hours follow from the parts.
+
+    Shapes: wallet, pair_id, hour (Int8), n (UInt32).
+    """
+    return sides.group_by(*KEY, hour=pl.col("closed_at").dt.hour().cast(pl.Int8)).agg(n=pl.len())
+
+
+def quiet_hours(hours: pl.DataFrame, *, cfg: FeatureConfig) -> pl.Series:
+    """The `cfg.off_hours` UTC hours with the fewest trades (sides) in the market;
+    ties go to the earlier hour. hours: `side_hours` of the whole market (or their concatenation)."""
+    hourly = hours.group_by("hour").agg(n=pl.col("n").sum())
+    all_hours = pl.DataFrame({"hour": pl.int_range(0, 24, eager=True).cast(pl.Int8)})
+    return all_hours.join(hourly, on="hour", how="left").fill_null(0).sort("n", "hour").head(cfg.off_hours)["hour"]
+
+
+def off_hours_ratio(hours: pl.DataFrame, *, quiet: pl.Series, cfg: FeatureConfig) -> pl.DataFrame:
+    """off_hours_ratio: share of the wallet's trades in the pair at the market's quiet hours;
+    null below `min_trades_shape` trades."""
+    agg = hours.with_columns(_off=pl.col("n") * pl.col("hour").is_in(quiet.implode())).group_by(KEY).agg(
+        n=pl.col("n").sum(), off=pl.col("_off").sum()
+    )
+    return agg.select(
+        *KEY, off_hours_ratio=pl.when(pl.col("n") < cfg.min_trades_shape).then(None).otherwise(pl.col("off") / pl.col("n"))
+    )
 
 
 def volume_spike(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:

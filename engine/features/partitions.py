@@ -1,0 +1,154 @@
+"""Features one wallet partition at a time, so memory follows the partition, not the market.
+
+Every feature of a (wallet, pair) reads only that wallet's own trades (its
+"sides") plus a few small market-wide inputs, so the wallets are split into
+partitions and each partition is computed on its own (`wallet_partition`), from
+the trades touching its wallets. Two features need the whole market and are
+finished from small additive parts (`finish_matrix`): off_hours_ratio (the
+market's quiet hours, from per-hour counts) and pagerank (the co-trade graph,
+from per-wallet edge counts). The Benford table's wallet scopes come from the
+partitions; its pair and asset scopes from amounts without account ids.
+
+A partition is named by the trades' `seller_part` / `buyer_part` columns: the
+partition of each side's account, assigned by whoever reads the trades (the
+store's hash in SQL, Spark's in a cluster). `build_feature_matrix` is the one
+partition case. The same functions run on DuckDB and, inside Spark's grouped
+Arrow UDFs, on Spark (engine.spark.features): one definition of each feature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from engine.features.benford_features import benford_table, benford_window_features, wallet_scopes
+from engine.features.cross_pair import (
+    co_trade_edges,
+    counterparty_overlap,
+    mad_spread,
+    pagerank,
+    pair_diversity,
+    synchrony,
+    volume_correlation,
+)
+from engine.features.dictionary import FEATURE_DICTIONARY, FEATURE_NAMES, MISSING_INDICATORS, WINDOW_NAMES
+from engine.features.funding_features import account_age, controller_features
+from engine.features.rings import loop_features, ring_features
+from engine.features.sides import FeatureConfig, encode, keys_of, trade_sides
+from engine.features.trade_features import (
+    activity_features,
+    off_hours_ratio,
+    offer_cancellations,
+    quiet_hours,
+    round_trips,
+    side_hours,
+    size_tail,
+    timing_features,
+    volume_spike,
+)
+
+KEY = ["wallet", "pair_id"]
+PART_COLUMNS: dict[str, pl.DataType] = {"seller_part": pl.Int64, "buyer_part": pl.Int64}
+ID = pl.Categorical()  # ids in the parts kept across partitions: each string held once
+
+
+@dataclass(frozen=True)
+class MarketContext:
+    """The small market-wide inputs every partition reads.
+
+    accounts: ACCOUNTS_SCHEMA or None; ancestors: ANCESTORS_SCHEMA (funding
+    lineage); ring_members: RING_MEMBERS_SCHEMA or None; loops: closed loops
+    (their trade_ids) or None.
+    """
+
+    as_of: datetime
+    config: FeatureConfig
+    ancestors: pl.DataFrame
+    accounts: pl.DataFrame | None = None
+    ring_members: pl.DataFrame | None = None
+    loops: pl.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class PartitionFeatures:
+    """What one wallet partition contributes (ids Categorical)."""
+
+    matrix: pl.DataFrame  # wallet, pair_id, every feature but off_hours_ratio and pagerank
+    hours: pl.DataFrame  # side_hours: wallet, pair_id, hour, n
+    edges: pl.DataFrame  # co_trade_edges: wallet, counterparty, w
+    benford: pl.DataFrame | None  # the wallet scopes of the Benford table, when asked for
+
+
+def partition_wallets(trades: pl.DataFrame, part: int) -> pl.Series:
+    """The accounts of partition `part`: sellers with seller_part == part, buyers with buyer_part == part."""
+    return pl.concat([
+        trades.filter(pl.col("seller_part") == part).get_column("seller_account"),
+        trades.filter(pl.col("buyer_part") == part).get_column("buyer_account"),
+    ]).drop_nulls().unique()  # fmt: skip
+
+
+def wallet_partition(
+    trades: pl.DataFrame, operations: pl.DataFrame | None, *, part: int | None, ctx: MarketContext,
+    with_benford: bool = False,
+) -> PartitionFeatures:  # fmt: skip
+    """The features of the wallets of partition `part` (every account when None).
+
+    trades: TRADES_SCHEMA columns, every trade of these wallets (more are
+    ignored), with PART_COLUMNS unless part is None; operations: their offer
+    operations (others are ignored) or None.
+    """
+    cfg, as_of = ctx.config, ctx.as_of
+    widest = max(w for _, w in cfg.windows)
+    sides = trade_sides(trades, as_of=as_of, lookback=max(cfg.lookback, widest))
+    if part is not None:
+        sides = sides.filter(pl.col("wallet").cast(pl.String).is_in(partition_wallets(trades, part).implode()))
+    coded, codes = encode(sides)
+    in_lookback = coded if cfg.lookback >= widest else coded.filter(pl.col("closed_at") > as_of - cfg.lookback)
+    keys = keys_of(in_lookback)
+    bf = benford_window_features(coded, as_of=as_of, cfg=cfg)
+    parts = [
+        bf, activity_features(in_lookback, cfg=cfg), timing_features(in_lookback, cfg=cfg),
+        volume_spike(in_lookback, cfg=cfg), size_tail(in_lookback, cfg=cfg), round_trips(in_lookback, cfg=cfg),
+        offer_cancellations(operations, as_of=as_of, cfg=cfg, codes=codes),
+        account_age(keys, ctx.accounts, as_of=as_of, codes=codes),
+        controller_features(in_lookback, ctx.ancestors, cfg=cfg, codes=codes),
+        synchrony(in_lookback, cfg=cfg), counterparty_overlap(in_lookback), volume_correlation(in_lookback, cfg=cfg),
+        ring_features(in_lookback, ctx.ring_members, codes=codes), loop_features(in_lookback, ctx.loops),
+    ]  # fmt: skip
+    out = keys
+    for p in parts:
+        out = out.join(p, on=KEY, how="left")
+    for p in (pair_diversity(in_lookback), mad_spread(bf, column=f"benford_excess_mad_{WINDOW_NAMES[-1]}")):
+        out = out.join(p, on="wallet", how="left")
+    ids = [codes.decode(pl.col(c)).cast(ID) for c in KEY]
+    edges = co_trade_edges(in_lookback).with_columns(codes.decode(pl.col(c)).cast(ID) for c in ("wallet", "counterparty"))
+    return PartitionFeatures(
+        matrix=out.with_columns(ids), hours=side_hours(in_lookback).with_columns(ids), edges=edges,
+        benford=benford_table(wallet_scopes(sides), as_of=as_of, cfg=cfg) if with_benford else None,
+    )  # fmt: skip
+
+
+def finish_matrix(parts: list[PartitionFeatures], *, ctx: MarketContext) -> pl.DataFrame:
+    """The feature matrix from the partitions' parts: the market's quiet hours and
+    PageRank added, cast to the matrix schema (NaN -> null), missing indicators set.
+
+    Shapes: wallet, pair_id, as_of, *FEATURE_NAMES (Float64), *MISSING_INDICATORS (Boolean).
+    """
+    matrix = pl.concat([p.matrix for p in parts], how="vertical_relaxed")
+    hours = pl.concat([p.hours for p in parts])
+    off = off_hours_ratio(hours, quiet=quiet_hours(hours, cfg=ctx.config), cfg=ctx.config)
+    wallets = matrix.get_column("wallet").cast(pl.String)
+    rank = pagerank(wallets, pl.concat([p.edges for p in parts]), cfg=ctx.config)
+    out = matrix.join(off, on=KEY, how="left").join(rank.with_columns(pl.col("wallet").cast(ID)), on="wallet", how="left")
+    values = [pl.col(f).cast(pl.Float64).fill_nan(None).alias(f) for f in FEATURE_NAMES]
+    out = out.select(
+        pl.col("wallet").cast(pl.String), pl.col("pair_id").cast(pl.String),
+        pl.lit(ctx.as_of, dtype=pl.Datetime("us", "UTC")).alias("as_of"), *values,
+    )  # fmt: skip
+    flags = {
+        m: pl.any_horizontal([pl.col(f).is_null() for f, i in FEATURE_DICTIONARY.items() if i.missing == m])
+        for m in MISSING_INDICATORS
+    }
+    return out.with_columns(**flags).sort("wallet", "pair_id")

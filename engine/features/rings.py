@@ -1,0 +1,41 @@
+"""Ring and closed-loop features per (wallet, pair): from the rings step's output
+(engine.graph.rings, engine.graph.closed_loops), null when it was not run."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from engine.features.sides import RING_MEMBERS_SCHEMA, Codes, categorical, keys_of, require
+
+
+def ring_features(sides: pl.DataFrame, ring_members: pl.DataFrame | None, *, codes: Codes | None = None) -> pl.DataFrame:
+    """ring_size and ring_cp_share per (wallet, pair_id) from `ring_members`
+    (account_id, ring_id; e.g. from engine.graph.rings); null when it is None.
+    codes: those of `sides` when it is the coded view (engine.features.sides.encode)."""
+    keys = keys_of(sides)
+    if ring_members is None:
+        return keys.with_columns(ring_size=pl.lit(None, dtype=pl.Float64), ring_cp_share=pl.lit(None, dtype=pl.Float64))
+    rm = categorical(require(ring_members, RING_MEMBERS_SCHEMA, "ring_members").unique(), "account_id", codes=codes)
+    size = rm.group_by("ring_id").agg(ring_size=pl.len())
+    mine = rm.join(size, on="ring_id").group_by("account_id").agg(pl.first("ring_id"), pl.first("ring_size"))
+    tagged = sides.join(mine.rename({"account_id": "wallet"}), on="wallet", how="left").join(
+        rm.rename({"account_id": "counterparty", "ring_id": "cp_ring"}), on="counterparty", how="left"
+    )
+    same = (pl.col("ring_id") == pl.col("cp_ring")).fill_null(False)
+    return (
+        tagged.group_by("wallet", "pair_id", "trade_id")
+        .agg(same=same.any(), ring_size=pl.first("ring_size"))
+        .group_by("wallet", "pair_id")
+        .agg(ring_size=pl.first("ring_size").fill_null(0).cast(pl.Float64), ring_cp_share=pl.col("same").mean())
+    )
+
+
+def loop_features(sides: pl.DataFrame, loops: pl.DataFrame | None) -> pl.DataFrame:
+    """loop_share per (wallet, pair_id): the share of the wallet's trades in the pair that are
+    in a closed loop (engine.graph.closed_loops); null when loops were not computed."""
+    keys = keys_of(sides)
+    if loops is None:
+        return keys.with_columns(loop_share=pl.lit(None, dtype=pl.Float64))
+    ids = loops.select(pl.col("trade_ids").explode().alias("trade_id")).unique()
+    return sides.select("wallet", "pair_id", pl.col("trade_id").is_in(ids.get_column("trade_id").implode()).alias("_in")).group_by(
+        "wallet", "pair_id").agg(loop_share=pl.col("_in").mean().cast(pl.Float64))
