@@ -24,7 +24,9 @@ import duckdb
 import polars as pl
 
 from storage.errors import BadInput, StoreBusy, StoreWriteError
+from storage.feature_reads import FeatureReads
 from storage.queries import Queries
+from storage.ring_reads import RingReads
 from storage.schema import MIGRATIONS, SCHEMA_VERSION
 from storage.watch_queries import WatchQueries
 
@@ -63,7 +65,7 @@ _SCORE_COLUMNS = (
 )
 
 
-class Store(Queries, WatchQueries):
+class Store(Queries, WatchQueries, FeatureReads, RingReads):
     """A DuckDB file holding the canonical Stellar data and everything derived from it.
 
     Its workbench read queries (storage.queries.Queries) are methods too: `store.top_flagged(threshold=70)`."""

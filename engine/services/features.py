@@ -1,0 +1,88 @@
+"""The `features` use case: the feature matrix and the Benford table of a store, as of a time.
+
+Read and computed one wallet partition at a time (engine.features.partitions;
+the store's hash assigns the partitions), so memory follows the partition size,
+not the market: about `trades_per_partition` trades' worth of sides at once,
+plus the market-wide inputs (accounts, funding lineage, rings) and the results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+
+from engine.features import DEFAULT_CONFIG, market_context
+from engine.features.benford_features import benford_table, market_scopes
+from engine.features.partitions import MarketContext, finish_matrix, wallet_partition
+from engine.progress import Progress, no_progress
+from engine.schemas import FUNDING_TYPES, OFFER_TYPES
+from storage.errors import BadInput
+from storage.store import Store
+
+TRADES_PER_PARTITION = 250_000  # trades of the window per wallet partition (each trade has two sides)
+SCOPE_ORDER = ("wallet_pair", "wallet", "pair", "asset")
+
+
+@dataclass(frozen=True)
+class FeatureRun:
+    as_of: datetime
+    matrix: pl.DataFrame  # wallet, pair_id, as_of, features...
+    benford: pl.DataFrame  # one row per Benford test (see engine.features.build_benford_table)
+
+
+def last_close(store: Store) -> datetime:
+    """Close time of the last stored trade: the default "as of"."""
+    last = store.last_trade_close()
+    if last is None:
+        raise BadInput("the store holds no trades; ingest some first (python -m engine ingest ... or demo)")
+    return last
+
+
+def compute_features(
+    store: Store, *, as_of: datetime | None = None, trades_per_partition: int = TRADES_PER_PARTITION,
+    progress: Progress = no_progress,
+) -> FeatureRun:  # fmt: skip
+    """The feature matrix and Benford table as of `as_of` (default: the last trade),
+    with ring membership when rings were computed; replaces `features` and `benford`.
+
+    progress(done=partitions done, total=partitions, records=matrix rows so far, unit="partitions").
+    """
+    as_of = as_of or last_close(store)
+    ctx = _context(store, as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC))
+    since = ctx.as_of - max(ctx.config.lookback, *(w for _, w in ctx.config.windows))
+    window = dict(since=since, until=ctx.as_of)
+    n_parts = max(1, math.ceil(store.count_trades(**window) / max(1, trades_per_partition)))
+    parts, rows = [], 0
+    progress(done=0, total=n_parts, records=0, unit="partitions")
+    for part in range(n_parts):
+        trades = store.partition_trades(part=part, n_parts=n_parts, **window)
+        offers = store.partition_operations(part=part, n_parts=n_parts, types=OFFER_TYPES, **window)
+        parts.append(wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True))
+        rows += parts[-1].matrix.height
+        progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
+    matrix = finish_matrix(parts, ctx=ctx)
+    market = benford_table(market_scopes(store.trade_amounts(**window)), as_of=ctx.as_of, cfg=ctx.config)
+    benford = _by_scope(pl.concat([*(p.benford for p in parts), market]))
+    store.save_derived("features", matrix)
+    store.save_derived("benford", benford)
+    return FeatureRun(ctx.as_of, matrix, benford)
+
+
+def _context(store: Store, as_of: datetime) -> MarketContext:
+    """The market-wide inputs: funding lineage, account ages, rings and loops when computed."""
+    ring_members = store.load_derived("ring_members")
+    loops = store.load_derived("closed_loops") if ring_members is not None else None
+    return market_context(
+        store.operations(types=FUNDING_TYPES), store.accounts(), as_of=as_of, config=DEFAULT_CONFIG,
+        ring_members=ring_members.select("account_id", "ring_id") if ring_members is not None else None,
+        loops=loops.select("trade_ids") if loops is not None else None,
+    )  # fmt: skip
+
+
+def _by_scope(benford: pl.DataFrame) -> pl.DataFrame:
+    """Rows grouped by scope in SCOPE_ORDER, each scope's rows in the order computed (stable)."""
+    rank = pl.col("scope").replace_strict(SCOPE_ORDER, range(len(SCOPE_ORDER)), return_dtype=pl.Int8)
+    return benford.with_columns(_rank=rank).sort("_rank", maintain_order=True).drop("_rank")
