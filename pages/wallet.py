@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine.active import LABELS
 from engine.services.report import generate_report
-from pages import _evidence, _model_views, _show, _ui
+from pages import _annotator, _evidence, _model_views, _show, _ui
 from storage.store import Store
 
 f = _ui.frame()
@@ -104,14 +104,18 @@ with tabs[6]:
 
 st.divider()
 left, right = st.columns(2)
-with left, st.form("label_form", clear_on_submit=True):
-    st.markdown("**Label this wallet**")
-    label = st.radio("Label", LABELS, horizontal=True, key="label_choice")
-    note = st.text_input("Note", key="label_note")
-    annotator = st.text_input("Annotator", value="analyst", key="label_annotator")
-    if st.form_submit_button("Save label"):
-        _model_views.label_wallet(wallet=wallet, pair_id=pair_id, label=label, note=note, annotator=annotator)
-        st.success(f"Labelled {label}.")
+with left:
+    st.markdown("**Label this wallet**" + (f" (on {_show.esc(pair_id)})" if pair_id else " (every pair)"))
+    annotator = _annotator.annotator(key="wallet_annotator")
+    with st.form("label_form", clear_on_submit=True):
+        label = st.radio("Label", LABELS, index=None, horizontal=True, key="label_choice")
+        note = st.text_input("Note", key="label_note")
+        if st.form_submit_button("Save label", disabled=annotator is None):
+            if label is None:
+                st.warning("Choose wash, legit or unsure first: nothing is pre-selected.")
+            else:
+                _model_views.label_wallet(wallet=wallet, pair_id=pair_id, label=label, note=note, annotator=annotator)
+                st.success(f"Labelled {label}.")
     history = _ui.read(Store.annotations, wallet=wallet)
     st.caption(f"{history.height} label(s) on record")
     if history.height:

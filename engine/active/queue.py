@@ -123,3 +123,18 @@ def rank_queue(pool: pl.DataFrame, *, strategy: str, size: int, seed: int = 0,
         group = pl.coalesce(pl.col("ring_id"), pl.col("wallet"))
         frame = frame.with_columns(_group=group).unique("_group", keep="first", maintain_order=True).drop("_group")
     return frame.head(size).select(*QUEUE_COLUMNS, "evidence", "ring_id", "p")
+
+
+def per_wallet(queue: pl.DataFrame, *, size: int) -> pl.DataFrame:
+    """One item per wallet of a ranked queue (rank_queue output, highest priority first): the wallet's rows
+    folded into one, at its highest priority, with its pairs listed (an analyst judges a wallet once).
+
+    Shapes: -> [wallet, pairs (list[str], highest priority first), n_pairs, strategy, priority, evidence, ring_id, p],
+    `size` wallets."""
+    if size < 1:
+        raise BadInput(f"queue size must be at least 1, got {size}")
+    return queue.group_by("wallet", maintain_order=True).agg(
+        pl.col("pair_id").alias("pairs"), pl.len().alias("n_pairs").cast(pl.Int64), pl.first("strategy"),
+        pl.first("priority"), pl.col("evidence").drop_nulls().first(), pl.col("ring_id").drop_nulls().first(),
+        pl.first("p"),
+    ).head(size)  # fmt: skip

@@ -15,7 +15,7 @@ import polars as pl
 
 from engine.active.annotations import annotation_row, settings_key, verified_store_annotations
 from engine.active.config import active_settings
-from engine.active.queue import MEMBER_COLUMNS, evidence_boost, rank_queue
+from engine.active.queue import MEMBER_COLUMNS, evidence_boost, per_wallet, rank_queue
 from engine.scoring import ring_of
 from engine.services.models import load_model
 from models.registry import check_feature_schema
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class QueueResult:
-    queue: pl.DataFrame  # rank_queue output
+    queue: pl.DataFrame  # rank_queue output (per_wallet output when asked by wallet)
     source: str  # what the priorities were computed from
     n_pool: int  # unlabelled candidates
     n_rejected: int  # stored annotations whose HMAC failed (ignored as evidence)
@@ -87,8 +87,12 @@ def candidate_pool(store, settings) -> tuple[pl.DataFrame, str]:
     return scores_pool(store.latest_scores()), "stored scores (no current model over the stored features)"
 
 
-def build_queue(store, settings, *, strategy: str | None = None, size: int | None = None) -> QueueResult:
-    """The next batch to label (strategy / size default to the AL settings), with evidence from wash labels."""
+def build_queue(store, settings, *, strategy: str | None = None, size: int | None = None,
+                by_wallet: bool = False) -> QueueResult:  # fmt: skip
+    """The next batch to label (strategy / size default to the AL settings), with evidence from wash labels.
+
+    by_wallet: `size` wallets, one item each with its unlabelled pairs listed (engine.active.queue.per_wallet),
+    as the Annotate page asks; otherwise `size` (wallet, pair) rows (the CLI)."""
     a = active_settings(settings)
     pool, source = candidate_pool(store, settings)
     ann = store.annotations()
@@ -96,8 +100,11 @@ def build_queue(store, settings, *, strategy: str | None = None, size: int | Non
     pool = unlabelled(pool, ann)
     evidence = evidence_boost(wash_wallets(verified.valid), ring_members=store.load_derived("ring_members"),
                               funding_edges=store.funding_edges())  # fmt: skip
-    queue = rank_queue(pool, strategy=strategy or a.strategy, size=size or a.batch_size, seed=settings.seed,
-                       evidence=evidence)  # fmt: skip
+    size = size or a.batch_size
+    queue = rank_queue(pool, strategy=strategy or a.strategy, size=max(pool.height, 1) if by_wallet else size,
+                       seed=settings.seed, evidence=evidence)  # fmt: skip
+    if by_wallet:
+        queue = per_wallet(queue, size=size)
     return QueueResult(queue, source, pool.height, verified.rejected.height)
 
 
@@ -107,6 +114,16 @@ def wash_wallets(valid: pl.DataFrame) -> list[str]:
         return []
     latest = valid.sort("annotated_at").group_by("wallet", "pair_id", maintain_order=True).last()
     return sorted(latest.filter(pl.col("label") == "wash").get_column("wallet").unique().to_list())
+
+
+def record_wallet_label(store, settings, *, wallet: str, pairs: list[str], label: str, annotator: str,
+                        now: datetime, note: str | None = None) -> pl.DataFrame:  # fmt: skip
+    """One signed label of a queue item: a row for each of the wallet's listed pairs (same label, note, time),
+    appended at once; returns the rows written."""
+    rows = pl.concat([annotation_row(wallet=wallet, pair_id=pair_id, label=label, note=note, annotator_id=annotator,
+                                     key=settings_key(settings), now=now) for pair_id in pairs])  # fmt: skip
+    store.append_annotations(rows)
+    return rows
 
 
 def record_label(store, settings, *, wallet: str, label: str, annotator: str, now: datetime,

@@ -156,11 +156,11 @@ def test_rings_lists_the_ring_expands_neighbours_and_opens_a_wallet(monkeypatch,
     assert metrics(at)["Risk score"] == str(s.top_score)
 
 
-def test_a_ring_graph_draws_the_funder_its_members_share(populated):
-    db, _, x = populated
-    with Store(db, read_only=True) as store:
+def test_a_ring_graph_draws_the_funder_its_members_share(tmp_path):
+    s = build_fixture_store(tmp_path / "funders.duckdb")
+    with Store(s.db_path, read_only=True) as store:
         drawn = 0
-        for ring_id in x["rings"]["ring_id"]:
+        for ring_id in store.rings()["ring_id"]:
             nodes, edges = store.neighbourhood(ring_id=ring_id)
             members = set(nodes.filter(nodes["ring_id"].is_not_null())["account_id"])
             funding = edges.filter(edges["kind"] == "funding")
@@ -182,12 +182,18 @@ def test_wallet_shows_score_lineage_rings_and_takes_a_label(monkeypatch, populat
     ancestors, siblings = x["lineage"]
     assert df(at, "funder", "created_at")["account_id"].tolist() == siblings["account_id"].to_list()
     assert df(at, "n_sold_to")["n_trades"].sum() == x["counterparties"]["n_trades"].sum() > 0
+    assert at.radio(key="label_choice").value is None  # nothing pre-selected
+    at.selectbox(key="wallet_annotator_pick").set_value("someone new…").run()
+    at.text_input(key="wallet_annotator_new").set_value("ana")
+    at.button(key="wallet_annotator_start").click().run()
+    assert "Labelling as **ana** (this browser session)" in texts(at, "caption")
     at.radio(key="label_choice").set_value("wash")
     at.text_input(key="label_note").set_value("closed loop with siblings")
-    at.button[0].click().run()
+    at.button(key="FormSubmitter:label_form-Save label").click().run()
     assert "1 label(s) on record" in texts(at, "caption")
     labels = df(at, "annotator_id")
     assert labels["label"].tolist() == ["wash"] and labels["note"].tolist() == ["closed loop with siblings"]
+    assert labels["annotator_id"].tolist() == ["ana"]
 
 
 def test_wallet_shap_waterfall_adds_up_to_the_members_mean_score(monkeypatch, populated):
@@ -226,18 +232,6 @@ def test_wallet_escapes_an_address_typed_by_the_user(monkeypatch, populated):
     at = open_page(monkeypatch, db, "wallet", wallet=EVIL_CODE)
     assert texts(at, "warning") and all("<img" not in w for w in texts(at, "warning"))
     assert "&lt;img" in texts(at, "warning")[0]
-
-
-def test_annotate_queue_takes_a_label_and_shows_progress(monkeypatch, tmp_path):
-    db = tmp_path / "annotate.duckdb"
-    build_fixture_store(db)
-    with Store(db, read_only=True) as store:
-        n_scored = store.label_progress()["n_scored"]
-    at = open_page(monkeypatch, db, "annotate")
-    assert f"0 of {n_scored:,} scored (wallet, pair) labelled" in at.get("progress")[0].proto.text
-    at.radio(key="queue_label").set_value("legit")
-    at.button[0].click().run()
-    assert f"1 of {n_scored:,} scored (wallet, pair) labelled" in at.get("progress")[0].proto.text
 
 
 def test_ingest_runs_a_horizon_range_in_the_background(monkeypatch, tmp_path):
