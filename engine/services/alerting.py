@@ -1,4 +1,4 @@
-"""Where live-watch alerts go: stdout (JSON lines) and HTTPS webhooks.
+"""Where live-watch alerts go: stdout (JSON lines), HTTPS webhooks and a websocket.
 
 An alert is a dict (wallet, pair, score, ring_id, ledger, closed_at, detected_at,
 reasons, model_version). A channel's `send(alert)` returns True once the alert is
@@ -9,6 +9,12 @@ Webhook security defaults: https only (plain http only to a loopback host, for
 tests); the body is signed with HMAC-SHA256 over the exact bytes sent, in the
 header `X-LedgerLens-Signature: sha256=<hex>`; retries with exponential backoff;
 what still fails is appended to the dead-letter file as a JSON line.
+
+Websocket security defaults: the watch serves `ws://127.0.0.1:8765` (loopback: this
+machine only); any other address is refused unless `allow_remote` is set explicitly
+(`--websocket-allow-remote`), since the feed carries no authentication or TLS (put a
+TLS proxy with authentication in front of it). Clients only listen: what they send
+is ignored. Each alert goes to every client connected when it is sent.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import ipaddress
 import json
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +33,8 @@ from typing import Protocol, TextIO
 from urllib.parse import urlsplit
 
 import requests
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection, serve
 
 from storage.errors import BadInput
 
@@ -110,8 +119,58 @@ class WebhookChannel:
         return True
 
 
-def channels_from(specs: list[str], *, secret: str, dead_letter: Path) -> list[Channel]:
-    """Channels from `--alerts` values: `stdout`, `webhook=URL` (or a bare https:// URL)."""
+@dataclass
+class WebsocketChannel:
+    """Serve alerts as JSON text messages on ws://host:port (loopback unless `allow_remote`); port 0 = any free one."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    allow_remote: bool = False
+
+    def __post_init__(self) -> None:
+        if not (is_loopback(self.host) or self.allow_remote):
+            raise BadInput(f"websocket host {self.host!r} is not a loopback address: the alert feed has no "
+                           "authentication; pass --websocket-allow-remote to serve it beyond this machine")  # fmt: skip
+        self._clients: set[ServerConnection] = set()
+        self._lock = threading.Lock()
+        self._server = serve(self._handle, self.host, self.port)
+        self.port = self._server.socket.getsockname()[1]
+        threading.Thread(target=self._server.serve_forever, name="alerts-websocket", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def _handle(self, connection: ServerConnection) -> None:
+        with self._lock:
+            self._clients.add(connection)
+        try:
+            for _ in connection:  # clients only listen; keep the connection until they leave
+                pass
+        except ConnectionClosed:
+            pass
+        finally:
+            with self._lock:
+                self._clients.discard(connection)
+
+    def send(self, alert: dict) -> bool:
+        text = alert_json(alert)
+        with self._lock:
+            clients = list(self._clients)
+        for connection in clients:
+            try:
+                connection.send(text)
+            except ConnectionClosed:
+                pass  # it left; _handle forgets it
+        return True
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
+def channels_from(specs: list[str], *, secret: str, dead_letter: Path, allow_remote: bool = False) -> list[Channel]:
+    """Channels from `--alerts` values: `stdout`, `webhook=URL` (or a bare https:// URL),
+    `websocket` (ws://127.0.0.1:8765) or `websocket=HOST:PORT`."""
     out: list[Channel] = []
     for spec in specs or ["stdout"]:
         if spec == "stdout":
@@ -120,6 +179,11 @@ def channels_from(specs: list[str], *, secret: str, dead_letter: Path) -> list[C
             out.append(WebhookChannel(spec.removeprefix("webhook="), secret, dead_letter))
         elif spec.startswith(("https://", "http://")):
             out.append(WebhookChannel(spec, secret, dead_letter))
+        elif spec == "websocket" or spec.startswith("websocket="):
+            host, _, port = spec.removeprefix("websocket").removeprefix("=").rpartition(":")
+            if spec != "websocket" and not port.isdigit():
+                raise BadInput(f"--alerts {spec!r}: write websocket=HOST:PORT, e.g. websocket=127.0.0.1:8765")
+            out.append(WebsocketChannel(host.strip("[]") or "127.0.0.1", int(port or 8765), allow_remote=allow_remote))
         else:
-            raise BadInput(f"--alerts {spec!r}: use stdout or webhook=https://... (websocket is not built yet)")
+            raise BadInput(f"--alerts {spec!r}: use stdout, webhook=https://... or websocket[=HOST:PORT]")
     return out

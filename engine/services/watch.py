@@ -26,35 +26,32 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import polars as pl
-from stellar_sdk import Server
-from stellar_sdk.client.requests_client import RequestsClient
-from stellar_sdk.exceptions import BaseRequestError, StreamClientError
 
-from engine.ingest.horizon import live_batch, toid_of
-from engine.ingest.runner import write_checked
+from engine.ingest.runner import Batch, write_checked
 from engine.scoring import score_breakdown
 from engine.services import explain, models
 from engine.services.alerting import Channel
 from engine.services.watch_evidence import CONFIRM_S, WINDOW_LEDGERS, EvidenceOptions, touched_evidence
+from engine.services.watch_sources import HorizonSource, LakeSource
 from storage.errors import BadInput
 from storage.store import CursorPosition, Store
 
 log = logging.getLogger(__name__)
-SOURCE, STREAM, SCOPE = "horizon", "watch", "live"
-TAILS = ("trades", "operations")
+STREAM, SCOPE = "watch", "live"
 
 
 @dataclass(frozen=True)
 class WatchOptions:
-    horizon_url: str
+    horizon_url: str | None = None
+    datalake: str | None = None  # a data-lake folder or http(s) prefix to poll instead of Horizon
+    poll_s: float = 1.0  # data lake: wait between looks for the next object
     from_ledger: int | None = None  # first run only; None = "now" (a stored cursor always wins)
     threshold: int = 70
     min_trades: int = 20
@@ -75,51 +72,23 @@ class WatchStats:
     n_alerts: int = 0
     n_ticks: int = 0
     ledger: int = 0
+    latest_ledger: int | None = None  # the source's newest ledger when it says (Horizon's root)
+    trades_per_s: float = 0.0  # new trades per second since the tick before
+    last_tick_at: float = 0.0  # time.monotonic() of the last tick
+    tick_costs: list[tuple[float, int]] = field(default_factory=list)  # (seconds, ledgers) of each tick that scored
 
     def describe(self) -> str:
         return (f"watch stopped at ledger {self.ledger}: {self.n_ticks} ticks, {self.n_trades:,} new trades, "
                 f"{self.n_operations:,} new operations, {self.n_quarantined:,} quarantined, {self.n_alerts} alerts")
 
 
-# -- streams --------------------------------------------------------------------------------
+# -- where to start ---------------------------------------------------------------------------------
 
 
-def start_position(store: Store, from_ledger: int | None) -> dict[str, str]:
-    """{stream: cursor}: the stored cursor, else TOID(from_ledger), else "now"."""
-    stored = store.get_cursor(SOURCE, STREAM, SCOPE)
-    if stored is not None:
-        return json.loads(stored.position)
-    first = "now" if from_ledger is None else str(toid_of(from_ledger))
-    return {name: first for name in TAILS}
-
-
-def _tail(url: str, name: str, cursor: str, out: queue.Queue, stop: threading.Event) -> None:
-    """Follow one stream into `out` as (name, record); reconnect with backoff from the last token."""
-    delay = 0.5
-    while not stop.is_set():
-        server = Server(url, client=RequestsClient(num_retries=0))
-        builder = server.trades() if name == "trades" else server.operations().include_failed(False)
-        try:
-            for record in builder.cursor(cursor).stream():
-                out.put((name, record))
-                cursor, delay = record.get("paging_token", cursor), 0.5
-                if stop.is_set():
-                    return
-        except (StreamClientError, BaseRequestError) as exc:
-            log.warning("%s stream from %s failed (%s); reconnecting in %.1fs from %s", name, url, exc, delay, cursor)
-            stop.wait(delay)
-            delay = min(delay * 2, 30.0)
-
-
-def _drain(out: queue.Queue, wait_s: float, limit: int = 2_000) -> list[tuple[str, dict]]:
-    got: list[tuple[str, dict]] = []
-    try:
-        got.append(out.get(timeout=wait_s))
-        while len(got) < limit:
-            got.append(out.get_nowait())
-    except queue.Empty:
-        pass
-    return got
+def start_position(store: Store, source: HorizonSource | LakeSource, from_ledger: int | None) -> dict:
+    """The stored cursor of this kind of source, else the source's first position for `from_ledger`."""
+    stored = store.get_cursor(source.kind, STREAM, SCOPE)
+    return json.loads(stored.position) if stored is not None else type(source).first_position(from_ledger)
 
 
 # -- alerts ---------------------------------------------------------------------------------------
@@ -180,28 +149,39 @@ def pending_alerts(store: Store) -> list[dict]:
     return [_public(r) for r in reversed(store.alerts(limit=100_000, undelivered=True).to_dicts())]
 
 
-def watch(store: Store, settings, options: WatchOptions, channels: list[Channel], *,
-          now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> WatchStats:  # fmt: skip
-    """Follow `options.horizon_url` into `store` until stopped (see the module doc). BadInput without a model."""
+def open_source(options: WatchOptions, store: Store) -> HorizonSource | LakeSource:
+    """The source `options` names, positioned at its stored cursor (or `from_ledger` on a first run)."""
+    if options.datalake:
+        source = LakeSource(options.datalake, {}, poll_s=options.poll_s)
+    elif options.horizon_url:
+        source = HorizonSource(options.horizon_url, {})
+    else:
+        raise BadInput("watch needs a source: --horizon-url URL or --datalake SOURCE")
+    source.position = start_position(store, source, options.from_ledger)
+    return source
+
+
+def watch(store: Store, settings, options: WatchOptions, channels: list[Channel], *, stop: threading.Event | None = None,
+          stats: WatchStats | None = None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> WatchStats:  # fmt: skip
+    """Follow the source of `options` into `store` until `stop` is set, `max_seconds` pass or it is idle for
+    `idle_exit_s` (see the module doc); `stats` (returned) is updated after each tick for a caller watching
+    from another thread. BadInput without a model or a source."""
     version = models.model_version(settings)
     if version is None:
         raise BadInput("watch scores with the promoted model and there is none: train one first (python -m engine train)")
     loaded = models.load_model(settings, version=version)
     deliver(store, pending_alerts(store), channels)  # stored by a watch that was killed before sending them
-    position = start_position(store, options.from_ledger)
-    records: queue.Queue = queue.Queue(maxsize=100_000)
-    stop = threading.Event()
-    for name in TAILS:
-        threading.Thread(target=_tail, args=(options.horizon_url, name, position[name], records, stop),
-                         name=f"watch-{name}", daemon=True).start()  # fmt: skip
-    run_id = store.start_run(SOURCE, {"horizon_url": options.horizon_url, "watch": True, "resume_from": position})
-    stats, started, last_new = WatchStats(), time.monotonic(), time.monotonic()
+    source, stop, stats = open_source(options, store), stop or threading.Event(), stats or WatchStats()
+    where = options.datalake or options.horizon_url
+    run_id = store.start_run(source.kind, {"source": where, "watch": True, "resume_from": source.position})
+    source.start(stop)
+    started = last_new = time.monotonic()
     status, error = "interrupted", None
     try:
-        while not _should_stop(options, started, last_new):
-            got = _drain(records, options.tick_s)
-            if got:
-                _tick(store, loaded, settings, options, channels, got, position, run_id, stats, now)
+        while not (stop.is_set() or _should_stop(options, started, last_new)):
+            batch = source.take(options.tick_s)
+            if batch is not None:
+                _tick(store, loaded, settings, options, channels, batch, source, run_id, stats, now)
                 last_new = time.monotonic()  # idle counts from the end of the work, not its start
         status = "done"
     except BaseException as exc:
@@ -219,18 +199,15 @@ def _should_stop(options: WatchOptions, started: float, last_new: float) -> bool
         options.idle_exit_s is not None and t - last_new >= options.idle_exit_s)
 
 
-def _tick(store, loaded, settings, options, channels, got, position, run_id, stats, now) -> None:
-    trades = [r for name, r in got if name == "trades"]
-    operations = [r for name, r in got if name == "operations"]
-    for name, r in got:
-        position[name] = str(r.get("paging_token", position[name]))
-    batch = live_batch(trades, operations, position=json.dumps(position), where=options.horizon_url)
-    result = write_checked(store, batch, run_id=run_id, where=options.horizon_url)
+def _tick(store, loaded, settings, options, channels, batch: Batch, source, run_id, stats, now) -> None:
+    started = time.perf_counter()
+    where = options.datalake or options.horizon_url
+    result = write_checked(store, batch, run_id=run_id, where=where)
     stats.n_trades += result.n_trades
     stats.n_operations += result.n_operations
     stats.n_quarantined += result.n_quarantined
     stats.n_ticks += 1
-    alerts = pl.DataFrame()
+    position, alerts = source.position, pl.DataFrame()
     if batch.trades is not None and batch.trades.height:
         evidence = touched_evidence(store, loaded, batch.trades, position.get("rings", {}), threshold=options.threshold,
                                     options=EvidenceOptions(window_ledgers=options.window_ledgers,
@@ -242,7 +219,12 @@ def _tick(store, loaded, settings, options, channels, got, position, run_id, sta
             if alerts.height:
                 alerts = alert_reasons(settings, evidence.matrix, alerts)
         stats.ledger = int(batch.trades["ledger"].max())
-    cursor = CursorPosition(SOURCE, STREAM, SCOPE, json.dumps(position), False)
+        stats.tick_costs.append((time.perf_counter() - started, batch.trades["ledger"].n_unique()))
+    stats.latest_ledger = source.latest_ledger() if stats.n_ticks % 20 == 1 else stats.latest_ledger
+    at = time.monotonic()
+    stats.trades_per_s = result.n_trades / max(at - stats.last_tick_at, 1e-3) if stats.last_tick_at else 0.0
+    stats.last_tick_at = at
+    cursor = CursorPosition(source.kind, STREAM, SCOPE, json.dumps(position), False)
     stats.n_alerts += store.record_alerts(alerts if alerts.height else None, cursor=cursor)
     if alerts.height:
         deliver(store, pending_alerts(store), channels)

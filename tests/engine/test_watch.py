@@ -18,14 +18,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
 import pytest
+from websockets.sync.client import connect
 
+from engine.ingest import datalake as dl
 from engine.ingest.replay import ReplayServer
-from engine.services.alerting import SIGNATURE_HEADER, StdoutChannel, WebhookChannel
+from engine.services.alerting import SIGNATURE_HEADER, StdoutChannel, WebhookChannel, WebsocketChannel, channels_from
 from engine.services.watch import WatchOptions, watch
 from storage.errors import BadInput
 from storage.store import Store
 from tests.app.fixture_store import build_fixture_store, settings_for
 from tests.conftest import ROOT
+from tests.engine.ingest.test_datalake import FIRST, OBJECT_NAME, _object, _renumbered
 
 TRAPS = ("market_maker", "scheduled_buyer", "arbitrage_bot")  # legitimate look-alikes (scheduled_buyer: the DCA bot)
 
@@ -44,8 +47,9 @@ def _joined(alerts: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def live_run(market, tmp_path_factory):
-    """One watch over the market played live at 4,000 records/s: (stored alerts, delivered alerts,
-    release time of each ledger's last trade, first ledger, n_trades stored, n_trades served)."""
+    """One watch over the market played live at 4,000 records/s, alerting to a collecting channel and a
+    websocket a real client listens to: (stored alerts, delivered alerts, release time of each ledger's
+    last trade, first ledger, n_trades stored, n_trades served, the websocket client's messages)."""
     home, market_dir, labels = market
     settings = settings_for(tmp_path_factory.mktemp("live") / "live.duckdb").model_copy(update={"home": home})
     received: list[dict] = []
@@ -55,26 +59,35 @@ def live_run(market, tmp_path_factory):
             received.append({**alert, "_at": time.time()})
             return True
 
+    feed = WebsocketChannel(port=0)
+    heard: list[dict] = []
+    client = connect(feed.url)
+    listener = threading.Thread(target=lambda: heard.extend(json.loads(m) for m in client), daemon=True)
+    listener.start()
     with ReplayServer(market_dir, live_rate=4000) as server, Store(settings.db_path) as store:
         wall0, mono0 = time.time(), server._started_at
         options = WatchOptions(horizon_url=server.url, from_ledger=1, idle_exit_s=2.0, max_seconds=40, cooldown_s=10**9)
-        watch(store, settings, options, [Collect()])
+        watch(store, settings, options, [Collect(), feed])
+        time.sleep(0.5)  # the last messages reach the client
+        client.close()
+        feed.close()
         release = {  # wall time each ledger's last trade was served
             int(r["paging_token"].split("-")[0]) >> 32: wall0 + server.released_at(r["paging_token"], trade=True) - mono0
             for r in server.trades.records
         }
         first_ledger = int(server.trades.records[0]["paging_token"].split("-")[0]) >> 32
-        return store.alerts(), received, release, first_ledger, store.counts()["trades"], server.n_trades
+        return store.alerts(), received, release, first_ledger, store.counts()["trades"], server.n_trades, heard
 
 
 def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
     labels = market[2]
-    stored, received, release, first_ledger, n_stored, n_served = live_run
+    stored, received, release, first_ledger, n_stored, n_served, heard = live_run
     assert n_stored == n_served
     assert stored.height == len(received) > 0 and stored["delivered_at"].is_not_null().all()
     joined = _joined(stored, labels)
     wash = joined.filter(pl.col("is_wash") == 1)
-    assert wash.height >= 10 and wash["ring_id"].is_not_null().all()  # planted ring members, with their ring
+    # planted ring members, most with their confirmed ring (a member can cross on its closed loops first)
+    assert wash.height >= 10 and wash["ring_id"].is_not_null().sum() >= 10
     assert stored.select("wallet", "pair_id").is_unique().all()  # cooldown: once per (wallet, pair)
     assert stored["ledger"].min() > first_ledger  # the ring shows up mid-stream, not in the first ledger
     latency = sorted(a["_at"] - release[a["ledger"]] for a in received)
@@ -84,6 +97,25 @@ def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
     assert all(set(a) >= {"wallet", "pair", "score", "ring_id", "ledger", "closed_at", "detected_at", "reasons"}
                for a in received)  # fmt: skip
     assert all(a["score"] >= 70 and a["reasons"] for a in received)
+    # reasons: the Wallet page's score breakdown (its parts, strongest first) then its SHAP features
+    assert all(a["reasons"][0].split(":")[0] in {"model", "closed loops", "own ring", "funding kin, flat"}
+               for a in received)  # fmt: skip
+    assert [a["id"] for a in heard] == [a["id"] for a in received]  # the websocket client heard every alert
+
+
+def test_websocket_feed_is_loopback_unless_allowed():
+    with pytest.raises(BadInput, match="loopback"):
+        channels_from(["websocket=0.0.0.0:0"], secret="", dead_letter=None)
+    remote = channels_from(["websocket=0.0.0.0:0"], secret="", dead_letter=None, allow_remote=True)[0]
+    local = channels_from(["websocket=127.0.0.1:0"], secret="", dead_letter=None)[0]
+    with connect(f"ws://127.0.0.1:{remote.port}") as a, connect(local.url) as b:
+        time.sleep(0.2)  # both registered
+        remote.send({"wallet": "GA", "score": 90})
+        local.send({"wallet": "GB", "score": 80})
+        assert json.loads(a.recv(timeout=5)) == {"wallet": "GA", "score": 90}
+        assert json.loads(b.recv(timeout=5)) == {"wallet": "GB", "score": 80}
+    remote.close()
+    local.close()
 
 
 def test_live_replay_traps_are_not_alerted(market, live_run):
@@ -164,3 +196,31 @@ def test_webhook_signs_retries_and_dead_letters(tmp_path):
         WebhookChannel("http://example.com/hook", "s3cret", tmp_path / "d.jsonl")
     with pytest.raises(BadInput, match="SECRET"):
         WebhookChannel("https://example.com/hook", "", tmp_path / "d.jsonl")
+
+
+def test_watch_polls_the_data_lake_for_the_next_object(market, tmp_path):
+    """Objects made as tests/engine/ingest makes them: the recorded ledger, then renumbered copies
+    written while the watch runs; the watch picks each one up, stores it once and moves its cursor."""
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    shutil.copy(_object(), lake / OBJECT_NAME)
+    settings = settings_for(tmp_path / "lake.duckdb").model_copy(update={"home": market[0]})
+
+    def export_later():
+        for seq in (FIRST + 1, FIRST + 2):
+            time.sleep(1.0)
+            (lake / dl.object_name(seq)).write_bytes(dl.encode_object([_renumbered(seq)]))
+
+    exporter = threading.Thread(target=export_later)
+    exporter.start()
+    options = WatchOptions(datalake=str(lake), from_ledger=FIRST, poll_s=0.2, idle_exit_s=3.0, max_seconds=30)
+    with Store(settings.db_path) as store:
+        stats = watch(store, settings, options, [])
+        exporter.join()
+        trades = store.trades()
+        cursor = json.loads(store.get_cursor("datalake", "watch", "live").position)
+    assert sorted(trades["ledger"].unique().to_list()) == [FIRST, FIRST + 1, FIRST + 2]
+    assert trades.height == 3 * 29 and trades["id"].is_unique().all()  # 29 fills per recorded ledger
+    assert cursor["ledger"] == FIRST + 2 and stats.n_trades == trades.height
+    with Store(tmp_path / "other.duckdb") as other, pytest.raises(BadInput, match="from-ledger"):
+        watch(other, settings, WatchOptions(datalake=str(lake)), [])
