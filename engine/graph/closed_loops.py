@@ -71,6 +71,7 @@ def closed_loops(
     balance: str = "either",
     via_pools: bool = True,
     jitter: float = DEFAULT_JITTER,
+    levels: list[int] | None = None,
 ) -> pl.DataFrame:
     """Closed-loop trade sets (candidate wash trades) with their volume.
 
@@ -80,6 +81,8 @@ def closed_loops(
     volume: i64 (stroops of the pair's base asset), trade_ids: list[str] (sorted; both stored
     trades of a leg routed through a pool)],
     sorted by pair_id, window_start, loop_id.
+    `levels`: the multiplicity levels to search (`loop_levels`), when `trades` is one batch of
+    pairs out of a market whose levels were planned over all its pairs; default: its own.
     """
     if balance not in ("either", "base", "both"):
         raise ValueError(f"balance must be 'either', 'base' or 'both', not {balance!r}")
@@ -89,15 +92,11 @@ def closed_loops(
     pool, n_nodes, edges = _indexed(tt)
     found: list[pl.DataFrame] = []
     taken = pl.DataFrame(schema={"id": pl.String})
-    n_before = -1
-    for level in _levels(edges.get_column("mult").to_numpy(), max_levels):
+    for level in loop_levels([edges], max_levels=max_levels) if levels is None else levels:
         # SCCs only shrink as the level rises: each level searches the previous level's candidates.
         pool = _candidates(pool, edges, n_nodes, level)
         if pool.height == 0:
             break
-        if pool.height == n_before:
-            continue  # nothing peeled off: same components, same verdicts
-        n_before = pool.height
         cand = pool.join(taken, on="id", how="anti")
         for window in windows:
             if cand.height == 0:
@@ -107,6 +106,48 @@ def closed_loops(
             taken = pl.concat([taken, hit.select("id")])
             cand = cand.join(hit.select("id"), on="id", how="anti")
     return _loops_frame(found)
+
+
+def loop_edges(trades: pl.DataFrame, *, via_pools: bool = True) -> pl.DataFrame:
+    """The directed trader graph `closed_loops` peels, for planning levels over pair batches.
+
+    Shapes: -> [src: i64, dst: i64, mult: u32] (node ids local to `trades`)."""
+    tt = trader_trades(trades, via_pools=via_pools)
+    if "out_id" not in tt.columns:
+        tt = tt.with_columns(pl.lit(None, dtype=pl.String).alias("out_id"))
+    return _indexed(tt)[2]
+
+
+def loop_levels(edges: list[pl.DataFrame], *, max_levels: int = DEFAULT_MAX_LEVELS) -> list[int]:
+    """The multiplicity levels worth searching over the trader graphs `edges` (`loop_edges`, one
+    per batch of pairs; node ids are made disjoint here).
+
+    The ladder comes from every edge's multiplicity; a level whose candidate trades (edges of
+    that multiplicity or more inside a strongly connected component) are as many as at the
+    level before is skipped (nothing peeled off: same components, same verdicts), and the
+    search stops at the first level with none. Planned over the whole market, batches of pairs
+    searched at these levels find exactly the loops of one search over all pairs.
+    """
+    frames = [e for e in edges if e.height]
+    if not frames:
+        return []
+    offsets = np.cumsum([0] + [int(max(e["src"].max(), e["dst"].max())) + 1 for e in frames])
+    src = np.concatenate([e["src"].to_numpy() + o for e, o in zip(frames, offsets, strict=False)])
+    dst = np.concatenate([e["dst"].to_numpy() + o for e, o in zip(frames, offsets, strict=False)])
+    mult = np.concatenate([e["mult"].to_numpy() for e in frames]).astype(np.int64)
+    run, n_before = [], -1
+    for level in _levels(mult, max_levels):
+        kept = mult >= level
+        graph = coo_matrix((np.ones(int(kept.sum()), dtype=np.int8), (src[kept], dst[kept])),
+                           shape=(int(offsets[-1]),) * 2).tocsr()
+        _, labels = connected_components(graph, directed=True, connection="strong")
+        n_pool = int(mult[kept & (labels[src] == labels[dst])].sum())
+        if n_pool == 0:
+            break
+        if n_pool != n_before:
+            run.append(level)
+            n_before = n_pool
+    return run
 
 
 def loop_trades(loops: pl.DataFrame) -> pl.DataFrame:
@@ -283,7 +324,9 @@ def _loops_frame(found: list[pl.DataFrame]) -> pl.DataFrame:
         .map_elements(_loop_id, return_dtype=pl.String)
         .alias("loop_id"),
     )
-    return loops.select(list(CLOSED_LOOPS_SCHEMA)).cast(CLOSED_LOOPS_SCHEMA).sort("pair_id", "window_start", "loop_id")
+    # members keep the accounts' type: ids, or keys (engine.graph.account_keys) in the rings step
+    schema = {k: v for k, v in CLOSED_LOOPS_SCHEMA.items() if k != "members"}
+    return loops.select(list(CLOSED_LOOPS_SCHEMA)).cast(schema).sort("pair_id", "window_start", "loop_id")
 
 
 def _loop_id(row: dict) -> str:

@@ -233,7 +233,8 @@ def _with_selves(anc: pl.DataFrame, accounts: pl.Series | None) -> pl.DataFrame:
         anc = anc.filter(pl.col("account_id").is_in(accounts.implode()))
         selves = selves.filter(selves.is_in(accounts))
     own = pl.DataFrame({"account_id": selves, "ancestor": selves}).with_columns(pl.lit(0, pl.Int32).alias("depth"))
-    return pl.concat([anc.cast(_ANCESTORS_SCHEMA), own.cast(_ANCESTORS_SCHEMA)])
+    # ids, or integer keys in the rings step (engine.graph.account_keys)
+    return pl.concat([anc.cast({"depth": pl.Int32}), own.select(anc.columns).cast(anc.schema)])
 
 
 def siblings_from_ancestors(

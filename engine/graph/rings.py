@@ -2,7 +2,7 @@
 
 Louvain only PROPOSES communities; the trade evidence decides which are rings.
 
-1. Pair evidence (`pair_evidence`). Per co-trading wallet pair: closed-loop trades
+1. Pair evidence (`pair_counts`, `evidence_from_counts`). Per co-trading wallet pair: closed-loop trades
    (engine.graph.closed_loops), round-trip trades (2 x min of the two directions,
    per asset pair) and whether they share a funding ancestor (engine.graph.funding;
    exchange-like funders are no lineage). A pair with any of the three is "strong".
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,7 +45,8 @@ import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from engine.graph.closed_loops import closed_loops, loop_trades
+from engine.graph.account_keys import account_names, decode_lists, encode_columns
+from engine.graph.closed_loops import CLOSED_LOOPS_SCHEMA, closed_loops, loop_edges, loop_levels, loop_trades
 from engine.graph.cotrade import trader_trades
 from engine.graph.funding import (
     DEFAULT_DEPTH,
@@ -94,6 +96,9 @@ class RingResult:
     communities: pl.DataFrame  # every proposed community (all Louvain levels) with its stats and is_ring
 
 
+TradeBatches = Callable[[], Iterable[pl.DataFrame]]
+
+
 def detect_rings(
     trades: pl.DataFrame, funding: pl.DataFrame, *, options: RingOptions = RingOptions(), as_of: datetime | None = None
 ) -> RingResult:
@@ -101,26 +106,87 @@ def detect_rings(
 
     Input: canonical trades (TRADES_SCHEMA) and funding edges (Store.funding_edges()).
     `as_of`: use only rows closed at or before it (results "as of" that time).
+    The whole market as one batch of `rings_by_pairs`.
     """
     if as_of is not None:
         trades = trades.filter(pl.col("closed_at") <= as_of)
         funding = funding.filter(pl.col("closed_at") <= as_of)
-    tt = trader_trades(trades, via_pools=True)
-    loops = closed_loops(trades)
-    anc = ancestors(funding, depth=options.depth, max_fanout=options.max_fanout)
-    evidence = pair_evidence(tt, loops, anc, one_way_weight=options.one_way_weight)
+    names = account_names(trades.get_column("seller_account"), trades.get_column("buyer_account"),
+                          funding.get_column("from_account"), funding.get_column("to_account"))
+    keyed = encode_columns(trades, names, ("seller_account", "buyer_account"))
+    return rings_by_pairs(lambda: [keyed], names, funding, options=options)
+
+
+def rings_by_pairs(batches: TradeBatches, names: pl.Series, funding: pl.DataFrame, *,
+                   options: RingOptions = RingOptions()) -> RingResult:  # fmt: skip
+    """`detect_rings` over a market read in batches of pairs, never whole.
+
+    `batches()` yields trades (TRADES_SCHEMA, seller/buyer accounts as keys: positions in
+    `names`, the sorted ids of every trading or funding account: engine.graph.account_keys), each batch holding
+    every trade of its pairs; it is called three times (loop levels; closed loops and pair
+    evidence; the suspects' trades). Closed loops, pool legs and pair evidence never span
+    pairs, and the loop levels are planned over all batches, so the result is the same for
+    any split into batches. Held at once: one batch, the co-trading pairs' counts, and the
+    trades inside proposed communities.
+    """
+    anc = encode_columns(ancestors(funding, depth=options.depth, max_fanout=options.max_fanout), names,
+                         ("account_id", "ancestor"))  # fmt: skip
+    levels = loop_levels([loop_edges(b) for b in batches()])
+    loops, counts = _loops_and_counts(batches, levels)
+    evidence = evidence_from_counts(counts, anc, one_way_weight=options.one_way_weight)
     suspects = suspicious_accounts(evidence)
     graph = community_graph(evidence, suspects, funding_weight=options.funding_weight)
     members = propose_communities(graph, suspects, resolution=options.resolution, seed=options.seed,
                                   max_python_edges=options.louvain_max_edges)
     members = pl.concat([members, loop_groups(loops, level=int(members.get_column("level").max() or 0) + 1)])
-    touching = tt.filter(pl.col("seller").is_in(suspects.implode()) | pl.col("buyer").is_in(suspects.implode()))
-    members = prune_outward(members, touching, loops, anc, min_share=options.rules.min_member_internal_share)
-    stats = community_stats(members, touching, loops, anc, evidence, rules=options.rules)
+    internal, sides = _community_trades(batches, members, suspects, loops)
+    members = prune_outward(members, internal, sides, anc, min_share=options.rules.min_member_internal_share)
+    internal = _within(internal, members)
+    stats = community_stats(members, internal, sides, anc, evidence, names, rules=options.rules)
     chosen = _maximal_rings(members, stats)
-    ring_members = _ring_members(members.join(chosen, on="community", how="semi"), touching, loops)
+    ring_members = _ring_members(members.join(chosen, on="community", how="semi"), internal, names)
     rings = stats.join(chosen, on="community", how="semi").drop("community", "is_ring").sort("ring_id")
-    return RingResult(rings, ring_members, loops, stats.drop("community"))
+    return RingResult(rings, ring_members, decode_lists(loops, "members", names), stats.drop("community"))
+
+
+def _loops_and_counts(batches: TradeBatches, levels: list[int]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Closed loops (members as keys) and per-(wallet pair, asset pair) counts over all batches."""
+    loops, counts = [], []
+    for trades in batches():
+        found = closed_loops(trades, levels=levels)
+        loops.append(found)
+        counts.append(pair_counts(trader_trades(trades, via_pools=True), found))
+    loops = [f for f in loops if f.height] or [pl.DataFrame(schema={**CLOSED_LOOPS_SCHEMA, "members": pl.List(pl.Int64)})]
+    schema = {"account_a": pl.Int64, "account_b": pl.Int64}
+    return (pl.concat(loops).sort("pair_id", "window_start", "loop_id"),
+            pl.concat([c.cast(schema) for c in counts]) if counts else pl.DataFrame(schema=schema))  # fmt: skip
+
+
+def _community_trades(batches: TradeBatches, members: pl.DataFrame, suspects: pl.Series,
+                      loops: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    """Trades inside proposed communities (`_internal_trades`) and the suspects' trade counts.
+
+    Shapes: -> ([community, seller, buyer, pair_id, base_amount, in_loop],
+    [account_id, n_sold: u32, n_bought: u32] (trades as seller / as buyer))."""
+    in_loop = loop_trades(loops).select("id").unique()
+    internal, sides = [], []
+    for trades in batches():
+        tt = trader_trades(trades, via_pools=True)
+        internal.append(_internal_trades(members, tt, in_loop).select(
+            "community", "seller", "buyer", "pair_id", "base_amount", "in_loop"))
+        sold = tt.group_by(pl.col("seller").alias("account_id")).agg(pl.len().alias("n_sold"))
+        bought = tt.group_by(pl.col("buyer").alias("account_id")).agg(pl.len().alias("n_bought"))
+        sides.append(sold.join(bought, on="account_id", how="full", coalesce=True).filter(
+            pl.col("account_id").is_in(suspects.implode())))
+    sides = pl.concat(sides).group_by("account_id").agg(pl.col("n_sold", "n_bought").fill_null(0).sum())
+    return pl.concat(internal), sides
+
+
+def _within(internal: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Internal trades whose two sides are still members of their community."""
+    keep = members.select("community", "account_id")
+    return internal.join(keep.rename({"account_id": "seller"}), on=["community", "seller"], how="semi").join(
+        keep.rename({"account_id": "buyer"}), on=["community", "buyer"], how="semi")
 
 
 def ring_id_of(members: list[str]) -> str:
@@ -128,17 +194,13 @@ def ring_id_of(members: list[str]) -> str:
     return "ring_" + hashlib.sha256(",".join(sorted(members)).encode()).hexdigest()[:12]
 
 
-def pair_evidence(tt: pl.DataFrame, loops: pl.DataFrame, anc: pl.DataFrame, *, one_way_weight: float) -> pl.DataFrame:
-    """Per co-trading wallet pair: how suspicious their trading is.
+def pair_counts(tt: pl.DataFrame, loops: pl.DataFrame) -> pl.DataFrame:
+    """Per (wallet pair, asset pair): trades, trades a -> b, closed-loop trades, round-trip trades.
 
-    `recip_trades` = 2 x min(a->b, b->a) trades summed over asset pairs (the round-trip
-    part); `strong` = closed-loop trades, a round trip, or a shared funding ancestor;
-    `weight` = loop_trades + recip_trades + one_way_weight x n_trades (Louvain weight).
-    Shapes: -> [account_a, account_b, n_trades, loop_trades, recip_trades, kin_depth (null:
-    no shared funding), strong: bool, weight: f64], a < b.
+    Shapes: -> [account_a, account_b, pair_id, n, n_ab, loop, recip], a < b.
     """
     lt = loop_trades(loops).select("id").with_columns(pl.lit(1).alias("_loop"))
-    per_pair = (
+    return (
         tt.join(lt, on="id", how="left")
         .select(
             pl.min_horizontal("seller", "buyer").alias("account_a"),
@@ -150,7 +212,21 @@ def pair_evidence(tt: pl.DataFrame, loops: pl.DataFrame, anc: pl.DataFrame, *, o
         .group_by("account_a", "account_b", "pair_id")
         .agg(pl.len().alias("n"), pl.col("_ab").sum().alias("n_ab"), pl.col("_loop").sum().alias("loop"))
         .with_columns((2 * pl.min_horizontal(pl.col("n_ab"), pl.col("n") - pl.col("n_ab"))).alias("recip"))
-        .group_by("account_a", "account_b")
+    )
+
+
+def evidence_from_counts(counts: pl.DataFrame, anc: pl.DataFrame, *, one_way_weight: float) -> pl.DataFrame:
+    """Per co-trading wallet pair: how suspicious their trading is, from `pair_counts` (of one
+    or many batches of asset pairs) and funding ancestors.
+
+    `recip_trades` = 2 x min(a->b, b->a) trades summed over asset pairs (the round-trip
+    part); `strong` = closed-loop trades, a round trip, or a shared funding ancestor;
+    `weight` = loop_trades + recip_trades + one_way_weight x n_trades (Louvain weight).
+    Shapes: -> [account_a, account_b, n_trades, loop_trades, recip_trades, kin_depth (null:
+    no shared funding), strong: bool, weight: f64], a < b.
+    """
+    per_pair = (
+        counts.group_by("account_a", "account_b")
         .agg(
             pl.col("n").sum().cast(pl.Int64).alias("n_trades"),
             pl.col("loop").sum().cast(pl.Int64).alias("loop_trades"),
@@ -196,7 +272,7 @@ def propose_communities(
     """Louvain communities of `nodes` over `graph` (seeded), at every level of the dendrogram.
 
     Level 0 is the finest partition; `community` is unique across levels.
-    Shapes: -> [account_id: str, level: i32, community: i64]
+    Shapes: -> [account_id (as `nodes`), level: i32, community: i64]
     """
     names = nodes.unique().sort()
     index = pl.DataFrame({"account_id": names}).with_row_index("i").with_columns(pl.col("i").cast(pl.Int64))
@@ -211,7 +287,7 @@ def propose_communities(
                       "community": pl.Series(labels, dtype=pl.Int64) + (lvl << 32)})
         for lvl, labels in enumerate(levels)
     ]
-    schema = {"account_id": pl.String, "level": pl.Int32, "community": pl.Int64}
+    schema = {"account_id": nodes.dtype, "level": pl.Int32, "community": pl.Int64}
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
@@ -223,9 +299,9 @@ def loop_groups(loops: pl.DataFrame, *, level: int) -> pl.DataFrame:
 
     Modularity splits a long directed cycle (every member has two neighbours), so Louvain
     alone rarely proposes the whole cycle; the loops themselves are the V&W candidate.
-    Shapes: -> [account_id: str, level: i32 (= `level`), community: i64]
+    Shapes: -> [account_id (as the loops' members), level: i32 (= `level`), community: i64]
     """
-    schema = {"account_id": pl.String, "level": pl.Int32, "community": pl.Int64}
+    schema = {"account_id": loops.schema["members"].inner, "level": pl.Int32, "community": pl.Int64}
     pairs = loops.select("loop_id", pl.col("members")).explode("members").rename({"members": "account_id"})
     if pairs.height == 0:
         return pl.DataFrame(schema=schema)
@@ -270,34 +346,39 @@ def _louvain_igraph(n: int, src: list, dst: list, w: list, *, resolution: float,
 
 def community_stats(
     members: pl.DataFrame,
-    tt: pl.DataFrame,
-    loops: pl.DataFrame,
+    internal: pl.DataFrame,
+    sides: pl.DataFrame,
     anc: pl.DataFrame,
     evidence: pl.DataFrame,
+    names: pl.Series,
     *,
     rules: RingRules,
 ) -> pl.DataFrame:
     """Trade evidence per proposed community of two or more wallets, and the ring verdict.
 
+    Input: members as keys (`names`), their internal trades (`_internal_trades`) and trade
+    counts (`_community_trades`), funding ancestors and pair evidence over the same keys.
+
     `engaged_share`: share of members with a strong pair (pair_evidence) inside the community;
     `hub_share`: the largest share of internal trades one member is in (1.0: a star or a pair).
     Shapes: -> [ring_id, community, level, size, n_trades, volume, internal_density, reciprocity,
     closed_loop_volume, closed_loop_share, funding_share, funding_depth, internal_share,
-    engaged_share, hub_share, n_pairs, pairs: list[str], members: list[str], is_ring: bool], sorted by ring_id, level.
+    engaged_share, hub_share, n_pairs, pairs: list[str], members: list[str] (account ids), is_ring: bool],
+    sorted by ring_id, level.
     (Volumes: base-asset stroops, summed over pairs.)
     """
     sizes = members.group_by("community").agg(
         pl.col("level").first(), pl.len().alias("size"), pl.col("account_id").sort().alias("members")
     ).filter(pl.col("size") >= 2)
     members = members.join(sizes.select("community"), on="community", how="semi").select("account_id", "level", "community")
-    internal = _internal_trades(members, tt, loops)
+    sizes = decode_lists(sizes, "members", names)
     out = (
         sizes.with_columns(pl.col("members").map_elements(ring_id_of, return_dtype=pl.String).alias("ring_id"))
         .join(_volume_shape(internal), on="community", how="left")
         .join(_edge_shape(internal), on="community", how="left")
         .join(_hub_share(internal), on="community", how="left")
         .join(_funding_shape(members, anc), on="community", how="left")
-        .join(_member_trades(members, tt), on="community", how="left")
+        .join(_member_trades(members, sides), on="community", how="left")
         .join(_engaged_share(members, evidence), on="community", how="left")
         .with_columns(
             pl.col("n_trades", "volume", "closed_loop_volume").fill_null(0),
@@ -344,9 +425,10 @@ def _engaged_share(members: pl.DataFrame, evidence: pl.DataFrame) -> pl.DataFram
     )
 
 
-def _internal_trades(members: pl.DataFrame, tt: pl.DataFrame, loops: pl.DataFrame) -> pl.DataFrame:
-    """Trades whose seller and buyer are in the same community; adds community, in_loop."""
-    in_loop = loop_trades(loops).select("id").unique().with_columns(pl.lit(True).alias("in_loop"))
+def _internal_trades(members: pl.DataFrame, tt: pl.DataFrame, loop_ids: pl.DataFrame) -> pl.DataFrame:
+    """Trades whose seller and buyer are in the same community; adds community, in_loop
+    (the trade's id is among `loop_ids` [id], the closed loops' trades)."""
+    in_loop = loop_ids.with_columns(pl.lit(True).alias("in_loop"))
     return (
         tt.join(members.rename({"account_id": "seller"}), on="seller")
         .join(members.rename({"account_id": "buyer", "community": "_cb"}), on=["buyer", "level"])
@@ -419,21 +501,20 @@ PRUNE_KIN_DEPTH = 2  # kin that keeps a member: a shared funder within 2 hops (t
 
 
 def prune_outward(
-    members: pl.DataFrame, tt: pl.DataFrame, loops: pl.DataFrame, anc: pl.DataFrame, *, min_share: float
+    members: pl.DataFrame, internal: pl.DataFrame, sides: pl.DataFrame, anc: pl.DataFrame, *, min_share: float
 ) -> pl.DataFrame:
     """Proposed members that belong: at least `min_share` of their own trades are with other
     members of the community, or they share a funder with one within 2 hops.
 
     A market maker that wash traders use for camouflage trades with every member, so Louvain
     puts it in their community; most of its trading is with everyone else, and no member's
-    funding is its. Shapes: members' -> [account_id, level, community] (fewer rows).
+    funding is its. `internal`, `sides`: as `_community_trades` gives them for `members`.
+    Shapes: members' -> [account_id, level, community] (fewer rows).
     """
-    internal = _internal_trades(members, tt, loops)
     legs = pl.concat([internal.select("community", pl.col("seller").alias("account_id")),
                       internal.select("community", pl.col("buyer").alias("account_id"))])
     inside = legs.group_by("community", "account_id").agg(pl.len().alias("_in"))
-    total = pl.concat([tt.select(pl.col("seller").alias("account_id")), tt.select(pl.col("buyer").alias("account_id"))]
-                      ).group_by("account_id").agg(pl.len().alias("_all"))
+    total = sides.select("account_id", (pl.col("n_sold") + pl.col("n_bought")).alias("_all"))
     kin = _kin_members(members, anc).filter(pl.col("depth") <= PRUNE_KIN_DEPTH).select(
         "community", "account_id", pl.lit(True).alias("_kin"))
     share = (pl.col("_in").fill_null(0) / pl.col("_all")).fill_null(0.0)
@@ -446,18 +527,15 @@ def prune_outward(
     )
 
 
-def _member_trades(members: pl.DataFrame, tt: pl.DataFrame) -> pl.DataFrame:
+def _member_trades(members: pl.DataFrame, sides: pl.DataFrame) -> pl.DataFrame:
     """Per community: trades as seller plus trades as buyer over its members (`_sides`).
 
     Trades touching the community = _sides - internal trades (an internal trade has both sides in it).
     """
-    as_seller = tt.group_by(pl.col("seller").alias("account_id")).agg(pl.len().alias("_s"))
-    as_buyer = tt.group_by(pl.col("buyer").alias("account_id")).agg(pl.len().alias("_b"))
     return (
-        members.join(as_seller, on="account_id", how="left")
-        .join(as_buyer, on="account_id", how="left")
+        members.join(sides, on="account_id", how="left")
         .group_by("community")
-        .agg((pl.col("_s").fill_null(0).sum() + pl.col("_b").fill_null(0).sum()).alias("_sides"))
+        .agg((pl.col("n_sold").fill_null(0).sum() + pl.col("n_bought").fill_null(0).sum()).alias("_sides"))
     )
 
 
@@ -509,13 +587,13 @@ def _maximal_rings(members: pl.DataFrame, stats: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame({"community": chosen}, schema={"community": pl.Int64}).sort("community")
 
 
-def _ring_members(members: pl.DataFrame, tt: pl.DataFrame, loops: pl.DataFrame) -> pl.DataFrame:
+def _ring_members(members: pl.DataFrame, internal: pl.DataFrame, names: pl.Series) -> pl.DataFrame:
     """Per ring member: internal trades and volume it took part in, and its closed-loop volume.
 
-    Shapes: -> [ring_id, account_id, n_trades: u32, volume: i64, loop_volume: i64], sorted.
+    Input: the rings' members (keys of `names`) and the communities' internal trades.
+    Shapes: -> [ring_id, account_id (id), n_trades: u32, volume: i64, loop_volume: i64], sorted.
     """
-    members = members.select("account_id", "level", "community")
-    internal = _internal_trades(members, tt, loops)
+    internal = internal.join(members.select("community").unique(), on="community", how="semi")
     legs = pl.concat([
         internal.select("community", pl.col("seller").alias("account_id"), "base_amount", "in_loop"),
         internal.select("community", pl.col("buyer").alias("account_id"), "base_amount", "in_loop"),
@@ -526,13 +604,14 @@ def _ring_members(members: pl.DataFrame, tt: pl.DataFrame, loops: pl.DataFrame) 
         pl.col("base_amount").filter(pl.col("in_loop")).sum().alias("loop_volume"),
     )
     ids = members.group_by("community").agg(pl.col("account_id").sort()).with_columns(
-        pl.col("account_id").map_elements(ring_id_of, return_dtype=pl.String).alias("ring_id")
-    )
+        pl.col("account_id").alias("_ids"))
+    ids = decode_lists(ids, "_ids", names).with_columns(
+        pl.col("_ids").map_elements(ring_id_of, return_dtype=pl.String).alias("ring_id"))
     return (
-        ids.explode("account_id")
+        ids.explode("account_id", "_ids")
         .join(per, on=["community", "account_id"], how="left")
         .select(
-            "ring_id", "account_id", pl.col("n_trades").fill_null(0), pl.col("volume").fill_null(0),
+            "ring_id", pl.col("_ids").alias("account_id"), pl.col("n_trades").fill_null(0), pl.col("volume").fill_null(0),
             pl.col("loop_volume").fill_null(0),
         )
         .sort("ring_id", "account_id")

@@ -17,11 +17,12 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.graph.rings import RingOptions, RingResult, detect_rings
+from engine.graph.rings import RingOptions, RingResult
 from engine.progress import Progress, no_progress
 from engine.scoring import score_features, score_wallet
 from engine.services import models
 from engine.services.features import compute_features, last_close
+from engine.services.rings import store_rings
 from storage.store import Store
 
 ANALYSIS_STEPS = ("rings", "features", "score")
@@ -31,9 +32,9 @@ ANALYSIS_STEPS = ("rings", "features", "score")
 
 
 def compute_rings(store: Store, *, options: RingOptions | None = None) -> RingResult:
-    """Closed loops, communities and rings from all stored trades and funding edges;
-    replaces the derived tables `closed_loops`, `rings` and `ring_members`."""
-    result = detect_rings(store.trades(), store.funding_edges(), options=options or RingOptions())
+    """Closed loops, communities and rings from all stored trades and funding edges (read a
+    batch of pairs at a time); replaces the derived tables `closed_loops`, `rings` and `ring_members`."""
+    result = store_rings(store, options=options or RingOptions())
     store.save_derived("closed_loops", result.closed_loops)
     store.save_derived("rings", result.rings)
     store.save_derived("ring_members", result.ring_members)

@@ -1,0 +1,58 @@
+"""The rings use case on a store, a batch of asset pairs at a time (bounded memory).
+
+Closed loops, pool legs and pair evidence never span pairs, so the store's trades are read
+per batch of pairs (`Store.pair_trades`, integer account keys) instead of all at once;
+engine.graph.rings.rings_by_pairs gives exactly what `detect_rings` gives on the whole table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import polars as pl
+
+from engine.graph.account_keys import account_names, key_index
+from engine.graph.rings import RingOptions, RingResult, rings_by_pairs
+from storage.store import Store
+
+BATCH_TRADES = 1_000_000  # trades read at once (a larger pair is read alone)
+
+
+def store_rings(store: Store, *, options: RingOptions | None = None, batch_trades: int = BATCH_TRADES) -> RingResult:
+    """Rings over every stored trade and funding edge, read in batches of pairs of about
+    `batch_trades` trades."""
+    options = options or RingOptions()
+    funding = store.funding_edges()
+    stored = store.account_keys()
+    names = account_names(stored.get_column("account_id"), funding.get_column("from_account"),
+                          funding.get_column("to_account"))  # fmt: skip
+    recode = stored.join(key_index(names), on="account_id").select("account_key", "key")
+    plan = pair_batches(store.pair_sizes(), batch_trades=batch_trades)
+
+    def batches() -> Iterator[pl.DataFrame]:
+        for pairs in plan:
+            yield _with_keys(store.pair_trades(pairs), recode)
+
+    return rings_by_pairs(batches, names, funding, options=options)
+
+
+def pair_batches(sizes: pl.DataFrame, *, batch_trades: int) -> list[list[str]]:
+    """Pairs ([pair_id, n_trades], in order) grouped into runs of at most `batch_trades` trades
+    (a pair with more is a batch of its own)."""
+    batches: list[list[str]] = []
+    total = 0
+    for pair_id, n in sizes.select("pair_id", "n_trades").iter_rows():
+        if not batches or total + n > batch_trades:
+            batches.append([])
+            total = 0
+        batches[-1].append(pair_id)
+        total += n
+    return batches
+
+
+def _with_keys(trades: pl.DataFrame, recode: pl.DataFrame) -> pl.DataFrame:
+    """Store account keys -> rank keys (engine.graph.account_keys) in seller/buyer_account."""
+    for column in ("seller_account", "buyer_account"):
+        trades = trades.join(recode.rename({"account_key": column, "key": "_key"}), on=column, how="left",
+                             maintain_order="left").with_columns(pl.col("_key").alias(column)).drop("_key")
+    return trades
