@@ -31,6 +31,7 @@ PAGES = [
     st.Page(_show.PAGES["models"], title="Models", icon=":material/model_training:", url_path="models"),
     st.Page(_show.PAGES["reports"], title="Reports", icon=":material/description:", url_path="reports"),
     st.Page(_show.PAGES["graph_lab"], title="Graph Lab", icon=":material/science:", url_path="graph_lab"),
+    st.Page(_show.PAGES["live"], title="Live", icon=":material/sensors:", url_path="live"),
 ]
 
 page = st.navigation(PAGES)

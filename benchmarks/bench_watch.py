@@ -129,7 +129,8 @@ def main() -> None:
             build_store(db, size, market)
             built = time.perf_counter() - t
             r = run(Settings(home=work / "home", db=db), market_dir, rate)
-            roles = labels.filter(pl.col("account").is_in(r["wallets"])).group_by("role").len()
+            alerted = pl.DataFrame({"account": r["wallets"]}, schema={"account": pl.String})
+            roles = alerted.join(labels, on="account", how="left").group_by("role").len().sort("role")
             lat, cost = r["latency"], r["per_ledger"]
             print(f"store {size:>9,} trades (built {built:.0f}s), {rate:>5} records/s: {r['alerts']} alerts "
                   f"{dict(roles.iter_rows())}; latency p50 {np.percentile(lat, 50):.2f}s p99 {np.percentile(lat, 99):.2f}s "

@@ -19,6 +19,7 @@ PAGES = {
     "ingest": "pages/ingest.py", "overview": "pages/overview.py", "rings": "pages/rings.py",
     "wallet": "pages/wallet.py", "annotate": "pages/annotate.py", "models": "pages/models.py",
     "reports": "pages/reports.py", "graph_lab": "pages/graph_lab.py",
+    "live": "pages/live.py",
 }  # fmt: skip
 
 
