@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
@@ -22,13 +22,16 @@ from websockets.sync.client import connect
 
 from engine.ingest import datalake as dl
 from engine.ingest.replay import ReplayServer
+from engine.schemas import TRADES_SCHEMA
 from engine.services.alerting import SIGNATURE_HEADER, StdoutChannel, WebhookChannel, WebsocketChannel, channels_from
 from engine.services.watch import WatchOptions, watch
+from engine.services.watch_evidence import confirm_rings
 from storage.errors import BadInput
 from storage.store import Store
 from tests.app.fixture_store import build_fixture_store, settings_for
 from tests.conftest import ROOT
 from tests.engine.ingest.test_datalake import FIRST, OBJECT_NAME, _object, _renumbered
+from tests.factories import account
 
 TRAPS = ("market_maker", "scheduled_buyer", "arbitrage_bot")  # legitimate look-alikes (scheduled_buyer: the DCA bot)
 
@@ -224,3 +227,37 @@ def test_watch_polls_the_data_lake_for_the_next_object(market, tmp_path):
     assert cursor["ledger"] == FIRST + 2 and stats.n_trades == trades.height
     with Store(tmp_path / "other.duckdb") as other, pytest.raises(BadInput, match="from-ledger"):
         watch(other, settings, WatchOptions(datalake=str(lake)), [])
+
+
+def _trade(n: int, ledger: int, pair: str, seller: int, buyer: int) -> dict:
+    base, counter = pair.split("/")
+    return {"id": f"{(ledger << 32) + n}-0", "op_id": (ledger << 32) + n, "ledger": ledger,
+            "closed_at": datetime(2024, 3, 1, tzinfo=UTC) + timedelta(seconds=5 * ledger), "trade_type": "orderbook",
+            "pair_id": pair, "seller_account": account(seller), "seller_offer_id": n, "seller_pool_id": None,
+            "buyer_account": account(buyer), "buyer_offer_id": n + 1, "buyer_pool_id": None, "sold_asset": base,
+            "sold_amount": 10**7, "bought_asset": counter, "bought_amount": 2 * 10**7, "price_n": 2, "price_d": 1,
+            "source": "files"}  # fmt: skip
+
+
+def test_a_tick_reads_the_touched_pairs_recent_neighbourhood_only(tmp_path):
+    p1, p2, p3 = (f"{code}:{account(99)}/XLM:native" for code in ("AAA", "BBB", "CCC"))
+    rows = [_trade(1, 100, p1, 1, 2), _trade(2, 1_000, p1, 1, 2), _trade(3, 1_001, p2, 2, 3),
+            _trade(4, 1_002, p3, 4, 5), _trade(5, 1_003, p2, 6, 7)]  # fmt: skip
+    with Store(tmp_path / "n.duckdb") as store:
+        store.write_batch(run_id=None, trades=pl.DataFrame(rows, schema=TRADES_SCHEMA))
+        got = store.pair_window_trades([p1], ledger_from=500)
+    # p1's recent trade, and its wallet 2's trade in p2; not the old p1 trade, not p3, not p2's other wallets
+    assert sorted(got["ledger"].to_list()) == [1_000, 1_001]
+
+
+def test_a_ring_counts_once_it_held_the_confirmation_period():
+    t0 = datetime(2024, 3, 1, tzinfo=UTC)
+    confirmed, seen = confirm_rings(["ring_a"], {}, as_of=t0, confirm_s=3600, keep_s=86_400)
+    assert confirmed == set() and seen == {"ring_a": [t0.isoformat(), t0.isoformat()]}
+    confirmed, seen = confirm_rings(["ring_a", "ring_b"], seen, as_of=t0 + timedelta(hours=1), confirm_s=3600,
+                                    keep_s=86_400)  # fmt: skip
+    assert confirmed == {"ring_a"} and seen["ring_a"][0] == t0.isoformat()  # first seen is kept
+    confirmed, seen = confirm_rings([], seen, as_of=t0 + timedelta(days=2), confirm_s=3600, keep_s=86_400)
+    assert seen == {} and confirmed == set()  # not seen for longer than keep_s: forgotten
+    confirmed, _ = confirm_rings(["ring_a"], seen, as_of=t0 + timedelta(days=2), confirm_s=3600, keep_s=86_400)
+    assert confirmed == set()  # a ring that went away must hold again
