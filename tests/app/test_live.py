@@ -6,18 +6,40 @@ background job of the app's process writing that store. Screenshot: test-artifac
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from engine.ingest.replay import ReplayServer
-from tests.app.fixture_store import build_fixture_store
+from storage.store import Store
+from tests.app.fixture_store import EVIL_PAIR, build_fixture_store, open_page
 from tests.app.test_browser import ARGS, ARTIFACTS, CHROMIUM, ROOT, _free_port, _wait_healthy
+from tests.factories import account
 
-pytestmark = pytest.mark.browser
+
+def test_live_page_shows_stored_alerts_escaped_with_links(monkeypatch, tmp_path):
+    """AppTest: a stored alert (its pair's code is markup) in the feed, the watch stopped, nothing running."""
+    db = tmp_path / "alerts.duckdb"
+    alert = {"wallet": account(7), "pair_id": EVIL_PAIR, "score": 91, "ring_id": "ring_0123456789ab", "ledger": 4242,
+             "closed_at": datetime(2024, 3, 2, 12, tzinfo=UTC), "detected_at": datetime(2024, 3, 2, 12, tzinfo=UTC),
+             "reasons": json.dumps(["closed loops: 60 points (90% of its trades in closed loops)"]),
+             "model_version": "v1"}  # fmt: skip
+    with Store(db) as store:
+        assert store.record_alerts(pl.DataFrame([alert])) == 1
+    at = open_page(monkeypatch, db, "live")
+    assert {m.label: m.value for m in at.metric}["Watch"] == "stopped"
+    assert any(h.value == "Alerts (1 newest)" for h in at.subheader)
+    card = next(m.value for m in at.markdown if "ledger 4242" in m.value)
+    assert card.startswith("**91**") and "&lt;img" in card and "<img" not in card  # ledger text shown as text
+    assert any("closed loops: 60 points" in c.value for c in at.caption)
+
+
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +64,7 @@ def live_app(tmp_path_factory):
         proc.wait(timeout=10)
 
 
+@pytest.mark.browser
 def test_live_page_starts_a_watch_and_shows_its_alerts(live_app):
     from playwright.sync_api import sync_playwright
 
