@@ -1,8 +1,9 @@
 """Live watch: alert latency and per-ledger cost against the size of the store.
 
 The demo market (engine.services.demo: simulated, with planted rings and traps, model
-trained on it) is played as if live by the loopback replay server at `--rates` records
-per second and followed by `watch` (engine.services.watch) over the real stellar-sdk
+trained on it) is played as if live by the loopback replay server at `--rates` trades
+per second (the replay server paces trades and operations together: the market's
+records/s = trades/s x records / trades) and followed by `watch` (engine.services.watch) over the real stellar-sdk
 `.stream()` client, on stores that already hold `--sizes` trades of history: other
 pairs over the 60 days before the market, and the market's own pairs older than the
 30-day window (what a store accumulates; a tick reads neither).
@@ -12,7 +13,7 @@ by the replay server -> the alert handed to the channel, p50 / p99 / max; per-le
 cost = a tick's evidence update (rings, features, scores, reasons) / the ledgers it
 covered, median and p90; alerts and the roles alerted.
 
-    .venv/bin/python benchmarks/bench_watch.py --sizes 100000 --rates 100 1000
+    .venv/bin/python benchmarks/bench_watch.py --sizes 100000 --rates 100 1000   # trades/s
     flock /tmp/ledgerlens-heavy.lock .venv/bin/python benchmarks/bench_watch.py --sizes 1000000
 """
 
@@ -85,7 +86,7 @@ def build_store(db: Path, n: int, market: pl.DataFrame) -> None:
             store.write_batch(run_id=None, trades=part)
 
 
-def run(settings: Settings, market_dir: Path, rate: int) -> dict:
+def run(settings: Settings, market_dir: Path, rate: float) -> dict:
     """One watch over the market played at `rate` records/s; latency and cost figures."""
     got: list[tuple[float, dict]] = []
 
@@ -121,6 +122,8 @@ def main() -> None:
     labels = pl.read_csv(market_dir / "labels.csv")
     with Store(demo, read_only=True) as store:
         market = store.trades().filter(pl.col("source") != "files")
+    n_records = sum(1 for name in ("trades", "operations") for _ in (market_dir / f"{name}.jsonl").open())
+    records_per_trade = n_records / market.height
     print(f"demo market and model built in {time.perf_counter() - t:.0f}s (seed {SEED}, scale {SCALE}, {DAYS} days)")
     for size in args.sizes:
         for rate in args.rates:
@@ -128,11 +131,11 @@ def main() -> None:
             t = time.perf_counter()
             build_store(db, size, market)
             built = time.perf_counter() - t
-            r = run(Settings(home=work / "home", db=db), market_dir, rate)
+            r = run(Settings(home=work / "home", db=db), market_dir, rate * records_per_trade)
             alerted = pl.DataFrame({"account": r["wallets"]}, schema={"account": pl.String})
             roles = alerted.join(labels, on="account", how="left").group_by("role").len().sort("role")
             lat, cost = r["latency"], r["per_ledger"]
-            print(f"store {size:>9,} trades (built {built:.0f}s), {rate:>5} records/s: {r['alerts']} alerts "
+            print(f"store {size:>9,} trades (built {built:.0f}s), {rate:>5} trades/s ({rate * records_per_trade:,.0f} records/s): {r['alerts']} alerts "
                   f"{dict(roles.iter_rows())}; latency p50 {np.percentile(lat, 50):.2f}s p99 {np.percentile(lat, 99):.2f}s "
                   f"max {lat.max():.2f}s; per-ledger cost median {np.median(cost) * 1000:.0f} ms "
                   f"p90 {np.percentile(cost, 90) * 1000:.0f} ms; per tick median {np.median(r['per_tick']):.2f}s "
