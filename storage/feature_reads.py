@@ -10,6 +10,7 @@ Windows are (since, until], the engine's "as of" convention.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
@@ -78,6 +79,20 @@ class FeatureReads:
         if not parts:
             return self._named_frame(_AMOUNTS + " LIMIT 0", params).with_columns(pl.col(_AMOUNT_IDS).cast(pl.Categorical()))
         return pl.concat(parts)
+
+    def export_feature_inputs(self, out_dir: Path, *, offer_types: tuple[str, ...], since: datetime,
+                              until: datetime) -> tuple[Path, Path]:  # fmt: skip
+        """The window's trades (feature columns) and offer operations as Parquet files in
+        `out_dir`, for an engine that reads files (Spark); returns their paths."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        trades, offers = out_dir / "trades.parquet", out_dir / "offer_operations.parquet"
+        window = {"since": since, "until": until}
+        with self._cursor() as cur:
+            cur.execute(f"COPY (SELECT {_FEATURE_TRADE_COLUMNS} FROM trades WHERE {_WINDOW} ORDER BY op_id, id) "
+                        "TO $out (FORMAT parquet)", {**window, "out": str(trades)})  # fmt: skip
+            cur.execute(f"COPY (SELECT {_OFFER_COLUMNS} FROM operations WHERE {_WINDOW} AND list_contains($types, type) "
+                        "ORDER BY id) TO $out (FORMAT parquet)", {**window, "types": list(offer_types), "out": str(offers)})  # fmt: skip
+        return trades, offers
 
     def _named_frame(self, sql: str, params: dict) -> pl.DataFrame:
         with self._cursor() as cur:

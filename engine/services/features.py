@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 
@@ -19,6 +20,7 @@ from engine.features.benford_features import benford_table, market_scopes
 from engine.features.partitions import MarketContext, finish_matrix, wallet_partition
 from engine.progress import Progress, no_progress
 from engine.schemas import FUNDING_TYPES, OFFER_TYPES
+from engine.spark.session import DEFAULT_MASTER
 from storage.errors import BadInput
 from storage.store import Store
 
@@ -66,6 +68,40 @@ def compute_features(
     matrix = finish_matrix(parts, ctx=ctx)
     market = benford_table(market_scopes(store.trade_amounts(**window)), as_of=ctx.as_of, cfg=ctx.config)
     benford = _by_scope(pl.concat([*(p.benford for p in parts), market]))
+    store.save_derived("features", matrix)
+    store.save_derived("benford", benford)
+    return FeatureRun(ctx.as_of, matrix, benford)
+
+
+def compute_features_spark(
+    store: Store, *, master: str = DEFAULT_MASTER, trades_path: Path | None = None,
+    operations_path: Path | None = None, as_of: datetime | None = None,
+    trades_per_partition: int = TRADES_PER_PARTITION, work_dir: Path | None = None,
+) -> FeatureRun:  # fmt: skip
+    """`compute_features` on Spark (`master`: local[N], a cluster, or sc:// Spark Connect), the same
+    tables from the same feature functions (engine.spark.features).
+
+    trades_path / operations_path: canonical Parquet (`export trades --format parquet`, or files
+    with the feature columns); default: the store's window, exported to Parquet in `work_dir`
+    (default: next to the store). Accounts, funding lineage and rings come from the store.
+    """
+    from engine.spark.features import feature_parts
+    from engine.spark.session import spark_session
+
+    as_of = as_of or last_close(store)
+    ctx = _context(store, as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC))
+    since = ctx.as_of - max(ctx.config.lookback, *(w for _, w in ctx.config.windows))
+    if trades_path is None:
+        out = work_dir or store.path.with_suffix(".spark-input")
+        trades_path, operations_path = store.export_feature_inputs(out, offer_types=OFFER_TYPES, since=since,
+                                                                   until=ctx.as_of)  # fmt: skip
+    spark = spark_session(master=master)
+    trades = spark.read.parquet(str(trades_path))
+    offers = spark.read.parquet(str(operations_path)) if operations_path is not None else None
+    n_trades = trades.where((trades.closed_at > since) & (trades.closed_at <= ctx.as_of)).count()
+    parts = feature_parts(trades, offers, ctx=ctx, n_parts=max(1, math.ceil(n_trades / max(1, trades_per_partition))))
+    matrix = finish_matrix(parts.partitions, ctx=ctx)
+    benford = _by_scope(pl.concat([*(p.benford for p in parts.partitions), parts.market_benford]))
     store.save_derived("features", matrix)
     store.save_derived("benford", benford)
     return FeatureRun(ctx.as_of, matrix, benford)

@@ -13,6 +13,8 @@ the JVM's zone) with few shuffle partitions when local (small tests stay fast).
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from engine.errors import SourceUnavailable
@@ -43,8 +45,11 @@ def spark_session(
         builder = SparkSession.builder.master(master).config("spark.ui.enabled", "false").config(
             "spark.ui.showConsoleProgress", "false"
         )
-        if master.startswith("local") and shuffle_partitions is None:
-            shuffle_partitions = 4
+        if master.startswith("local"):
+            # Python workers run this interpreter (its venv: polars, the engine), not the PATH's python3;
+            # in-process PySpark reads only the environment variable for that.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            shuffle_partitions = 4 if shuffle_partitions is None else shuffle_partitions
     builder = builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
     if shuffle_partitions is not None:
         builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))

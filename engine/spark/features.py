@@ -1,0 +1,154 @@
+"""Features and the Benford table on Spark, with the very functions DuckDB runs.
+
+Spark only routes rows: every trade goes to the wallet partition of each of its
+accounts (`pmod(xxhash64(account), n)`), every offer operation to its source's,
+and Spark's grouped Arrow UDFs run engine.features.partitions.wallet_partition
+on each partition, a polars function, exactly as the DuckDB path does. The pair
+and asset Benford scopes go the same way: each trade to its pair's group and its
+two assets' groups, where engine.features.benford_features computes them. The
+driver collects the partitions' parts (features, hour counts, co-trade edges,
+Benford rows) and finishes them with engine.features.partitions.finish_matrix.
+No feature is written twice, so the two engines cannot drift apart.
+
+Parts travel as Arrow IPC bytes (`kind`, `payload`): one UDF schema for frames
+of different shapes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import polars as pl
+import pyarrow as pa
+
+from engine.features.benford_features import AMOUNT_COLUMNS, benford_table, market_scopes
+from engine.features.partitions import MarketContext, PartitionFeatures, wallet_partition
+from engine.features.sides import OPERATION_COLUMNS, TRADE_COLUMNS
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+PARTS_SCHEMA = "part long, kind string, payload binary"
+KINDS = ("matrix", "hours", "edges", "benford")
+
+
+@dataclass(frozen=True)
+class SparkParts:
+    """What the Spark run hands back to the driver."""
+
+    partitions: list[PartitionFeatures]  # in partition order
+    market_benford: pl.DataFrame  # the pair and asset scopes of the Benford table
+
+
+def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketContext, n_parts: int) -> SparkParts:
+    """Run every wallet partition and the market Benford scopes on Spark.
+
+    trades: a Spark frame with TRADE_COLUMNS (canonical trades, e.g. read from
+    `export trades --format parquet`); offers: one with OPERATION_COLUMNS (offer
+    operations; others are ignored) or None.
+    """
+    from pyspark.sql import functions as F
+
+    since = ctx.as_of - max(ctx.config.lookback, *(w for _, w in ctx.config.windows))
+    window = (F.col("closed_at") > F.lit(since)) & (F.col("closed_at") <= F.lit(ctx.as_of))
+    t = trades.where(window).select(*TRADE_COLUMNS)
+    t = t.withColumns({"seller_part": _part(F.col("seller_account"), n_parts),
+                       "buyer_part": _part(F.col("buyer_account"), n_parts)})  # fmt: skip
+    sides = F.array_distinct(F.filter(F.array("seller_part", "buyer_part"), lambda p: p.isNotNull()))
+    routed = t.withColumn("part", F.explode(sides))
+    ops = offers.where(window).select(*OPERATION_COLUMNS) if offers is not None else _empty_offers(trades)
+    ops = ops.withColumn("part", _part(F.col("source_account"), n_parts))
+    def run(key, trades, offers):  # no hints: PySpark 4.3 fails on a partial's (eval type inference)
+        return _wallet_partition_udf(key, trades, offers, ctx=ctx)
+
+    wallet_rows = routed.groupBy("part").cogroup(ops.groupBy("part")).applyInArrow(run, PARTS_SCHEMA).toArrow()
+    return SparkParts(partitions=_partitions(wallet_rows, n_parts), market_benford=_market_benford(t, ctx=ctx))
+
+
+def _part(account: Column, n_parts: int) -> Column:
+    """The wallet partition of an account (null for none)."""
+    from pyspark.sql import functions as F
+
+    return F.when(account.isNotNull(), F.pmod(F.xxhash64(account), F.lit(n_parts)))
+
+
+def _empty_offers(trades: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return trades.sparkSession.createDataFrame([], "id long").select(
+        *[F.lit(None).cast(_spark_type(t)).alias(c) for c, t in OPERATION_COLUMNS.items()]
+    )
+
+
+def _spark_type(dtype: pl.DataType) -> str:
+    return {pl.Int64: "long", pl.Boolean: "boolean", pl.String: "string"}.get(dtype.base_type(), "timestamp")
+
+
+def _wallet_partition_udf(key, trades: pa.Table, offers: pa.Table, *, ctx: MarketContext) -> pa.Table:
+    """One wallet partition on an executor: the polars features of its wallets, as IPC parts."""
+    part = key[0].as_py()
+    got = wallet_partition(_polars(trades, TRADE_COLUMNS), _polars(offers, OPERATION_COLUMNS), part=part, ctx=ctx,
+                           with_benford=True)  # fmt: skip
+    frames = (got.matrix, got.hours, got.edges, got.benford)
+    return pa.table({"part": [part] * len(KINDS), "kind": list(KINDS), "payload": [_ipc(f) for f in frames]})
+
+
+def _polars(table: pa.Table, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A Spark Arrow batch as a polars frame with our dtypes (Spark sends UTC timestamps
+    and keeps the routing columns)."""
+    frame = pl.from_arrow(table)
+    return frame.with_columns(pl.col(c).cast(t) for c, t in schema.items()).with_columns(
+        pl.col("^(seller|buyer)_part$").cast(pl.Int64)
+    )
+
+
+def _ipc(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_ipc(buf)
+    return buf.getvalue()
+
+
+def _frame(payload: bytes) -> pl.DataFrame:
+    return pl.read_ipc(io.BytesIO(payload))
+
+
+def _partitions(rows: pa.Table, n_parts: int) -> list[PartitionFeatures]:
+    """The collected IPC parts back as PartitionFeatures, in partition order."""
+    by_part: dict[int, dict[str, pl.DataFrame]] = {}
+    for part, kind, payload in zip(*(rows.column(c).to_pylist() for c in ("part", "kind", "payload")), strict=True):
+        by_part.setdefault(part, {})[kind] = _frame(payload)
+    return [PartitionFeatures(**by_part[p]) for p in range(n_parts) if p in by_part]
+
+
+def _market_benford(trades: DataFrame, *, ctx: MarketContext) -> pl.DataFrame:
+    """The pair and asset scopes: each trade routed to its pair's group and its two
+    assets' groups; each group computes its own scope with `market_scopes`."""
+    from pyspark.sql import functions as F
+
+    routes = F.array(
+        F.struct(F.lit("pair").alias("scope"), F.col("pair_id").alias("key")),
+        F.struct(F.lit("asset").alias("scope"), F.col("sold_asset").alias("key")),
+        F.struct(F.lit("asset").alias("scope"), F.col("bought_asset").alias("key")),
+    )
+    routed = trades.select(*AMOUNT_COLUMNS, F.explode(routes).alias("route")).select(
+        *AMOUNT_COLUMNS, F.col("route.scope").alias("scope"), F.col("route.key").alias("key")
+    )
+    def run(key, trades):  # as above
+        return _market_scope_udf(key, trades, ctx=ctx)
+
+    rows = routed.groupBy("scope", "key").applyInArrow(run, "scope string, key string, payload binary").toArrow()
+    order = sorted(range(rows.num_rows), key=lambda i: (rows.column("scope")[i].as_py() == "asset",
+                                                         rows.column("key")[i].as_py()))  # fmt: skip
+    frames = [_frame(rows.column("payload")[i].as_py()) for i in order]
+    return pl.concat(frames) if frames else benford_table({}, as_of=ctx.as_of, cfg=ctx.config)
+
+
+def _market_scope_udf(key, trades: pa.Table, *, ctx: MarketContext) -> pa.Table:
+    """One pair's (or one asset's) Benford rows, from the trades routed to it."""
+    scope, name = key[0].as_py(), key[1].as_py()
+    frame = _polars(trades.select(list(AMOUNT_COLUMNS)), {c: TRADE_COLUMNS[c] for c in AMOUNT_COLUMNS})
+    table = benford_table({scope: market_scopes(frame)[scope]}, as_of=ctx.as_of, cfg=ctx.config)
+    column = "pair_id" if scope == "pair" else "asset"
+    return pa.table({"scope": [scope], "key": [name], "payload": [_ipc(table.filter(pl.col(column) == name))]})

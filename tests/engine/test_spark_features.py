@@ -1,0 +1,44 @@
+"""Spark parity: `features --engine spark` (engine.spark.features, local[2]) gives the
+DuckDB run's feature matrix and Benford table on the reference market, to 1e-9.
+
+One Spark session for the module (JVM start-up is the slow part); skipped with the
+reason when PySpark or a JRE is missing (`make install`, `make system-deps`).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.engine.feature_market import AS_OF, BENFORD_KEY, MATRIX_KEY, assert_same_frame, build_store, golden
+
+pytest.importorskip("pyspark", reason="PySpark is not installed (make install)")
+if shutil.which("java") is None:
+    pytest.skip("no JRE for Spark (make system-deps installs openjdk-17-jre-headless)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from engine.spark.session import spark_session
+
+    session = spark_session(master="local[2]", shuffle_partitions=2)
+    yield session
+    session.stop()
+
+
+@pytest.mark.parametrize("trades_per_partition", [3_000], ids=["three-partitions"])
+def test_spark_features_equal_duckdb_and_the_whole_market_run(tmp_path, spark, trades_per_partition):
+    from engine.services.features import compute_features, compute_features_spark
+
+    want_matrix, want_benford = golden()
+    with build_store(tmp_path / "s.duckdb") as store:
+        duck = compute_features(store, as_of=AS_OF, trades_per_partition=trades_per_partition)
+        run = compute_features_spark(store, as_of=AS_OF, trades_per_partition=trades_per_partition,
+                                     work_dir=tmp_path / "parquet")  # fmt: skip
+        stored = store.load_derived("features")
+    assert_same_frame(run.matrix, duck.matrix, key=MATRIX_KEY)
+    assert_same_frame(run.benford, duck.benford, key=BENFORD_KEY)
+    assert_same_frame(run.matrix, want_matrix, key=MATRIX_KEY)
+    assert_same_frame(run.benford, want_benford, key=BENFORD_KEY)
+    assert_same_frame(stored, want_matrix, key=MATRIX_KEY)
