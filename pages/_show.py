@@ -24,8 +24,11 @@ PAGES = {
 
 
 def esc(text: object) -> str:
-    """Ledger text made safe for st.markdown: HTML-escaped and with markdown syntax neutralised."""
-    s = html.escape(str(text))
+    """Ledger text made safe for st.markdown: HTML-escaped and with markdown syntax neutralised.
+
+    Quotes stay quotes (quote=False): no attribute is written here, and an entity such as &#x27; would show
+    literally once its '#' is escaped for markdown."""
+    s = html.escape(str(text), quote=False)
     for ch in "\\`*_[]()#|<>!~$":
         s = s.replace(ch, "\\" + ch)
     return s

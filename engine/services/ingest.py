@@ -3,29 +3,37 @@
 - `plan_ingest`: the one planner of a Horizon or data-lake ledger range (the CLI, a new
   run from the page and a resumed run all call it);
 - `ingest_range` / `ingest_paths`: run a plan or files into a store (the CLI's road);
-- `IngestJob` / `JOBS`: the same work in a background thread, with progress (records,
-  units/s, ETA) the Ingest page polls; `range_work`, `files_work`, `demo_work` build it.
+- `range_work`, `files_work`, `demo_work`: the same work for a background job (engine.services.jobs:
+  progress, retries, cancel, per browser session) the Ingest page polls; messages in the app's words.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.ingest import datalake, horizon
 from engine.ingest.files import ingest_files
 from engine.ingest.runner import IngestSummary, run_ingest
-from engine.progress import Progress, Rate, no_progress
+from engine.progress import Progress, no_progress
 from engine.services.demo import load_demo
+from engine.services.jobs import JOBS, BusyError, Cancelled, IngestJob, JobOutcome, JobStatus
 from storage.errors import BadInput, UserFacingError
 
+__all__ = ["JOBS", "BusyError", "IngestJob", "JobStatus", "app_wording", "demo_work", "files_work", "ingest_paths",
+           "ingest_range", "plan_ingest", "plan_recorded", "range_work"]  # the jobs are re-exported for the pages
 log = logging.getLogger(__name__)
 RANGE_SOURCES = ("horizon", "datalake")
+# Engine messages written for the command line, and what the app says instead (the app holds the store open,
+# so "run the same command" cannot work while it runs; the page has a Retry button)
+CLI_WORDING = {
+    "Run the same command again: it resumes from there.": "Press Retry: it resumes from there.",
+    "LedgerLens `export trades` output": "a LedgerLens trades export",
+    "--start-ledger": "start ledger",
+    "--end-ledger": "end ledger",
+    "`": "",
+}
 
 
 def plan_ingest(source: str, *, start_ledger: int, end_ledger: int, settings, horizon_url: str | None = None,
@@ -62,115 +70,43 @@ def ingest_paths(store, paths: list[Path], *, batch_size: int, progress: Progres
     return ingest_files(store, paths, batch_size=batch_size, progress=progress)
 
 
-@dataclass(frozen=True)
-class JobStatus:
-    """What a page shows about a job: state, counts, rate and ETA."""
-
-    job_id: str
-    label: str
-    state: str  # running | done | failed
-    done: int = 0
-    total: int | None = None
-    records: int = 0
-    unit: str = "ledgers"
-    rate: float = 0.0  # units per second
-    eta_s: float | None = None
-    elapsed_s: float = 0.0
-    message: str = ""  # summary when done, the error when failed
-    incident: str | None = None  # set when the failure was unexpected (see the log)
-
-    @property
-    def fraction(self) -> float:
-        if not self.total:
-            return 1.0 if self.state != "running" else 0.0
-        return min(1.0, self.done / self.total)
-
-
-class IngestJob:
-    """Runs `work(progress)` on a daemon thread; `status()` is safe to call from any thread."""
-
-    def __init__(self, label: str, work: Callable[..., str]):
-        self.job_id = secrets.token_hex(4)
-        self._work, self._lock, self._rate = work, threading.Lock(), Rate()
-        self._status = JobStatus(self.job_id, label, "running")
-        self._thread = threading.Thread(target=self._run, name=f"ingest-{self.job_id}", daemon=True)
-
-    def start(self) -> IngestJob:
-        self._rate = Rate()
-        self._thread.start()
-        return self
-
-    def _progress(self, *, done: int, total: int | None, records: int, unit: str = "ledgers") -> None:
-        elapsed = time.monotonic() - self._rate.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (total - done) / rate if total and rate > 0 and done < total else None
-        with self._lock:
-            self._status = replace(self._status, done=done, total=total, records=records, unit=unit, rate=rate,
-                                   eta_s=eta, elapsed_s=elapsed)
-
-    def _run(self) -> None:
-        try:
-            message = self._work(self._progress)
-            self._set(state="done", message=message)
-        except UserFacingError as exc:
-            self._set(state="failed", message=str(exc))
-        except Exception:  # noqa: BLE001 - a background thread must report, never die silently
-            incident = secrets.token_hex(6)
-            log.exception("ingest job %s failed (incident %s)", self.job_id, incident)
-            self._set(state="failed", message="unexpected error", incident=incident)
-
-    def _set(self, **changes) -> None:
-        with self._lock:
-            self._status = replace(self._status, elapsed_s=time.monotonic() - self._rate.started, **changes)
-
-    def status(self) -> JobStatus:
-        with self._lock:
-            return self._status
-
-    def join(self, timeout: float | None = None) -> JobStatus:
-        self._thread.join(timeout)
-        return self.status()
-
-
-@dataclass
-class JobBoard:
-    """The process's ingest jobs per store path (threads are process-wide, so is this board)."""
-
-    jobs: dict[str, list[IngestJob]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def submit(self, store_key: str, job: IngestJob) -> IngestJob:
-        with self.lock:
-            if any(j.status().state == "running" for j in self.jobs.get(store_key, [])):
-                raise BusyError("an ingest or an analysis is already running on this store; wait for it to finish")
-            self.jobs.setdefault(store_key, []).append(job.start())
-        return job
-
-    def of(self, store_key: str) -> list[JobStatus]:
-        with self.lock:
-            return [j.status() for j in reversed(self.jobs.get(store_key, []))]
-
-    def get(self, store_key: str, job_id: str) -> IngestJob | None:
-        with self.lock:
-            return next((j for j in self.jobs.get(store_key, []) if j.job_id == job_id), None)
-
-
-class BusyError(UserFacingError):
-    """A second ingest was asked for while one runs on the same store."""
-
-
-JOBS = JobBoard()  # process-wide: a job started by one session shows on every session's Ingest page
+def app_wording(message: str, names: dict[str, str] | None = None) -> str:
+    """An engine message as the app says it: the user's file names instead of the server's paths, no CLI advice."""
+    for path, name in sorted((names or {}).items(), key=lambda kv: -len(kv[0])):
+        message = message.replace(path, name)
+    for cli, app in CLI_WORDING.items():
+        message = message.replace(cli, app)
+    return message
 
 
 def range_work(store, request, batches) -> Callable[..., str]:
     """`work(progress)` for IngestJob running one plan into `store` (writes are serialised by it)."""
-    return lambda progress: ingest_range(store, request, batches, progress=progress).describe()
+    return lambda progress: app_wording(ingest_range(store, request, batches, progress=progress).describe())
 
 
-def files_work(store, paths: list[Path], *, batch_size: int) -> Callable[..., str]:
-    """`work(progress)` ingesting files (Horizon / Hubble / canonical exports) into `store`."""
-    return lambda progress: "; ".join(
-        s.describe() for s in ingest_paths(store, paths, batch_size=batch_size, progress=progress))
+def files_work(store, paths: list[Path], *, batch_size: int, names: dict[Path, str] | None = None
+               ) -> Callable[..., JobOutcome]:  # fmt: skip
+    """`work(progress)` ingesting files (Horizon / Hubble / canonical exports) into `store` one by one: a file
+    that cannot be read (empty, unknown format) is reported by the name the user gave it (`names`; the
+    uploaded copy's path otherwise) and the others are still ingested. Fails only when no file could be."""
+
+    def work(progress: Progress) -> JobOutcome:
+        done, problems = [], []
+        for path in paths:
+            name = (names or {}).get(path, path.name)
+            try:
+                summaries = ingest_paths(store, [path], batch_size=batch_size, progress=progress)
+            except Cancelled:
+                raise
+            except UserFacingError as exc:
+                problems.append(app_wording(str(exc), {str(path): name, str(path.parent): "(upload)"}))
+                continue
+            done += [f"{name}: {s.describe()}" for s in summaries]
+        if not done:
+            raise BadInput(" ".join(problems) + " Nothing was ingested: fix the file(s) and upload them again.")
+        return JobOutcome("; ".join(done), tuple(f"Not ingested: {p}" for p in problems))
+
+    return work
 
 
 def demo_work(store, settings, *, seed: int, scale: float) -> Callable[..., str]:
