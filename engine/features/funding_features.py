@@ -28,15 +28,24 @@ KEY = ["wallet", "pair_id"]
 def ancestors_from_operations(
     operations: pl.DataFrame | None, accounts: pl.DataFrame | None, *, as_of: datetime, depth: int = 4
 ) -> pl.DataFrame:
+    """`ancestors_from_edges` over the funding edges of `operations` (OPERATIONS_SCHEMA)."""
+    edges = funding_edges(require(operations, OPERATION_COLUMNS, "operations")) if operations is not None else None
+    return ancestors_from_edges(edges, accounts, as_of=as_of, depth=depth)
+
+
+def ancestors_from_edges(
+    edges: pl.DataFrame | None, accounts: pl.DataFrame | None, *, as_of: datetime, depth: int = 4
+) -> pl.DataFrame:
     """Funding ancestors known by `as_of`, via the one lineage walk of
     `engine.graph.funding.ancestors` (exchange-like funders end it), over the funding
-    operations plus the accounts frame's recorded funders (as create_account edges).
+    edges (closed_at, type, from_account, to_account, asset, amount: the store's
+    `funding_edges`) plus the accounts frame's recorded funders (as create_account edges).
 
     Shapes: account_id, ancestor, depth (1 = direct funder).
     """
     parts = []
-    if operations is not None:
-        parts.append(funding_edges(require(operations, OPERATION_COLUMNS, "operations")))
+    if edges is not None:
+        parts.append(edges.select("closed_at", "type", "from_account", "to_account", "asset", "amount"))
     if accounts is not None:
         acc = require(accounts, ACCOUNTS_SCHEMA, "accounts").drop_nulls(["funder", "created_at"])
         parts.append(acc.select(

@@ -17,9 +17,10 @@ import polars as pl
 
 from engine.features import DEFAULT_CONFIG, market_context
 from engine.features.benford_features import benford_table, market_scopes
+from engine.features.funding_features import ancestors_from_edges
 from engine.features.partitions import MarketContext, finish_matrix, wallet_partition
 from engine.progress import Progress, no_progress
-from engine.schemas import FUNDING_TYPES, OFFER_TYPES
+from engine.schemas import OFFER_TYPES
 from engine.spark.session import DEFAULT_MASTER
 from storage.errors import BadInput
 from storage.store import Store
@@ -111,10 +112,13 @@ def _context(store: Store, as_of: datetime) -> MarketContext:
     """The market-wide inputs: funding lineage, account ages, rings and loops when computed."""
     ring_members = store.load_derived("ring_members")
     loops = store.load_derived("closed_loops") if ring_members is not None else None
+    accounts = store.accounts()
+    lineage = ancestors_from_edges(store.funding_edges(), accounts, as_of=as_of, depth=DEFAULT_CONFIG.ancestor_depth)
     return market_context(
-        store.operations(types=FUNDING_TYPES), store.accounts(), as_of=as_of, config=DEFAULT_CONFIG,
+        None, accounts, as_of=as_of, config=DEFAULT_CONFIG, ancestors=lineage,
         ring_members=ring_members.select("account_id", "ring_id") if ring_members is not None else None,
-        loops=loops.select("trade_ids") if loops is not None else None,
+        # every partition asks "is this trade in a loop?": the ids flattened once, as one list
+        loops=loops.select(pl.col("trade_ids").explode().unique().implode()) if loops is not None else None,
     )  # fmt: skip
 
 
