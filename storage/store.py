@@ -617,28 +617,50 @@ def _insert_quarantine(cur, frame: pl.DataFrame | None, run_id: int | None) -> i
         _unregister(cur, "quarantine_rows")
 
 
-_ACCOUNT_UPSERT = """
-INSERT INTO accounts (account_id, created_at, funder, starting_balance, first_seen_ledger, last_seen_ledger)
-SELECT account_id, min(created_at), arg_min(funder, created_at), arg_min(starting_balance, created_at),
-       min(ledger), max(ledger)
+# Accounts seen in a batch: an UPDATE of the stored ones, then an INSERT of the new ones.
+# (INSERT ... ON CONFLICT DO UPDATE runs as a MERGE whose update cost grew with the stored
+# table: 0.8 s per batch at first, 5.8 s by 4M trades; UPDATE ... FROM joins only the batch's
+# accounts: 0.1-0.2 s.) One writer under the write lock, so nothing comes between the two.
+_ACCOUNT_UPSERT = (
+    """
+CREATE OR REPLACE TEMP TABLE account_batch AS
+SELECT account_id, min(created_at) AS created_at, arg_min(funder, created_at) AS funder,
+       arg_min(starting_balance, created_at) AS starting_balance, min(ledger) AS first_seen_ledger,
+       max(ledger) AS last_seen_ledger
 FROM ({seen}) GROUP BY account_id
-ON CONFLICT (account_id) DO UPDATE SET
-    created_at = coalesce(accounts.created_at, excluded.created_at),
-    funder = coalesce(accounts.funder, excluded.funder),
-    starting_balance = coalesce(accounts.starting_balance, excluded.starting_balance),
-    first_seen_ledger = least(accounts.first_seen_ledger, excluded.first_seen_ledger),
-    last_seen_ledger = greatest(accounts.last_seen_ledger, excluded.last_seen_ledger)
-"""
+""",
+    """
+UPDATE accounts SET
+    created_at = coalesce(accounts.created_at, b.created_at),
+    funder = coalesce(accounts.funder, b.funder),
+    starting_balance = coalesce(accounts.starting_balance, b.starting_balance),
+    first_seen_ledger = least(accounts.first_seen_ledger, b.first_seen_ledger),
+    last_seen_ledger = greatest(accounts.last_seen_ledger, b.last_seen_ledger)
+FROM account_batch b WHERE accounts.account_id = b.account_id
+""",
+    """
+INSERT INTO accounts (account_id, created_at, funder, starting_balance, first_seen_ledger, last_seen_ledger)
+SELECT * FROM account_batch b WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = b.account_id)
+""",
+    "DROP TABLE account_batch",
+)
 _ASSET_UPSERT = """
 INSERT INTO assets (asset, code, issuer, first_seen_ledger)
 SELECT asset, split_part(asset, ':', 1), nullif(split_part(asset, ':', 2), 'native'), min(ledger)
 FROM ({seen}) WHERE asset IS NOT NULL GROUP BY asset
 ON CONFLICT (asset) DO UPDATE SET first_seen_ledger = least(assets.first_seen_ledger, excluded.first_seen_ledger)
 """
+
+
+def _accounts_seen(seen: str) -> tuple[str, ...]:
+    """The account upsert statements for the rows of the query `seen` (a constant)."""
+    return tuple(sql.replace("{seen}", seen) for sql in _ACCOUNT_UPSERT)
+
+
 _NO_CREATION = "NULL::TIMESTAMPTZ AS created_at, NULL AS funder, NULL::BIGINT AS starting_balance"
 _UPSERT_FROM_TRADES = (
-    _ACCOUNT_UPSERT.format(
-        seen=f"SELECT seller_account AS account_id, {_NO_CREATION}, ledger FROM batch_rows "
+    *_accounts_seen(
+        f"SELECT seller_account AS account_id, {_NO_CREATION}, ledger FROM batch_rows "
         f"WHERE seller_account IS NOT NULL UNION ALL "
         f"SELECT buyer_account, {_NO_CREATION}, ledger FROM batch_rows WHERE buyer_account IS NOT NULL"
     ),
@@ -655,8 +677,8 @@ ON CONFLICT (pool_id) DO UPDATE SET
 """,
 )
 _UPSERT_FROM_OPERATIONS = (
-    _ACCOUNT_UPSERT.format(
-        seen="SELECT to_account AS account_id, closed_at AS created_at, from_account AS funder, "
+    *_accounts_seen(
+        "SELECT to_account AS account_id, closed_at AS created_at, from_account AS funder, "
         "amount AS starting_balance, ledger FROM batch_rows "
         "WHERE type = 'create_account' AND coalesce(successful, TRUE) UNION ALL "
         f"SELECT a AS account_id, {_NO_CREATION}, ledger FROM batch_rows, "
