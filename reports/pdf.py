@@ -120,7 +120,7 @@ def story(published: Published) -> list:
     flow += _attributions(r)
     flow += _section(tables.benford_table(r), widths=(14 * mm, 38 * mm, 12 * mm, 18 * mm, 28 * mm, 20 * mm, 20 * mm, None))
     flow += _benford_chart(r["benford"])
-    lineage_widths = [(19 * mm, 17 * mm, 48 * mm, 26 * mm, 26 * mm, None), None, None]
+    lineage_widths = [(27 * mm, 22 * mm, 46 * mm, 25 * mm, 16 * mm, None), None, None]
     for t, widths in zip(tables.lineage_tables(r), lineage_widths, strict=False):
         flow += _section(t, style=SMALL, widths=widths if len(t.headers) == 6 else None)
     for t in tables.ring_tables(r):
@@ -128,8 +128,8 @@ def story(published: Published) -> list:
     flow += _ring_drawing(r["ring"], h["wallet"])
     flow += _section(tables.annotation_table(r), style=SMALL)
     for t in tables.provenance_tables(r):
-        flow += _section(t, style=SMALL, widths=(45 * mm, None) if len(t.headers) == 2 else None)
-    return flow + _verification(published)
+        flow.append(KeepTogether(_section(t, style=SMALL, widths=(45 * mm, None) if len(t.headers) == 2 else None)))
+    return flow + [KeepTogether(_verification(published))]  # never a page holding a few stray lines
 
 
 def _trades(t: tables.Table) -> list:
@@ -215,11 +215,12 @@ def _ring_drawing(ring: dict, wallet: str) -> list:
     if not ring.get("available", True) or not ring.get("members"):
         return []
     ids = [m["account_id"] for m in ring["members"]]
-    size, radius = 300, 115
+    size, radius = (150, 50) if len(ids) <= 3 else (300, 115)  # a pair or a triangle needs no full-page circle
+    start = 0.0 if len(ids) == 2 else math.pi / 2  # two members side by side
     d = Drawing(480, size)
     cx, cy = 240, size / 2
-    pos = {a: (cx + radius * math.cos(2 * math.pi * i / len(ids) + math.pi / 2),
-               cy + radius * math.sin(2 * math.pi * i / len(ids) + math.pi / 2)) for i, a in enumerate(ids)}  # fmt: skip
+    pos = {a: (cx + radius * math.cos(2 * math.pi * i / len(ids) + start),
+               cy + radius * math.sin(2 * math.pi * i / len(ids) + start)) for i, a in enumerate(ids)}  # fmt: skip
     for e in ring["trade_edges"]:
         if e["a"] in pos and e["b"] in pos:
             (x1, y1), (x2, y2) = pos[e["a"]], pos[e["b"]]

@@ -6,7 +6,7 @@ with what to run; no number is ever invented.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -24,6 +24,7 @@ BENFORD_WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("30d", timedelta(days=30)),
 )
 LINEAGE_DEPTH = 4
+STELLAR_LAUNCH = datetime(2015, 9, 30, tzinfo=UTC)  # the public network's first ledger
 MAX_FUNDING_ROWS = 20
 MAX_FEATURE_ROWS = 15
 
@@ -82,7 +83,9 @@ def lineage_section(edges: pl.DataFrame, funding_ops: pl.DataFrame, accounts: pl
         .filter(pl.col("n_members") >= 2).sort(["n_members", "depth", "ancestor"], descending=[True, False, False])
     )  # fmt: skip
     record = accounts.filter(pl.col("account_id") == wallet).select(
-        "created_at", "funder", units("starting_balance").alias("starting_balance"))
+        # a date before the network existed is a placeholder, not a creation date: unknown, said so
+        pl.when(pl.col("created_at") >= STELLAR_LAUNCH).then(pl.col("created_at")).alias("created_at"),
+        "funder", units("starting_balance").alias("starting_balance"))
     return {
         "available": True,
         "rule": f"ancestors up to {LINEAGE_DEPTH} hops (at most 3 funders per account: creator first, then "

@@ -143,9 +143,13 @@ def lineage_tables(report: dict) -> list[Table]:
     if not g.get("available", True):
         return [_t("Funding lineage", (), (), unavailable(g))]
     acct = g.get("account") or {}
-    note = (f"Account created {cell(acct.get('created_at'))} by {cell(acct.get('funder'))} with "
-            f"{cell(acct.get('starting_balance'))} XLM. {g['rule']}.")  # fmt: skip
-    incoming = [(r["closed_at"], r["type"], r["from_account"], f"{r['amount']} {short_asset(r['asset'] or '-')}",
+    if acct.get("created_at") is not None:
+        created = (f"Account created {cell(acct['created_at'])} by {cell(acct.get('funder'))} with "
+                   f"{cell(acct.get('starting_balance'))} XLM.")  # fmt: skip
+    else:
+        created = "Creation date unknown: the account's creation is not in the ingested ledgers."
+    note = f"{created} {g['rule']}."
+    incoming = [(r["closed_at"], r["type"].replace("_", " "), r["from_account"], f"{r['amount']} {short_asset(r['asset'] or '-')}",
                  r["memo"], r["horizon_url"]) for r in g["incoming_funding"]]  # fmt: skip
     ancestors = [(r["ancestor"], r["depth"], r["exchange_like"]) for r in g["ancestors"]]
     shared = [(r["ancestor"], r["n_members"], r["depth"], r["exchange_like"]) for r in g["shared_ring_ancestors"]]
