@@ -25,10 +25,29 @@ _OFFER_TYPES = ["manage_sell_offer", "manage_buy_offer", "create_passive_sell_of
 
 
 class WatchQueries:
-    """Read queries of the live watch (the Store inherits them)."""
+    """Queries of the live watch (the Store inherits them; `_frame`, `transaction` and `append_scores` are the Store's)."""
 
     def _frame(self, sql: str, params: list | None = None) -> pl.DataFrame:  # Store's reader
         raise NotImplementedError
+
+    def record_live_scores(self, scores: pl.DataFrame) -> int:
+        """Append the scores that raised alerts to the `scores` history and put them in the derived
+        `scores_latest` when the analysis keeps one, so the Wallet page shows the score an alert links to.
+        scores: RiskScore rows (engine.scoring.SCORE_COLUMNS). Returns rows appended."""
+        if scores.height == 0:
+            return 0
+        added = self.append_scores(scores)
+        if self.has_table("derived_scores_latest"):
+            with self.transaction() as cur:
+                cur.register("live_scores", scores.to_arrow())
+                try:
+                    cur.execute("DELETE FROM derived_scores_latest d USING live_scores s "
+                                "WHERE d.wallet = s.wallet AND d.pair_id = s.pair_id")  # fmt: skip
+                    cur.execute("INSERT INTO derived_scores_latest BY NAME SELECT s.*, now() AS scored_at "
+                                "FROM live_scores s")  # fmt: skip
+                finally:
+                    cur.unregister("live_scores")
+        return added
 
     def pair_window_trades(self, pairs: list[str], *, ledger_from: int) -> pl.DataFrame:
         """Trades from `ledger_from` on of every account that traded in `pairs` since then, in all

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from engine.ingest.runner import Batch, write_checked
-from engine.scoring import score_breakdown
+from engine.scoring import SCORE_COLUMNS, score_breakdown
 from engine.services import explain, models
 from engine.services.alerting import Channel
 from engine.services.watch_evidence import CONFIRM_S, WINDOW_LEDGERS, EvidenceOptions, touched_evidence
@@ -227,4 +227,5 @@ def _tick(store, loaded, settings, options, channels, batch: Batch, source, run_
     cursor = CursorPosition(source.kind, STREAM, SCOPE, json.dumps(position), False)
     stats.n_alerts += store.record_alerts(alerts if alerts.height else None, cursor=cursor)
     if alerts.height:
+        store.record_live_scores(evidence.scores.join(alerts, on=["wallet", "pair_id"], how="semi").select(SCORE_COLUMNS))
         deliver(store, pending_alerts(store), channels)

@@ -79,7 +79,9 @@ def live_run(market, tmp_path_factory):
             for r in server.trades.records
         }
         first_ledger = int(server.trades.records[0]["paging_token"].split("-")[0]) >> 32
-        return store.alerts(), received, release, first_ledger, store.counts()["trades"], server.n_trades, heard
+        stored = store.alerts().join(store.latest_scores().select("wallet", "pair_id", latest="score"),
+                                     on=["wallet", "pair_id"], how="left")  # fmt: skip
+        return stored, received, release, first_ledger, store.counts()["trades"], server.n_trades, heard
 
 
 def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
@@ -92,6 +94,7 @@ def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
     # planted ring members, most with their confirmed ring (a member can cross on its closed loops first)
     assert wash.height >= 10 and wash["ring_id"].is_not_null().sum() >= 10
     assert stored.select("wallet", "pair_id").is_unique().all()  # cooldown: once per (wallet, pair)
+    assert (stored["latest"] == stored["score"]).all()  # the Wallet page shows the score that alerted
     assert stored["ledger"].min() > first_ledger  # the ring shows up mid-stream, not in the first ledger
     latency = sorted(a["_at"] - release[a["ledger"]] for a in received)
     print(f"alert latency (ledger's last trade served -> alert delivered): p50 {latency[len(latency) // 2]:.2f}s "
