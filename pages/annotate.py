@@ -7,14 +7,12 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from engine.active import STRATEGIES, active_settings
+from engine.active import LABEL_KEYS, STRATEGIES, active_settings
 from engine.ring_order import plural
 from engine.services.label import build_queue, record_wallet_label
 from engine.services.retrain import maybe_retrain, retrain_log
 from pages import _annotator, _model_views, _show, _ui
 from storage.store import Store
-
-KEYS = {"wash": "W", "legit": "L", "unsure": "U"}
 
 
 @st.cache_data(ttl=600, show_spinner="Ranking the queue…", max_entries=32)
@@ -91,7 +89,7 @@ def queue() -> None:
                    (f" · evidence: {_show.esc(item['evidence'])}" if item["evidence"] else ""))  # fmt: skip
         st.text_input("Note (optional)", key="queue_note")
         b = st.columns(4)
-        for col, (label, key) in zip(b, KEYS.items(), strict=False):
+        for col, (label, key) in zip(b, LABEL_KEYS.items(), strict=False):
             col.button(f"{label.capitalize()}", key=f"queue_{label}", shortcut=key, on_click=_label,
                        args=(item, label), disabled=annotator is None, width="stretch")  # fmt: skip
         b[3].button("Skip", key="queue_skip", shortcut="S", on_click=_label, args=(item, None), width="stretch")

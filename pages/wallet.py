@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from engine.active import LABELS
+from engine.active import LABEL_KEYS
 from engine.services.report import generate_report
 from pages import _annotator, _evidence, _model_views, _show, _ui
 from storage.store import Store
@@ -102,20 +102,28 @@ with tabs[6]:
     for ring in member_of.get_column("ring_id").to_list():
         st.page_link(_show.PAGES["rings"], label=f"Open {ring}", query_params={"ring": ring})
 
+
+
+def _label(label: str, annotator: str) -> None:
+    """Button callback (before the rerun): sign and store the label, clear the note."""
+    _model_views.label_wallet(wallet=wallet, pair_id=pair_id, label=label, annotator=annotator,
+                              note=st.session_state.get("label_note") or "")  # fmt: skip
+    st.session_state.wallet_labelled = f"labelled {label}"
+    st.session_state.label_note = ""
+
+
 st.divider()
 left, right = st.columns(2)
 with left:
     st.markdown("**Label this wallet**" + (f" (on {_show.esc(pair_id)})" if pair_id else " (every pair)"))
     annotator = _annotator.annotator(key="wallet_annotator")
-    with st.form("label_form", clear_on_submit=True):
-        label = st.radio("Label", LABELS, index=None, horizontal=True, key="label_choice")
-        note = st.text_input("Note", key="label_note")
-        if st.form_submit_button("Save label", disabled=annotator is None):
-            if label is None:
-                st.warning("Choose wash, legit or unsure first: nothing is pre-selected.")
-            else:
-                _model_views.label_wallet(wallet=wallet, pair_id=pair_id, label=label, note=note, annotator=annotator)
-                st.success(f"Labelled {label}.")
+    st.text_input("Note (optional)", key="label_note")
+    keys = st.columns(len(LABEL_KEYS))
+    for col, (label, shortcut) in zip(keys, LABEL_KEYS.items(), strict=True):
+        col.button(label.capitalize(), key=f"label_{label}", shortcut=shortcut, disabled=annotator is None,
+                   on_click=_label, args=(label, annotator), width="stretch")  # fmt: skip
+    st.caption("Keys: **W** wash · **L** legit · **U** unsure" + (f" · {_show.esc(st.session_state['wallet_labelled'])}"
+               if st.session_state.get("wallet_labelled") else ""))  # fmt: skip
     history = _ui.read(Store.annotations, wallet=wallet)
     st.caption(f"{history.height} label(s) on record")
     if history.height:

@@ -9,6 +9,7 @@ are use cases: engine.services.label and engine.services.retrain.
 """
 
 from engine.active.annotations import (
+    LABEL_KEYS,
     LABELS,
     Verified,
     annotation_row,
@@ -24,7 +25,7 @@ from engine.active.config import STRATEGIES, ActiveSettings, active_settings
 from engine.active.queue import evidence_boost, rank_queue
 
 __all__ = [
-    "LABELS", "STRATEGIES", "ActiveSettings", "Verified", "active_settings", "annotation_row", "evidence_boost",
+    "LABEL_KEYS", "LABELS", "STRATEGIES", "ActiveSettings", "Verified", "active_settings", "annotation_row", "evidence_boost",
     "export_annotations", "import_annotations", "load_or_create_key", "rank_queue", "settings_key", "sign",
     "verified_store_annotations", "verify_annotations",
 ]  # fmt: skip

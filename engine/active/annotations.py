@@ -40,6 +40,7 @@ from engine.active.config import active_settings
 from storage.errors import BadInput
 
 LABELS: tuple[str, ...] = ("wash", "legit", "unsure")
+LABEL_KEYS = {"wash": "W", "legit": "L", "unsure": "U"}  # the keyboard shortcuts of the labelling buttons
 ANNOTATION_COLUMNS: tuple[str, ...] = (
     "wallet", "pair_id", "label", "note", "annotator_id", "annotated_at", "label_source", "hmac",
 )  # fmt: skip

@@ -182,14 +182,14 @@ def test_wallet_shows_score_lineage_rings_and_takes_a_label(monkeypatch, populat
     ancestors, siblings = x["lineage"]
     assert df(at, "funder", "created_at")["account_id"].tolist() == siblings["account_id"].to_list()
     assert df(at, "n_sold_to")["n_trades"].sum() == x["counterparties"]["n_trades"].sum() > 0
-    assert at.radio(key="label_choice").value is None  # nothing pre-selected
+    assert at.button(key="label_wash").disabled  # labelling waits for the session's annotator
     at.selectbox(key="wallet_annotator_pick").set_value("someone new…").run()
     at.text_input(key="wallet_annotator_new").set_value("ana")
     at.button(key="wallet_annotator_start").click().run()
     assert "Labelling as **ana** (this browser session)" in texts(at, "caption")
-    at.radio(key="label_choice").set_value("wash")
     at.text_input(key="label_note").set_value("closed loop with siblings")
-    at.button(key="FormSubmitter:label_form-Save label").click().run()
+    at.button(key="label_wash").click().run()
+    assert at.text_input(key="label_note").value == ""
     assert "1 label(s) on record" in texts(at, "caption")
     labels = df(at, "annotator_id")
     assert labels["label"].tolist() == ["wash"] and labels["note"].tolist() == ["closed loop with siblings"]
