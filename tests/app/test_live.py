@@ -23,6 +23,14 @@ from tests.app.test_browser import ARGS, ARTIFACTS, CHROMIUM, ROOT, _free_port, 
 from tests.factories import account
 
 
+def test_live_page_on_an_empty_store_says_there_is_no_alert_yet(monkeypatch, tmp_path):
+    at = open_page(monkeypatch, tmp_path / "empty.duckdb", "live")
+    assert {m.label: m.value for m in at.metric} == {"Watch": "stopped", "Cursor (ledger)": "–",
+                                                     "Ledgers behind": "–", "Trades/s": "0", "Alerts this run": "0"}
+    assert "no alert yet" in [c.value for c in at.caption]
+    assert at.button(key="FormSubmitter:watch_form-Start watch") is not None
+
+
 def test_live_page_shows_stored_alerts_escaped_with_links(monkeypatch, tmp_path):
     """AppTest: a stored alert (its pair's code is markup) in the feed, the watch stopped, nothing running."""
     db = tmp_path / "alerts.duckdb"
