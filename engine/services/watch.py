@@ -28,6 +28,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,7 +76,8 @@ class WatchStats:
     latest_ledger: int | None = None  # the source's newest ledger when it says (Horizon's root)
     trades_per_s: float = 0.0  # new trades per second since the tick before
     last_tick_at: float = 0.0  # time.monotonic() of the last tick
-    tick_costs: list[tuple[float, int]] = field(default_factory=list)  # (seconds, ledgers) of each tick that scored
+    # (seconds, ledgers) of the last ticks that scored: bounded, a watch runs for days
+    tick_costs: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=100_000))
 
     def describe(self) -> str:
         return (f"watch stopped at ledger {self.ledger}: {self.n_ticks} ticks, {self.n_trades:,} new trades, "
