@@ -1,7 +1,8 @@
 """`rings`: closed loops, funding lineage and manipulation rings from the stored trades.
 
-Runs engine.services.analyse.compute_rings: all stored trades and funding edges in, the
-derived tables `rings`, `ring_members` and `closed_loops` replaced.
+Runs engine.services.analyse.compute_rings: the stored trades (read a batch of pairs at a
+time, with progress) and funding edges in, the derived tables `rings`, `ring_members` and
+`closed_loops` replaced.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import time
 
 from engine.cli import open_store
+from engine.progress import CliProgress
 
 
 def register(sub, common) -> None:
@@ -34,7 +36,7 @@ def _rings(args, settings) -> int:
     started = time.monotonic()
     with open_store(settings) as store:
         counts = store.counts()
-        result = compute_rings(store, options=options)
+        result = compute_rings(store, options=options, progress=CliProgress("rings"))
     n_loop_trades = int(result.closed_loops.get_column("n_trades").sum() or 0)
     print(
         f"{counts['trades']:,} trades, {counts['operations']:,} operations -> "

@@ -31,10 +31,10 @@ ANALYSIS_STEPS = ("rings", "features", "score")
 # -- rings and features ------------------------------------------------------------------------------------
 
 
-def compute_rings(store: Store, *, options: RingOptions | None = None) -> RingResult:
+def compute_rings(store: Store, *, options: RingOptions | None = None, progress: Progress = no_progress) -> RingResult:
     """Closed loops, communities and rings from all stored trades and funding edges (read a
     batch of pairs at a time); replaces the derived tables `closed_loops`, `rings` and `ring_members`."""
-    result = store_rings(store, options=options or RingOptions())
+    result = store_rings(store, options=options or RingOptions(), progress=progress)
     store.save_derived("closed_loops", result.closed_loops)
     store.save_derived("rings", result.rings)
     store.save_derived("ring_members", result.ring_members)

@@ -13,14 +13,16 @@ import polars as pl
 
 from engine.graph.account_keys import account_names, key_index
 from engine.graph.rings import RingOptions, RingResult, rings_by_pairs
+from engine.progress import Progress, no_progress
 from storage.store import Store
 
 BATCH_TRADES = 1_000_000  # trades read at once (a larger pair is read alone)
 
 
-def store_rings(store: Store, *, options: RingOptions | None = None, batch_trades: int = BATCH_TRADES) -> RingResult:
+def store_rings(store: Store, *, options: RingOptions | None = None, batch_trades: int = BATCH_TRADES,
+                progress: Progress = no_progress) -> RingResult:  # fmt: skip
     """Rings over every stored trade and funding edge, read in batches of pairs of about
-    `batch_trades` trades."""
+    `batch_trades` trades. progress(done=batches read, total=3 x batches (three passes), records=trades read)."""
     options = options or RingOptions()
     funding = store.funding_edges()
     stored = store.account_keys()
@@ -28,10 +30,15 @@ def store_rings(store: Store, *, options: RingOptions | None = None, batch_trade
                           funding.get_column("to_account"))  # fmt: skip
     recode = stored.join(key_index(names), on="account_id").select("account_key", "key")
     plan = pair_batches(store.pair_sizes(), batch_trades=batch_trades)
+    read = {"batches": 0, "trades": 0}
 
     def batches() -> Iterator[pl.DataFrame]:
         for pairs in plan:
-            yield _with_keys(store.pair_trades(pairs), recode)
+            trades = _with_keys(store.pair_trades(pairs), recode)
+            yield trades
+            read["batches"] += 1
+            read["trades"] += trades.height
+            progress(done=read["batches"], total=3 * len(plan), records=read["trades"], unit="batches")
 
     return rings_by_pairs(batches, names, funding, options=options)
 
