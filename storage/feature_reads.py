@@ -80,19 +80,34 @@ class FeatureReads:
             return self._named_frame(_AMOUNTS + " LIMIT 0", params).with_columns(pl.col(_AMOUNT_IDS).cast(pl.Categorical()))
         return pl.concat(parts)
 
-    def export_feature_inputs(self, out_dir: Path, *, offer_types: tuple[str, ...], since: datetime,
-                              until: datetime) -> tuple[Path, Path]:  # fmt: skip
-        """The window's trades (feature columns) and offer operations as Parquet files in
-        `out_dir`, for an engine that reads files (Spark); returns their paths."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        trades, offers = out_dir / "trades.parquet", out_dir / "offer_operations.parquet"
-        window = {"since": since, "until": until}
+    def export_window_trades(self, out: Path, *, since: datetime, until: datetime) -> Path:
+        """The window's trades (the feature columns) as Parquet at `out`, for an engine that reads files."""
+        sql = f"COPY (SELECT {_FEATURE_TRADE_COLUMNS} FROM trades WHERE {_WINDOW} ORDER BY op_id, id) TO $out (FORMAT parquet)"
+        return self._copy(sql, out, {"since": since, "until": until})
+
+    def export_window_operations(self, out: Path, *, types: tuple[str, ...], since: datetime, until: datetime) -> Path:
+        """The window's operations of `types` (the offer columns) as Parquet at `out`."""
+        sql = (f"COPY (SELECT {_OFFER_COLUMNS} FROM operations WHERE {_WINDOW} AND list_contains($types, type) "
+               "ORDER BY id) TO $out (FORMAT parquet)")  # fmt: skip
+        return self._copy(sql, out, {"since": since, "until": until, "types": list(types)})
+
+    def _copy(self, sql: str, out: Path, params: dict) -> Path:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with self._cursor() as cur:
-            cur.execute(f"COPY (SELECT {_FEATURE_TRADE_COLUMNS} FROM trades WHERE {_WINDOW} ORDER BY op_id, id) "
-                        "TO $out (FORMAT parquet)", {**window, "out": str(trades)})  # fmt: skip
-            cur.execute(f"COPY (SELECT {_OFFER_COLUMNS} FROM operations WHERE {_WINDOW} AND list_contains($types, type) "
-                        "ORDER BY id) TO $out (FORMAT parquet)", {**window, "types": list(offer_types), "out": str(offers)})  # fmt: skip
-        return trades, offers
+            cur.execute(sql, {**params, "out": str(out)})
+        return out
+
+    def export_trades_parquet(self, out: Path, *, ledger_from: int | None = None, ledger_to: int | None = None) -> int:
+        """Write stored trades as canonical Parquet (engine.schemas.TRADES_SCHEMA: UTC timestamps,
+        amounts in stroops), by op_id; an engine reading files (Spark) takes them as they are."""
+        where = "WHERE ($lo IS NULL OR ledger >= $lo) AND ($hi IS NULL OR ledger <= $hi)"
+        params = {"lo": ledger_from, "hi": ledger_to}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with self._cursor() as cur:
+            n = cur.execute(f"SELECT count(*) FROM trades {where}", params).fetchall()[0][0]
+            cur.execute(f"COPY (SELECT * EXCLUDE (run_id) FROM trades {where} ORDER BY op_id, id) TO $out (FORMAT parquet)",
+                        {**params, "out": str(out)})  # fmt: skip
+        return n
 
     def _named_frame(self, sql: str, params: dict) -> pl.DataFrame:
         with self._cursor() as cur:

@@ -3,7 +3,11 @@ and store them (derived tables `features` and `benford`, replaced whole)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from engine.cli import open_store, parse_utc
+from engine.errors import BadInput
+from engine.progress import CliProgress
 
 
 def register(sub, common) -> None:
@@ -14,17 +18,33 @@ def register(sub, common) -> None:
         help="UTC time, ISO 8601 (e.g. 2024-05-01T00:00:00Z); default: the last stored trade's close time",
     )
     p.add_argument("--dictionary", action="store_true", help="print the feature dictionary (Markdown) and exit")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="duckdb (default) or spark: the same features on Spark (LEDGERLENS_SPARK_MASTER: local[N], "
+                        "a cluster, or sc:// Spark Connect)")  # fmt: skip
+    p.add_argument("--trades", type=Path, default=None,
+                   help="with --engine spark: canonical trades Parquet (`export trades --format parquet`); "
+                        "default: the store's trades")  # fmt: skip
+    p.add_argument("--operations", type=Path, default=None,
+                   help="with --engine spark: operations Parquet (offer cancellations); default: the store's. "
+                        "Accounts, funding and rings come from the store")  # fmt: skip
     p.set_defaults(handler=_features)
 
 
 def _features(args, settings) -> int:
-    from engine.services.analyse import compute_features
+    from engine.services.features import compute_features, compute_features_spark
 
     if args.dictionary:
         print(dictionary_markdown())
         return 0
+    if args.engine == "duckdb" and (args.trades or args.operations):
+        raise BadInput("--trades / --operations are read with --engine spark; the duckdb engine reads the store")
+    as_of = parse_utc(args.as_of, "--as-of")
     with open_store(settings) as store:
-        run = compute_features(store, as_of=parse_utc(args.as_of, "--as-of"))
+        if args.engine == "spark":
+            run = compute_features_spark(store, master=settings.spark_master, trades_path=args.trades,
+                                         operations_path=args.operations, as_of=as_of)  # fmt: skip
+        else:
+            run = compute_features(store, as_of=as_of, progress=CliProgress("features"))
     flagged = run.benford.filter(run.benford["flag"].fill_null(False)).height
     print(
         f"features as of {run.as_of:%Y-%m-%d %H:%M:%S} UTC: {run.matrix.height:,} (wallet, pair) rows x "

@@ -83,20 +83,23 @@ def compute_features_spark(
     tables from the same feature functions (engine.spark.features).
 
     trades_path / operations_path: canonical Parquet (`export trades --format parquet`, or files
-    with the feature columns); default: the store's window, exported to Parquet in `work_dir`
-    (default: next to the store). Accounts, funding lineage and rings come from the store.
+    with the feature columns); default: the store's, exported to Parquet in `work_dir` (default:
+    next to the store). as_of: default the last trade of `trades_path`, else of the store.
+    Accounts, funding lineage and rings come from the store.
     """
-    from engine.spark.features import feature_parts
+    from engine.spark.features import feature_parts, latest_close
     from engine.spark.session import spark_session
 
-    as_of = as_of or last_close(store)
+    spark = spark_session(master=master)
+    if as_of is None:
+        as_of = latest_close(spark.read.parquet(str(trades_path))) if trades_path is not None else last_close(store)
     ctx = _context(store, as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC))
     since = ctx.as_of - max(ctx.config.lookback, *(w for _, w in ctx.config.windows))
+    out, window = work_dir or store.path.with_suffix(".spark-input"), dict(since=since, until=ctx.as_of)
     if trades_path is None:
-        out = work_dir or store.path.with_suffix(".spark-input")
-        trades_path, operations_path = store.export_feature_inputs(out, offer_types=OFFER_TYPES, since=since,
-                                                                   until=ctx.as_of)  # fmt: skip
-    spark = spark_session(master=master)
+        trades_path = store.export_window_trades(out / "trades.parquet", **window)
+    if operations_path is None:
+        operations_path = store.export_window_operations(out / "offers.parquet", types=OFFER_TYPES, **window)
     trades = spark.read.parquet(str(trades_path))
     offers = spark.read.parquet(str(operations_path)) if operations_path is not None else None
     n_trades = trades.where((trades.closed_at > since) & (trades.closed_at <= ctx.as_of)).count()

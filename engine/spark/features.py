@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
 
+from engine.errors import BadInput
 from engine.features.benford_features import AMOUNT_COLUMNS, benford_table, market_scopes
 from engine.features.partitions import MarketContext, PartitionFeatures, wallet_partition
 from engine.features.sides import OPERATION_COLUMNS, TRADE_COLUMNS
@@ -65,6 +67,16 @@ def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketCon
 
     wallet_rows = routed.groupBy("part").cogroup(ops.groupBy("part")).applyInArrow(run, PARTS_SCHEMA).toArrow()
     return SparkParts(partitions=_partitions(wallet_rows, n_parts), market_benford=_market_benford(t, ctx=ctx))
+
+
+def latest_close(trades: DataFrame) -> datetime:
+    """Close time of the last trade of a Spark frame (UTC); BadInput when it has none."""
+    from pyspark.sql import functions as F
+
+    last = trades.select(F.max("closed_at")).first()[0]
+    if last is None:
+        raise BadInput("the trades Parquet holds no trades: export some first (export trades --format parquet)")
+    return last.replace(tzinfo=UTC) if last.tzinfo is None else last.astimezone(UTC)
 
 
 def _part(account: Column, n_parts: int) -> Column:

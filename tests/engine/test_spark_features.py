@@ -42,3 +42,24 @@ def test_spark_features_equal_duckdb_and_the_whole_market_run(tmp_path, spark, t
     assert_same_frame(run.matrix, want_matrix, key=MATRIX_KEY)
     assert_same_frame(run.benford, want_benford, key=BENFORD_KEY)
     assert_same_frame(stored, want_matrix, key=MATRIX_KEY)
+
+
+def test_cli_features_engine_spark_reads_the_exported_parquet_and_stores_the_duckdb_tables(tmp_path, spark):
+    import polars as pl
+
+    from engine.cli import main
+    from engine.services.features import compute_features
+    from storage.store import Store
+
+    db, parquet = tmp_path / "s.duckdb", tmp_path / "export" / "trades.parquet"
+    with build_store(db) as store:
+        duck = compute_features(store, as_of=AS_OF)
+        n_trades = store.counts()["trades"]
+    assert main(["export", "trades", "--db", str(db), "--format", "parquet", "--out", str(parquet)]) == 0
+    assert pl.read_parquet(parquet).height == n_trades
+    args = ["features", "--db", str(db), "--engine", "spark", "--trades", str(parquet), "--as-of", AS_OF.isoformat()]
+    assert main(args) == 0
+    with Store(db) as store:
+        matrix, benford = store.load_derived("features"), store.load_derived("benford")
+    assert_same_frame(matrix, duck.matrix, key=MATRIX_KEY)
+    assert_same_frame(benford, duck.benford, key=BENFORD_KEY)
