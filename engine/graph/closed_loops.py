@@ -92,7 +92,7 @@ def closed_loops(
     pool, n_nodes, edges = _indexed(tt)
     found: list[pl.DataFrame] = []
     taken = pl.DataFrame(schema={"id": pl.String})
-    for level in loop_levels([edges], max_levels=max_levels) if levels is None else levels:
+    for level in loop_levels(edges, max_levels=max_levels) if levels is None else levels:
         # SCCs only shrink as the level rises: each level searches the previous level's candidates.
         pool = _candidates(pool, edges, n_nodes, level)
         if pool.height == 0:
@@ -118,9 +118,9 @@ def loop_edges(trades: pl.DataFrame, *, via_pools: bool = True) -> pl.DataFrame:
     return _indexed(tt)[2]
 
 
-def loop_levels(edges: list[pl.DataFrame], *, max_levels: int = DEFAULT_MAX_LEVELS) -> list[int]:
-    """The multiplicity levels worth searching over the trader graphs `edges` (`loop_edges`, one
-    per batch of pairs; node ids are made disjoint here).
+def loop_levels(edges: pl.DataFrame, *, max_levels: int = DEFAULT_MAX_LEVELS) -> list[int]:
+    """The multiplicity levels worth searching over the trader graphs `edges` (`loop_edges`;
+    with a `part` column, one graph per part, e.g. per batch of pairs: node ids are local to it).
 
     The ladder comes from every edge's multiplicity; a level whose candidate trades (edges of
     that multiplicity or more inside a strongly connected component) are as many as at the
@@ -128,18 +128,22 @@ def loop_levels(edges: list[pl.DataFrame], *, max_levels: int = DEFAULT_MAX_LEVE
     search stops at the first level with none. Planned over the whole market, batches of pairs
     searched at these levels find exactly the loops of one search over all pairs.
     """
-    frames = [e for e in edges if e.height]
-    if not frames:
+    if edges.height == 0:
         return []
-    offsets = np.cumsum([0] + [int(max(e["src"].max(), e["dst"].max())) + 1 for e in frames])
-    src = np.concatenate([e["src"].to_numpy() + o for e, o in zip(frames, offsets, strict=False)])
-    dst = np.concatenate([e["dst"].to_numpy() + o for e, o in zip(frames, offsets, strict=False)])
-    mult = np.concatenate([e["mult"].to_numpy() for e in frames]).astype(np.int64)
+    if "part" in edges.columns:  # node ids made disjoint across parts
+        ends = pl.concat([edges.select("part", pl.col("src").alias("n")), edges.select("part", pl.col("dst").alias("n"))])
+        ids = ends.unique().with_row_index("_id").with_columns(pl.col("_id").cast(pl.Int64))
+        edges = edges.join(ids.rename({"n": "src", "_id": "_s"}), on=["part", "src"]).join(
+            ids.rename({"n": "dst", "_id": "_d"}), on=["part", "dst"]).select(
+            pl.col("_s").alias("src"), pl.col("_d").alias("dst"), "mult")
+    src, dst = edges.get_column("src").to_numpy(), edges.get_column("dst").to_numpy()
+    mult = edges.get_column("mult").to_numpy().astype(np.int64)
+    n_nodes = int(max(src.max(), dst.max())) + 1
     run, n_before = [], -1
     for level in _levels(mult, max_levels):
         kept = mult >= level
         graph = coo_matrix((np.ones(int(kept.sum()), dtype=np.int8), (src[kept], dst[kept])),
-                           shape=(int(offsets[-1]),) * 2).tocsr()
+                           shape=(n_nodes, n_nodes)).tocsr()
         _, labels = connected_components(graph, directed=True, connection="strong")
         n_pool = int(mult[kept & (labels[src] == labels[dst])].sum())
         if n_pool == 0:

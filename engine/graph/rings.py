@@ -39,6 +39,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -54,6 +55,7 @@ from engine.graph.funding import (
     ancestors,
     shared_ancestors,
 )
+from engine.schemas import TRADES_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,10 @@ class RingResult:
     communities: pl.DataFrame  # every proposed community (all Louvain levels) with its stats and is_ring
 
 
-TradeBatches = Callable[[], Iterable[pl.DataFrame]]
+BatchFn = Callable[[pl.DataFrame], dict[str, pl.DataFrame]]
+# Runs a function on every batch of pairs and concatenates each frame it returns, by name
+# (`local_batches`; engine.spark.rings runs the same functions on Spark's groups).
+MapBatches = Callable[[BatchFn], dict[str, pl.DataFrame]]
 
 
 def detect_rings(
@@ -114,32 +119,37 @@ def detect_rings(
     names = account_names(trades.get_column("seller_account"), trades.get_column("buyer_account"),
                           funding.get_column("from_account"), funding.get_column("to_account"))
     keyed = encode_columns(trades, names, ("seller_account", "buyer_account"))
-    return rings_by_pairs(lambda: [keyed], names, funding, options=options)
+    return rings_by_pairs(local_batches(lambda: [keyed]), names, funding, options=options)
 
 
-def rings_by_pairs(batches: TradeBatches, names: pl.Series, funding: pl.DataFrame, *,
+def rings_by_pairs(map_batches: MapBatches, names: pl.Series, funding: pl.DataFrame, *,
                    options: RingOptions = RingOptions()) -> RingResult:  # fmt: skip
     """`detect_rings` over a market read in batches of pairs, never whole.
 
-    `batches()` yields trades (TRADES_SCHEMA, seller/buyer accounts as keys: positions in
-    `names`, the sorted ids of every trading or funding account: engine.graph.account_keys), each batch holding
-    every trade of its pairs; it is called three times (loop levels; closed loops and pair
-    evidence; the suspects' trades). Closed loops, pool legs and pair evidence never span
-    pairs, and the loop levels are planned over all batches, so the result is the same for
-    any split into batches. Held at once: one batch, the co-trading pairs' counts, and the
-    trades inside proposed communities.
+    `map_batches` runs a function on every batch of trades (TRADES_SCHEMA, seller/buyer
+    accounts as keys: positions in `names`, the sorted ids of every trading or funding
+    account; engine.graph.account_keys), each batch holding every trade of its pairs, three
+    times: loop levels (`batch_edges`), closed loops and pair evidence (`batch_loops`), the
+    communities' trades (`batch_inside`). Closed loops, pool legs and pair evidence never
+    span pairs, and the loop levels are planned over all batches, so the result is the same
+    for any split into batches. Held at once: one batch, the co-trading pairs' counts, and
+    the trades inside proposed communities.
     """
     anc = encode_columns(ancestors(funding, depth=options.depth, max_fanout=options.max_fanout), names,
                          ("account_id", "ancestor"))  # fmt: skip
-    levels = loop_levels([loop_edges(b) for b in batches()])
-    loops, counts = _loops_and_counts(batches, levels)
-    evidence = evidence_from_counts(counts, anc, one_way_weight=options.one_way_weight)
+    levels = loop_levels(map_batches(batch_edges)["edges"])
+    found = map_batches(partial(batch_loops, levels=levels))
+    loops = found["loops"].sort("pair_id", "window_start", "loop_id")
+    evidence = evidence_from_counts(found["counts"], anc, one_way_weight=options.one_way_weight)
     suspects = suspicious_accounts(evidence)
     graph = community_graph(evidence, suspects, funding_weight=options.funding_weight)
     members = propose_communities(graph, suspects, resolution=options.resolution, seed=options.seed,
                                   max_python_edges=options.louvain_max_edges)
     members = pl.concat([members, loop_groups(loops, level=int(members.get_column("level").max() or 0) + 1)])
-    internal, sides = _community_trades(batches, members, suspects, loops)
+    inside = map_batches(partial(batch_inside, members=members, suspects=suspects,
+                                 loop_ids=loop_trades(loops).select("id").unique()))  # fmt: skip
+    internal = inside["internal"]
+    sides = inside["sides"].group_by("account_id").agg(pl.col("n_sold", "n_bought").sum())
     members = prune_outward(members, internal, sides, anc, min_share=options.rules.min_member_internal_share)
     internal = _within(internal, members)
     stats = community_stats(members, internal, sides, anc, evidence, names, rules=options.rules)
@@ -149,37 +159,48 @@ def rings_by_pairs(batches: TradeBatches, names: pl.Series, funding: pl.DataFram
     return RingResult(rings, ring_members, decode_lists(loops, "members", names), stats.drop("community"))
 
 
-def _loops_and_counts(batches: TradeBatches, levels: list[int]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Closed loops (members as keys) and per-(wallet pair, asset pair) counts over all batches."""
-    loops, counts = [], []
-    for trades in batches():
-        found = closed_loops(trades, levels=levels)
-        loops.append(found)
-        counts.append(pair_counts(trader_trades(trades, via_pools=True), found))
-    loops = [f for f in loops if f.height] or [pl.DataFrame(schema={**CLOSED_LOOPS_SCHEMA, "members": pl.List(pl.Int64)})]
-    schema = {"account_a": pl.Int64, "account_b": pl.Int64}
-    return (pl.concat(loops).sort("pair_id", "window_start", "loop_id"),
-            pl.concat([c.cast(schema) for c in counts]) if counts else pl.DataFrame(schema=schema))  # fmt: skip
+KEYED_TRADES_SCHEMA = {**TRADES_SCHEMA, "seller_account": pl.Int64, "buyer_account": pl.Int64}
 
 
-def _community_trades(batches: TradeBatches, members: pl.DataFrame, suspects: pl.Series,
-                      loops: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
-    """Trades inside proposed communities (`_internal_trades`) and the suspects' trade counts.
+def local_batches(batches: Callable[[], Iterable[pl.DataFrame]]) -> MapBatches:
+    """A MapBatches over the frames `batches()` yields (called once per pass)."""
 
-    Shapes: -> ([community, seller, buyer, pair_id, base_amount, in_loop],
-    [account_id, n_sold: u32, n_bought: u32] (trades as seller / as buyer))."""
-    in_loop = loop_trades(loops).select("id").unique()
-    internal, sides = [], []
-    for trades in batches():
-        tt = trader_trades(trades, via_pools=True)
-        internal.append(_internal_trades(members, tt, in_loop).select(
-            "community", "seller", "buyer", "pair_id", "base_amount", "in_loop"))
-        sold = tt.group_by(pl.col("seller").alias("account_id")).agg(pl.len().alias("n_sold"))
-        bought = tt.group_by(pl.col("buyer").alias("account_id")).agg(pl.len().alias("n_bought"))
-        sides.append(sold.join(bought, on="account_id", how="full", coalesce=True).filter(
-            pl.col("account_id").is_in(suspects.implode())))
-    sides = pl.concat(sides).group_by("account_id").agg(pl.col("n_sold", "n_bought").fill_null(0).sum())
-    return pl.concat(internal), sides
+    def run(fn: BatchFn) -> dict[str, pl.DataFrame]:
+        parts = [fn(trades) for trades in batches()] or [fn(pl.DataFrame(schema=KEYED_TRADES_SCHEMA))]
+        return {name: pl.concat([p[name] for p in parts]) for name in parts[0]}
+
+    return run
+
+
+def batch_edges(trades: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Pass 1 on one batch: its trader graph for `loop_levels` (`part`: the batch's first pair)."""
+    part = trades.get_column("pair_id").min() if trades.height else ""
+    return {"edges": loop_edges(trades).with_columns(pl.lit(part, pl.String).alias("part"))}
+
+
+def batch_loops(trades: pl.DataFrame, *, levels: list[int]) -> dict[str, pl.DataFrame]:
+    """Pass 2 on one batch: its closed loops (members as keys) and `pair_counts`."""
+    loops = closed_loops(trades, levels=levels)
+    if loops.height == 0:  # the empty frame's members are ids; every batch's are keys
+        loops = pl.DataFrame(schema={**CLOSED_LOOPS_SCHEMA, "members": pl.List(pl.Int64)})
+    counts = pair_counts(trader_trades(trades, via_pools=True), loops)
+    return {"loops": loops, "counts": counts.cast({"account_a": pl.Int64, "account_b": pl.Int64})}
+
+
+def batch_inside(trades: pl.DataFrame, *, members: pl.DataFrame, suspects: pl.Series,
+                 loop_ids: pl.DataFrame) -> dict[str, pl.DataFrame]:  # fmt: skip
+    """Pass 3 on one batch: trades inside proposed communities (`_internal_trades`) and the
+    suspects' trade counts. Shapes: -> internal [community, seller, buyer, pair_id,
+    base_amount, in_loop], sides [account_id, n_sold: u32, n_bought: u32] (as seller / buyer)."""
+    tt = trader_trades(trades, via_pools=True)
+    internal = _internal_trades(members, tt, loop_ids).select(
+        "community", "seller", "buyer", "pair_id", "base_amount", "in_loop")
+    sold = tt.group_by(pl.col("seller").alias("account_id")).agg(pl.len().alias("n_sold"))
+    bought = tt.group_by(pl.col("buyer").alias("account_id")).agg(pl.len().alias("n_bought"))
+    sides = sold.join(bought, on="account_id", how="full", coalesce=True).filter(
+        pl.col("account_id").is_in(suspects.implode())).with_columns(pl.col("n_sold", "n_bought").fill_null(0))
+    return {"internal": internal, "sides": sides.cast({"account_id": pl.Int64, "n_sold": pl.UInt32,
+                                                       "n_bought": pl.UInt32})}  # fmt: skip
 
 
 def _within(internal: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import polars as pl
 
 from engine.graph.account_keys import account_names, key_index
-from engine.graph.rings import RingOptions, RingResult, rings_by_pairs
+from engine.graph.rings import RingOptions, RingResult, local_batches, rings_by_pairs
 from engine.progress import Progress, no_progress
 from storage.store import Store
 
@@ -40,7 +40,7 @@ def store_rings(store: Store, *, options: RingOptions | None = None, batch_trade
             read["trades"] += trades.height
             progress(done=read["batches"], total=3 * len(plan), records=read["trades"], unit="batches")
 
-    return rings_by_pairs(batches, names, funding, options=options)
+    return rings_by_pairs(local_batches(batches), names, funding, options=options)
 
 
 def pair_batches(sizes: pl.DataFrame, *, batch_trades: int) -> list[list[str]]:

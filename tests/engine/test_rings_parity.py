@@ -52,8 +52,9 @@ def test_rings_equal_the_recorded_ones(market, batch_trades):
 def test_loop_levels_planned_over_batches_equal_the_whole_market(market):
     _, store = market
     trades = store.trades()
-    whole = loop_levels([loop_edges(trades)])
-    parts = [loop_edges(trades.filter(pl.col("pair_id") == p)) for p in trades.get_column("pair_id").unique().sort()]
+    whole = loop_levels(loop_edges(trades))
+    parts = pl.concat([loop_edges(trades.filter(pl.col("pair_id") == p)).with_columns(part=pl.lit(p))
+                       for p in trades.get_column("pair_id").unique()])  # fmt: skip
     assert loop_levels(parts) == whole and whole[0] == 1
 
 
