@@ -12,7 +12,17 @@ import polars as pl
 import streamlit as st
 
 from engine.drawing import fmt_seconds
-from engine.services.ingest import JOBS, IngestJob, app_wording, demo_work, files_work, plan_recorded, range_work
+from engine.services.ingest import (
+    JOBS,
+    UPLOAD_PREFIX,
+    IngestJob,
+    app_wording,
+    demo_work,
+    files_work,
+    plan_recorded,
+    range_work,
+    runs_for_display,
+)
 from engine.services.jobs import JobStatus
 from pages import _analysis, _show, _ui
 from storage.store import Store
@@ -62,7 +72,7 @@ elif source == "Files":
                                accept_multiple_files=True, key="ingest_files")
     if uploads and st.button("Ingest files", key="ingest_files_go"):
         settings.home.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="upload-", dir=settings.home))
+        folder = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX, dir=settings.home))
         names = {}
         for up in uploads:
             path = folder / Path(up.name).name  # the browser's file name, never a path
@@ -132,7 +142,6 @@ def progress_panel() -> None:
             finished(job)
         if job.state != "running" and st.session_state.get("ingest_seen") != job.job_id:
             st.session_state.ingest_seen = job.job_id
-            st.session_state.pop("run_pick", None)  # show the newest run and its quarantined rows
             _ui.clear_caches()
             st.rerun(scope="app")
 
@@ -143,14 +152,15 @@ if any(j.state == "done" and j.label not in BACKGROUND for j in JOBS.of(key, own
     _analysis.run_analysis_button(key="ingest_analyse")
 
 st.subheader("Run history")
-runs = _ui.read(Store.runs, limit=50)
+runs = runs_for_display(_ui.read(Store.runs, limit=50), home=settings.home)
 if runs.height == 0:
     st.caption("No runs yet.")
     st.stop()
 st.dataframe(runs.select("run_id", "source", "status", "resumable", "started_at", "finished_at", "n_trades",
                          "n_operations", "n_quarantined", "n_ledgers", "error", "params"), hide_index=True,
              key="runs_table", column_config={"error": st.column_config.TextColumn("error", width="large")})
-run_id = st.selectbox("Run", runs.get_column("run_id").to_list(), key="run_pick")
+# keyed by the newest run: a new run (this session's or another's) opens with its own quarantined rows shown
+run_id = st.selectbox("Run", runs.get_column("run_id").to_list(), key=f"run_pick_{runs.item(0, 'run_id')}")
 run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
 bad = _ui.read(Store.quarantined, run_id=run_id, limit=1000)
 st.markdown(f"**Quarantined records of run {run_id}: {run['n_quarantined']:,}**")

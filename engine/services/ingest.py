@@ -10,8 +10,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
+
+import polars as pl
 
 from engine.ingest import datalake, horizon
 from engine.ingest.files import ingest_files
@@ -77,6 +80,19 @@ def app_wording(message: str, names: dict[str, str] | None = None) -> str:
     for cli, app in CLI_WORDING.items():
         message = message.replace(cli, app)
     return message
+
+
+UPLOAD_PREFIX = "upload-"  # uploads are copied to <home>/upload-XXXX/<the browser's file name>
+
+
+def runs_for_display(runs: pl.DataFrame, *, home: Path) -> pl.DataFrame:
+    """Store.runs rows as the app shows them: an uploaded file by its own name (not the server's copy path),
+    errors in the app's words. Shapes: the columns of `runs`, `error` and `params` rewritten."""
+    copies = re.escape(str(home / UPLOAD_PREFIX)) + r"[^/\\\"]+/"
+    out = runs.with_columns(pl.col("error").str.replace_all(copies, ""), pl.col("params").str.replace_all(copies, ""))
+    for cli, app in CLI_WORDING.items():
+        out = out.with_columns(pl.col("error").str.replace_all(cli, app, literal=True))
+    return out
 
 
 def range_work(store, request, batches) -> Callable[..., str]:

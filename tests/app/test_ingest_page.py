@@ -124,3 +124,18 @@ def test_the_page_shows_retries_cancels_and_offers_retry(monkeypatch, tmp_path):
     assert again.job_id != job.job_id and again.label == status.label
     JOBS.get(str(db.resolve()), again.job_id).cancel()
     JOBS.get(str(db.resolve()), again.job_id).join(timeout=60)
+
+
+def test_run_history_names_an_upload_by_its_own_name_in_the_apps_words(tmp_path):
+    import polars as pl
+
+    from engine.services.ingest import runs_for_display
+
+    copy = tmp_path / "home" / "upload-k3j2x" / "march trades.jsonl"
+    runs = pl.DataFrame({"error": [f"{copy}: the file is empty", "Horizon x kept failing. Run the same command "
+                                   "again: it resumes from there.", None],
+                         "params": [f'{{"path": "{copy}"}}', None, None]})  # fmt: skip
+    shown = runs_for_display(runs, home=tmp_path / "home")
+    assert shown["error"].to_list() == ["march trades.jsonl: the file is empty",
+                                        "Horizon x kept failing. Press Retry: it resumes from there.", None]
+    assert shown["params"][0] == '{"path": "march trades.jsonl"}'
