@@ -8,6 +8,7 @@ time, with progress) and funding edges in, the derived tables `rings`, `ring_mem
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from engine.cli import open_store
 from engine.progress import CliProgress
@@ -19,12 +20,22 @@ def register(sub, common) -> None:
     p.add_argument("--seed", type=int, default=None, help="Louvain seed (default: LEDGERLENS_SEED)")
     p.add_argument("--depth", type=int, default=4, help="funding ancestor hops considered")
     p.add_argument("--min-trades", type=int, default=None, help="internal trades a ring needs (default: RingRules.min_trades)")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="duckdb (default) or spark: the same rings with the pair batches on Spark "
+                        "(LEDGERLENS_SPARK_MASTER: local[N], spark://..., sc://...)")
+    p.add_argument("--trades", type=Path, default=None,
+                   help="with --engine spark: canonical trades Parquet (`export trades --format parquet`); "
+                        "default: the store's, exported next to it")
     p.set_defaults(handler=_rings)
 
 
 def _rings(args, settings) -> int:
     from engine.graph.rings import RingOptions, RingRules
     from engine.services.analyse import compute_rings
+    from storage.errors import BadInput
+
+    if args.engine == "duckdb" and args.trades is not None:
+        raise BadInput("--trades is read with --engine spark; the duckdb engine reads the store")
 
     rules = RingRules() if args.min_trades is None else RingRules(min_trades=args.min_trades)
     options = RingOptions(
@@ -36,7 +47,8 @@ def _rings(args, settings) -> int:
     started = time.monotonic()
     with open_store(settings) as store:
         counts = store.counts()
-        result = compute_rings(store, options=options, progress=CliProgress("rings"))
+        spark = dict(spark_master=settings.spark_master, trades_path=args.trades) if args.engine == "spark" else {}
+        result = compute_rings(store, options=options, progress=CliProgress("rings"), **spark)
     n_loop_trades = int(result.closed_loops.get_column("n_trades").sum() or 0)
     print(
         f"{counts['trades']:,} trades, {counts['operations']:,} operations -> "

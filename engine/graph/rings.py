@@ -159,6 +159,23 @@ def rings_by_pairs(map_batches: MapBatches, names: pl.Series, funding: pl.DataFr
     return RingResult(rings, ring_members, decode_lists(loops, "members", names), stats.drop("community"))
 
 
+def pair_batches(sizes: pl.DataFrame, *, batch_trades: int) -> list[list[str]]:
+    """Pairs ([pair_id, n_trades], in order) grouped into runs of at most `batch_trades` trades
+    (a pair with more is a batch of its own)."""
+    batches: list[list[str]] = []
+    total = 0
+    for pair_id, n in sizes.select("pair_id", "n_trades").iter_rows():
+        if not batches or total + n > batch_trades:
+            batches.append([])
+            total = 0
+        batches[-1].append(pair_id)
+        total += n
+    return batches
+
+
+# What the batch functions read of a trade (Store.pair_trades, engine.spark.rings)
+RING_TRADE_COLUMNS = ("id", "op_id", "pair_id", "closed_at", "seller_account", "seller_pool_id", "buyer_account",
+                      "buyer_pool_id", "sold_asset", "sold_amount", "bought_asset", "bought_amount")
 KEYED_TRADES_SCHEMA = {**TRADES_SCHEMA, "seller_account": pl.Int64, "buyer_account": pl.Int64}
 
 

@@ -1,18 +1,21 @@
-"""The rings use case on a store, a batch of asset pairs at a time (bounded memory).
+"""The rings use case on a store, a batch of asset pairs at a time (bounded memory), on
+DuckDB (`store_rings`) or Spark (`spark_rings`).
 
 Closed loops, pool legs and pair evidence never span pairs, so the store's trades are read
 per batch of pairs (`Store.pair_trades`, integer account keys) instead of all at once;
 engine.graph.rings.rings_by_pairs gives exactly what `detect_rings` gives on the whole table.
+On Spark the same batch functions run on Spark's groups of a trades Parquet (engine.spark.rings).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import polars as pl
 
 from engine.graph.account_keys import account_names, key_index
-from engine.graph.rings import RingOptions, RingResult, local_batches, rings_by_pairs
+from engine.graph.rings import RingOptions, RingResult, local_batches, pair_batches, rings_by_pairs
 from engine.progress import Progress, no_progress
 from storage.store import Store
 
@@ -43,23 +46,29 @@ def store_rings(store: Store, *, options: RingOptions | None = None, batch_trade
     return rings_by_pairs(local_batches(batches), names, funding, options=options)
 
 
-def pair_batches(sizes: pl.DataFrame, *, batch_trades: int) -> list[list[str]]:
-    """Pairs ([pair_id, n_trades], in order) grouped into runs of at most `batch_trades` trades
-    (a pair with more is a batch of its own)."""
-    batches: list[list[str]] = []
-    total = 0
-    for pair_id, n in sizes.select("pair_id", "n_trades").iter_rows():
-        if not batches or total + n > batch_trades:
-            batches.append([])
-            total = 0
-        batches[-1].append(pair_id)
-        total += n
-    return batches
-
-
 def _with_keys(trades: pl.DataFrame, recode: pl.DataFrame) -> pl.DataFrame:
     """Store account keys -> rank keys (engine.graph.account_keys) in seller/buyer_account."""
     for column in ("seller_account", "buyer_account"):
         trades = trades.join(recode.rename({"account_key": column, "key": "_key"}), on=column, how="left",
                              maintain_order="left").with_columns(pl.col("_key").alias(column)).drop("_key")
     return trades
+
+
+def spark_rings(store: Store, *, master: str, options: RingOptions | None = None, trades_path: Path | None = None,
+                batch_trades: int = BATCH_TRADES) -> RingResult:  # fmt: skip
+    """`store_rings` with the batches on Spark (`master`: local[N], a cluster, or sc:// Spark Connect).
+
+    trades_path: canonical trades Parquet (`export trades --format parquet`); default: the store's,
+    exported next to it. Funding lineage comes from the store."""
+    from engine.spark.rings import spark_batches, trading_accounts
+    from engine.spark.session import spark_session
+
+    if trades_path is None:
+        trades_path = store.path.with_suffix(".spark-input") / "all-trades.parquet"
+        store.export_trades_parquet(trades_path)
+    trades = spark_session(master=master).read.parquet(str(trades_path))
+    funding = store.funding_edges()
+    names = account_names(trading_accounts(trades), funding.get_column("from_account"),
+                          funding.get_column("to_account"))  # fmt: skip
+    return rings_by_pairs(spark_batches(trades, names, batch_trades=batch_trades), names, funding,
+                          options=options or RingOptions())  # fmt: skip

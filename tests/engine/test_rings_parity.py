@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 
 from engine.graph.closed_loops import loop_edges, loop_levels
-from engine.graph.rings import detect_rings
-from engine.services.rings import pair_batches, store_rings
+from engine.graph.rings import detect_rings, pair_batches
+from engine.services.rings import store_rings
 from storage.store import Store
 from tests.engine.rings_golden import GOLDEN, MARKETS, build_market, digest
 
