@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from engine.features import build_benford_table, build_feature_matrix
+from engine.features import build_feature_matrix
 from engine.graph.funding import DEFAULT_DEPTH, funding_edges
 from engine.graph.rings import RingOptions, detect_rings
 from engine.scoring import score_features
@@ -100,8 +100,9 @@ def touched_evidence(store: Store, loaded, batch_trades: pl.DataFrame, seen: dic
     matrix = matrix.join(_scored_keys(batch_trades, members, pairs), on=["wallet", "pair_id"], how="semi")
     if matrix.height == 0:
         return Evidence(pl.DataFrame(), matrix, seen)
-    benford = build_benford_table(trades.filter(pl.col("pair_id").is_in(pairs)), as_of=as_of)
-    scores = score_features(loaded, matrix, flag_threshold=threshold, benford=benford, ring_members=members)
+    # Benford flags from the features' 30-day tests (engine.scoring.benford_flags: the batch's rule) rather
+    # than a Benford table of the neighbourhood: the same flag for a tenth of a tick less
+    scores = score_features(loaded, matrix, flag_threshold=threshold, ring_members=members)
     scores = scores.join(matrix.select("wallet", "pair_id", "n_trades"), on=["wallet", "pair_id"], how="left")
     return Evidence(scores.with_columns(ledger=pl.lit(last_ledger), closed_at=pl.lit(as_of)), matrix, seen)
 

