@@ -41,6 +41,8 @@ def decode_lists(frame: pl.DataFrame, column: str, names: pl.Series) -> pl.DataF
     """`frame` with the list-of-keys `column` turned into lists of account ids (order kept)."""
     if frame.height == 0:
         return frame.with_columns(pl.col(column).cast(pl.List(pl.String)))
-    flat = frame.select(pl.int_range(pl.len()).alias("_row"), column).explode(column)
-    ids = flat.select("_row", decode(column, names)).group_by("_row", maintain_order=True).agg(pl.col(column))
-    return frame.with_columns(ids.sort("_row").get_column(column))
+    rows = frame.select(pl.int_range(pl.len()).alias("_row"))
+    flat = rows.with_columns(frame.get_column(column)).explode(column)  # an empty list leaves no row
+    ids = flat.select("_row", decode(column, names)).group_by("_row").agg(pl.col(column))
+    ids = rows.join(ids, on="_row", how="left").sort("_row")
+    return frame.with_columns(ids.get_column(column).fill_null(pl.lit([], pl.List(pl.String))))

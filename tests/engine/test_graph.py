@@ -232,3 +232,31 @@ def test_top_up_from_a_common_payer_after_exchange_funding_is_shared_funding():
     sib = funding_siblings(_edges(rows), depth=4)
     assert sib.filter(pl.col("account_a").str.starts_with("W")).select("account_a", "account_b", "ancestor").rows() == [
         ("W1", "W2", "BOSS")]
+
+
+def test_account_keys_keep_the_order_of_ids_and_decode_back():
+    from engine.graph.account_keys import account_names, decode, decode_lists, encode_columns
+
+    ids = pl.Series(["GC", "GA", None, "GB", "GA"])
+    names = account_names(ids, pl.Series(["GZ", "GB"]))
+    assert names.to_list() == ["GA", "GB", "GC", "GZ"]
+    frame = encode_columns(pl.DataFrame({"seller": ids, "buyer": ids.reverse()}), names, ("seller", "buyer"))
+    assert frame.get_column("seller").to_list() == [2, 0, None, 1, 0]  # row order kept, nulls stay null
+    # comparisons on keys give the answers they give on ids
+    pairs = frame.drop_nulls().select(pl.min_horizontal("seller", "buyer").alias("lo"),
+                                      pl.max_horizontal("seller", "buyer").alias("hi"))
+    decoded = pairs.select(decode("lo", names), decode("hi", names).alias("hi"))
+    assert decoded.rows() == [("GA", "GC"), ("GA", "GB"), ("GA", "GB"), ("GA", "GC")]
+    lists = decode_lists(pl.DataFrame({"m": [[0, 3], [], [1]]}), "m", names)
+    assert lists.get_column("m").to_list() == [["GA", "GZ"], [], ["GB"]]
+
+
+def test_closed_loops_at_given_levels_equal_their_own_plan():
+    from engine.graph.closed_loops import loop_edges, loop_levels
+
+    rows = ping_pong(n=6) + three_cycle(n=4) + ping_pong("P", "Q", n=2, start=300)
+    trades = trades_frame(rows)
+    levels = loop_levels(loop_edges(trades))
+    assert levels and levels == sorted(levels)
+    assert closed_loops(trades, levels=levels).equals(closed_loops(trades))
+    assert closed_loops(trades, levels=[]).height == 0
