@@ -12,7 +12,7 @@ watch takes what arrived and:
    once confirmed over `confirm_s` of ledger time;
 3. raises an alert for each (wallet, pair) at or above the threshold with at least
    `min_trades` trades, unless it was alerted less than `cooldown_s` ago (ledger
-   time), explains it as the Wallet page does, stores the alerts together with the
+   time), says how its score is made as the Wallet page does, stores the alerts together with the
    cursor (one transaction), then delivers them and marks them delivered.
 
 The cursor (`ingest_cursors`: horizon / watch / live) holds both streams' paging
@@ -37,10 +37,11 @@ import polars as pl
 
 from engine.ingest.runner import Batch, write_checked
 from engine.scoring import SCORE_COLUMNS, score_breakdown
-from engine.services import explain, models
+from engine.services import models
 from engine.services.alerting import Channel
 from engine.services.watch_evidence import CONFIRM_S, WINDOW_LEDGERS, EvidenceOptions, touched_evidence
 from engine.services.watch_sources import HorizonSource, LakeSource
+from models.training import design_matrix
 from storage.errors import BadInput
 from storage.store import CursorPosition, Store
 
@@ -110,19 +111,18 @@ def new_alerts(scored: pl.DataFrame, last: pl.DataFrame, *, threshold: int, min_
         detected_at=pl.lit(detected_at))
 
 
-def alert_reasons(settings, matrix: pl.DataFrame, alerts: pl.DataFrame, *, top: int = 3) -> pl.DataFrame:
-    """`alerts` with `reasons` (JSON list): the Wallet page's explanation of each score, one road
-    (engine.services.explain.explain: the SHAP contributions; engine.scoring.score_breakdown: the
-    points), strongest first: the score's parts worth a point or more, then the `top` features."""
+def alert_reasons(loaded, matrix: pl.DataFrame, alerts: pl.DataFrame) -> pl.DataFrame:
+    """`alerts` with `reasons` (JSON list): how each score is made, as the Wallet page's "How the risk score
+    is made" table shows it (engine.scoring.score_breakdown, one road): the parts worth a point or more,
+    strongest first. The model's probability of all rows comes from one call (the page's SHAP view costs
+    ~0.1 s an alert, too much for a burst of alerts within one ledger; the wallet link shows it)."""
+    rows = alerts.select("wallet", "pair_id").join(matrix, on=["wallet", "pair_id"], how="left", maintain_order="left")
+    model_score = loaded.model.combined(design_matrix(rows, loaded.feature_columns))[0]
     reasons = []
-    for wallet, pair_id, version in alerts.select("wallet", "pair_id", "model_version").iter_rows():
-        expl = explain.explain(settings, matrix, wallet=wallet, pair_id=pair_id, version=version, top=top)
-        row = matrix.filter((pl.col("wallet") == wallet) & (pl.col("pair_id") == pair_id)).head(1)
-        parts = score_breakdown(expl.score / 100.0, row).filter(~pl.col("part").is_in(["total", "score"]))
-        out = [f"{part}: {points:.0f} points ({reading})"
-               for part, points, reading in parts.filter(pl.col("points") >= 1).sort("points", descending=True).iter_rows()]
-        out += [f"{c.feature} {c.shap:+.1f} ({c.description})" for c in expl.contributions]
-        reasons.append(json.dumps(out))
+    for i, score in enumerate(model_score):
+        parts = score_breakdown(float(score) / 100.0, rows.slice(i, 1)).filter(~pl.col("part").is_in(["total", "score"]))
+        strongest = parts.filter(pl.col("points") >= 1).sort("points", descending=True, maintain_order=True)
+        reasons.append(json.dumps([f"{part}: {points:.0f} points ({reading})" for part, points, reading in strongest.iter_rows()]))
     return alerts.with_columns(reasons=pl.Series(reasons, dtype=pl.String))
 
 
@@ -219,7 +219,7 @@ def _tick(store, loaded, settings, options, channels, batch: Batch, source, run_
             alerts = new_alerts(evidence.scores, store.last_alerts(), threshold=options.threshold,
                                 min_trades=options.min_trades, cooldown_s=options.cooldown_s, detected_at=now())  # fmt: skip
             if alerts.height:
-                alerts = alert_reasons(settings, evidence.matrix, alerts)
+                alerts = alert_reasons(loaded, evidence.matrix, alerts)
         stats.ledger = int(batch.trades["ledger"].max())
         stats.tick_costs.append((time.perf_counter() - started, batch.trades["ledger"].n_unique()))
     stats.latest_ledger = source.latest_ledger() if stats.n_ticks % 20 == 1 else stats.latest_ledger
