@@ -112,11 +112,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     ap.add_argument("--rates", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--scale", type=float, default=SCALE, help="demo market scale (0.05: ~5k trades a week)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-watch-"))
     demo = work / "demo.duckdb"
     t = time.perf_counter()
-    build_demo_store(demo, seed=SEED, scale=SCALE, days=DAYS, market_dir=work / "home" / "demo_market",
+    build_demo_store(demo, seed=SEED, scale=args.scale, days=DAYS, market_dir=work / "home" / "demo_market",
                      settings=Settings(home=work / "home", db=demo))  # fmt: skip
     market_dir = work / "home" / "demo_market"
     labels = pl.read_csv(market_dir / "labels.csv")
@@ -124,7 +125,8 @@ def main() -> None:
         market = store.trades().filter(pl.col("source") != "files")
     n_records = sum(1 for name in ("trades", "operations") for _ in (market_dir / f"{name}.jsonl").open())
     records_per_trade = n_records / market.height
-    print(f"demo market and model built in {time.perf_counter() - t:.0f}s (seed {SEED}, scale {SCALE}, {DAYS} days)")
+    print(f"market: {market.height:,} trades, {n_records - market.height:,} operations")
+    print(f"demo market and model built in {time.perf_counter() - t:.0f}s (seed {SEED}, scale {args.scale}, {DAYS} days)")
     for size in args.sizes:
         for rate in args.rates:
             db = work / f"store_{size}_{rate}.duckdb"
