@@ -10,14 +10,16 @@ with what to do; anything else is logged with a traceback and an incident id.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import streamlit as st
 
 from engine.settings import load_settings
 from pages import _routing, _show, _ui
 
+ICON = Path(__file__).parent / "pages" / "assets" / "ledgerlens.png"
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-st.set_page_config(page_title="LedgerLens", page_icon=":material/policy:", layout="wide")
+st.set_page_config(page_title="LedgerLens", page_icon=str(ICON), layout="wide")  # a local file: nothing fetched
 
 _ui.set_settings(load_settings())
 _routing.mark_routed()

@@ -31,11 +31,10 @@ def annotator(*, key: str) -> str | None:
             del st.session_state["annotator"]
             st.rerun()
         return name
-    c = st.columns([2, 2, 1], vertical_alignment="bottom")
-    pick = c[0].selectbox("Who is labelling?", [*_known(), NEW], index=None, key=f"{key}_pick",
-                          placeholder="choose your name once for this session")  # fmt: skip
-    typed = c[1].text_input("New name", key=f"{key}_new", disabled=pick != NEW, max_chars=MAX_NAME)
-    if c[2].button("Start labelling", key=f"{key}_start", type="primary", disabled=pick is None):
+    pick = st.selectbox("Who is labelling?", [*_known(), NEW], index=None, key=f"{key}_pick",
+                        placeholder="choose your name once for this session")  # fmt: skip
+    typed = st.text_input("New name", key=f"{key}_new", max_chars=MAX_NAME) if pick == NEW else ""
+    if st.button("Start labelling", key=f"{key}_start", type="primary", disabled=pick is None):
         chosen = (typed if pick == NEW else pick or "").strip()
         if not chosen:
             st.error("Type the new annotator's name, then press **Start labelling**.")

@@ -115,7 +115,8 @@ def _label(label: str, annotator: str) -> None:
 st.divider()
 left, right = st.columns(2)
 with left:
-    st.markdown("**Label this wallet**" + (f" (on {_show.esc(pair_id)})" if pair_id else " (every pair)"))
+    st.markdown("**Label this wallet**")
+    st.caption(f"on {_show.esc(pair_id)}" if pair_id else "on every pair")
     annotator = _annotator.annotator(key="wallet_annotator")
     st.text_input("Note (optional)", key="label_note")
     keys = st.columns(len(LABEL_KEYS))
