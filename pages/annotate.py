@@ -21,7 +21,7 @@ def _queue(db: str, data_version: str, model: str | None, strategy: str, size: i
     return result.queue, result.source, result.n_pool, result.n_rejected
 
 
-_ui.frame()
+f = _ui.frame()
 st.title("Annotate")
 settings = _ui.settings()
 al = active_settings(settings)
@@ -70,8 +70,11 @@ def queue() -> None:
                                                   strategy, size, _ui.store(), settings)  # fmt: skip
         skipped = st.session_state.get("al_skipped", [])
         rows = rows.filter(~rows["wallet"].is_in(skipped))
+        if f.pair_id:  # the sidebar's pair: only the batch's wallets with an unlabelled row on it
+            rows = rows.filter(rows["pairs"].list.contains(f.pair_id))
         st.caption(f"{plural(rows.height, 'wallet')} of {n_pool:,} unlabelled (wallet, pair), ranked by {strategy} "
-                   f"from {source}" + (f"; {len(skipped)} skipped this session" if skipped else ""))  # fmt: skip
+                   f"from {source}" + (f"; {len(skipped)} skipped this session" if skipped else "") +
+                   (f"; with the pair {_show.esc(f.pair_id)}" if f.pair_id else ""))  # fmt: skip
         if n_rejected:
             st.warning(f"{n_rejected} stored label(s) fail HMAC verification: ignored for evidence and training.")
         if rows.height == 0:

@@ -37,6 +37,8 @@ with left:
 with right:
     st.subheader("Reported volume vs volume without ring trades")
     vol = _ui.read(Store.pair_volumes, window_days=f.window_days, limit=15)
+    if f.pair_id:  # the filtered pair only (the store ranks the 15 most traded; a pair outside them shows none)
+        vol = vol.filter(pl.col("pair_id") == f.pair_id)
     if vol.get_column("ring_volume").null_count() == vol.height:
         st.warning("Rings not computed yet: press **Run analysis** above.")
     shown = _show.in_units(vol, "reported_xlm", "without_rings_xlm")  # one unit across pairs, never base units

@@ -45,7 +45,7 @@ else:
     m[3].metric("ML flag", "yes" if top["ml_flag"] else "no")
     m[4].metric("Ring", top["ring_id"] or "–")
     st.caption(f"model {top['model_version']}; BFT divergence: {'yes' if top['bft_divergence'] else 'no'}")
-    st.dataframe(scores, hide_index=True, key="wallet_scores")
+    st.dataframe(scores.drop("wallet"), hide_index=True, key="wallet_scores")  # the wallet is the heading
 
 tabs = st.tabs(["Score history", "Explanation", "Benford", "Trades", "Counterparties", "Funding lineage", "Rings"],
                default="Trades")

@@ -44,6 +44,8 @@ def test_a_shared_link_sets_the_filters_and_every_count_follows_them(monkeypatch
         assert at.dataframe(key="top_flagged").value["wallet"].tolist() == rows["wallet"].head(25).to_list()
     link = [c.value for c in at.code if "window=24h" in c.value]
     assert link and "pair=" in link[0]
+    volumes = next(d.value for d in at.dataframe if "reported_xlm" in d.value.columns)
+    assert set(volumes["pair_id"]) <= {s.top_pair}  # the volumes table too
 
 
 def test_filters_hold_across_a_page_change_that_drops_the_query_parameters(monkeypatch, store_and_expected):
