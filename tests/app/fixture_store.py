@@ -12,6 +12,7 @@ The store is built once per process into a template directory and copied for eac
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -124,3 +125,16 @@ def open_page(monkeypatch, db: Path, page: str, **params):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def ingest_range_on_page(at, url: str, *, start: int = 1000, end: int = 1013):
+    """On an open Ingest page (AppTest): start a Horizon ingest of ledgers start..end from `url`; returns the job."""
+    from engine.services.ingest import JOBS
+
+    at.radio(key="ingest_source").set_value("Horizon").run()
+    at.text_input(key="ingest_url").set_value(url)
+    at.number_input(key="ingest_start").set_value(start)
+    at.number_input(key="ingest_end").set_value(end)
+    at.button[0].click().run()
+    key = str(Path(os.environ["LEDGERLENS_DB"]).resolve())
+    return JOBS.get(key, JOBS.of(key, owner=at.session_state["session_owner"])[0].job_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.services.demo import build_demo_store
 from engine.services.ingest import JOBS
 from storage.store import Store
-from tests.app.fixture_store import build_fixture_store, open_page, settings_for
+from tests.app.fixture_store import build_fixture_store, ingest_range_on_page, open_page, settings_for
 
 
 def _app_store(db) -> Store:
@@ -63,23 +63,11 @@ def test_run_analysis_rescores_with_the_promoted_model(monkeypatch, tmp_path):
     assert {m.label: m.value for m in at.metric}["Flagged wallets"] == f"{n_flagged:,}"
 
 
-def test_the_ingest_page_offers_run_analysis_after_an_ingest(monkeypatch, tmp_path):
-    from engine.ingest.replay import ReplayServer
-    from tests.factories import horizon_trade, write_jsonl
-
-    folder = tmp_path / "horizon"
-    folder.mkdir()
-    write_jsonl(folder / "trades.jsonl", [horizon_trade(i) for i in range(40)])
+def test_the_ingest_page_offers_run_analysis_after_an_ingest(monkeypatch, tmp_path, horizon_40):
     db = tmp_path / "ingest.duckdb"
-    with ReplayServer(folder) as server:
-        at = open_page(monkeypatch, db, "ingest")
-        assert not [b for b in at.button if b.label == "Run analysis"]  # nothing ingested yet
-        at.radio(key="ingest_source").set_value("Horizon").run()
-        at.text_input(key="ingest_url").set_value(server.url)
-        at.number_input(key="ingest_start").set_value(1000)
-        at.number_input(key="ingest_end").set_value(1013)
-        at.button[0].click().run()
-        JOBS.get(str(db.resolve()), JOBS.of(str(db.resolve()))[0].job_id).join(timeout=30)
+    at = open_page(monkeypatch, db, "ingest")
+    assert not [b for b in at.button if b.label == "Run analysis"]  # nothing ingested yet
+    ingest_range_on_page(at, horizon_40.url).join(timeout=30)
     at.run()
     status = _run_analysis(at, db, "ingest_analyse")
     store = _app_store(db)

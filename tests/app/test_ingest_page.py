@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from engine.ingest import horizon
 from engine.services.ingest import JOBS, IngestJob, files_work, range_work
 from storage.store import Store
-from tests.app.fixture_store import open_page
+from tests.app.fixture_store import ingest_range_on_page, open_page
 from tests.factories import horizon_trade, write_jsonl
 
 
@@ -75,27 +75,17 @@ def test_an_unreachable_server_shows_retries_and_a_cancel_stops_it(tmp_path):
     assert status.state == "cancelled" and "committed before are kept" in status.message
 
 
-def test_jobs_belong_to_the_browser_session_that_started_them(monkeypatch, tmp_path):
-    from engine.ingest.replay import ReplayServer
-
-    folder = tmp_path / "horizon"
-    folder.mkdir()
-    write_jsonl(folder / "trades.jsonl", [horizon_trade(i) for i in range(40)])
+def test_jobs_belong_to_the_browser_session_that_started_them(monkeypatch, tmp_path, horizon_40):
     db = tmp_path / "sessions.duckdb"
-    with ReplayServer(folder) as server:
-        mine = open_page(monkeypatch, db, "ingest")
-        theirs = open_page(monkeypatch, db, "ingest")
-        mine.radio(key="ingest_source").set_value("Horizon").run()
-        mine.text_input(key="ingest_url").set_value(server.url)
-        mine.number_input(key="ingest_start").set_value(1000)
-        mine.number_input(key="ingest_end").set_value(1013)
-        mine.button[0].click().run()
-        [job] = JOBS.of(str(db.resolve()), owner=mine.session_state["session_owner"])
-        status = JOBS.get(str(db.resolve()), job.job_id).join(timeout=60)
+    mine = open_page(monkeypatch, db, "ingest")
+    theirs = open_page(monkeypatch, db, "ingest")
+    status = ingest_range_on_page(mine, horizon_40.url).join(timeout=60)
     assert status.state == "done", status.message
     mine.run()
     theirs.run()
     assert "done in" in _texts(mine, "success") and "Store holds 40 trades" in _texts(mine, "caption")
+    runs = next(d.value for d in mine.dataframe if "n_quarantined" in d.value.columns)
+    assert runs["status"].tolist() == ["done"] and runs["n_trades"].tolist() == [40]
     assert "done in" not in _texts(theirs, "success") and "No ingest started from this browser session." in \
         _texts(theirs, "caption")  # fmt: skip
 

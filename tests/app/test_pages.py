@@ -16,7 +16,6 @@ from engine.scoring import combined_score, evidence_points
 from engine.services.ingest import JOBS
 from storage.store import Store
 from tests.app.fixture_store import EVIL_CODE, EVIL_PAIR, build_fixture_store, open_page
-from tests.factories import horizon_trade, write_jsonl
 
 PAGES = ("overview", "ingest", "rings", "wallet", "annotate", "models", "reports", "graph_lab")
 
@@ -232,30 +231,6 @@ def test_wallet_escapes_an_address_typed_by_the_user(monkeypatch, populated):
     at = open_page(monkeypatch, db, "wallet", wallet=EVIL_CODE)
     assert texts(at, "warning") and all("<img" not in w for w in texts(at, "warning"))
     assert "&lt;img" in texts(at, "warning")[0]
-
-
-def test_ingest_runs_a_horizon_range_in_the_background(monkeypatch, tmp_path):
-    from engine.ingest.replay import ReplayServer
-
-    folder = tmp_path / "horizon"
-    folder.mkdir()
-    write_jsonl(folder / "trades.jsonl", [horizon_trade(i) for i in range(40)])
-    db = tmp_path / "ingest.duckdb"
-    with ReplayServer(folder) as server:
-        at = open_page(monkeypatch, db, "ingest")
-        at.radio(key="ingest_source").set_value("Horizon").run()
-        at.text_input(key="ingest_url").set_value(server.url)
-        at.number_input(key="ingest_start").set_value(1000)
-        at.number_input(key="ingest_end").set_value(1013)
-        at.button[0].click().run()
-        jobs = JOBS.of(str(db.resolve()))
-        assert jobs and jobs[0].label == "horizon ledgers 1000-1013"
-        job = JOBS.get(str(db.resolve()), jobs[0].job_id).join(timeout=30)
-    assert job.state == "done", job.message
-    at.run()
-    assert "Store holds 40 trades" in " ".join(texts(at, "caption"))
-    runs = df(at, "n_quarantined", "params")
-    assert runs["status"].tolist() == ["done"] and runs["n_trades"].tolist() == [40]
 
 
 def test_ingest_loads_the_demo_market_into_an_empty_store(monkeypatch, tmp_path):
