@@ -21,6 +21,8 @@ short-lived communities of market makers, arbitrage bots and their clients that 
 ring rules for an hour or two and are gone at the next ledgers (measured on the demo
 market: such rings lived at most 6 hours, the planted rings days); the model weighs ring
 membership heavily, so scoring with unconfirmed rings alerted those traps mid-stream.
+A watch catching up a backlog looks at the market in a few large ticks, so a ring first
+seen in a tick is also looked for in the same data as of `confirm_s` earlier.
 """
 
 from __future__ import annotations
@@ -90,10 +92,9 @@ def touched_evidence(store: Store, loaded, batch_trades: pl.DataFrame, seen: dic
     as_of = trades["closed_at"].max()
     accounts = sorted(set(trades["seller_account"].drop_nulls()) | set(trades["buyer_account"].drop_nulls()))
     operations = store.lineage_operations(accounts, depth=LINEAGE_DEPTH, ledger_from=ledger_from)
-    rings = detect_rings(trades, funding_edges(operations), options=RingOptions(seed=options.seed))
-    keep_s = int(options.window_ledgers * 5)
-    confirmed, seen = confirm_rings(rings.ring_members["ring_id"].unique().to_list(), seen, as_of=as_of,
-                                    confirm_s=options.confirm_s, keep_s=keep_s)  # fmt: skip
+    funding = funding_edges(operations)
+    rings = detect_rings(trades, funding, options=RingOptions(seed=options.seed))
+    confirmed, seen = _confirmed_rings(trades, funding, rings.ring_members, seen, as_of=as_of, options=options)
     members = rings.ring_members.filter(pl.col("ring_id").is_in(sorted(confirmed))).select("account_id", "ring_id")
     matrix = build_feature_matrix(trades, operations, store.accounts_of(accounts), as_of=as_of,
                                   ring_members=members, loops=rings.closed_loops)  # fmt: skip
@@ -105,6 +106,25 @@ def touched_evidence(store: Store, loaded, batch_trades: pl.DataFrame, seen: dic
     scores = score_features(loaded, matrix, flag_threshold=threshold, ring_members=members)
     scores = scores.join(matrix.select("wallet", "pair_id", "n_trades"), on=["wallet", "pair_id"], how="left")
     return Evidence(scores.with_columns(ledger=pl.lit(last_ledger), closed_at=pl.lit(as_of)), matrix, seen)
+
+
+def _confirmed_rings(trades: pl.DataFrame, funding: pl.DataFrame, ring_members: pl.DataFrame,
+                     seen: dict[str, list[str]], *, as_of: datetime,
+                     options: EvidenceOptions) -> tuple[set[str], dict[str, list[str]]]:  # fmt: skip
+    """`confirm_rings` over the ticks, and for a ring first seen now, the same detection on the data of
+    `confirm_s` earlier: a watch catching up a backlog in a few large ticks never looks at the market
+    `confirm_s` apart, so the history in the store is asked instead (one more detection, once per new ring)."""
+    ids = ring_members["ring_id"].unique().to_list()
+    confirmed, seen = confirm_rings(ids, seen, as_of=as_of, confirm_s=options.confirm_s,
+                                    keep_s=int(options.window_ledgers * 5))  # fmt: skip
+    new = [rid for rid in ids if seen[rid][0] == as_of.isoformat()]
+    before = as_of - timedelta(seconds=options.confirm_s)
+    if new and options.confirm_s > 0 and trades["closed_at"].min() <= before:
+        then = detect_rings(trades, funding, options=RingOptions(seed=options.seed), as_of=before)
+        for rid in set(new) & set(then.ring_members["ring_id"].to_list()):
+            seen[rid][0] = before.isoformat()
+            confirmed.add(rid)
+    return confirmed, seen
 
 
 def _scored_keys(batch_trades: pl.DataFrame, members: pl.DataFrame, pairs: list[str]) -> pl.DataFrame:
