@@ -91,6 +91,7 @@ def _journey(page, url: str, s, files: list[Path]) -> None:
     chromium.shot(page, "04-wallet-trades")
     page.get_by_role("tab", name="Explanation").click()
     page.get_by_text("How the risk score is made").wait_for()
+    page.get_by_test_id("stPlotlyChart").first.scroll_into_view_if_needed()
     chromium.shot(page, "05-wallet-shap")
 
     who = page.get_by_role("combobox", name="Who is labelling?")
@@ -103,7 +104,7 @@ def _journey(page, url: str, s, files: list[Path]) -> None:
     page.get_by_role("heading", name="Wallet").first.click()  # focus out of any input: keys go to the page
     page.keyboard.press("w")
     page.get_by_text("1 label(s) on record").wait_for()
-    page.get_by_text("labelled wash").wait_for()
+    page.get_by_text("labelled wash").scroll_into_view_if_needed()
     chromium.shot(page, "06-wallet-labelled")
 
     page.get_by_role("button", name="Generate report").click()
@@ -115,7 +116,7 @@ def _journey(page, url: str, s, files: list[Path]) -> None:
     assert verdict.ok, verdict
     _nav(page, "Reports")
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(pdf))
-    page.get_by_text("Intact").first.wait_for()
+    page.get_by_text("Intact").first.scroll_into_view_if_needed()
     chromium.shot(page, "07-reports-verified")
 
 
