@@ -25,7 +25,7 @@ def annotator(*, key: str) -> str | None:
     """This session's annotator, asking once (None until chosen: the caller stops or disables labelling)."""
     name = st.session_state.get("annotator")
     if name:
-        c = st.columns([6, 1])
+        c = st.columns([3, 1], vertical_alignment="center")
         c[0].caption(f"Labelling as **{_show.esc(name)}** (this browser session)")
         if c[1].button("Change", key=f"{key}_change"):
             del st.session_state["annotator"]

@@ -128,7 +128,7 @@ with left:
     history = _ui.read(Store.annotations, wallet=wallet)
     st.caption(f"{history.height} label(s) on record")
     if history.height:
-        st.dataframe(history.select("annotated_at", "pair_id", "label", "note", "annotator_id"), hide_index=True,
+        st.dataframe(history.select("label", "annotator_id", "annotated_at", "note", "pair_id"), hide_index=True,
                      key="wallet_labels")
 with right:
     st.markdown("**Forensic report**")
