@@ -4,8 +4,8 @@ Why not pyvis' own page: its template links Bootstrap from a CDN (the graph then
 out to a third party from an analyst's machine). Only vis-network's JS and CSS are taken from the pyvis
 package, inlined. What the page does:
 
-- nodes at the server-side layout (`engine.drawing.graph_layout`) scaled to the frame, shown at zoom 1, so
-  labels are drawn at their font size (15 px) on first view;
+- nodes at the server-side layout (`engine.drawing.graph_layout`) scaled in the page to the frame's size and
+  shown at zoom 1, so labels are drawn at their font size (15 px) on first view, whatever the frame's width;
 - a legend inside the graph (risk colours, node shapes, edge kinds);
 - funding edges drawn dashed; accounts funding two or more members are square "funder" nodes;
 - a click selects a node and shows its details in a panel inside the frame (no Streamlit rerun); the
@@ -68,20 +68,19 @@ def _short(account: str) -> str:
     return account if len(account) <= 12 else f"{account[:5]}…{account[-4:]}"
 
 
-def graph_data(nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame, *, width: int, height: int,
+def graph_data(nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame, *,
                link_base: str = "./wallet") -> dict:  # fmt: skip
     """The vis-network nodes and edges (plain data, no markup).
 
     nodes: [account_id, ring_id, max_score]; edges: [source, target, kind, n, volume (XLM stroops)];
-    positions: [account_id, x, y] within [-1000, 1000], scaled here to the frame's width and height."""
+    positions: [account_id, x, y] within [-1000, 1000]; sent within [-1, 1], the page scales them to its frame."""
     funders = set(edges.filter(pl.col("kind") == "funding").get_column("source").to_list())
-    sx, sy = (width / 2 - MARGIN_PX) / 1000, (height / 2 - MARGIN_PX / 2) / 1000
     out_nodes = []
     for row in nodes.join(positions, on="account_id", how="left").iter_rows(named=True):
         account, score, member = row["account_id"], row["max_score"], row["ring_id"] is not None
         role = "ring member" if member else "funder of members" if account in funders else "counterparty"
         out_nodes.append({
-            "id": account, "x": float(row["x"] or 0) * sx, "y": float(row["y"] or 0) * sy,
+            "id": account, "x": float(row["x"] or 0) / 1000, "y": float(row["y"] or 0) / 1000,
             "label": _short(account) if member or role == "funder of members" else "",
             "title": f"{account}\nrisk: {'–' if score is None else int(score)}\n{role}",
             "shape": "diamond" if member else "square" if role == "funder of members" else "dot",
@@ -99,30 +98,37 @@ def graph_data(nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame
 
 
 def ring_graph_html(nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame, *,
-                    link_base: str = "./wallet", width: int = 1280, height: int = 560) -> str:  # fmt: skip
+                    link_base: str = "./wallet", height: int = 560) -> str:  # fmt: skip
     """A self-contained HTML page of a ring neighbourhood (see the module docstring)."""
     js, css = _vis_assets()
-    data = graph_data(nodes, edges, positions, width=width, height=height, link_base=link_base)
-    legend = "".join(f'<div><span class="sw" style="background:{c}"></span>{t}</div>' for c, t in LEGEND_RISK)
-    return _PAGE.format(css=css, js=js, height=height, font=FONT_PX, data=_script_json(data), legend=legend)
+    data = graph_data(nodes, edges, positions, link_base=link_base)
+    legend = " ".join(f'<span class="sw" style="background:{c}"></span>{t}' for c, t in LEGEND_RISK)
+    return _PAGE.format(css=css, js=js, height=height, font=FONT_PX, margin=MARGIN_PX, data=_script_json(data),
+                        legend=legend)  # fmt: skip
 
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>{css}
-body{{margin:0;font:13px system-ui,sans-serif;color:#222}} #graph{{width:100%;height:{height}px}}
+body{{margin:0;font:12px system-ui,sans-serif;color:#222}} #graph{{width:100%;height:{height}px}}
 .box{{position:absolute;background:rgba(255,255,255,.94);border:1px solid #ccc;border-radius:6px;padding:6px 9px}}
-#legend{{top:8px;left:8px;line-height:1.55}} #info{{top:8px;right:8px;max-width:330px;display:none}}
-.sw{{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px;vertical-align:-1px}}
+#legend{{bottom:8px;left:8px;line-height:1.6}} #info{{top:8px;right:8px;max-width:330px;display:none}}
+.sw{{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 6px;vertical-align:-1px}}
 .ln{{display:inline-block;width:26px;margin-right:6px;vertical-align:3px;border-top:2px solid}}
 #info b{{display:block;word-break:break-all;margin-bottom:3px}} #info a{{color:#1565c0}}
-</style></head><body><div id="graph"></div>
-<div id="legend" class="box">{legend}<div>◆ ring member · ■ funder of members · ● counterparty</div>
-<div><span class="ln" style="border-color:#4e79a7"></span>trades (arrow: seller → buyer)</div>
-<div><span class="ln" style="border-color:#f28e2b;border-top-style:dashed"></span>funding</div>
-<div style="color:#666">click a wallet for its details</div></div>
+#wrap{{position:relative;height:{height}px}}
+</style></head><body><div id="wrap"><div id="graph"></div>
+<div id="legend" class="box"><div>{legend}</div><div>◆ ring member · ■ funder of members · ● counterparty</div>
+<div><span class="ln" style="border-color:#4e79a7"></span>trades (arrow: seller → buyer)
+<span class="ln" style="border-color:#f28e2b;border-top-style:dashed;margin-left:10px"></span>funding
+<span style="color:#666;margin-left:10px">click a wallet for its details</span></div></div>
 <div id="info" class="box"><b id="i-account"></b><div id="i-line"></div>
-<a id="i-link" target="_top">Open wallet page</a></div>
+<a id="i-link" target="_top">Open wallet page</a></div></div>
 <script>{js}</script><script>(function(){{
 var data={data};
+var box=document.getElementById('graph'),sx=Math.max(box.clientWidth/2-{margin},60);
+var sy=Math.max(box.clientHeight/2-1.5*{margin},60),up=-{margin}/2;  // the legend takes the bottom edge
+var mx=1e-9,my=1e-9;data.nodes.forEach(function(n){{mx=Math.max(mx,Math.abs(n.x));my=Math.max(my,Math.abs(n.y));}});
+mx=Math.max(mx,0.05);my=Math.max(my,0.05);  // each axis fills the frame: zoom 1 shows every wallet at full size
+data.nodes.forEach(function(n){{n.x*=sx/mx;n.y=n.y*sy/my+up;}});
 var network=new vis.Network(document.getElementById('graph'),
   {{nodes:new vis.DataSet(data.nodes),edges:new vis.DataSet(data.edges)}},
   {{physics:false,nodes:{{font:{{size:{font},face:'system-ui'}},borderWidth:1}},

@@ -29,6 +29,7 @@ def test_the_ring_graph_is_legible_self_contained_and_selects_in_place():
     nodes, edges, pos = _ring()
     html = ring_graph_html(nodes, edges, pos)
     with browser_page() as page:
+        page.set_viewport_size({"width": 900, "height": 700})  # narrower than the layout was made for
         page.set_content(html)
         page.wait_for_function("window.ledgerlensNetwork !== undefined")
         assert off_loopback(page.requests) == []
@@ -36,7 +37,10 @@ def test_the_ring_graph_is_legible_self_contained_and_selects_in_place():
         legend = page.locator("#legend")
         assert "risk ≥ 70" in legend.inner_text() and "funding" in legend.inner_text()
         box = legend.bounding_box()
-        assert box["x"] < 1440 and box["y"] < 560  # inside the graph's frame
+        assert box["x"] >= 0 and box["y"] + box["height"] <= 560  # inside the graph's frame
+        spots = page.evaluate("Object.values(window.ledgerlensNetwork.getPositions())"
+                              ".map(p => window.ledgerlensNetwork.canvasToDOM(p))")
+        assert all(0 < p["x"] < 900 and 0 < p["y"] < 560 for p in spots)  # every wallet in view at zoom 1
         drawn = page.evaluate("window.ledgerlensNetwork.body.data.edges.get().filter(e => e.dashes).length")
         assert drawn == 4  # the shared funder's four funding edges
         funder = account(50)
