@@ -136,7 +136,8 @@ def _header(score: dict | None, model: dict, *, wallet: str, pair_id: str, as_of
     }  # fmt: skip
     if score is None:
         return {**header, "score": None, "score_note": "not available: no score for this wallet and pair at or "
-                "before the report time; run `python -m engine score` and regenerate", "model": model}
+                "before the report time; press Run analysis in the app (or, with the app closed, `python -m engine score`) "
+                "and regenerate", "model": model}
     keys = ("score", "benford_flag", "ml_flag", "confidence", "ring_id", "bft_divergence", "scored_at")
     return {
         **header, **{k: score[k] for k in keys}, "score_timestamp": score["timestamp"],

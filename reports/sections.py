@@ -118,7 +118,7 @@ def ring_section(ring_id: str | None, ring: pl.DataFrame | None, members: pl.Dat
     `member_trades`: the pair's trades between two members; `edges`: funding edges.
     """
     if members is None:
-        return not_available("ring detection has not been run on this store: run `python -m engine rings`")
+        return not_available("ring detection has not been run on this store: press Run analysis in the app (or, with the app closed, `python -m engine rings`)")
     if ring_id is None or members.height == 0:
         return {"available": True, "ring_id": None, "note": "the wallet is in no detected ring"}
     ids = sorted(members.get_column("account_id").to_list())
@@ -142,7 +142,7 @@ def ring_section(ring_id: str | None, ring: pl.DataFrame | None, members: pl.Dat
         "available": True,
         "ring_id": ring_id,
         "stats": stats if stats is not None else not_available("derived table `rings` has no row for this ring: "
-                                                                "run `python -m engine rings`"),
+                                                                "run the analysis again (Run analysis in the app)"),
         "members": members.select(member_cols).join(volumes, on="account_id", how="left").sort("account_id").to_dicts(),
         "pair_base": member_trades.get_column("pair_id").str.split("/").list.first()[0] if member_trades.height else None,
         "wallet_is_member": wallet in ids,
@@ -181,7 +181,7 @@ def features_section(features: pl.DataFrame | None, *, wallet: str) -> dict:
     Percentile = share of the population below the wallet's value plus half the ties, x 100.
     """
     if features is None or features.height == 0:
-        return not_available("no feature matrix is stored for this pair: run `python -m engine features`")
+        return not_available("no feature matrix is stored for this pair: press Run analysis in the app (or, with the app closed, `python -m engine features`)")
     mine = features.filter(pl.col("wallet") == wallet)
     if mine.height == 0:
         return not_available("the wallet has no row in the stored feature matrix as of the report time")

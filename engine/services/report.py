@@ -177,9 +177,9 @@ def shap_facts(features: pl.DataFrame | None, *, wallet: str, pair_id: str, as_o
     version = (score or {}).get("model_version")
     snapshot = features_snapshot(features, as_of=as_of)
     if version is None:
-        return not_available("no score: run `python -m engine train` and `python -m engine score`, then regenerate")
+        return not_available("no score: press Run analysis in the app (or, with the app closed, `python -m engine score`), then regenerate")
     if snapshot is None or snapshot.height == 0:
-        return not_available("no feature matrix is stored for this pair: run `python -m engine features`")
+        return not_available("no feature matrix is stored for this pair: press Run analysis in the app (or, with the app closed, `python -m engine features`)")
     if not (Path(settings.models_dir) / version).is_dir():
         return not_available(f"model {version} is not in the registry {settings.models_dir}")
     try:
