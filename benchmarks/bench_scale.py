@@ -110,7 +110,10 @@ def supports_spark(step: str) -> bool:
 
 
 def _env(data: Path) -> dict:
-    return {**os.environ, "LEDGERLENS_HOME": str(data / "home")}
+    # Spark local runs in this process's JVM: a pair's trades are one group, held whole by the
+    # JVM (the busiest pair is ~1M trades at 4M), more than the 1 GB default heap
+    spark = os.environ.get("PYSPARK_SUBMIT_ARGS", "--driver-memory 6g pyspark-shell")
+    return {**os.environ, "LEDGERLENS_HOME": str(data / "home"), "PYSPARK_SUBMIT_ARGS": spark}
 
 
 def n_trades(folder: Path) -> int:

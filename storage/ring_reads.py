@@ -11,7 +11,7 @@ import polars as pl
 
 # The columns the graph steps read (engine.graph.cotrade, closed_loops), accounts as keys
 _RING_TRADE_COLUMNS = (
-    "id, pair_id, closed_at, seller_key AS seller_account, seller_pool_id, buyer_key AS buyer_account, "
+    "id, op_id, pair_id, closed_at, seller_key AS seller_account, seller_pool_id, buyer_key AS buyer_account, "
     "buyer_pool_id, sold_asset, sold_amount, bought_asset, bought_amount"
 )
 
@@ -31,7 +31,7 @@ class RingReads:
         """Every trade of the pairs `pair_ids`, ordered as `trades()`, with the store's account
         keys in seller_account / buyer_account (i32; null for a pool side).
 
-        Shapes: -> [id, pair_id, closed_at, seller_account, seller_pool_id, buyer_account,
+        Shapes: -> [id, op_id, pair_id, closed_at, seller_account, seller_pool_id, buyer_account,
         buyer_pool_id, sold_asset, sold_amount, bought_asset, bought_amount]"""
         return self._frame(
             f"SELECT {_RING_TRADE_COLUMNS} FROM trade_rows WHERE pair_id IN (SELECT unnest(?)) ORDER BY op_id, id",

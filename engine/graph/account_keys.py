@@ -24,9 +24,15 @@ def key_index(names: pl.Series) -> pl.DataFrame:
 
 def encode_columns(frame: pl.DataFrame, names: pl.Series, columns: tuple[str, ...]) -> pl.DataFrame:
     """`frame` with each of `columns` (account ids; nulls stay null) replaced by its key."""
-    index = key_index(names)
+    return map_columns(frame, key_index(names), columns)
+
+
+def map_columns(frame: pl.DataFrame, mapping: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    """`frame` with each of `columns` replaced through `mapping` [value, key] (first column ->
+    `key`; a value it lacks, or null, becomes null); row order kept."""
+    value = mapping.columns[0]
     for column in columns:
-        frame = frame.join(index.rename({"account_id": column, "key": "_key"}), on=column, how="left",
+        frame = frame.join(mapping.rename({value: column, "key": "_key"}), on=column, how="left",
                            maintain_order="left").with_columns(pl.col("_key").alias(column)).drop("_key")
     return frame
 

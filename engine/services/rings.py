@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.graph.account_keys import account_names, key_index
+from engine.graph.account_keys import account_names, key_index, map_columns
 from engine.graph.rings import RingOptions, RingResult, local_batches, pair_batches, rings_by_pairs
 from engine.progress import Progress, no_progress
 from storage.store import Store
@@ -31,27 +31,19 @@ def store_rings(store: Store, *, options: RingOptions | None = None, batch_trade
     stored = store.account_keys()
     names = account_names(stored.get_column("account_id"), funding.get_column("from_account"),
                           funding.get_column("to_account"))  # fmt: skip
-    recode = stored.join(key_index(names), on="account_id").select("account_key", "key")
+    recode = stored.join(key_index(names), on="account_id").select("account_key", "key")  # store key -> rank key
     plan = pair_batches(store.pair_sizes(), batch_trades=batch_trades)
     read = {"batches": 0, "trades": 0}
 
     def batches() -> Iterator[pl.DataFrame]:
         for pairs in plan:
-            trades = _with_keys(store.pair_trades(pairs), recode)
+            trades = map_columns(store.pair_trades(pairs), recode, ("seller_account", "buyer_account"))
             yield trades
             read["batches"] += 1
             read["trades"] += trades.height
             progress(done=read["batches"], total=3 * len(plan), records=read["trades"], unit="batches")
 
     return rings_by_pairs(local_batches(batches), names, funding, options=options)
-
-
-def _with_keys(trades: pl.DataFrame, recode: pl.DataFrame) -> pl.DataFrame:
-    """Store account keys -> rank keys (engine.graph.account_keys) in seller/buyer_account."""
-    for column in ("seller_account", "buyer_account"):
-        trades = trades.join(recode.rename({"account_key": column, "key": "_key"}), on=column, how="left",
-                             maintain_order="left").with_columns(pl.col("_key").alias(column)).drop("_key")
-    return trades
 
 
 def spark_rings(store: Store, *, master: str, options: RingOptions | None = None, trades_path: Path | None = None,
