@@ -133,8 +133,9 @@ def per_wallet(queue: pl.DataFrame, *, size: int) -> pl.DataFrame:
     `size` wallets."""
     if size < 1:
         raise BadInput(f"queue size must be at least 1, got {size}")
-    return queue.group_by("wallet", maintain_order=True).agg(
+    top = queue.get_column("wallet").unique(maintain_order=True).head(size)  # fold only the wallets shown
+    return queue.filter(pl.col("wallet").is_in(top.implode())).group_by("wallet", maintain_order=True).agg(
         pl.col("pair_id").alias("pairs"), pl.len().alias("n_pairs").cast(pl.Int64), pl.first("strategy"),
         pl.first("priority"), pl.col("evidence").drop_nulls().first(), pl.col("ring_id").drop_nulls().first(),
         pl.first("p"),
-    ).head(size)  # fmt: skip
+    )  # fmt: skip
