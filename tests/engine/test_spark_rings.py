@@ -32,15 +32,23 @@ def spark():
     session.stop()
 
 
-def test_spark_rings_equal_the_recorded_ones_and_are_stored(tmp_path, spark):
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    """(store, its trades as Parquet) of the recorded market."""
+    folder = tmp_path_factory.mktemp(MARKET)
+    store = Store(folder / "s.duckdb")
+    build_market(store, folder / "files", MARKET)
+    store.export_trades_parquet(folder / "trades.parquet")
+    yield store, folder / "trades.parquet"
+    store.close()
+
+
+def test_spark_rings_equal_the_recorded_ones_and_are_stored(market, spark):
     from engine.services.analyse import compute_rings
 
-    with Store(tmp_path / "s.duckdb") as store:
-        build_market(store, tmp_path / "files", MARKET)
-        parquet = tmp_path / "trades.parquet"
-        store.export_trades_parquet(parquet)
-        result = compute_rings(store, spark_master="local[2]", trades_path=parquet)
-        stored = store.load_derived("ring_members")
+    store, parquet = market
+    result = compute_rings(store, spark_master="local[2]", trades_path=parquet)
+    stored = store.load_derived("ring_members")
     got = json.loads(json.dumps(digest(result)))
     expected = json.loads(GOLDEN.read_text())[MARKET]
     for part in ("rings", "ring_members", "closed_loops", "n_communities"):
@@ -49,17 +57,15 @@ def test_spark_rings_equal_the_recorded_ones_and_are_stored(tmp_path, spark):
     assert stored.sort("ring_id", "account_id").equals(result.ring_members)
 
 
-def test_spark_batches_run_every_pair_once(tmp_path, spark):
+def test_spark_batches_run_every_pair_once(market, spark):
     import polars as pl
 
     from engine.graph.account_keys import account_names
     from engine.spark.rings import spark_batches, trading_accounts
 
-    with Store(tmp_path / "s.duckdb") as store:
-        build_market(store, tmp_path / "files", MARKET)
-        store.export_trades_parquet(tmp_path / "t.parquet")
-        n_stored = store.counts()["trades"]
-    trades = spark.read.parquet(str(tmp_path / "t.parquet"))
+    store, parquet = market
+    n_stored = store.counts()["trades"]
+    trades = spark.read.parquet(str(parquet))
     names = trading_accounts(trades)
     assert names.equals(account_names(names)) and names.len() > 10
     run = spark_batches(trades, names, batch_trades=500)
