@@ -101,6 +101,18 @@ def evidence_boost(wash_wallets: list[str], *, ring_members: pl.DataFrame | None
     return out.group_by("wallet").agg(pl.sum("boost"), pl.col("evidence").sort().str.join("; ")).cast(schema)
 
 
+def _prioritised(pool: pl.DataFrame, strategy: str, *, seed: int, evidence: pl.DataFrame | None) -> pl.DataFrame:
+    """The pool with `strategy`, `priority` (base + evidence boost, rounded to 6 places) and `evidence`."""
+    prio = base_priority(pool, strategy, seed=seed)
+    frame = pool.with_columns(priority=pl.Series(prio, dtype=pl.Float64), strategy=pl.lit(strategy))
+    if evidence is not None and evidence.height and strategy != "random":
+        frame = frame.join(evidence, on="wallet", how="left").with_columns(
+            priority=pl.col("priority") + pl.col("boost").fill_null(0.0))
+    else:
+        frame = frame.with_columns(evidence=pl.lit(None, dtype=pl.String))
+    return frame.with_columns(pl.col("priority").round(6))
+
+
 def rank_queue(pool: pl.DataFrame, *, strategy: str, size: int, seed: int = 0,
                evidence: pl.DataFrame | None = None) -> pl.DataFrame:  # fmt: skip
     """The next `size` rows of the pool to label, highest priority first.
@@ -110,14 +122,7 @@ def rank_queue(pool: pl.DataFrame, *, strategy: str, size: int, seed: int = 0,
     Shapes: -> [wallet, pair_id, strategy, priority (f64, rounded to 6 places), evidence, ring_id, p]."""
     if size < 1:
         raise BadInput(f"queue size must be at least 1, got {size}")
-    prio = base_priority(pool, strategy, seed=seed)
-    frame = pool.with_columns(priority=pl.Series(prio, dtype=pl.Float64), strategy=pl.lit(strategy))
-    if evidence is not None and evidence.height and strategy != "random":
-        frame = frame.join(evidence, on="wallet", how="left").with_columns(
-            priority=pl.col("priority") + pl.col("boost").fill_null(0.0))
-    else:
-        frame = frame.with_columns(evidence=pl.lit(None, dtype=pl.String))
-    frame = frame.with_columns(pl.col("priority").round(6)).sort(
+    frame = _prioritised(pool, strategy, seed=seed, evidence=evidence).sort(
         ["priority", "wallet", "pair_id"], descending=[True, False, False], nulls_last=True)
     if strategy == "diversity":
         group = pl.coalesce(pl.col("ring_id"), pl.col("wallet"))
@@ -125,17 +130,28 @@ def rank_queue(pool: pl.DataFrame, *, strategy: str, size: int, seed: int = 0,
     return frame.head(size).select(*QUEUE_COLUMNS, "evidence", "ring_id", "p")
 
 
-def per_wallet(queue: pl.DataFrame, *, size: int) -> pl.DataFrame:
-    """One item per wallet of a ranked queue (rank_queue output, highest priority first): the wallet's rows
-    folded into one, at its highest priority, with its pairs listed (an analyst judges a wallet once).
+def rank_wallets(pool: pl.DataFrame, *, strategy: str, size: int, seed: int = 0,
+                 evidence: pl.DataFrame | None = None) -> pl.DataFrame:  # fmt: skip
+    """The next `size` wallets to label, one item each at its best row's priority, with its pairs listed
+    (an analyst judges a wallet once). Same priorities as rank_queue; diversity keeps one wallet per ring.
 
-    Shapes: -> [wallet, pairs (list[str], highest priority first), n_pairs, strategy, priority, evidence, ring_id, p],
-    `size` wallets."""
+    Only the wallets' best rows are sorted (a wallet-sized sort, not a row-sized one), then the chosen
+    wallets' rows give their pairs. Shapes: -> [wallet, pairs (list[str], highest priority first), n_pairs,
+    strategy, priority, evidence, ring_id, p]."""
     if size < 1:
         raise BadInput(f"queue size must be at least 1, got {size}")
-    top = queue.get_column("wallet").unique(maintain_order=True).head(size)  # fold only the wallets shown
-    return queue.filter(pl.col("wallet").is_in(top.implode())).group_by("wallet", maintain_order=True).agg(
-        pl.col("pair_id").alias("pairs"), pl.len().alias("n_pairs").cast(pl.Int64), pl.first("strategy"),
-        pl.first("priority"), pl.col("evidence").drop_nulls().first(), pl.col("ring_id").drop_nulls().first(),
-        pl.first("p"),
-    )  # fmt: skip
+    rows = _prioritised(pool, strategy, seed=seed, evidence=evidence)
+    top = pl.col("priority").fill_null(-1.0).arg_max()
+    best = rows.group_by("wallet").agg(
+        pl.max("priority"), pl.col("p").get(top), pl.col("evidence").drop_nulls().first(),
+        pl.col("ring_id").drop_nulls().first(), pl.len().cast(pl.Int64).alias("n_pairs"),
+    ).sort(["priority", "wallet"], descending=[True, False], nulls_last=True)  # fmt: skip
+    if strategy == "diversity":
+        group = pl.coalesce(pl.col("ring_id"), pl.col("wallet"))
+        best = best.with_columns(_group=group).unique("_group", keep="first", maintain_order=True).drop("_group")
+    best = best.head(size)
+    pairs = rows.filter(pl.col("wallet").is_in(best.get_column("wallet").implode())).sort(
+        "priority", "pair_id", descending=[True, False], nulls_last=True).group_by("wallet").agg(
+        pl.col("pair_id").alias("pairs"))  # fmt: skip
+    return best.join(pairs, on="wallet", how="left", maintain_order="left").select(
+        "wallet", "pairs", "n_pairs", pl.lit(strategy).alias("strategy"), "priority", "evidence", "ring_id", "p")

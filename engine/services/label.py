@@ -15,7 +15,7 @@ import polars as pl
 
 from engine.active.annotations import annotation_row, settings_key, verified_store_annotations
 from engine.active.config import active_settings
-from engine.active.queue import MEMBER_COLUMNS, evidence_boost, per_wallet, rank_queue
+from engine.active.queue import MEMBER_COLUMNS, evidence_boost, rank_queue, rank_wallets
 from engine.scoring import ring_of
 from engine.services.models import load_model
 from models.registry import check_feature_schema
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class QueueResult:
-    queue: pl.DataFrame  # rank_queue output (per_wallet output when asked by wallet)
+    queue: pl.DataFrame  # rank_queue output (rank_wallets output when asked by wallet)
     source: str  # what the priorities were computed from
     n_pool: int  # unlabelled candidates
     n_rejected: int  # stored annotations whose HMAC failed (ignored as evidence)
@@ -91,7 +91,7 @@ def build_queue(store, settings, *, strategy: str | None = None, size: int | Non
                 by_wallet: bool = False) -> QueueResult:  # fmt: skip
     """The next batch to label (strategy / size default to the AL settings), with evidence from wash labels.
 
-    by_wallet: `size` wallets, one item each with its unlabelled pairs listed (engine.active.queue.per_wallet),
+    by_wallet: `size` wallets, one item each with its unlabelled pairs listed (engine.active.queue.rank_wallets),
     as the Annotate page asks; otherwise `size` (wallet, pair) rows (the CLI)."""
     a = active_settings(settings)
     pool, source = candidate_pool(store, settings)
@@ -100,11 +100,9 @@ def build_queue(store, settings, *, strategy: str | None = None, size: int | Non
     pool = unlabelled(pool, ann)
     evidence = evidence_boost(wash_wallets(verified.valid), ring_members=store.load_derived("ring_members"),
                               funding_edges=store.funding_edges())  # fmt: skip
-    size = size or a.batch_size
-    queue = rank_queue(pool, strategy=strategy or a.strategy, size=max(pool.height, 1) if by_wallet else size,
-                       seed=settings.seed, evidence=evidence)  # fmt: skip
-    if by_wallet:
-        queue = per_wallet(queue, size=size)
+    rank = rank_wallets if by_wallet else rank_queue
+    queue = rank(pool, strategy=strategy or a.strategy, size=size or a.batch_size, seed=settings.seed,
+                 evidence=evidence)  # fmt: skip
     return QueueResult(queue, source, pool.height, verified.rejected.height)
 
 

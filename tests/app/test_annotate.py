@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.active.queue import per_wallet, rank_queue
+from engine.active.queue import rank_queue, rank_wallets
 from engine.services.label import build_queue, record_label
 from storage.store import Store
 from tests.app.fixture_store import build_fixture_store, open_page, settings_for
@@ -31,15 +31,21 @@ def _progress(at: AppTest) -> str:
     return at.get("progress")[0].proto.text
 
 
-def test_per_wallet_folds_a_wallets_pairs_into_one_item_at_its_highest_priority():
-    pool = pl.DataFrame({"wallet": ["GA", "GA", "GB", "GC"], "pair_id": ["P1", "P2", "P1", "P3"],
-                         "p": [0.5, 0.9, 0.6, 0.52], "p_rf": [None] * 4, "p_xgb": [None] * 4, "p_lgbm": [None] * 4,
+def test_rank_wallets_gives_one_item_per_wallet_at_its_best_rows_priority():
+    pool = pl.DataFrame({"wallet": ["GA", "GA", "GB", "GC"], "pair_id": ["P2", "P1", "P1", "P3"],
+                         "p": [0.9, 0.5, 0.6, 0.52], "p_rf": [None] * 4, "p_xgb": [None] * 4, "p_lgbm": [None] * 4,
                          "ring_id": [None, "ring_x", None, None]}, schema_overrides={c: pl.Float64 for c in
                                                                                      ("p_rf", "p_xgb", "p_lgbm")})
-    items = per_wallet(rank_queue(pool, strategy="uncertainty", size=4), size=2)
-    assert items["wallet"].to_list() == ["GA", "GC"]  # GA's best row (P1, p = 0.5) ranks first
-    assert items.row(0, named=True)["pairs"] == ["P1", "P2"] and items["n_pairs"].to_list() == [2, 1]
-    assert items.row(0, named=True)["ring_id"] == "ring_x"  # known on one of its rows
+    rows = rank_queue(pool, strategy="uncertainty", size=4)
+    items = rank_wallets(pool, strategy="uncertainty", size=2)
+    assert items["wallet"].to_list() == ["GA", "GC"] == rows["wallet"].unique(maintain_order=True).head(2).to_list()
+    first = items.row(0, named=True)
+    assert first["pairs"] == ["P1", "P2"] and first["p"] == 0.5 and items["n_pairs"].to_list() == [2, 1]
+    assert first["priority"] == rows.row(0, named=True)["priority"] and first["ring_id"] == "ring_x"
+    # diversity: one wallet per ring, a wallet keeps all its pairs
+    ring = pool.with_columns(ring_id=pl.lit("ring_x"))
+    assert rank_wallets(ring, strategy="diversity", size=3)["wallet"].to_list() == ["GA"]
+    assert rank_wallets(ring, strategy="diversity", size=3)["pairs"].to_list() == [["P1", "P2"]]
 
 
 def test_the_session_annotator_labels_one_wallet_with_its_pairs_then_skips(monkeypatch, db):
