@@ -11,24 +11,32 @@ import streamlit as st
 
 from engine.services.watch import WatchOptions
 from engine.services.watch_job import recent_alerts, start_watch, stop_watch, watch_state
-from pages import _show, _ui
+from pages import _model_views, _show, _ui
 
 _ui.frame()
 st.title("Live")
 settings = _ui.settings()
 state = watch_state(_ui.db_key())
+has_model = _model_views.model_version() is not None
+if not has_model:
+    st.warning("The watch scores with the promoted model and there is none yet: train one on the Models page.")
 with st.form("watch_form", border=True):
+    kind = st.radio("Source", ["Horizon", "Data lake"], horizontal=True, key="live_kind")
     c = st.columns([3, 1, 1, 1])
     url = c[0].text_input("Horizon URL", value=settings.horizon_url, key="live_url")
+    lake = c[0].text_input("Data lake (folder or https:// prefix)", value=settings.datalake_url, key="live_lake")
     from_ledger = int(c[1].number_input("From ledger (0 = now)", min_value=0, value=0, step=1, key="live_from"))
     threshold = int(c[2].number_input("Threshold", 1, 100, settings.risk_score_flag_threshold, key="live_threshold"))
     min_trades = int(c[3].number_input("Min trades", 1, 10_000, 20, key="live_min_trades"))
-    start = st.form_submit_button("Start watch", type="primary", disabled=state.running)
-if start:
+    start = st.form_submit_button("Start watch", type="primary", disabled=state.running or not has_model)
+if start and kind == "Data lake" and not from_ledger:
+    st.error("A data lake has no 'now': give the first ledger to read in From ledger.")
+elif start:
     with _show.guard():
-        start_watch(_ui.store(), settings, WatchOptions(
-            horizon_url=url, from_ledger=from_ledger or None, threshold=threshold, min_trades=min_trades,
-            seed=settings.seed), store_key=_ui.db_key())  # fmt: skip
+        source = {"horizon_url": url} if kind == "Horizon" else {"datalake": lake}
+        start_watch(_ui.store(), settings, WatchOptions(**source, from_ledger=from_ledger or None, threshold=threshold,
+                                                        min_trades=min_trades, seed=settings.seed),
+                    store_key=_ui.db_key())  # fmt: skip
         st.rerun()
 if state.running and st.button("Stop watch", key="live_stop"):
     with st.spinner("Stopping (the watch finishes its tick and saves its cursor)…"):

@@ -24,7 +24,17 @@ def test_live_page_on_an_empty_store_says_there_is_no_alert_yet(monkeypatch, tmp
     assert {m.label: m.value for m in at.metric} == {"Watch": "stopped", "Cursor (ledger)": "–",
                                                      "Ledgers behind": "–", "Trades/s": "0", "Alerts this run": "0"}
     assert "no alert yet" in [c.value for c in at.caption]
-    assert at.button(key="FormSubmitter:watch_form-Start watch") is not None
+    assert any("train one on the Models page" in w.value for w in at.warning)  # no model: nothing to score with
+    assert at.button(key="FormSubmitter:watch_form-Start watch").disabled
+
+
+def test_live_page_asks_a_data_lake_watch_where_to_start(monkeypatch, tmp_path):
+    fx = build_fixture_store(tmp_path / "fixture.duckdb")  # a trained model
+    at = open_page(monkeypatch, fx.db_path, "live")
+    at.radio(key="live_kind").set_value("Data lake")
+    at.button(key="FormSubmitter:watch_form-Start watch").click().run()
+    assert any("give the first ledger to read" in e.value for e in at.error)
+    assert {m.label: m.value for m in at.metric}["Watch"] == "stopped"
 
 
 def test_live_page_shows_stored_alerts_escaped_with_links(monkeypatch, tmp_path):
