@@ -465,16 +465,26 @@ def _engaged_share(members: pl.DataFrame, evidence: pl.DataFrame) -> pl.DataFram
 
 def _internal_trades(members: pl.DataFrame, tt: pl.DataFrame, loop_ids: pl.DataFrame) -> pl.DataFrame:
     """Trades whose seller and buyer are in the same community; adds community, in_loop
-    (the trade's id is among `loop_ids` [id], the closed loops' trades)."""
+    (the trade's id is among `loop_ids` [id], the closed loops' trades).
+
+    One level at a time, over the trades between members of communities of two or more
+    (no other trade can be internal), so no level multiplies the trades while joining."""
+    sizes = members.group_by("community").agg(pl.len().alias("_n"))
+    members = members.join(sizes.filter(pl.col("_n") >= 2), on="community", how="semi")
+    ids = members.select("account_id").unique()
+    tt = tt.join(ids.rename({"account_id": "seller"}), on="seller", how="semi").join(
+        ids.rename({"account_id": "buyer"}), on="buyer", how="semi")
     in_loop = loop_ids.with_columns(pl.lit(True).alias("in_loop"))
-    return (
-        tt.join(members.rename({"account_id": "seller"}), on="seller")
-        .join(members.rename({"account_id": "buyer", "community": "_cb"}), on=["buyer", "level"])
+    per_level = [
+        tt.join(level.select(pl.col("account_id").alias("seller"), "community"), on="seller")
+        .join(level.select(pl.col("account_id").alias("buyer"), pl.col("community").alias("_cb")), on="buyer")
         .filter(pl.col("community") == pl.col("_cb"))
         .drop("_cb")
-        .join(in_loop, on="id", how="left")
-        .with_columns(pl.col("in_loop").fill_null(False))
-    )
+        for level in members.partition_by("level")
+    ]
+    if not per_level:  # no community of two: no internal trade (the frame keeps its columns)
+        per_level = [tt.join(members.select(pl.col("account_id").alias("seller"), "community"), on="seller")]
+    return pl.concat(per_level).join(in_loop, on="id", how="left").with_columns(pl.col("in_loop").fill_null(False))
 
 
 def _edge_shape(internal: pl.DataFrame) -> pl.DataFrame:
