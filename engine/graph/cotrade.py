@@ -87,9 +87,11 @@ def pool_routed_trades(
     out = sides.select("pair_id", pl.col("got_asset").alias("sold_asset"), pl.col("account").alias("buyer"),
                        pl.col("got_amount").alias("_out"), pl.col("id").alias("_out_id"),
                        pl.col("closed_at").alias("_out_at"), "_b")
+    # every leg in x every leg out in the same or the next time bucket: on a busy pool that is
+    # tens of millions of rows, so the pairs are filtered as they are joined (streaming), never held
     pairs = pl.concat([
-        into.join(out, on=["pair_id", "sold_asset", "_b"]),
-        into.join(out.with_columns(pl.col("_b") - 1), on=["pair_id", "sold_asset", "_b"]),
+        into.lazy().join(out.lazy(), on=["pair_id", "sold_asset", "_b"]),
+        into.lazy().join(out.lazy().with_columns(pl.col("_b") - 1), on=["pair_id", "sold_asset", "_b"]),
     ])
     gap = (pl.col("_out_at") - pl.col("closed_at")).dt.total_seconds()
     matched = (
@@ -97,6 +99,7 @@ def pool_routed_trades(
             (gap >= 0) & (gap <= max_gap_s) & (pl.col("buyer") != pl.col("seller"))
             & ((pl.col("_out") - pl.col("sold_amount")).abs() <= tolerance * pl.col("sold_amount"))
         )
+        .collect(engine="streaming")
         .with_columns(gap.alias("_gap"), pl.min_horizontal("id", "_out_id").alias("_lo"),
                       pl.max_horizontal("id", "_out_id").alias("_hi"))
         .sort("_gap", "id", "_out_id")
