@@ -88,18 +88,23 @@ def read_rows(path: Path, fields: dict) -> pl.DataFrame:
     """Rows of a JSONL / CSV / Parquet export as strings + line_no, raw, valid, defect, location."""
     path = Path(path)
     if ".csv" in path.name.lower() or ".parquet" in path.name.lower():
-        frame = _read_table(path)
-        missing = [c for c in fields if c not in frame.columns and not isinstance(fields[c], dict)]
-        undecodable = pl.any_horizontal(pl.all().str.contains(REPLACEMENT_CHAR, literal=True).fill_null(False))
-        frame = frame.with_columns(
-            [pl.lit(None, dtype=pl.String).alias(c) for c in missing],
-            raw=pl.struct(pl.all()).struct.json_encode(),
-            valid=~undecodable,
-            defect=pl.when(undecodable).then(pl.lit(NOT_UTF8_ROW)),
-            line_no=pl.int_range(1, pl.len() + 1),
-        )
-        return frame.with_columns(location=pl.format("{}:row {}", pl.lit(str(path)), pl.col("line_no")))
+        return parsed_table(_read_table(path), fields, source=str(path))
     return with_location(read_json_lines(path, fields), path)
+
+
+def parsed_table(frame: pl.DataFrame, fields: dict, *, source: str, first_row: int = 1) -> pl.DataFrame:
+    """Rows of a table (every column text) as `read_rows` gives them: missing fields null, plus
+    raw, valid, defect, line_no (from `first_row`) and location ("<source>:row <n>")."""
+    missing = [c for c in fields if c not in frame.columns and not isinstance(fields[c], dict)]
+    undecodable = pl.any_horizontal(pl.all().str.contains(REPLACEMENT_CHAR, literal=True).fill_null(False))
+    frame = frame.with_columns(
+        [pl.lit(None, dtype=pl.String).alias(c) for c in missing],
+        raw=pl.struct(pl.all()).struct.json_encode(),
+        valid=~undecodable,
+        defect=pl.when(undecodable).then(pl.lit(NOT_UTF8_ROW)),
+        line_no=pl.int_range(first_row, first_row + pl.len()),
+    )
+    return frame.with_columns(location=pl.format("{}:row {}", pl.lit(source), pl.col("line_no")))
 
 
 REPLACEMENT_CHAR = "\ufffd"

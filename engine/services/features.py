@@ -82,17 +82,18 @@ def compute_features_spark(
     """`compute_features` on Spark (`master`: local[N], a cluster, or sc:// Spark Connect), the same
     tables from the same feature functions (engine.spark.features).
 
-    trades_path / operations_path: canonical Parquet (`export trades --format parquet`, or files
-    with the feature columns); default: the store's, exported to Parquet in `work_dir` (default:
-    next to the store). as_of: default the last trade of `trades_path`, else of the store.
+    trades_path: Parquet of canonical trades (`export trades --format parquet`) or Hubble's
+    `history_trades`; operations_path: offer operations with the canonical columns; default: the
+    store's, exported to Parquet in `work_dir` (default: next to the store). as_of: default the last trade of `trades_path`, else of the store.
     Accounts, funding lineage and rings come from the store.
     """
-    from engine.spark.features import feature_parts, latest_close
+    from engine.spark.features import canonical_trades, feature_parts, latest_close
     from engine.spark.session import spark_session
 
     spark = spark_session(master=master)
+    given = canonical_trades(spark.read.parquet(str(trades_path)), source=str(trades_path)) if trades_path else None
     if as_of is None:
-        as_of = latest_close(spark.read.parquet(str(trades_path))) if trades_path is not None else last_close(store)
+        as_of = latest_close(given) if given is not None else last_close(store)
     ctx = _context(store, as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC))
     since = ctx.as_of - max(ctx.config.lookback, *(w for _, w in ctx.config.windows))
     out, window = work_dir or store.path.with_suffix(".spark-input"), dict(since=since, until=ctx.as_of)
@@ -100,7 +101,7 @@ def compute_features_spark(
         trades_path = store.export_window_trades(out / "trades.parquet", **window)
     if operations_path is None:
         operations_path = store.export_window_operations(out / "offers.parquet", types=OFFER_TYPES, **window)
-    trades = spark.read.parquet(str(trades_path))
+    trades = given if given is not None else spark.read.parquet(str(trades_path))
     offers = spark.read.parquet(str(operations_path)) if operations_path is not None else None
     n_trades = trades.where((trades.closed_at > since) & (trades.closed_at <= ctx.as_of)).count()
     parts = feature_parts(trades, offers, ctx=ctx, n_parts=max(1, math.ceil(n_trades / max(1, trades_per_partition))))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -28,11 +29,15 @@ from engine.errors import BadInput
 from engine.features.benford_features import AMOUNT_COLUMNS, benford_table, market_scopes
 from engine.features.partitions import MarketContext, PartitionFeatures, wallet_partition
 from engine.features.sides import OPERATION_COLUMNS, TRADE_COLUMNS
+from engine.ingest import hubble
+from engine.schemas import TRADES_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 PARTS_SCHEMA = "part long, kind string, payload binary"
+HUBBLE_TRADE_ID = "history_operation_id"  # a column only Hubble's history_trades has
+_PROBLEM = {"reason": pl.String, "location": pl.String}
 KINDS = ("matrix", "hours", "edges", "benford")
 
 
@@ -67,6 +72,45 @@ def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketCon
 
     wallet_rows = routed.groupBy("part").cogroup(ops.groupBy("part")).applyInArrow(run, PARTS_SCHEMA).toArrow()
     return SparkParts(partitions=_partitions(wallet_rows, n_parts), market_benford=_market_benford(t, ctx=ctx))
+
+
+def canonical_trades(frame: DataFrame, *, source: str) -> DataFrame:
+    """Trades in canonical form (TRADES_SCHEMA) from a Spark frame of Parquet trades: ours as they
+    are (`export trades --format parquet`), Hubble's `history_trades` through the very decoder
+    `ingest files` uses (engine.ingest.hubble.trades_from_parsed), in Spark's Arrow batches.
+
+    BadInput naming the records when Hubble rows are unusable (`ingest files` would quarantine
+    them): nothing is computed on a partial market.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    if HUBBLE_TRADE_ID not in frame.columns:
+        return frame
+    schema = ", ".join(f"{c} {_spark_type(t)}" for c, t in {**TRADES_SCHEMA, **_PROBLEM}.items())
+    decoded = frame.mapInArrow(partial(_hubble_batches, source=source), schema).persist(StorageLevel.MEMORY_AND_DISK)
+    bad = decoded.where(F.col("reason").isNotNull())
+    n_bad = bad.count()
+    if n_bad:
+        first = bad.select("location", "reason").limit(3).collect()
+        examples = "; ".join(f"{r.location}: {r.reason}" for r in first)
+        raise BadInput(f"{n_bad:,} Hubble trade rows of {source} are unusable ({examples}). Fix or drop them, or "
+                       "`ingest files` the export (it quarantines them) and run features from the store")  # fmt: skip
+    return decoded.drop(*_PROBLEM)
+
+
+def _hubble_batches(batches, *, source: str):
+    """Hubble history_trades Arrow batches -> canonical trades, plus the unusable rows
+    (trade columns null, reason and location set)."""
+    for batch in batches:
+        rows = pl.from_arrow(batch).select(pl.all().cast(pl.String))
+        parsed = hubble.parsed_table(rows, hubble.TRADE_FIELDS, source=source).with_columns(
+            location=pl.format("{} history_operation_id {} order {}", pl.lit(source), HUBBLE_TRADE_ID, "order")
+        )
+        good, bad = hubble.trades_from_parsed(parsed)
+        out = pl.concat([good.with_columns(reason=pl.lit(None, pl.String), location=pl.lit(None, pl.String)),
+                         bad.select("reason", "location")], how="diagonal")  # fmt: skip
+        yield from out.to_arrow().to_batches()
 
 
 def latest_close(trades: DataFrame) -> datetime:

@@ -63,3 +63,43 @@ def test_cli_features_engine_spark_reads_the_exported_parquet_and_stores_the_duc
         matrix, benford = store.load_derived("features"), store.load_derived("benford")
     assert_same_frame(matrix, duck.matrix, key=MATRIX_KEY)
     assert_same_frame(benford, duck.benford, key=BENFORD_KEY)
+
+
+def hubble_parquet(tmp_path, mutate=None):
+    """stellar-etl's golden history_trades rows (ten ledgers) as a Parquet export."""
+    import polars as pl
+
+    from tests.conftest import fixture_path
+
+    rows = pl.read_ndjson(fixture_path("stellar-etl-golden", "trades", "10_ledgers_trades.golden"))
+    path = tmp_path / "history_trades.parquet"
+    (mutate(rows) if mutate else rows).write_parquet(path)
+    return path
+
+
+def test_hubble_history_trades_parquet_decodes_on_spark_as_ingest_decodes_it(tmp_path, spark):
+    import polars as pl
+
+    from engine.ingest import hubble
+    from engine.spark.features import canonical_trades
+
+    path = hubble_parquet(tmp_path)
+    want, quarantined = hubble.read_trades(path)
+    got = pl.from_arrow(canonical_trades(spark.read.parquet(str(path)), source=str(path)).toArrow())
+    assert want.height == 5 and quarantined.height == 0
+    assert_same_frame(got.cast(want.schema), want, key=["id"])
+
+
+def test_unusable_hubble_rows_stop_the_spark_run_naming_the_record(tmp_path, spark):
+    import polars as pl
+
+    from engine.errors import BadInput
+    from engine.spark.features import canonical_trades
+
+    def negative_first(rows):
+        return rows.with_columns(selling_amount=pl.when(pl.int_range(pl.len()) == 0).then(-1.0).otherwise("selling_amount"))
+
+    path = hubble_parquet(tmp_path, negative_first)
+    first_id = pl.read_parquet(path)["history_operation_id"][0]
+    with pytest.raises(BadInput, match=f"1 Hubble trade rows .* history_operation_id {first_id} order 0: "):
+        canonical_trades(spark.read.parquet(str(path)), source=str(path))
