@@ -9,6 +9,8 @@ Windows are (since, until], the engine's "as of" convention.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -20,11 +22,21 @@ _FEATURE_TRADE_COLUMNS = (
     "id, op_id, ledger, closed_at, pair_id, seller_account, seller_pool_id, buyer_account, buyer_pool_id, "
     "sold_asset, sold_amount, bought_asset, bought_amount"
 )
-_PARTS = "hash(seller_account) % $n AS seller_part, hash(buyer_account) % $n AS buyer_part"
-_IN_PART = "(hash(seller_account) % $n = $part OR hash(buyer_account) % $n = $part)"
 _WINDOW = "closed_at > $since AND closed_at <= $until"
 _OFFER_COLUMNS = (
     "id, closed_at, type, successful, source_account, from_account, to_account, asset, amount, offer_id, buying_asset"
+)
+# Each trade once per partition of its accounts (twice when seller and buyer fall apart).
+_ROUTED = (
+    f"WITH w AS (SELECT {_FEATURE_TRADE_COLUMNS}, hash(seller_account) % $n AS seller_part, "
+    f"hash(buyer_account) % $n AS buyer_part FROM trades WHERE {_WINDOW}) "
+    "SELECT *, seller_part AS part FROM w WHERE seller_account IS NOT NULL "
+    "UNION ALL SELECT *, buyer_part AS part FROM w WHERE buyer_account IS NOT NULL "
+    "AND (seller_account IS NULL OR buyer_part <> seller_part)"
+)
+_OFFERS_ROUTED = (
+    f"SELECT {_OFFER_COLUMNS}, hash(source_account) % $n AS part FROM operations "
+    f"WHERE {_WINDOW} AND list_contains($types, type)"
 )
 # Ids repeat across millions of rows: categorical, each string held once.
 _AMOUNTS = (
@@ -33,6 +45,23 @@ _AMOUNTS = (
 )
 _AMOUNT_IDS = ("pair_id", "sold_asset", "bought_asset")
 _BATCH_ROWS = 1_000_000
+
+
+def _part_file(folder: Path, part: int) -> pl.DataFrame | None:
+    """One hive partition's rows (None when the partition is empty)."""
+    files = sorted((folder / f"part={part}").glob("*.parquet"))
+    if not files:
+        return None
+    frame = pl.read_parquet(files, hive_partitioning=False)
+    return frame.with_columns(pl.col("^(seller|buyer)_part$").cast(pl.Int64))
+
+
+def _no_offers() -> pl.DataFrame:
+    return pl.DataFrame(schema={
+        "id": pl.Int64, "closed_at": pl.Datetime("us", "UTC"), "type": pl.String, "successful": pl.Boolean,
+        "source_account": pl.String, "from_account": pl.String, "to_account": pl.String, "asset": pl.String,
+        "amount": pl.Int64, "offer_id": pl.Int64, "buying_asset": pl.String,
+    })  # fmt: skip
 
 
 class FeatureReads:
@@ -47,25 +76,33 @@ class FeatureReads:
         rows = self._named_frame(f"SELECT count(*) AS n FROM trades WHERE {_WINDOW}", {"since": since, "until": until})
         return int(rows.item())
 
-    def partition_trades(self, *, part: int, n_parts: int, since: datetime, until: datetime) -> pl.DataFrame:
-        """The window's trades with a side in partition `part` of `n_parts`: the feature columns
-        (engine.features.sides.TRADE_COLUMNS) plus seller_part and buyer_part, by op_id."""
-        sql = f"SELECT {_FEATURE_TRADE_COLUMNS}, {_PARTS} FROM trades WHERE {_WINDOW} AND {_IN_PART} ORDER BY op_id, id"
-        return self._named_frame(sql, {"n": n_parts, "part": part, "since": since, "until": until}).with_columns(
-            pl.col("seller_part", "buyer_part").cast(pl.Int64)
-        )
+    def wallet_partitions(
+        self, work_dir: Path, *, n_parts: int, offer_types: tuple[str, ...], since: datetime, until: datetime
+    ) -> Iterator[tuple[int, pl.DataFrame, pl.DataFrame]]:
+        """(part, trades, offers) for each wallet partition of `n_parts`, from one pass over the store.
 
-    def partition_operations(
-        self, *, part: int, n_parts: int, types: tuple[str, ...], since: datetime, until: datetime
-    ) -> pl.DataFrame:
-        """The window's operations of `types` whose source account is in partition `part`
-        (the offer columns engine.features.sides.OPERATION_COLUMNS), by id."""
-        sql = (
-            f"SELECT {_OFFER_COLUMNS} FROM operations WHERE {_WINDOW} AND list_contains($types, type) "
-            "AND hash(source_account) % $n = $part ORDER BY id"
-        )
-        params = {"n": n_parts, "part": part, "since": since, "until": until, "types": list(types)}
-        return self._named_frame(sql, params)
+        trades: the window's trades with a side in the partition (the feature columns plus
+        seller_part, buyer_part), by op_id; offers: the window's operations of `offer_types`
+        whose source is in it. The store is read once into hive-partitioned Parquet under
+        `work_dir` (removed at the end), then one partition at a time: the cost stays linear
+        in the trades however many partitions there are.
+        """
+        params = {"n": n_parts, "since": since, "until": until}
+        shutil.rmtree(work_dir, ignore_errors=True)  # a killed run's leftovers
+        work_dir.mkdir(parents=True)
+        with self._cursor() as cur:
+            cur.execute(f"COPY ({_ROUTED}) TO $out (FORMAT parquet, PARTITION_BY (part))",
+                        {**params, "out": str(work_dir / "trades")})  # fmt: skip
+            cur.execute(f"COPY ({_OFFERS_ROUTED}) TO $out (FORMAT parquet, PARTITION_BY (part))",
+                        {**params, "types": list(offer_types), "out": str(work_dir / "offers")})  # fmt: skip
+        try:
+            for part in range(n_parts):
+                trades = _part_file(work_dir / "trades", part)
+                if trades is not None:
+                    offers = _part_file(work_dir / "offers", part)
+                    yield part, trades.sort("op_id", "id"), offers if offers is not None else _no_offers()
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
     def trade_amounts(self, *, since: datetime, until: datetime) -> pl.DataFrame:
         """pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount of the window's

@@ -60,9 +60,8 @@ def compute_features(
     n_parts = max(1, math.ceil(store.count_trades(**window) / max(1, trades_per_partition)))
     parts, rows = [], 0
     progress(done=0, total=n_parts, records=0, unit="partitions")
-    for part in range(n_parts):
-        trades = store.partition_trades(part=part, n_parts=n_parts, **window)
-        offers = store.partition_operations(part=part, n_parts=n_parts, types=OFFER_TYPES, **window)
+    work_dir = store.path.with_suffix(".feature-partitions")
+    for part, trades, offers in store.wallet_partitions(work_dir, n_parts=n_parts, offer_types=OFFER_TYPES, **window):
         parts.append(wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True))
         rows += parts[-1].matrix.height
         progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
