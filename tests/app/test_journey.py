@@ -162,6 +162,7 @@ def _shared_link(page, url, s, pair, window, counts, n_flagged_rows, rings, n_wa
             page.get_by_text(f"{n_flagged_rows:,} flagged rows").wait_for()
         elif title == "Rings":
             page.get_by_text(f"{plural(rings.height, 'ring')} detected with ring trades on").first.wait_for()
+            page.frame_locator("iframe").first.locator("canvas").first.wait_for()  # the graph drawn, then the shot
         elif title == "Wallet":
             page.get_by_label("Wallet (G…)").fill(s.top_wallet)
             page.keyboard.press("Enter")
