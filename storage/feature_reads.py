@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -45,6 +46,7 @@ _AMOUNTS = (
 )
 _AMOUNT_IDS = ("pair_id", "sold_asset", "bought_asset")
 _BATCH_ROWS = 1_000_000
+_COPY_MEMORY = "1GB"  # DuckDB's budget while routing trades to partitions
 
 
 def _part_file(folder: Path, part: int) -> pl.DataFrame | None:
@@ -54,6 +56,20 @@ def _part_file(folder: Path, part: int) -> pl.DataFrame | None:
         return None
     frame = pl.read_parquet(files, hive_partitioning=False)
     return frame.with_columns(pl.col("^(seller|buyer)_part$").cast(pl.Int64))
+
+
+@contextmanager
+def _lean(cur) -> Iterator[None]:
+    """DuckDB's memory for one bulk copy capped (it spills to disk beyond), its row order
+    free; the settings as they were afterwards (the app's store is shared)."""
+    before = cur.execute("SELECT current_setting('memory_limit'), current_setting('preserve_insertion_order')").fetchall()[0]
+    cur.execute(f"SET memory_limit = '{_COPY_MEMORY}'")
+    cur.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        cur.execute(f"SET memory_limit = '{before[0]}'")
+        cur.execute(f"SET preserve_insertion_order = {str(before[1]).lower()}")
 
 
 def _no_offers() -> pl.DataFrame:
@@ -90,7 +106,7 @@ class FeatureReads:
         params = {"n": n_parts, "since": since, "until": until}
         shutil.rmtree(work_dir, ignore_errors=True)  # a killed run's leftovers
         work_dir.mkdir(parents=True)
-        with self._cursor() as cur:
+        with self._cursor() as cur, _lean(cur):
             cur.execute(f"COPY ({_ROUTED}) TO $out (FORMAT parquet, PARTITION_BY (part))",
                         {**params, "out": str(work_dir / "trades")})  # fmt: skip
             cur.execute(f"COPY ({_OFFERS_ROUTED}) TO $out (FORMAT parquet, PARTITION_BY (part))",
