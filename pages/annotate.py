@@ -76,7 +76,7 @@ def queue() -> None:
                    f"from {source}" + (f"; {len(skipped)} skipped this session" if skipped else "") +
                    (f"; with the pair {_show.esc(f.pair_id)}" if f.pair_id else ""))  # fmt: skip
         if n_rejected:
-            st.warning(f"{n_rejected} stored label(s) fail HMAC verification: ignored for evidence and training.")
+            st.warning(f"{plural(n_rejected, 'stored label')} failed HMAC verification: ignored for evidence and training.")
         if rows.height == 0:
             st.success("The queue is empty: every candidate (wallet, pair) has a label" +
                        (" or was skipped." if skipped else "."))  # fmt: skip

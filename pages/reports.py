@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from engine.ring_order import plural
 from engine.services.report import verify_report
 from pages import _show, _ui
 from storage.store import Store
@@ -13,7 +14,7 @@ from storage.store import Store
 _ui.frame()
 st.title("Reports")
 reports = _ui.read(Store.reports)
-st.caption(f"{reports.height} report(s) generated")
+st.caption(f"{plural(reports.height, 'report')} generated")
 if reports.height == 0:
     st.info("No report yet: open a scored wallet on the **Wallet** page and press *Generate report*.")
 else:

@@ -9,6 +9,7 @@ import polars as pl
 import streamlit as st
 
 from engine.active import LABEL_KEYS
+from engine.ring_order import plural
 from engine.services.report import generate_report
 from pages import _annotator, _evidence, _model_views, _show, _ui
 from storage.store import Store
@@ -126,7 +127,7 @@ with left:
     st.caption("Keys: **W** wash · **L** legit · **U** unsure" + (f" · {_show.esc(st.session_state['wallet_labelled'])}"
                if st.session_state.get("wallet_labelled") else ""))  # fmt: skip
     history = _ui.read(Store.annotations, wallet=wallet)
-    st.caption(f"{history.height} label(s) on record")
+    st.caption(f"{plural(history.height, 'label')} on record")
     if history.height:
         st.dataframe(history.select("label", "annotator_id", "annotated_at", "note", "pair_id"), hide_index=True,
                      key="wallet_labels")

@@ -103,7 +103,7 @@ def _journey(page, url: str, s, files: list[Path]) -> None:
     page.get_by_text("Labelling as Ana Analyst").wait_for()
     page.get_by_role("heading", name="Wallet").first.click()  # focus out of any input: keys go to the page
     page.keyboard.press("w")
-    page.get_by_text("1 label(s) on record").wait_for()
+    page.get_by_text("1 label on record").wait_for()
     page.get_by_text("labelled wash").scroll_into_view_if_needed()
     chromium.shot(page, "06-wallet-labelled")
 

@@ -189,7 +189,7 @@ def test_wallet_shows_score_lineage_rings_and_takes_a_label(monkeypatch, populat
     at.text_input(key="label_note").set_value("closed loop with siblings")
     at.button(key="label_wash").click().run()
     assert at.text_input(key="label_note").value == ""
-    assert "1 label(s) on record" in texts(at, "caption")
+    assert "1 label on record" in texts(at, "caption")
     labels = df(at, "annotator_id")
     assert labels["label"].tolist() == ["wash"] and labels["note"].tolist() == ["closed loop with siblings"]
     assert labels["annotator_id"].tolist() == ["ana"]
@@ -314,7 +314,7 @@ def test_reports_lists_a_recorded_report(monkeypatch, populated, tmp_path):
                          model_version="fixture-v1")
     at = open_page(monkeypatch, db2, "reports")
     assert df(at, "fingerprint")["fingerprint"].tolist() == ["ab" * 32]
-    assert "1 report(s) generated" in texts(at, "caption")
+    assert "1 report generated" in texts(at, "caption")
 
 
 def test_ring_graph_html_escapes_every_ledger_string():
