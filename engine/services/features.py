@@ -26,7 +26,6 @@ from storage.errors import BadInput
 from storage.store import Store
 
 TRADES_PER_PARTITION = 250_000  # trades of the window per wallet partition (each trade has two sides)
-SCOPE_ORDER = ("wallet_pair", "wallet", "pair", "asset")
 
 
 @dataclass(frozen=True)
@@ -65,9 +64,10 @@ def compute_features(
         parts.append(wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True))
         rows += parts[-1].matrix.height
         progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
-    matrix = finish_matrix(parts, ctx=ctx)
+    matrix, wallet_benford = finish_matrix(parts, ctx=ctx), [p.benford for p in parts]
+    del parts  # the partitions' features, hours and edges are in `matrix` now: free them before the market scopes
     market = benford_table(market_scopes(store.trade_amounts(**window)), as_of=ctx.as_of, cfg=ctx.config)
-    benford = _by_scope(pl.concat([*(p.benford for p in parts), market]))
+    benford = _benford(wallet_benford, market)
     store.save_derived("features", matrix)
     store.save_derived("benford", benford)
     return FeatureRun(ctx.as_of, matrix, benford)
@@ -105,7 +105,7 @@ def compute_features_spark(
     n_trades = trades.where((trades.closed_at > since) & (trades.closed_at <= ctx.as_of)).count()
     parts = feature_parts(trades, offers, ctx=ctx, n_parts=max(1, math.ceil(n_trades / max(1, trades_per_partition))))
     matrix = finish_matrix(parts.partitions, ctx=ctx)
-    benford = _by_scope(pl.concat([*(p.benford for p in parts.partitions), parts.market_benford]))
+    benford = _benford([p.benford for p in parts.partitions], parts.market_benford)
     store.save_derived("features", matrix)
     store.save_derived("benford", benford)
     return FeatureRun(ctx.as_of, matrix, benford)
@@ -125,7 +125,8 @@ def _context(store: Store, as_of: datetime) -> MarketContext:
     )  # fmt: skip
 
 
-def _by_scope(benford: pl.DataFrame) -> pl.DataFrame:
-    """Rows grouped by scope in SCOPE_ORDER, each scope's rows in the order computed (stable)."""
-    rank = pl.col("scope").replace_strict(SCOPE_ORDER, range(len(SCOPE_ORDER)), return_dtype=pl.Int8)
-    return benford.with_columns(_rank=rank).sort("_rank", maintain_order=True).drop("_rank")
+def _benford(wallet_parts: list[pl.DataFrame], market: pl.DataFrame) -> pl.DataFrame:
+    """The Benford table from the partitions' wallet scopes and the market scopes, rows in the
+    order computed (partition by partition, then pairs and assets). Not rechunked or sorted:
+    at 10M trades it holds ~10M rows, and each copy costs gigabytes."""
+    return pl.concat([*wallet_parts, market], rechunk=False)
