@@ -50,7 +50,7 @@ def run_step(store_path: Path, engine: str) -> dict:
         if engine == "spark":
             from engine.services.features import compute_features_spark
 
-            run = compute_features_spark(store, parquet_dir=store_path.with_suffix(".parquet"))
+            run = compute_features_spark(store, work_dir=store_path.with_suffix(".spark-input"))
         else:
             run = compute_features(store)
         seconds = time.perf_counter() - started
