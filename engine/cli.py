@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.settings import Settings, load_settings
-from storage.errors import BadInput, UserFacingError
+from storage.errors import BadInput, StoreWriteError, UserFacingError
 from storage.store import Store
 
 # One module per command group, in the order `--help` lists them.
@@ -53,6 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(update={"db": args.db})
     try:
         return int(args.handler(args, settings) or 0)
+    except StoreWriteError as exc:
+        # DuckDB can abort (SIGABRT) while closing a file it cannot write: its checkpoint throws in a
+        # destructor. Every committed batch is already durable in the WAL, replayed on the next open,
+        # so leave without closing rather than turn a clear error into a crash.
+        print(f"error: {exc}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     except UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

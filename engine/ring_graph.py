@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import polars as pl
 
 EDGE_COLOURS = {"trade": "#4e79a7", "funding": "#f28e2b"}
-LEGEND_RISK = (("#c62828", "risk ≥ 70"), ("#f9a825", "risk 40–69"), ("#2e7d32", "risk < 40"), ("#9e9e9e", "unscored"))
+LEGEND_RISK = (("#c62828", "risk ≥ 70"), ("#f9a825", "risk 40–69.9"), ("#2e7d32", "risk < 40"), ("#9e9e9e", "unscored"))
 FONT_PX = 15
 MARGIN_PX = 70
 
@@ -82,7 +82,7 @@ def graph_data(nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame
         out_nodes.append({
             "id": account, "x": float(row["x"] or 0) / 1000, "y": float(row["y"] or 0) / 1000,
             "label": _short(account) if member or role == "funder of members" else "",
-            "title": f"{account}\nrisk: {'–' if score is None else int(score)}\n{role}",
+            "title": f"{account}\nrisk: {'–' if score is None else f'{score:.1f}'}\n{role}",
             "shape": "diamond" if member else "square" if role == "funder of members" else "dot",
             "size": 14 if member else 11 if role == "funder of members" else 8, "color": risk_colour(score),
             "info": {"account": account, "risk": "–" if score is None else str(int(score)), "role": role,

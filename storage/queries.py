@@ -141,7 +141,7 @@ class Queries:
         spair, params = self._score_filter(pair_id=pair_id, window_days=window_days)
         return self._frame(
             "SELECT b.bucket, coalesce(n, 0) AS n FROM (SELECT range::INTEGER AS bucket FROM range(0, 101, ?)) b "
-            f"LEFT JOIN (SELECT (least(score, 99) // ?) * ? AS bucket, count(*) AS n FROM ({self._latest()}) ls {spair} "
+            f"LEFT JOIN (SELECT (CAST(floor(least(score, 99)) AS INTEGER) // ?) * ? AS bucket, count(*) AS n FROM ({self._latest()}) ls {spair} "
             "GROUP BY 1) s USING (bucket) ORDER BY b.bucket",
             [bin_width, bin_width, bin_width] + params,
         ).filter(pl.col("bucket") < 100)
@@ -267,7 +267,7 @@ class Queries:
         XLM legs; the engine's per-member `volume` adds base units of different assets, so it is not shown), max_score]."""
         if not self.has_table("derived_ring_members"):
             return pl.DataFrame(schema={"account_id": pl.String, "n_trades": pl.Int64, "volume_xlm": pl.Int64,
-                                        "max_score": pl.Int32})
+                                        "max_score": pl.Float64})
         return self._frame(
             "WITH m AS (SELECT account_id, n_trades FROM derived_ring_members WHERE ring_id = ?), "
             f"x AS (SELECT unnest([seller_account, buyer_account]) AS account_id, {XLM_AMOUNT} AS xlm FROM trades "
@@ -312,7 +312,7 @@ class Queries:
             "FROM n LEFT JOIN (SELECT account_id FROM derived_ring_members WHERE ring_id = ?) m USING (account_id) "
             "ORDER BY n.account_id",
             [chosen, ring_id, ring_id],
-        ) if chosen else pl.DataFrame(schema={"account_id": pl.String, "ring_id": pl.String, "max_score": pl.Int32})
+        ) if chosen else pl.DataFrame(schema={"account_id": pl.String, "ring_id": pl.String, "max_score": pl.Float64})
         return nodes, self._edges_among(chosen, window_days=window_days)
 
     def _shared_funders(self, accounts: list[str], *, limit: int = 10) -> list[str]:

@@ -231,5 +231,44 @@ CREATE TABLE alerts (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4)
+# Scores carry one decimal (engine.scoring: 31 integers cannot order a hundred wallets in clear
+# rings). DuckDB cannot retype a column under a CHECK, so both tables are rebuilt, rows kept.
+MIGRATION_5 = """
+CREATE TABLE scores_v5 (
+    wallet          VARCHAR NOT NULL,
+    pair_id         VARCHAR NOT NULL,
+    score           DOUBLE NOT NULL CHECK (score BETWEEN 0 AND 100),
+    benford_flag    BOOLEAN NOT NULL,
+    ml_flag         BOOLEAN NOT NULL,
+    timestamp       BIGINT NOT NULL,
+    confidence      INTEGER NOT NULL CHECK (confidence BETWEEN 0 AND 100),
+    ring_id         VARCHAR,
+    model_version   VARCHAR NOT NULL,
+    bft_divergence  BOOLEAN NOT NULL,
+    scored_at       TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (wallet, pair_id, model_version, timestamp)
+);
+INSERT INTO scores_v5 SELECT * FROM scores;
+DROP TABLE scores;
+ALTER TABLE scores_v5 RENAME TO scores;
+CREATE TABLE alerts_v5 (
+    id             BIGINT NOT NULL DEFAULT nextval('alert_ids'),
+    wallet         VARCHAR NOT NULL,
+    pair_id        VARCHAR NOT NULL,
+    score          DOUBLE NOT NULL CHECK (score BETWEEN 0 AND 100),
+    ring_id        VARCHAR,
+    ledger         BIGINT NOT NULL,
+    closed_at      TIMESTAMPTZ NOT NULL,
+    detected_at    TIMESTAMPTZ NOT NULL,
+    reasons        VARCHAR NOT NULL,
+    model_version  VARCHAR NOT NULL,
+    delivered_at   TIMESTAMPTZ,
+    PRIMARY KEY (wallet, pair_id, ledger)
+);
+INSERT INTO alerts_v5 SELECT * FROM alerts;
+DROP TABLE alerts;
+ALTER TABLE alerts_v5 RENAME TO alerts;
+"""
+
+MIGRATIONS: tuple[str, ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5)
 SCHEMA_VERSION = len(MIGRATIONS)
