@@ -85,7 +85,7 @@ def graph_data(nodes: pl.DataFrame, edges: pl.DataFrame, positions: pl.DataFrame
             "title": f"{account}\nrisk: {'–' if score is None else f'{score:.1f}'}\n{role}",
             "shape": "diamond" if member else "square" if role == "funder of members" else "dot",
             "size": 14 if member else 11 if role == "funder of members" else 8, "color": risk_colour(score),
-            "info": {"account": account, "risk": "–" if score is None else str(int(score)), "role": role,
+            "info": {"account": account, "risk": "–" if score is None else f"{score:.1f}", "role": role,
                      "ring": row["ring_id"] or "–", "link": wallet_link(account, base=link_base)},
         })  # fmt: skip
     known = set(nodes.get_column("account_id").to_list())
