@@ -109,7 +109,7 @@ def evaluate(family: str, loaded: LoadedModel, market: dict) -> dict:
         "recall_at_flag": round(float((members["score"] >= FLAG).mean()), 4) if members.height else None,
         "ring_jaccard": round(_best_jaccard(market["meta"], market["rings"].ring_members, family), 4),
         "legit_flag_rate": flag_rates, "max_legit_flag_rate": max(flag_rates.values(), default=0.0),
-        "distinct_top50": top["score"].n_unique(), "top50_range": [int(top["score"].min()), int(top["score"].max())],
+        "distinct_top50": top["score"].n_unique(), "top50_range": [float(top["score"].min()), float(top["score"].max())],
         "top50_scores": top["score"].to_list(),
         "missed": members.filter(pl.col("score") < FLAG).select("pattern", "score").rows(),
         "rings_s_per_100k": round(market["rings_s"] * 1e5 / n_trades, 3),
