@@ -62,7 +62,7 @@ def feed() -> None:
             st.caption("no alert yet")
         for a in alerts.iter_rows(named=True):
             with st.container(border=True, key=f"alert_{a['id']}"):
-                st.markdown(f"**{a['score']}** · {_show.esc(_show.short(a['wallet']))} · {_show.esc(a['pair_id'])} · "
+                st.markdown(f"**{a['score']:.1f}** · {_show.esc(_show.short(a['wallet']))} · {_show.esc(a['pair_id'])} · "
                             f"ledger {a['ledger']} · closed {a['closed_at']:%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
                 st.caption(" · ".join(_show.esc(r) for r in json.loads(a["reasons"])[:3]))
                 links = st.columns(2)

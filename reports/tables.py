@@ -52,7 +52,7 @@ def _t(title, headers, rows, note="") -> Table:
 def header_table(report: dict) -> Table:
     h = report["header"]
     model = h.get("model") or {}
-    score = DASH if h.get("score") is None else f"{h['score']} / 100" + (" (flagged)" if h.get("flagged") else "")
+    score = DASH if h.get("score") is None else f"{h['score']:.1f} / 100" + (" (flagged)" if h.get("flagged") else "")
     rows = [
         ("Wallet", h["wallet"]), ("Pair", h["pair_id"]),
         ("Risk score", score if h.get("score") is not None else h.get("score_note", DASH)),

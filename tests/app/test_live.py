@@ -50,7 +50,7 @@ def test_live_page_shows_stored_alerts_escaped_with_links(monkeypatch, tmp_path)
     assert {m.label: m.value for m in at.metric}["Watch"] == "stopped"
     assert any(h.value == "Alerts (1 newest)" for h in at.subheader)
     card = next(m.value for m in at.markdown if "ledger 4242" in m.value)
-    assert card.startswith("**91**") and "&lt;img" in card and "<img" not in card  # ledger text shown as text
+    assert card.startswith("**91.0**") and "&lt;img" in card and "<img" not in card  # ledger text shown as text
     assert any("closed loops: 60 points" in c.value for c in at.caption)
 
 

@@ -102,7 +102,7 @@ def test_pdf_renders_and_reads_back(built, tmp_path):
     n_pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
     assert 3 <= n_pages <= 8
     text = subprocess.run(["pdftotext", "-layout", path, "-"], capture_output=True, text=True, check=True).stdout
-    assert WALLET in text and "87 / 100 (flagged)" in text
+    assert WALLET in text and "87.0 / 100 (flagged)" in text
     assert KEY_FP in text.replace("\n", "").replace(" ", "")  # the signer's key fingerprint is printed
     assert text.count(f"SHA-256 fingerprint {report.fingerprint}") == n_pages  # every page footer
     subprocess.run(["pdftoppm", "-r", "60", "-png", "-f", "1", "-l", "1", path, tmp_path / "page"], check=True)
@@ -114,7 +114,7 @@ def test_pdf_renders_and_reads_back(built, tmp_path):
 def _flip_spot(data: bytes, fmt: str) -> int:
     if fmt == "json":
         return data.index(b'"score":87') + 9  # the score 87 becomes 86
-    return data.index(b"87 / 100") if fmt == "markdown" else len(data) // 2
+    return data.index(b"87.0 / 100") if fmt == "markdown" else len(data) // 2
 
 
 def test_one_byte_changes_fail_verify_report(built, tmp_path):
