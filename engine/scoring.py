@@ -20,6 +20,10 @@ The score adds two kinds of points and maps them onto 0-100 without a ceiling wa
   share of trades with members of its own ring) and a shared controller while flat
   (20 x the share of trades with funding kin x (1 - |net flow|)); all x (1 - exp(-n/15))
   for a wallet with n trades in the pair, so more trades are more evidence;
+- weak signals, at most 3 points (a score of 5): half from trading flat with a concentrated set
+  of counterparties (counterparty HHI x flow balance), half from the 30-day first-digit Benford
+  excess MAD (1 at 0.05). They order the many wallets with no mechanism and a calibrated model
+  probability of 0, which would otherwise all score 0.0, and move no wallet by more than 3 points;
 - score = 100 x (1 - exp(-points / 58.1)) up to 70 points (= a score of 70), then linear,
   0.18 per point, up to 98 (at 225.6 points), then 98 + 1.9 x (1 - exp(-(points - 225.6)
   / 40)): every further point still raises the score (the model alone or the mechanisms
@@ -61,6 +65,8 @@ BENFORD_EXCESS_MAD = 0.015
 
 MODEL_POINTS = 80.0  # the model alone reaches the threshold from a probability of 0.875
 EVIDENCE_WEIGHTS = {"loops": 60.0, "loop_volume": 15.0, "ring": 30.0, "controller": 20.0}
+WEAK_POINTS = 3.0  # weak signals order the bottom of the market and never decide a flag alone
+WEAK_MAD = 0.05  # a 30-day Benford excess MAD of 0.05 is a full weak signal
 EVIDENCE_TRADES = 15.0  # mechanism points x (1 - exp(-n_trades / 15)): 3 trades say less than 300
 POINTS_SCALE = 70.0 / -np.log(0.3)  # 58.1: 70 points -> a score of 70
 TOP_SLOPE = 0.18  # past 70 points: 0.18 score per point up to 98 (70 + 28 / 0.18 = 225.6 points) ...
@@ -71,7 +77,7 @@ TOP_TAIL = 40.0  # ... then 98 + 1.9 x (1 - exp(-(points - knee) / 40)): never 1
 def evidence_points(features: pl.DataFrame) -> pl.DataFrame:
     """Mechanism evidence per feature row, in points (see the module docstring).
 
-    Shapes: -> [wallet, pair_id, loop_points, ring_points, controller_points] (f64, null -> 0).
+    Shapes: -> [wallet, pair_id, loop_points, ring_points, controller_points, weak_points] (f64, null -> 0).
     """
     col = lambda name: (pl.col(name) if name in features.columns else pl.lit(None)).cast(pl.Float64).fill_null(0.0)  # noqa: E731
     in_ring = col("ring_size") > 0
@@ -82,6 +88,8 @@ def evidence_points(features: pl.DataFrame) -> pl.DataFrame:
             EVIDENCE_WEIGHTS["loops"] + EVIDENCE_WEIGHTS["loop_volume"] * (1.0 + col("loop_share") * col("n_trades")).log10()),
         ring_points=EVIDENCE_WEIGHTS["ring"] * pl.when(in_ring).then(col("ring_cp_share")).otherwise(0.0) * support,
         controller_points=EVIDENCE_WEIGHTS["controller"] * col("same_controller_rate") * col("flow_balance") * support,
+        weak_points=WEAK_POINTS * (0.5 * col("counterparty_hhi").clip(0.0, 1.0) * col("flow_balance").clip(0.0, 1.0)
+                                   + 0.5 * (col(f"benford_excess_mad_{BENFORD_WINDOW}") / WEAK_MAD).clip(0.0, 1.0)),
     )  # fmt: skip
 
 
@@ -101,6 +109,8 @@ def score_breakdown(model_probability: float, row: pl.DataFrame) -> pl.DataFrame
         ("own ring", pts["ring_points"], f"{share('ring_cp_share')} of its trades with members of its ring"),
         ("funding kin, flat", pts["controller_points"],
          f"{share('same_controller_rate')} of its trades with funding kin; flow balance {share('flow_balance')}"),
+        ("weak signals", pts["weak_points"], f"counterparty concentration {share('counterparty_hhi')}, "
+                                            f"Benford excess MAD (30d) {f.get(f'benford_excess_mad_{BENFORD_WINDOW}') or 0:.3f}"),
     ]
     total = sum(p for _, p, _ in parts)
     score = float(combined_score(np.array([model_probability]), points)[0])
@@ -112,7 +122,7 @@ def score_breakdown(model_probability: float, row: pl.DataFrame) -> pl.DataFrame
 def combined_score(model_probability: np.ndarray, points: pl.DataFrame) -> np.ndarray:
     """0-100 floats from the model's probability (0-1) and `evidence_points` rows."""
     total = MODEL_POINTS * np.asarray(model_probability, dtype=float) + points.select(
-        pl.sum_horizontal("loop_points", "ring_points", "controller_points")).to_series().to_numpy()
+        pl.sum_horizontal("loop_points", "ring_points", "controller_points", "weak_points")).to_series().to_numpy()
     below = 100.0 * (1.0 - np.exp(-total / POINTS_SCALE))
     linear = 70.0 + TOP_SLOPE * (total - 70.0)
     tail = 98.0 + 1.9 * (1.0 - np.exp(-(total - TOP_KNEE) / TOP_TAIL))

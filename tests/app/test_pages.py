@@ -221,7 +221,7 @@ def test_wallet_shap_waterfall_adds_up_to_the_members_mean_score(monkeypatch, po
     assert shap_rows["feature"].tolist() == [c.feature for c in expl.contributions[:15]]
     # the page spells the score out: model points + mechanism points = total -> the score shown
     parts = df(at, "part", "points", "reading").set_index("part")["points"]
-    assert parts[["model", "closed loops", "own ring", "funding kin, flat"]].sum() == pytest.approx(parts["total"])
+    assert parts[["model", "closed loops", "own ring", "funding kin, flat", "weak signals"]].sum() == pytest.approx(parts["total"])
     assert parts["model"] == pytest.approx(0.8 * expl.score)
     assert np.floor(10 * parts["score"] + 0.5) / 10 == s.top_score
 

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.scoring import SCORE_COLUMNS, benford_flags, evidence_points, score_features, score_wallet
+from engine.scoring import SCORE_COLUMNS, benford_flags, combined_score, evidence_points, score_features, score_wallet
 from models import signing
 from models.registry import load_version, save_version
 from models.training import labels_from_simulator, synthetic_feature_frame, train_model
@@ -50,7 +50,7 @@ def test_score_rows_follow_the_contract(loaded, frames):
     assert ((scores["confidence"] >= 0) & (scores["confidence"] <= 100)).all()
     # scores add the model's points (probability x 80) and the mechanism points, mapped 70 points -> 70
     points = evidence_points(features)
-    total = 0.8 * model + points["loop_points"].to_numpy() + points["ring_points"].to_numpy() + points["controller_points"].to_numpy()
+    total = 0.8 * model + points["loop_points"].to_numpy() + points["ring_points"].to_numpy() + points["controller_points"].to_numpy() + points["weak_points"].to_numpy()
     knee = 70 + 28 / 0.18
     mapped = np.where(total <= 70, 100 * (1 - np.exp(-total * np.log(1 / 0.3) / 70)),
                       np.where(total <= knee, 70 + 0.18 * (total - 70), 98 + 1.9 * (1 - np.exp(-(total - knee) / 40))))
@@ -140,3 +140,20 @@ def test_cli_score_trains_first_and_writes_csv(tmp_path, monkeypatch, capsys):
     with Store(db, read_only=True) as s:
         # same data, same model: re-scoring replaces (the history grows with new as_of or model versions)
         assert s.score_history(one).height == wash.filter(pl.col("wallet") == one).height
+
+
+def test_weak_signals_order_the_quiet_wallets_and_never_flag_one():
+    """Wallets with no mechanism and no model probability are ordered by concentration x flatness and
+    Benford excess MAD, within 3 points (a score of 5): no wall of 0.0, and no flag from weak signals."""
+    quiet = pl.DataFrame({
+        "wallet": ["a", "b", "c", "d"], "pair_id": ["P"] * 4, "n_trades": [40.0] * 4,
+        "counterparty_hhi": [0.05, 0.5, 1.0, 1.0], "flow_balance": [0.2, 0.9, 1.0, 1.0],
+        "benford_excess_mad_30d": [None, 0.0, 0.02, 0.5],
+    })  # fmt: skip
+    points = evidence_points(quiet)
+    weak = points["weak_points"].to_list()
+    assert weak == sorted(weak) and len(set(weak)) == 4 and weak[0] > 0 and weak[-1] == pytest.approx(3.0)
+    assert points.select("loop_points", "ring_points", "controller_points").sum_horizontal().eq(0).all()
+    scores = combined_score(np.zeros(4), points)
+    assert (np.diff(scores) > 0).all() and scores.max() == pytest.approx(100 * (1 - np.exp(-3 / (70 / np.log(1 / 0.3)))))
+    assert scores.max() < 5.1
