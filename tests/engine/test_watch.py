@@ -106,7 +106,7 @@ def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
     assert all(a["score"] >= 70 and a["reasons"] for a in received)
     # reasons: the Wallet page's score breakdown, its parts strongest first
     parts = [[r.split(":")[0] for r in a["reasons"]] for a in received]
-    assert all(set(p) <= {"model", "closed loops", "own ring", "funding kin, flat"} for p in parts)
+    assert all(set(p) <= {"model", "closed loops", "own ring", "funding kin, flat", "weak signals"} for p in parts)
     points = [[float(r.split(": ")[1].split(" points")[0]) for r in a["reasons"]] for a in received]
     assert all(p == sorted(p, reverse=True) and p[0] >= 1 for p in points)
     assert [a["id"] for a in heard] == [a["id"] for a in received]  # the websocket client heard every alert
@@ -222,7 +222,7 @@ def test_watch_polls_the_data_lake_for_the_next_object(market, tmp_path):
 
     exporter = threading.Thread(target=export_later)
     exporter.start()
-    options = WatchOptions(datalake=str(lake), from_ledger=FIRST, poll_s=0.2, idle_exit_s=3.0, max_seconds=30)
+    options = WatchOptions(datalake=str(lake), from_ledger=FIRST, poll_s=0.2, idle_exit_s=8.0, max_seconds=60)  # slack for a loaded machine
     with Store(settings.db_path) as store:
         stats = watch(store, settings, options, [])
         exporter.join()
