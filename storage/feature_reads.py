@@ -81,15 +81,15 @@ def _no_offers() -> pl.DataFrame:
 
 
 class FeatureReads:
-    """Partitioned reads for the features step (mixed into `Store`, which provides `_cursor`)."""
+    """Partitioned reads for the features step (mixed into `Store`, which provides `_cursor` and `_frame`)."""
 
     def last_trade_close(self) -> datetime | None:
         """Close time of the newest stored trade (None when there is none)."""
-        return self._named_frame("SELECT max(closed_at) AS t FROM trades", {}).item()  # via Arrow: UTC-aware
+        return self._frame("SELECT max(closed_at) AS t FROM trades").item()  # via Arrow: UTC-aware
 
     def count_trades(self, *, since: datetime, until: datetime) -> int:
         """Trades with since < closed_at <= until."""
-        rows = self._named_frame(f"SELECT count(*) AS n FROM trades WHERE {_WINDOW}", {"since": since, "until": until})
+        rows = self._frame(f"SELECT count(*) AS n FROM trades WHERE {_WINDOW}", {"since": since, "until": until})
         return int(rows.item())
 
     def wallet_partitions(
@@ -130,7 +130,7 @@ class FeatureReads:
             for batch in reader:
                 parts.append(pl.from_arrow(batch).with_columns(pl.col(_AMOUNT_IDS).cast(pl.Categorical())))
         if not parts:
-            return self._named_frame(_AMOUNTS + " LIMIT 0", params).with_columns(pl.col(_AMOUNT_IDS).cast(pl.Categorical()))
+            return self._frame(_AMOUNTS + " LIMIT 0", params).with_columns(pl.col(_AMOUNT_IDS).cast(pl.Categorical()))
         return pl.concat(parts)
 
     def export_window_trades(self, out: Path, *, since: datetime, until: datetime) -> Path:
@@ -149,19 +149,3 @@ class FeatureReads:
         with self._cursor() as cur:
             cur.execute(sql, {**params, "out": str(out)})
         return out
-
-    def export_trades_parquet(self, out: Path, *, ledger_from: int | None = None, ledger_to: int | None = None) -> int:
-        """Write stored trades as canonical Parquet (engine.schemas.TRADES_SCHEMA: UTC timestamps,
-        amounts in stroops), by op_id; an engine reading files (Spark) takes them as they are."""
-        where = "WHERE ($lo IS NULL OR ledger >= $lo) AND ($hi IS NULL OR ledger <= $hi)"
-        params = {"lo": ledger_from, "hi": ledger_to}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with self._cursor() as cur:
-            n = cur.execute(f"SELECT count(*) FROM trades {where}", params).fetchall()[0][0]
-            cur.execute(f"COPY (SELECT * EXCLUDE (run_id) FROM trades {where} ORDER BY op_id, id) TO $out (FORMAT parquet)",
-                        {**params, "out": str(out)})  # fmt: skip
-        return n
-
-    def _named_frame(self, sql: str, params: dict) -> pl.DataFrame:
-        with self._cursor() as cur:
-            return pl.from_arrow(cur.sql(sql, params=params).to_arrow_table())

@@ -168,7 +168,8 @@ class Store(Queries, WatchQueries, FeatureReads, RingReads):
 
     # -- generic reads ---------------------------------------------------------------
 
-    def _frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
+    def _frame(self, sql: str, params: list | dict | None = None) -> pl.DataFrame:
+        """Rows of `sql` (positional ? or named $name parameters) as a polars frame, via Arrow (UTC-aware)."""
         with self._cursor() as cur:
             return pl.from_arrow(cur.sql(sql, params=params or None).to_arrow_table())
 
@@ -429,11 +430,14 @@ class Store(Queries, WatchQueries, FeatureReads, RingReads):
             ).fetchall()
         return rows[0][0], rows[0][1]
 
-    def export_trades(self, out: Path, *, ledger_from: int | None = None, ledger_to: int | None = None) -> int:
-        """Write stored trades as canonical JSON Lines (amounts as 7-decimal strings)."""
+    def export_trades(self, out: Path, *, ledger_from: int | None = None, ledger_to: int | None = None,
+                      fmt: str = "json") -> int:  # fmt: skip
+        """Write stored trades by op_id: canonical JSON Lines (amounts as 7-decimal strings), or with
+        fmt="parquet" canonical Parquet (engine.schemas.TRADES_SCHEMA: UTC timestamps, amounts in
+        stroops) that an engine reading files (Spark) takes as it is. Returns the rows written."""
         where, params = _ledger_where(ledger_from, ledger_to)
         amount = "printf('%d.%07d', {c} // 10000000, {c} % 10000000)"
-        select = (
+        select = f"SELECT * EXCLUDE (run_id) FROM trades {_where(where)} ORDER BY op_id, id" if fmt == "parquet" else (
             "SELECT id, ledger, strftime(closed_at, '%Y-%m-%dT%H:%M:%SZ') AS closed_at, trade_type, "
             "seller_account, seller_offer_id, seller_pool_id, buyer_account, buyer_offer_id, buyer_pool_id, "
             f"sold_asset, {amount.format(c='sold_amount')} AS sold_amount, bought_asset, "
@@ -443,7 +447,7 @@ class Store(Queries, WatchQueries, FeatureReads, RingReads):
         out.parent.mkdir(parents=True, exist_ok=True)
         with self._cursor() as cur:
             n = cur.execute(f"SELECT count(*) FROM trades {_where(where)}", params).fetchall()[0][0]
-            cur.execute(f"COPY ({select}) TO ? (FORMAT json)", params + [str(out)])
+            cur.execute(f"COPY ({select}) TO ? (FORMAT {'parquet' if fmt == 'parquet' else 'json'})", params + [str(out)])
         return n
 
 

@@ -22,7 +22,6 @@ def register(sub, common) -> None:
 def _trades(args, settings) -> int:
     lo, hi = args.ledger_range or (None, None)
     with open_store(settings, read_only=False) as store:
-        export = store.export_trades_parquet if args.format == "parquet" else store.export_trades
-        n = export(args.out, ledger_from=lo, ledger_to=hi)
+        n = store.export_trades(args.out, ledger_from=lo, ledger_to=hi, fmt=args.format)
     print(f"wrote {n:,} trades to {args.out}")
     return 0

@@ -57,7 +57,7 @@ def spark_rings(store: Store, *, master: str, options: RingOptions | None = None
 
     if trades_path is None:
         trades_path = store.path.with_suffix(".spark-input") / "all-trades.parquet"
-        store.export_trades_parquet(trades_path)
+        store.export_trades(trades_path, fmt="parquet")
     trades = spark_session(master=master).read.parquet(str(trades_path))
     funding = store.funding_edges()
     names = account_names(trading_accounts(trades), funding.get_column("from_account"),

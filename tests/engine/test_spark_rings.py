@@ -38,7 +38,7 @@ def market(tmp_path_factory):
     folder = tmp_path_factory.mktemp(MARKET)
     store = Store(folder / "s.duckdb")
     build_market(store, folder / "files", MARKET)
-    store.export_trades_parquet(folder / "trades.parquet")
+    store.export_trades(folder / "trades.parquet", fmt="parquet")
     yield store, folder / "trades.parquet"
     store.close()
 
