@@ -55,7 +55,7 @@ def run_step(store_path: Path, engine: str) -> dict:
             run = compute_features(store)
         seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"trades": n_trades, "rows": run.matrix.height, "benford_rows": run.benford.height,
+    return {"trades": n_trades, "rows": run.matrix.height, "benford_rows": run.benford_tests,
             "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb)}  # fmt: skip
 
 

@@ -99,6 +99,16 @@ def digit_index(stroops: np.ndarray, test: str) -> np.ndarray:
     return out
 
 
+def leading_digits(stroops: np.ndarray) -> np.ndarray:
+    """The first two significant digits of each amount (10-99), the amount itself when it has
+    one digit (1-9), 0 when it is not positive: every test reads only these, so
+    `digit_index(leading_digits(x), test) == digit_index(x, test)` and amounts can be
+    counted by their leading digits (engine.features.benford_features.scope_digits)."""
+    x = np.asarray(stroops, dtype=np.int64)
+    n_digits = np.searchsorted(_POW10, x, side="right")
+    return np.where(x > 0, x // _POW10[np.maximum(n_digits - 2, 0)], 0)
+
+
 def count_digits(stroops: np.ndarray, test: str) -> np.ndarray:
     """Counts per digit (length 9 / 90 / 10) of the amounts counted by `test`."""
     idx = digit_index(stroops, test)

@@ -39,12 +39,10 @@ _OFFERS_ROUTED = (
     f"SELECT {_OFFER_COLUMNS}, hash(source_account) % $n AS part FROM operations "
     f"WHERE {_WINDOW} AND list_contains($types, type)"
 )
-# Ids repeat across millions of rows: categorical, each string held once.
 _AMOUNTS = (
     "SELECT pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount FROM trades "
     f"WHERE {_WINDOW}"
 )
-_AMOUNT_IDS = ("pair_id", "sold_asset", "bought_asset")
 _BATCH_ROWS = 1_000_000
 _COPY_MEMORY = "1GB"  # DuckDB's budget while routing trades to partitions
 
@@ -120,18 +118,12 @@ class FeatureReads:
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    def trade_amounts(self, *, since: datetime, until: datetime) -> pl.DataFrame:
+    def trade_amount_batches(self, *, since: datetime, until: datetime) -> Iterator[pl.DataFrame]:
         """pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount of the window's
-        trades, ids Categorical (read in batches: the strings of one batch at a time)."""
-        params = {"since": since, "until": until}
-        parts = []
+        trades, a million at a time (the engine reduces each batch before the next is read)."""
         with self._cursor() as cur:
-            reader = cur.sql(_AMOUNTS, params=params).arrow(batch_size=_BATCH_ROWS)
-            for batch in reader:
-                parts.append(pl.from_arrow(batch).with_columns(pl.col(_AMOUNT_IDS).cast(pl.Categorical())))
-        if not parts:
-            return self._frame(_AMOUNTS + " LIMIT 0", params).with_columns(pl.col(_AMOUNT_IDS).cast(pl.Categorical()))
-        return pl.concat(parts)
+            for batch in cur.sql(_AMOUNTS, params={"since": since, "until": until}).arrow(batch_size=_BATCH_ROWS):
+                yield pl.from_arrow(batch)
 
     def export_window_trades(self, out: Path, *, since: datetime, until: datetime) -> Path:
         """The window's trades (the feature columns) as Parquet at `out`, for an engine that reads files."""

@@ -334,6 +334,15 @@ class Store(Queries, WatchQueries, FeatureReads, RingReads):
             finally:
                 cur.unregister("derived_rows")
 
+    def save_derived_files(self, name: str, files: list[Path]) -> None:
+        """Replace derived table `name` with the rows of Parquet `files` (same columns, rows in file
+        order), atomically. DuckDB streams them in: a table bigger than memory never passes
+        through Python (the features step's Benford table, written one partition at a time)."""
+        table = _derived_name(name)
+        with self.transaction() as cur:
+            cur.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet($files)",
+                        {"files": [str(f) for f in files]})  # fmt: skip
+
     def load_derived(self, name: str, *, where: dict[str, object] | None = None) -> pl.DataFrame | None:
         """Derived table `name` (None if never computed), filtered by column = value pairs."""
         table = _derived_name(name)

@@ -45,10 +45,9 @@ def _features(args, settings) -> int:
                                          operations_path=args.operations, as_of=as_of)  # fmt: skip
         else:
             run = compute_features(store, as_of=as_of, progress=CliProgress("features"))
-    flagged = run.benford.filter(run.benford["flag"].fill_null(False)).height
     print(
         f"features as of {run.as_of:%Y-%m-%d %H:%M:%S} UTC: {run.matrix.height:,} (wallet, pair) rows x "
-        f"{run.matrix.width - 3} columns; Benford: {run.benford.height:,} tests, {flagged:,} nonconforming"
+        f"{run.matrix.width - 3} columns; Benford: {run.benford_tests:,} tests, {run.benford_flagged:,} nonconforming"
     )
     return 0
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from engine.features.benford_features import benford_table, market_scopes, wallet_scopes
+from engine.features.benford_features import benford_table, market_benford, market_digits, wallet_scopes
 from engine.features.dictionary import (
     FEATURE_DICTIONARY,
     FEATURE_NAMES,
@@ -109,7 +109,8 @@ def build_benford_table(
     pair and asset over config.windows as of `as_of`; see benford_features.benford_table."""
     as_of = utc_as_of(as_of)
     sides = trade_sides(trades, as_of=as_of, lookback=max(w for _, w in config.windows))
-    return benford_table({**wallet_scopes(sides), **market_scopes(trades)}, as_of=as_of, cfg=config)
+    market = market_benford(market_digits(trades, as_of=as_of, cfg=config), as_of=as_of, cfg=config)
+    return pl.concat([benford_table(wallet_scopes(sides), as_of=as_of, cfg=config), market])
 
 
 def utc_as_of(t: datetime) -> datetime:

@@ -30,8 +30,9 @@ class WindowCodes(NamedTuple):
     keys: pl.DataFrame  # one row per group (group_cols), in order of first appearance
     group: np.ndarray  # per amount: row of `keys` (int64)
     bucket: np.ndarray  # per amount: index of the narrowest window (by width) holding it
-    amount: np.ndarray  # per amount: stroops (int64)
+    amount: np.ndarray  # per amount: stroops (int64), or its leading digits (the digits are all the tests read)
     n_windows: int
+    weight: np.ndarray | None = None  # per amount: how many amounts it stands for (None: one each)
 
 
 def window_codes(
@@ -73,13 +74,21 @@ def sparse_window_counts(
     idx = benford.digit_index(codes.amount, test)
     ok = idx >= 0
     g, b, idx = codes.group[ok], codes.bucket[ok], idx[ok]
-    n = np.cumsum(np.bincount(g * n_w + b, minlength=n_g * n_w).reshape(n_g, n_w), axis=1)
+    weight = None if codes.weight is None else codes.weight[ok]
+    n = np.cumsum(_bincount(g * n_w + b, weight, n_g * n_w).reshape(n_g, n_w), axis=1)
     wide = (n[:, -1] >= min_n) & (n[:, -1] > 0)
     rows = np.flatnonzero(wide)
     rank = np.cumsum(wide) - 1
     m = wide[g]
-    flat = np.bincount((rank[g[m]] * n_w + b[m]) * k + idx[m], minlength=len(rows) * n_w * k)
+    flat = _bincount((rank[g[m]] * n_w + b[m]) * k + idx[m], None if weight is None else weight[m], len(rows) * n_w * k)
     return n, rows, np.cumsum(flat.reshape(len(rows), n_w, k), axis=1)
+
+
+def _bincount(x: np.ndarray, weight: np.ndarray | None, size: int) -> np.ndarray:
+    """Counts (int64) of each value of x in range(size), each weighing `weight` (default 1)."""
+    if weight is None:
+        return np.bincount(x, minlength=size)
+    return np.bincount(x, weights=weight, minlength=size).round().astype(np.int64)  # exact below 2^53
 
 
 def benford_window_features(sides: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
@@ -134,6 +143,8 @@ BENFORD_TABLE_KEYS: dict[str, pl.DataType] = {
     "as_of": pl.Datetime("us", "UTC"), "scope": pl.String, "wallet": pl.String, "pair_id": pl.String,
     "asset": pl.String, "window": pl.String,
 }  # fmt: skip
+SCOPE_KEYS: dict[str, list[str]] = {"wallet_pair": ["wallet", "pair_id"], "wallet": ["wallet"], "pair": ["pair_id"],
+                                    "asset": ["asset"]}  # fmt: skip
 
 
 def benford_table(scopes: Scopes, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
@@ -144,22 +155,77 @@ def benford_table(scopes: Scopes, *, as_of: datetime, cfg: FeatureConfig) -> pl.
     mad_class, expected_mad, excess_mad, ks, z_max, verdict, flag). Rows: groups
     with n > 0, by scope, test, window, then group in order of first appearance.
     """
-    widths = sorted(w for _, w in cfg.windows)
     parts = []
     for scope, (frame, group_cols, amount_col) in scopes.items():
         codes = window_codes(frame, group_cols=group_cols, amount_col=amount_col, as_of=as_of, windows=cfg.windows)
-        keys = codes.keys.select(
-            pl.lit(as_of, dtype=BENFORD_TABLE_KEYS["as_of"]).alias("as_of"), pl.lit(scope).alias("scope"),
-            *[(pl.col(c) if c in group_cols else pl.lit(None)).cast(BENFORD_TABLE_KEYS[c]).alias(c)
-              for c in ("wallet", "pair_id", "asset")],
-        )  # fmt: skip
-        for test in benford.TESTS:
-            n, rows, counts = sparse_window_counts(codes, test=test, min_n=benford.MIN_N[test])
-            for name, width in cfg.windows:
-                w = widths.index(width)
-                part = benford.sparse_stats_frame(keys.with_columns(window=pl.lit(name)), n[:, w], rows,
-                                                  counts[:, w, :], test)  # fmt: skip
-                parts.append(part.filter(pl.col("n") > 0))
+        parts += _scope_tests(scope, codes, group_cols, as_of=as_of, cfg=cfg)
+    return _table(parts)
+
+
+def _scope_tests(
+    scope: str, codes: WindowCodes, group_cols: list[str], *, as_of: datetime, cfg: FeatureConfig
+) -> list[pl.DataFrame]:
+    """The rows of every test and window of one scope's coded amounts (groups with n > 0)."""
+    widths = sorted(w for _, w in cfg.windows)
+    keys = codes.keys.select(
+        pl.lit(as_of, dtype=BENFORD_TABLE_KEYS["as_of"]).alias("as_of"), pl.lit(scope).alias("scope"),
+        *[(pl.col(c) if c in group_cols else pl.lit(None)).cast(BENFORD_TABLE_KEYS[c]).alias(c)
+          for c in ("wallet", "pair_id", "asset")],
+    )  # fmt: skip
+    parts = []
+    for test in benford.TESTS:
+        n, rows, counts = sparse_window_counts(codes, test=test, min_n=benford.MIN_N[test])
+        for name, width in cfg.windows:
+            w = widths.index(width)
+            part = benford.sparse_stats_frame(keys.with_columns(window=pl.lit(name)), n[:, w], rows,
+                                              counts[:, w, :], test)  # fmt: skip
+            parts.append(part.filter(pl.col("n") > 0))
+    return parts
+
+
+def _table(parts: list[pl.DataFrame]) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema={**BENFORD_TABLE_KEYS, **benford.STAT_COLUMNS})
     return pl.concat(parts).select(*BENFORD_TABLE_KEYS, *benford.STAT_COLUMNS)
+
+
+# The digit table of the market scopes: per group and window bucket (the narrowest window
+# holding the amount, see `window_codes`), how many amounts have each leading digits
+# (benford.leading_digits; 0: counted by no test). Batches of a market add up.
+MARKET_DIGITS_SCHEMA: dict[str, pl.DataType] = {
+    "scope": pl.String, "pair_id": pl.String, "asset": pl.String, "bucket": pl.Int64, "digits": pl.Int64,
+    "n": pl.Int64,
+}  # fmt: skip
+
+
+def market_digits(trades: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
+    """The digit table (MARKET_DIGITS_SCHEMA) of the pair and asset scopes of `trades` (the
+    AMOUNT_COLUMNS), a few rows per pair and asset: a market too big for memory is read batch
+    by batch and its batches' tables concatenated for `market_benford`."""
+    parts = []
+    for scope, (frame, group_cols, amount_col) in market_scopes(trades).items():
+        codes = window_codes(frame, group_cols=group_cols, amount_col=amount_col, as_of=as_of, windows=cfg.windows)
+        coded = pl.DataFrame({"_g": codes.group, "bucket": codes.bucket, "digits": benford.leading_digits(codes.amount)})
+        counted = coded.group_by("_g", "bucket", "digits", maintain_order=True).agg(n=pl.len().cast(pl.Int64))
+        keys = codes.keys.with_row_index("_g").with_columns(pl.col("_g").cast(pl.Int64))
+        parts.append(counted.join(keys, on="_g", how="left", maintain_order="left").select(
+            scope=pl.lit(scope), **{c: (pl.col(c) if c in group_cols else pl.lit(None)).cast(pl.String)
+                                    for c in ("pair_id", "asset")}, bucket="bucket", digits="digits", n="n",
+        ))  # fmt: skip
+    return pl.concat(parts).cast(MARKET_DIGITS_SCHEMA)
+
+
+def market_benford(digits: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
+    """The pair and asset scopes of the Benford table (as `benford_table`) from the digit
+    tables of a market's batches (`market_digits`, concatenated in any order)."""
+    total = digits.group_by("scope", "pair_id", "asset", "bucket", "digits", maintain_order=True).agg(pl.col("n").sum())
+    parts = []
+    for scope in ("pair", "asset"):
+        group_cols = SCOPE_KEYS[scope]
+        table = total.filter(pl.col("scope") == scope)
+        keys = table.select(group_cols).unique(maintain_order=True).with_row_index("_g")
+        coded = table.join(keys, on=group_cols, how="left", nulls_equal=True, maintain_order="left")
+        codes = WindowCodes(keys.drop("_g"), coded["_g"].to_numpy().astype(np.int64), coded["bucket"].to_numpy(),
+                            coded["digits"].to_numpy(), len(cfg.windows), coded["n"].to_numpy())  # fmt: skip
+        parts += _scope_tests(scope, codes, group_cols, as_of=as_of, cfg=cfg)
+    return _table(parts)

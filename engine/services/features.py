@@ -3,22 +3,27 @@
 Read and computed one wallet partition at a time (engine.features.partitions;
 the store's hash assigns the partitions), so memory follows the partition size,
 not the market: about `trades_per_partition` trades' worth of sides at once,
-plus the market-wide inputs (accounts, funding lineage, rings) and the results.
+plus the market-wide inputs (accounts, funding lineage, rings) and the matrix.
+The Benford table (about one row per trade) is never held whole: each partition's
+rows go to a Parquet file as soon as they are computed, the pair and asset scopes
+come from digit tables counted a batch of trades at a time, and the store reads
+the files in at the end.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from engine.features import DEFAULT_CONFIG, market_context
-from engine.features.benford_features import benford_table, market_scopes
+from engine.features.benford_features import MARKET_DIGITS_SCHEMA, market_benford, market_digits
 from engine.features.funding_features import ancestors_from_edges
-from engine.features.partitions import MarketContext, finish_matrix, wallet_partition
+from engine.features.partitions import MarketContext, PartitionFeatures, finish_matrix, wallet_partition
 from engine.progress import Progress, no_progress
 from engine.schemas import OFFER_TYPES
 from engine.spark.session import DEFAULT_MASTER
@@ -32,7 +37,36 @@ TRADES_PER_PARTITION = 250_000  # trades of the window per wallet partition (eac
 class FeatureRun:
     as_of: datetime
     matrix: pl.DataFrame  # wallet, pair_id, as_of, features...
-    benford: pl.DataFrame  # one row per Benford test (see engine.features.build_benford_table)
+    benford_tests: int  # rows of the stored Benford table (store.load_derived("benford"), see
+    benford_flagged: int  # engine.features.build_benford_table) and how many are nonconforming
+
+
+class _BenfordFiles:
+    """The Benford table written part by part to Parquet files in `folder`, then stored whole
+    (`save`): at 10M trades it is ~10M rows, gigabytes in memory."""
+
+    def __init__(self, folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)  # a killed run's leftovers
+        folder.mkdir(parents=True)
+        self.folder, self.files, self.tests, self.flagged = folder, [], 0, 0
+
+    def add(self, part: pl.DataFrame) -> None:
+        self.files.append(self.folder / f"{len(self.files):05d}.parquet")
+        part.write_parquet(self.files[-1], statistics=False)
+        self.tests += part.height
+        self.flagged += int(part.get_column("flag").sum() or 0)
+
+    def take(self, part: PartitionFeatures) -> PartitionFeatures:
+        """`part` without its Benford rows, which are written out."""
+        self.add(part.benford)
+        return replace(part, benford=None)
+
+    def save(self, store: Store) -> None:
+        """Replace the store's Benford table with the parts added, and remove the files."""
+        try:
+            store.save_derived_files("benford", self.files)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def last_close(store: Store) -> datetime:
@@ -57,20 +91,18 @@ def compute_features(
     since = ctx.as_of - max(ctx.config.lookback, *(w for _, w in ctx.config.windows))
     window = dict(since=since, until=ctx.as_of)
     n_parts = max(1, math.ceil(store.count_trades(**window) / max(1, trades_per_partition)))
-    parts, rows = [], 0
+    parts, rows, benford = [], 0, _BenfordFiles(store.path.with_suffix(".benford-parts"))
     progress(done=0, total=n_parts, records=0, unit="partitions")
     work_dir = store.path.with_suffix(".feature-partitions")
     for part, trades, offers in store.wallet_partitions(work_dir, n_parts=n_parts, offer_types=OFFER_TYPES, **window):
-        parts.append(wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True))
+        parts.append(benford.take(wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)))
         rows += parts[-1].matrix.height
         progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
-    matrix, wallet_benford = finish_matrix(parts, ctx=ctx), [p.benford for p in parts]
-    del parts  # the partitions' features, hours and edges are in `matrix` now: free them before the market scopes
-    market = benford_table(market_scopes(store.trade_amounts(**window)), as_of=ctx.as_of, cfg=ctx.config)
-    benford = _benford(wallet_benford, market)
-    store.save_derived("features", matrix)
-    store.save_derived("benford", benford)
-    return FeatureRun(ctx.as_of, matrix, benford)
+    matrix = finish_matrix(parts, ctx=ctx)
+    del parts  # the partitions' features, hours and edges are in `matrix` now
+    digits = [market_digits(batch, as_of=ctx.as_of, cfg=ctx.config) for batch in store.trade_amount_batches(**window)]
+    benford.add(_market_benford(digits, ctx=ctx))
+    return _save(store, ctx, matrix, benford)
 
 
 def compute_features_spark(
@@ -104,11 +136,22 @@ def compute_features_spark(
     offers = spark.read.parquet(str(operations_path)) if operations_path is not None else None
     n_trades = trades.where((trades.closed_at > since) & (trades.closed_at <= ctx.as_of)).count()
     parts = feature_parts(trades, offers, ctx=ctx, n_parts=max(1, math.ceil(n_trades / max(1, trades_per_partition))))
-    matrix = finish_matrix(parts.partitions, ctx=ctx)
-    benford = _benford([p.benford for p in parts.partitions], parts.market_benford)
+    benford = _BenfordFiles(out / "benford-parts")
+    partitions = [benford.take(p) for p in parts.partitions]
+    benford.add(_market_benford(parts.market_digits, ctx=ctx))
+    return _save(store, ctx, finish_matrix(partitions, ctx=ctx), benford)
+
+
+def _market_benford(digits: list[pl.DataFrame], *, ctx: MarketContext) -> pl.DataFrame:
+    """The pair and asset scopes from the digit tables of the market's batches."""
+    table = pl.concat(digits) if digits else pl.DataFrame(schema=MARKET_DIGITS_SCHEMA)
+    return market_benford(table, as_of=ctx.as_of, cfg=ctx.config)
+
+
+def _save(store: Store, ctx: MarketContext, matrix: pl.DataFrame, benford: _BenfordFiles) -> FeatureRun:
     store.save_derived("features", matrix)
-    store.save_derived("benford", benford)
-    return FeatureRun(ctx.as_of, matrix, benford)
+    benford.save(store)
+    return FeatureRun(ctx.as_of, matrix, benford_tests=benford.tests, benford_flagged=benford.flagged)
 
 
 def _context(store: Store, as_of: datetime) -> MarketContext:
@@ -123,10 +166,3 @@ def _context(store: Store, as_of: datetime) -> MarketContext:
         # every partition asks "is this trade in a loop?": the ids flattened once, as one list
         loops=loops.select(pl.col("trade_ids").explode().unique().implode()) if loops is not None else None,
     )  # fmt: skip
-
-
-def _benford(wallet_parts: list[pl.DataFrame], market: pl.DataFrame) -> pl.DataFrame:
-    """The Benford table from the partitions' wallet scopes and the market scopes, rows in the
-    order computed (partition by partition, then pairs and assets). Not rechunked or sorted:
-    at 10M trades it holds ~10M rows, and each copy costs gigabytes."""
-    return pl.concat([*wallet_parts, market], rechunk=False)

@@ -4,10 +4,11 @@ Spark only routes rows: every trade goes to the wallet partition of each of its
 accounts (`pmod(xxhash64(account), n)`), every offer operation to its source's,
 and Spark's grouped Arrow UDFs run engine.features.partitions.wallet_partition
 on each partition, a polars function, exactly as the DuckDB path does. The pair
-and asset Benford scopes go the same way: each trade to its pair's group and its
-two assets' groups, where engine.features.benford_features computes them. The
-driver collects the partitions' parts (features, hour counts, co-trade edges,
-Benford rows) and finishes them with engine.features.partitions.finish_matrix.
+and asset Benford scopes too: each Arrow batch of trades is reduced to its digit
+table (engine.features.benford_features.market_digits, a few rows per pair and
+asset) as the DuckDB path reduces each batch it reads. The driver collects the
+partitions' parts (features, hour counts, co-trade edges, Benford rows) and the
+digit tables, and finishes them as the DuckDB path does.
 No feature is written twice, so the two engines cannot drift apart.
 
 Parts travel as Arrow IPC bytes (`kind`, `payload`): one UDF schema for frames
@@ -26,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from engine.errors import BadInput
-from engine.features.benford_features import AMOUNT_COLUMNS, benford_table, market_scopes
+from engine.features.benford_features import AMOUNT_COLUMNS, MARKET_DIGITS_SCHEMA, market_digits
 from engine.features.partitions import MarketContext, PartitionFeatures, wallet_partition
 from engine.features.sides import OPERATION_COLUMNS, TRADE_COLUMNS
 from engine.ingest import hubble
@@ -46,7 +47,7 @@ class SparkParts:
     """What the Spark run hands back to the driver."""
 
     partitions: list[PartitionFeatures]  # in partition order
-    market_benford: pl.DataFrame  # the pair and asset scopes of the Benford table
+    market_digits: list[pl.DataFrame]  # digit tables of the pair and asset scopes (MARKET_DIGITS_SCHEMA)
 
 
 def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketContext, n_parts: int) -> SparkParts:
@@ -71,7 +72,7 @@ def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketCon
         return _wallet_partition_udf(key, trades, offers, ctx=ctx)
 
     wallet_rows = routed.groupBy("part").cogroup(ops.groupBy("part")).applyInArrow(run, PARTS_SCHEMA).toArrow()
-    return SparkParts(partitions=_partitions(wallet_rows, n_parts), market_benford=_market_benford(t, ctx=ctx))
+    return SparkParts(partitions=_partitions(wallet_rows, n_parts), market_digits=_market_digits(t, ctx=ctx))
 
 
 def canonical_trades(frame: DataFrame, *, source: str) -> DataFrame:
@@ -178,33 +179,15 @@ def _partitions(rows: pa.Table, n_parts: int) -> list[PartitionFeatures]:
     return [PartitionFeatures(**by_part[p]) for p in range(n_parts) if p in by_part]
 
 
-def _market_benford(trades: DataFrame, *, ctx: MarketContext) -> pl.DataFrame:
-    """The pair and asset scopes: each trade routed to its pair's group and its two
-    assets' groups; each group computes its own scope with `market_scopes`."""
-    from pyspark.sql import functions as F
-
-    routes = F.array(
-        F.struct(F.lit("pair").alias("scope"), F.col("pair_id").alias("key")),
-        F.struct(F.lit("asset").alias("scope"), F.col("sold_asset").alias("key")),
-        F.struct(F.lit("asset").alias("scope"), F.col("bought_asset").alias("key")),
-    )
-    routed = trades.select(*AMOUNT_COLUMNS, F.explode(routes).alias("route")).select(
-        *AMOUNT_COLUMNS, F.col("route.scope").alias("scope"), F.col("route.key").alias("key")
-    )
-    def run(key, trades):  # as above
-        return _market_scope_udf(key, trades, ctx=ctx)
-
-    rows = routed.groupBy("scope", "key").applyInArrow(run, "scope string, key string, payload binary").toArrow()
-    order = sorted(range(rows.num_rows), key=lambda i: (rows.column("scope")[i].as_py() == "asset",
-                                                         rows.column("key")[i].as_py()))  # fmt: skip
-    frames = [_frame(rows.column("payload")[i].as_py()) for i in order]
-    return pl.concat(frames) if frames else benford_table({}, as_of=ctx.as_of, cfg=ctx.config)
+def _market_digits(trades: DataFrame, *, ctx: MarketContext) -> list[pl.DataFrame]:
+    """The digit tables of the pair and asset scopes, one per Arrow batch of trades."""
+    schema = ", ".join(f"{c} {_spark_type(t)}" for c, t in MARKET_DIGITS_SCHEMA.items())
+    rows = trades.select(*AMOUNT_COLUMNS).mapInArrow(partial(_digit_batches, ctx=ctx), schema).toArrow()
+    return [pl.from_arrow(rows).cast(MARKET_DIGITS_SCHEMA)] if rows.num_rows else []
 
 
-def _market_scope_udf(key, trades: pa.Table, *, ctx: MarketContext) -> pa.Table:
-    """One pair's (or one asset's) Benford rows, from the trades routed to it."""
-    scope, name = key[0].as_py(), key[1].as_py()
-    frame = _polars(trades.select(list(AMOUNT_COLUMNS)), {c: TRADE_COLUMNS[c] for c in AMOUNT_COLUMNS})
-    table = benford_table({scope: market_scopes(frame)[scope]}, as_of=ctx.as_of, cfg=ctx.config)
-    column = "pair_id" if scope == "pair" else "asset"
-    return pa.table({"scope": [scope], "key": [name], "payload": [_ipc(table.filter(pl.col(column) == name))]})
+def _digit_batches(batches, *, ctx: MarketContext):
+    """Arrow batches of trades (the AMOUNT_COLUMNS) -> their digit tables."""
+    for batch in batches:
+        frame = _polars(pa.Table.from_batches([batch]), {c: TRADE_COLUMNS[c] for c in AMOUNT_COLUMNS})
+        yield from market_digits(frame, as_of=ctx.as_of, cfg=ctx.config).to_arrow().to_batches()

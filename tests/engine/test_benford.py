@@ -141,3 +141,12 @@ def test_grouped_equals_single():
                 assert row[col] == (None if getattr(single, col) is None else pytest.approx(getattr(single, col)))
     c = benford.benford_by_group(frame, amount_col="amount", group_cols=["g"]).filter(pl.col("g") == "c")
     assert c["verdict"][0] == "insufficient data" and c["mad"][0] is None and c["flag"][0] is None
+
+
+def test_leading_digits_stand_for_the_amount_in_every_test():
+    rng = np.random.default_rng(3)
+    stroops = np.concatenate([benford_like(3000, seed=9), rng.integers(-5, 120, 500), [0, 1, 9, 10, 99, 100, 2**62]])
+    reduced = benford.leading_digits(stroops)
+    assert set(np.unique(reduced)) <= {0, *range(1, 100)}
+    for test in benford.TESTS:
+        np.testing.assert_array_equal(benford.digit_index(reduced, test), benford.digit_index(stroops, test))
