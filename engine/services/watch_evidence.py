@@ -7,8 +7,10 @@ engine.scoring.score_features) over only the part of the store it depends on:
 - trades: the recent window (`window_ledgers`) of every account that traded in a touched
   pair, in all its pairs (Store.pair_window_trades): closed loops and rings of the
   touched pairs, and whether a member's trading is inward-looking;
-- operations and accounts: those accounts' funding lineage and offer operations
-  (Store.lineage_operations, Store.accounts_of);
+- operations and accounts: those accounts' funding lineage, looked up by account in the
+  watch's indexed copy of the funding edges (Store.sync_funding_links, lineage_operations:
+  never a scan of every operation), their offer operations and their accounts rows
+  (Store.accounts_of);
 
 so a tick costs what the touched pairs' recent market holds, whatever the store's size.
 Only the touched (wallet, pair)s, and the members of a ring a touched wallet is in, are
@@ -33,7 +35,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from engine.features import build_feature_matrix
-from engine.graph.funding import DEFAULT_DEPTH, funding_edges
+from engine.graph.funding import DEFAULT_DEPTH, DEFAULT_MAX_FANOUT, funding_edges
 from engine.graph.rings import RingOptions, detect_rings
 from engine.scoring import score_features
 from storage.store import Store
@@ -41,6 +43,7 @@ from storage.store import Store
 WINDOW_LEDGERS = 30 * 17_280  # ~30 days of 5-second ledgers: the features' lookback
 CONFIRM_S = 12 * 3600  # a ring is evidence once it held 12 h of ledger time (2x the longest-lived false ring seen)
 LINEAGE_DEPTH = DEFAULT_DEPTH + 2  # pass-through hops are collapsed by the lineage walk: read two more
+LINEAGE_CHILDREN = DEFAULT_MAX_FANOUT + 1  # accounts funded read per ancestor: one more than an exchange-like funder's
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ def touched_evidence(store: Store, loaded, batch_trades: pl.DataFrame, seen: dic
         return None
     as_of = trades["closed_at"].max()
     accounts = sorted(set(trades["seller_account"].drop_nulls()) | set(trades["buyer_account"].drop_nulls()))
+    store.sync_funding_links(max_children=LINEAGE_CHILDREN)
     operations = store.lineage_operations(accounts, depth=LINEAGE_DEPTH, ledger_from=ledger_from)
     funding = funding_edges(operations)
     rings = detect_rings(trades, funding, options=RingOptions(seed=options.seed))

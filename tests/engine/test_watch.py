@@ -267,3 +267,45 @@ def test_a_ring_counts_once_it_held_the_confirmation_period():
     assert seen == {} and confirmed == set()  # not seen for longer than keep_s: forgotten
     confirmed, _ = confirm_rings(["ring_a"], seen, as_of=t0 + timedelta(days=2), confirm_s=3600, keep_s=86_400)
     assert confirmed == set()  # a ring that went away must hold again
+
+
+def _funding(n: int, ledger: int, frm: int, to: int, *, kind: str = "create_account", amount: int = 10**8) -> dict:
+    return {"id": (ledger << 32) + n, "ledger": ledger, "closed_at": datetime(2024, 3, 1, tzinfo=UTC) + timedelta(seconds=5 * ledger),
+            "type": kind, "successful": True, "source_account": account(frm), "from_account": account(frm),
+            "to_account": account(to), "asset": "XLM:native", "amount": amount, "source": "files"}  # fmt: skip
+
+
+def _lineage_market() -> tuple[list[dict], list[dict]]:
+    """(first operations, operations stored later): a hub (1) creating 80 accounts (100..179), a chain
+    2 -> 3 -> 4 -> 5 -> 6, accounts 5 and 6 also paid by the hub, a pass-through hop 7 -> 8 -> 9 / 10,
+    then later the hub creating 20 more accounts and the chain's root paying 9."""
+    first = [_funding(i, 10 + i, 1, 100 + i) for i in range(80)]
+    first += [_funding(200 + i, 200 + i, a, b) for i, (a, b) in enumerate([(2, 3), (3, 4), (4, 5), (5, 6)])]
+    first += [_funding(300, 300, 1, 5, kind="payment"), _funding(301, 301, 1, 6, kind="payment"),
+              _funding(310, 310, 7, 8), _funding(311, 311, 8, 9, amount=5 * 10**7), _funding(312, 312, 8, 10, amount=5 * 10**7)]  # fmt: skip
+    later = [_funding(i, 400 + i, 1, 180 + i) for i in range(20)] + [_funding(500, 500, 2, 9, kind="payment")]
+    return first, later
+
+
+def test_lineage_is_looked_up_by_account_and_gives_the_whole_store_lineage(tmp_path):
+    """The watch's keyed lineage (indexed copy of the funding edges, a hub's fan-out read only up to
+    the exchange-like limit) gives the touched accounts the ancestors a walk over every stored edge
+    gives, before and after more operations are stored, and never returns a hub's whole fan-out."""
+    from engine.graph.funding import ancestors, exchange_like, funding_edges
+    from engine.schemas import OPERATIONS_SCHEMA
+    from engine.services.watch_evidence import LINEAGE_CHILDREN, LINEAGE_DEPTH
+
+    touched = pl.Series([account(i) for i in (6, 9, 10, 150, 185)])
+    first, later = _lineage_market()
+    with Store(tmp_path / "l.duckdb") as store:
+        for ops in (first, later):
+            store.write_batch(run_id=None, operations=pl.DataFrame(ops, schema=OPERATIONS_SCHEMA))
+            assert store.sync_funding_links(max_children=LINEAGE_CHILDREN) == len(ops)
+            got = store.lineage_operations(touched.to_list(), depth=LINEAGE_DEPTH, ledger_from=0)
+            expected = ancestors(store.funding_edges()).filter(pl.col("account_id").is_in(touched.implode()))
+            assert ancestors(funding_edges(got)).filter(pl.col("account_id").is_in(touched.implode())).equals(expected)
+            assert expected.filter(pl.col("account_id") == account(6))["ancestor"].to_list()  # the chain is there
+            assert exchange_like(funding_edges(got))["account_id"].to_list() == [account(1)]  # the hub is seen as one
+            from_hub = got.filter(pl.col("from_account") == account(1))["to_account"].n_unique()
+            assert from_hub <= LINEAGE_CHILDREN + 3  # its first accounts, 185, 5 and 6 (lineage), not its fan-out
+        assert store.sync_funding_links(max_children=LINEAGE_CHILDREN) == 0  # nothing new: nothing read
