@@ -84,9 +84,17 @@ def closed_loops(
     `levels`: the multiplicity levels to search (`loop_levels`), when `trades` is one batch of
     pairs out of a market whose levels were planned over all its pairs; default: its own.
     """
+    return trader_loops(trader_trades(trades, via_pools=via_pools), windows=windows, tolerance=tolerance,
+                        max_levels=max_levels, balance=balance, jitter=jitter, levels=levels)  # fmt: skip
+
+
+def trader_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS, tolerance: float = DEFAULT_TOLERANCE,
+                 max_levels: int = DEFAULT_MAX_LEVELS, balance: str = "either", jitter: float = DEFAULT_JITTER,
+                 levels: list[int] | None = None) -> pl.DataFrame:  # fmt: skip
+    """`closed_loops` of trader trades already built (engine.graph.cotrade.trader_trades), for a
+    caller that needs them too (the rings step's pair evidence)."""
     if balance not in ("either", "base", "both"):
         raise ValueError(f"balance must be 'either', 'base' or 'both', not {balance!r}")
-    tt = trader_trades(trades, via_pools=via_pools)
     if "out_id" not in tt.columns:
         tt = tt.with_columns(pl.lit(None, dtype=pl.String).alias("out_id"))
     pool, n_nodes, edges = _indexed(tt)

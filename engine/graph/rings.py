@@ -47,7 +47,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from engine.graph.account_keys import account_names, decode_lists, encode_columns
-from engine.graph.closed_loops import CLOSED_LOOPS_SCHEMA, closed_loops, loop_edges, loop_levels, loop_trades
+from engine.graph.closed_loops import CLOSED_LOOPS_SCHEMA, loop_edges, loop_levels, loop_trades, trader_loops
 from engine.graph.cotrade import trader_trades
 from engine.graph.funding import (
     DEFAULT_DEPTH,
@@ -128,12 +128,12 @@ def rings_by_pairs(map_batches: MapBatches, names: pl.Series, funding: pl.DataFr
 
     `map_batches` runs a function on every batch of trades (TRADES_SCHEMA, seller/buyer
     accounts as keys: positions in `names`, the sorted ids of every trading or funding
-    account; engine.graph.account_keys), each batch holding every trade of its pairs, three
-    times: loop levels (`batch_edges`), closed loops and pair evidence (`batch_loops`), the
-    communities' trades (`batch_inside`). Closed loops, pool legs and pair evidence never
-    span pairs, and the loop levels are planned over all batches, so the result is the same
-    for any split into batches. Held at once: one batch, the co-trading pairs' counts, and
-    the trades inside proposed communities.
+    account; engine.graph.account_keys), each batch holding every trade of its pairs, twice:
+    loop levels (`batch_edges`), then closed loops, pair evidence and trade flows
+    (`batch_loops`). Closed loops, pool legs and pair evidence never span pairs, and the loop
+    levels are planned over all batches, so the result is the same for any split into
+    batches. Held at once: one batch, the co-trading pairs' counts and the directed flows
+    between wallets (`pair_flows`), from which the communities' internal trading is summed.
     """
     anc = encode_columns(ancestors(funding, depth=options.depth, max_fanout=options.max_fanout), names,
                          ("account_id", "ancestor"))  # fmt: skip
@@ -146,10 +146,9 @@ def rings_by_pairs(map_batches: MapBatches, names: pl.Series, funding: pl.DataFr
     members = propose_communities(graph, suspects, resolution=options.resolution, seed=options.seed,
                                   max_python_edges=options.louvain_max_edges)
     members = pl.concat([members, loop_groups(loops, level=int(members.get_column("level").max() or 0) + 1)])
-    inside = map_batches(partial(batch_inside, members=members, suspects=suspects,
-                                 loop_ids=loop_trades(loops).select("id").unique()))  # fmt: skip
-    internal = inside["internal"]
-    sides = inside["sides"].group_by("account_id").agg(pl.col("n_sold", "n_bought").sum())
+    flows = found["flows"]
+    internal = _internal_flows(members, flows)
+    sides = trade_sides(flows, suspects)
     members = prune_outward(members, internal, sides, anc, min_share=options.rules.min_member_internal_share)
     internal = _within(internal, members)
     stats = community_stats(members, internal, sides, anc, evidence, names, rules=options.rules)
@@ -196,28 +195,40 @@ def batch_edges(trades: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 
 def batch_loops(trades: pl.DataFrame, *, levels: list[int]) -> dict[str, pl.DataFrame]:
-    """Pass 2 on one batch: its closed loops (members as keys) and `pair_counts`."""
-    loops = closed_loops(trades, levels=levels)
+    """Pass 2 on one batch: its closed loops (members as keys), `pair_counts` and `pair_flows`."""
+    tt = trader_trades(trades, via_pools=True)
+    loops = trader_loops(tt, levels=levels)
     if loops.height == 0:  # the empty frame's members are ids; every batch's are keys
         loops = pl.DataFrame(schema={**CLOSED_LOOPS_SCHEMA, "members": pl.List(pl.Int64)})
-    counts = pair_counts(trader_trades(trades, via_pools=True), loops)
-    return {"loops": loops, "counts": counts.cast({"account_a": pl.Int64, "account_b": pl.Int64})}
+    counts = pair_counts(tt, loops).cast({"account_a": pl.Int64, "account_b": pl.Int64})
+    flows = pair_flows(tt, loop_trades(loops).select("id").unique())
+    return {"loops": loops, "counts": counts, "flows": flows.cast({"seller": pl.Int64, "buyer": pl.Int64})}
 
 
-def batch_inside(trades: pl.DataFrame, *, members: pl.DataFrame, suspects: pl.Series,
-                 loop_ids: pl.DataFrame) -> dict[str, pl.DataFrame]:  # fmt: skip
-    """Pass 3 on one batch: trades inside proposed communities (`_internal_trades`) and the
-    suspects' trade counts. Shapes: -> internal [community, seller, buyer, pair_id,
-    base_amount, in_loop], sides [account_id, n_sold: u32, n_bought: u32] (as seller / buyer)."""
-    tt = trader_trades(trades, via_pools=True)
-    internal = _internal_trades(members, tt, loop_ids).select(
-        "community", "seller", "buyer", "pair_id", "base_amount", "in_loop")
-    sold = tt.group_by(pl.col("seller").alias("account_id")).agg(pl.len().alias("n_sold"))
-    bought = tt.group_by(pl.col("buyer").alias("account_id")).agg(pl.len().alias("n_bought"))
+def pair_flows(tt: pl.DataFrame, loop_ids: pl.DataFrame) -> pl.DataFrame:
+    """Directed trading between wallets per asset pair, split by closed-loop trades: what the
+    communities' evidence sums (a community's internal trades are its members' flows).
+
+    Input: trader trades (engine.graph.cotrade.trader_trades) and the closed loops' trade ids [id].
+    Shapes: -> [seller, buyer, pair_id, in_loop: bool, n_trades: u32, volume: i64 (base stroops)]
+    """
+    in_loop = loop_ids.with_columns(pl.lit(True).alias("in_loop"))
+    return (
+        tt.join(in_loop, on="id", how="left")
+        .group_by("seller", "buyer", "pair_id", pl.col("in_loop").fill_null(False))
+        .agg(pl.len().cast(pl.UInt32).alias("n_trades"), pl.col("base_amount").sum().alias("volume"))
+    )
+
+
+def trade_sides(flows: pl.DataFrame, accounts: pl.Series) -> pl.DataFrame:
+    """Trades each of `accounts` made as seller and as buyer (`pair_flows` of every pair).
+
+    Shapes: -> [account_id, n_sold: u32, n_bought: u32]"""
+    sold = flows.group_by(pl.col("seller").alias("account_id")).agg(pl.col("n_trades").sum().alias("n_sold"))
+    bought = flows.group_by(pl.col("buyer").alias("account_id")).agg(pl.col("n_trades").sum().alias("n_bought"))
     sides = sold.join(bought, on="account_id", how="full", coalesce=True).filter(
-        pl.col("account_id").is_in(suspects.implode())).with_columns(pl.col("n_sold", "n_bought").fill_null(0))
-    return {"internal": internal, "sides": sides.cast({"account_id": pl.Int64, "n_sold": pl.UInt32,
-                                                       "n_bought": pl.UInt32})}  # fmt: skip
+        pl.col("account_id").is_in(accounts.implode())).with_columns(pl.col("n_sold", "n_bought").fill_null(0))
+    return sides.cast({"account_id": pl.Int64, "n_sold": pl.UInt32, "n_bought": pl.UInt32})
 
 
 def _within(internal: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
@@ -394,8 +405,8 @@ def community_stats(
 ) -> pl.DataFrame:
     """Trade evidence per proposed community of two or more wallets, and the ring verdict.
 
-    Input: members as keys (`names`), their internal trades (`_internal_trades`) and trade
-    counts (`_community_trades`), funding ancestors and pair evidence over the same keys.
+    Input: members as keys (`names`), their internal flows (`_internal_flows`) and trade
+    counts (`trade_sides`), funding ancestors and pair evidence over the same keys.
 
     `engaged_share`: share of members with a strong pair (pair_evidence) inside the community;
     `hub_share`: the largest share of internal trades one member is in (1.0: a star or a pair).
@@ -434,9 +445,9 @@ def community_stats(
 def _volume_shape(internal: pl.DataFrame) -> pl.DataFrame:
     """Per community: internal trade count, volume, closed-loop volume and asset pairs."""
     return internal.group_by("community").agg(
-        pl.len().alias("n_trades"),
-        pl.col("base_amount").sum().alias("volume"),
-        pl.col("base_amount").filter(pl.col("in_loop")).sum().alias("closed_loop_volume"),
+        pl.col("n_trades").sum().cast(pl.UInt32),
+        pl.col("volume").sum(),
+        pl.col("volume").filter(pl.col("in_loop")).sum().alias("closed_loop_volume"),
         pl.col("pair_id").n_unique().alias("n_pairs"),
         pl.col("pair_id").unique().sort().alias("pairs"),
     )
@@ -463,28 +474,27 @@ def _engaged_share(members: pl.DataFrame, evidence: pl.DataFrame) -> pl.DataFram
     )
 
 
-def _internal_trades(members: pl.DataFrame, tt: pl.DataFrame, loop_ids: pl.DataFrame) -> pl.DataFrame:
-    """Trades whose seller and buyer are in the same community; adds community, in_loop
-    (the trade's id is among `loop_ids` [id], the closed loops' trades).
+def _internal_flows(members: pl.DataFrame, flows: pl.DataFrame) -> pl.DataFrame:
+    """Flows (`pair_flows`) whose seller and buyer are in the same community; adds community.
 
-    One level at a time, over the trades between members of communities of two or more
-    (no other trade can be internal), so no level multiplies the trades while joining."""
+    One level at a time, over the flows between members of communities of two or more
+    (no other flow can be internal), so no level multiplies the flows while joining.
+    Shapes: -> [seller, buyer, pair_id, in_loop, n_trades, volume, community]"""
     sizes = members.group_by("community").agg(pl.len().alias("_n"))
     members = members.join(sizes.filter(pl.col("_n") >= 2), on="community", how="semi")
     ids = members.select("account_id").unique()
-    tt = tt.join(ids.rename({"account_id": "seller"}), on="seller", how="semi").join(
+    flows = flows.join(ids.rename({"account_id": "seller"}), on="seller", how="semi").join(
         ids.rename({"account_id": "buyer"}), on="buyer", how="semi")
-    in_loop = loop_ids.with_columns(pl.lit(True).alias("in_loop"))
     per_level = [
-        tt.join(level.select(pl.col("account_id").alias("seller"), "community"), on="seller")
+        flows.join(level.select(pl.col("account_id").alias("seller"), "community"), on="seller")
         .join(level.select(pl.col("account_id").alias("buyer"), pl.col("community").alias("_cb")), on="buyer")
         .filter(pl.col("community") == pl.col("_cb"))
         .drop("_cb")
         for level in members.partition_by("level")
     ]
-    if not per_level:  # no community of two: no internal trade (the frame keeps its columns)
-        per_level = [tt.join(members.select(pl.col("account_id").alias("seller"), "community"), on="seller")]
-    return pl.concat(per_level).join(in_loop, on="id", how="left").with_columns(pl.col("in_loop").fill_null(False))
+    if not per_level:  # no community of two: no internal flow (the frame keeps its columns)
+        per_level = [flows.join(members.select(pl.col("account_id").alias("seller"), "community"), on="seller")]
+    return pl.concat(per_level)
 
 
 def _edge_shape(internal: pl.DataFrame) -> pl.DataFrame:
@@ -503,11 +513,11 @@ def _edge_shape(internal: pl.DataFrame) -> pl.DataFrame:
 def _hub_share(internal: pl.DataFrame) -> pl.DataFrame:
     """Per community: the largest share of internal trades one member takes part in (1.0 for a star)."""
     legs = pl.concat([
-        internal.select("community", pl.col("seller").alias("account_id")),
-        internal.select("community", pl.col("buyer").alias("account_id")),
+        internal.select("community", pl.col("seller").alias("account_id"), "n_trades"),
+        internal.select("community", pl.col("buyer").alias("account_id"), "n_trades"),
     ])
-    per = legs.group_by("community", "account_id").agg(pl.len().alias("_n"))
-    total = internal.group_by("community").agg(pl.len().alias("_t"))
+    per = legs.group_by("community", "account_id").agg(pl.col("n_trades").sum().alias("_n"))
+    total = internal.group_by("community").agg(pl.col("n_trades").sum().alias("_t"))
     return per.group_by("community").agg(pl.col("_n").max()).join(total, on="community").select(
         "community", (pl.col("_n") / pl.col("_t")).alias("hub_share")
     )
@@ -556,12 +566,12 @@ def prune_outward(
 
     A market maker that wash traders use for camouflage trades with every member, so Louvain
     puts it in their community; most of its trading is with everyone else, and no member's
-    funding is its. `internal`, `sides`: as `_community_trades` gives them for `members`.
+    funding is its. `internal`, `sides`: `_internal_flows` of `members`, `trade_sides`.
     Shapes: members' -> [account_id, level, community] (fewer rows).
     """
-    legs = pl.concat([internal.select("community", pl.col("seller").alias("account_id")),
-                      internal.select("community", pl.col("buyer").alias("account_id"))])
-    inside = legs.group_by("community", "account_id").agg(pl.len().alias("_in"))
+    legs = pl.concat([internal.select("community", pl.col("seller").alias("account_id"), "n_trades"),
+                      internal.select("community", pl.col("buyer").alias("account_id"), "n_trades")])
+    inside = legs.group_by("community", "account_id").agg(pl.col("n_trades").sum().alias("_in"))
     total = sides.select("account_id", (pl.col("n_sold") + pl.col("n_bought")).alias("_all"))
     kin = _kin_members(members, anc).filter(pl.col("depth") <= PRUNE_KIN_DEPTH).select(
         "community", "account_id", pl.lit(True).alias("_kin"))
@@ -638,18 +648,18 @@ def _maximal_rings(members: pl.DataFrame, stats: pl.DataFrame) -> pl.DataFrame:
 def _ring_members(members: pl.DataFrame, internal: pl.DataFrame, names: pl.Series) -> pl.DataFrame:
     """Per ring member: internal trades and volume it took part in, and its closed-loop volume.
 
-    Input: the rings' members (keys of `names`) and the communities' internal trades.
+    Input: the rings' members (keys of `names`) and the communities' internal flows.
     Shapes: -> [ring_id, account_id (id), n_trades: u32, volume: i64, loop_volume: i64], sorted.
     """
     internal = internal.join(members.select("community").unique(), on="community", how="semi")
     legs = pl.concat([
-        internal.select("community", pl.col("seller").alias("account_id"), "base_amount", "in_loop"),
-        internal.select("community", pl.col("buyer").alias("account_id"), "base_amount", "in_loop"),
+        internal.select("community", pl.col("seller").alias("account_id"), "n_trades", "volume", "in_loop"),
+        internal.select("community", pl.col("buyer").alias("account_id"), "n_trades", "volume", "in_loop"),
     ])
     per = legs.group_by("community", "account_id").agg(
-        pl.len().cast(pl.UInt32).alias("n_trades"),
-        pl.col("base_amount").sum().alias("volume"),
-        pl.col("base_amount").filter(pl.col("in_loop")).sum().alias("loop_volume"),
+        pl.col("n_trades").sum().cast(pl.UInt32),
+        pl.col("volume").sum(),
+        pl.col("volume").filter(pl.col("in_loop")).sum().alias("loop_volume"),
     )
     ids = members.group_by("community").agg(pl.col("account_id").sort()).with_columns(
         pl.col("account_id").alias("_ids"))

@@ -4,8 +4,8 @@ batch functions on each group; the driver does what needs the whole market's vie
 engine.graph.rings.rings_by_pairs takes a `MapBatches`: run a function on every batch of
 pairs, concatenate what it returns. Here that is a grouped Arrow UDF (`applyInArrow`) over
 Spark's trades with a `batch` column (pairs grouped to about `batch_trades` trades, as
-engine.services.rings does on DuckDB), so the three passes (loop levels, closed loops and
-pair evidence, the communities' trades) run where the trades are, with the very polars
+engine.services.rings does on DuckDB), so the two passes (loop levels; closed loops, pair
+evidence and trade flows) run where the trades are, with the very polars
 functions DuckDB runs, and only their small results travel (Arrow IPC `kind`, `payload`).
 The driver keeps funding lineage, Louvain on the suspicious subgraph and the verdicts.
 """
