@@ -99,8 +99,10 @@ def ring_overlap(labels: pl.DataFrame, found: dict[str, set[str]]) -> pl.DataFra
             "ring_id", "pattern", "funding"):
         truth = set(members["wallet"].to_list())
         best = max(((len(truth & f) / len(truth | f), r, len(f)) for r, f in found.items()), default=(0.0, None, 0))
+        matched = best[0] > 0
         rows.append({"true_ring": ring, "pattern": pattern, "funding": funding, "size": len(truth),
-                     "best_ring": best[1], "best_size": best[2], "jaccard": best[0]})
+                     "best_ring": best[1] if matched else None, "best_size": best[2] if matched else 0,
+                     "jaccard": best[0]})
     return pl.DataFrame(rows).sort("true_ring")
 
 

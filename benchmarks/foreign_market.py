@@ -14,7 +14,7 @@ The market, with its own distributions:
   (fee 30 bp) on some, prices a geometric random walk per asset;
 - exchanges creating and paying many accounts, users depositing back;
 - legitimate look-alikes: market makers (round lots, a few regular clients both ways,
-  many cancels), DCA bots, triangle arbitrage bots (one path payment or three quick
+  many cancels, crossing each other's quotes), exchanges rebalancing on the DEX, DCA bots, triangle arbitrage bots (one path payment or three quick
   operations, always at a profit), airdrop farms (one funder, consolidation back),
   OTC desks (block trades with a few one-directional clients), two-wallet users moving
   funds between their own accounts, copy-trading groups (one payer funds wallets that
@@ -92,7 +92,7 @@ class ForeignConfig:
 
 PRESETS = {
     "A": ForeignConfig(seed=7301),
-    "B": ForeignConfig(seed=9923, days=21, n_organic=12_000, n_organic_trades=110_000, n_rings=37, n_tokens=12,
+    "B": ForeignConfig(seed=9923, days=21, n_organic=12_000, n_organic_trades=118_000, n_rings=37, n_tokens=12,
                        n_ring_tokens=5, activity_alpha=1.05, pool_share=0.4, mm_share=0.3, n_market_makers=11,
                        n_dca=14, n_arbitrage=4, arbitrage_cycles=(500, 1_800), n_farms=4, n_otc=3, n_two_wallet=45,
                        n_copy_groups=4, n_exchanges=6, ring_rounds=(6, 50), start="2025-09-15T00:00:00Z",
@@ -323,10 +323,14 @@ def _crowd(market: _Market) -> _Crowd:
 
 
 def _makers_by_pair(market: _Market, mms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each market maker quotes 1-3 pairs (majors first). -> (maker ids sorted by pair, start, count per pair)."""
+    """Each market maker quotes 1-3 pairs (majors first); a pair without a pool or a quote gets one.
+
+    -> (maker ids sorted by pair, start, count per pair)."""
     rng = market.rng
     pw = market.pairs["weight"].to_numpy()
     quotes = [(p, mm) for mm in mms for p in rng.choice(len(pw), rng.integers(1, 4), replace=False, p=pw / pw.sum())]
+    quoted = {p for p, _ in quotes} | set(np.flatnonzero(market.pairs["pool"].to_numpy() >= 0))
+    quotes += [(p, int(rng.choice(mms))) for p in range(len(pw)) if p not in quoted]  # every book has a quote
     quotes.sort()
     pair_of = np.array([p for p, _ in quotes])
     count = np.bincount(pair_of, minlength=len(pw))
@@ -437,6 +441,35 @@ def _market_makers(market: _Market, crowd: _Crowd) -> tuple:
     return quotes
 
 
+def _makers_crossing(market: _Market, quotes: tuple) -> None:
+    """Market makers sharing a pair cross each other's quotes when they reprice: both ways, round lots,
+    between wallets funded by nobody in common (a reciprocal pair that is not a ring)."""
+    rng = market.rng
+    mm_ids, start, count = quotes
+    for pair in np.flatnonzero(count >= 2):
+        makers = mm_ids[start[pair]:start[pair] + count[pair]]
+        n = int(rng.integers(30, 200))
+        a = rng.integers(0, len(makers), n)
+        b = (a + rng.integers(1, len(makers), n)) % len(makers)
+        t = rng.uniform(0, market.horizon, n)
+        base, _ = market.pair_assets(np.full(n, pair))
+        units = _round_sig(_units(market, base, rng.lognormal(np.log(3_000), 0.7, n), t), 1)
+        _trade(market, t=t, pair=pair, giver=makers[a], receiver=makers[b], units=units, giver_gives_base=True,
+               maker_is_giver=rng.random(n) < 0.5, deviation=0.001)
+
+
+def _exchange_rebalancing(market: _Market, exchanges: np.ndarray, quotes: tuple) -> None:
+    """Exchange hot wallets rebalance XLM/USDC on the DEX now and then, in large amounts."""
+    rng = market.rng
+    n = rng.integers(10, 40, len(exchanges))
+    wallet = np.repeat(exchanges, n)
+    t = rng.uniform(0, market.horizon, len(wallet))
+    gives_base = rng.random(len(wallet)) < 0.5
+    value = rng.lognormal(np.log(50_000), 0.8, len(wallet))
+    _market_side_trades(market, quotes, t=t, wallet=wallet, pair=np.full(len(wallet), _pair_of(market, 0, 1)),
+                        units=np.where(gives_base, value, _units(market, 1, value, t)), gives_base=gives_base)
+
+
 def _dca_bots(market: _Market, exchanges: np.ndarray, quotes: tuple) -> None:
     """DCA bots buy a fixed amount every 1-24 h (+- seconds) from a pool or a market maker."""
     cfg, rng = market.cfg, market.rng
@@ -453,9 +486,9 @@ def _dca_bots(market: _Market, exchanges: np.ndarray, quotes: tuple) -> None:
         spend = float(_round_sig(_units(market, counter, rng.choice([20.0, 50.0, 100.0, 500.0]), t[:1]), 1)[0])
         _op(market, t=max(t[0] - 3600, 0), kind="payment", src=rng.choice(exchanges), dst=bot, asset=int(counter[0]),
             units=spend * len(t))
-        if market.pairs["pool"][pair] >= 0 and rng.random() < 0.6:
+        if market.pairs["pool"][pair] >= 0 and (rng.random() < 0.6 or not count[pair]):
             _swap(market, t=t, pair=pair, taker=bot, units=spend, taker_gives_base=np.zeros(len(t), bool))
-        elif count[pair]:
+        else:
             maker = mm_ids[start[pair] + rng.integers(0, count[pair], len(t))]
             _trade(market, t=t, pair=pair, giver=bot, receiver=maker, units=spend,
                    giver_gives_base=np.zeros(len(t), bool), maker_is_giver=False)
@@ -506,10 +539,10 @@ def _arbitrage_leg(market: _Market, quotes: tuple, *, bot, t, sold, bought, valu
 def _market_side_trades(market: _Market, quotes: tuple, *, t, wallet, pair, units, gives_base) -> None:
     """Trades of a wallet against the market: the pair's pool when it has one, else one of its market makers."""
     rng = market.rng
-    pooled = (market.pairs["pool"].to_numpy()[pair] >= 0) & (rng.random(len(t)) < 0.6)
+    mm_ids, start, count = quotes
+    pooled = (market.pairs["pool"].to_numpy()[pair] >= 0) & ((rng.random(len(t)) < 0.6) | (count[pair] == 0))
     _swap(market, t=t[pooled], pair=pair[pooled], taker=wallet[pooled], units=units[pooled],
           taker_gives_base=gives_base[pooled])
-    mm_ids, start, count = quotes
     book = ~pooled & (count[pair] > 0)
     maker = mm_ids[np.minimum(start[pair] + (rng.random(len(t)) * count[pair]).astype(int), len(mm_ids) - 1)]
     _trade(market, t=t[book], pair=pair[book], giver=wallet[book], receiver=maker[book], units=units[book],
@@ -528,11 +561,13 @@ def _airdrop_farms(market: _Market, quotes: tuple) -> None:
         t_create = rng.uniform(0, market.horizon * 0.5) + np.sort(rng.uniform(0, 6 * 3600, n))
         _op(market, t=t_create, kind="create_account", src=funder, dst=farmers, asset=0, units=rng.uniform(2, 4, n))
         drop = _round_sig(_units(market, np.full(n, token), np.full(n, 40.0), t_create), 1)
-        _op(market, t=t_create + rng.uniform(3600, 86_400, n), kind="payment",
-            src=int(market.assets["issuer"][token]), dst=farmers, asset=token, units=drop)
+        span = min(3 * 86_400, (market.horizon - t_create.max()) / 1.5)
+        t_drop = t_create + rng.uniform(0.05, 0.3, n) * span
+        _op(market, t=t_drop, kind="payment", src=int(market.assets["issuer"][token]), dst=farmers, asset=token,
+            units=drop)
         trades = rng.integers(1, 5, n)
         who = np.repeat(np.arange(n), trades)
-        t = t_create[who] + rng.uniform(86_400, 3 * 86_400, len(who))
+        t = t_drop[who] + rng.uniform(0.05, 1.0, len(who)) * span
         ok = t < market.horizon
         _market_side_trades(market, quotes, t=t[ok], wallet=farmers[who][ok],
                             pair=np.full(ok.sum(), _pair_of(market, 0, token)),
@@ -651,10 +686,11 @@ def _ring_pairs(market: _Market, pattern: str) -> tuple[tuple[int, ...], int]:
     """(pairs, passed asset): a ring token, a thin token or a major pair; two pairs sharing an asset for two_pair."""
     rng = market.rng
     base, counter, pool = (market.pairs[c].to_numpy() for c in ("base", "counter", "pool"))
-    if pattern == "two_pair":
+    if pattern == "two_pair":  # one asset passed around, paid for in two majors (e.g. TOKEN for XLM and USDC)
         options = [(int(a), (p, q)) for a in range(market.assets.height)
                    for p in np.flatnonzero((base == a) | (counter == a))
-                   for q in np.flatnonzero((base == a) | (counter == a)) if p < q]
+                   for q in np.flatnonzero((base == a) | (counter == a))
+                   if p < q and max(base[p] + counter[p] - a, base[q] + counter[q] - a) <= len(MAJORS)]
         asset, pairs = options[rng.integers(0, len(options))]
         return tuple(int(p) for p in pairs), asset
     ring_token = market.assets["ring_token"].to_numpy()[counter]
@@ -670,7 +706,7 @@ def _ring_pairs(market: _Market, pattern: str) -> tuple[tuple[int, ...], int]:
 def _ring_legs(market: _Market, plan: _RingPlan) -> dict:
     """Legs of the ring: [t, giver, receiver, pair, rel (amount relative to the round's), round, via_pool]."""
     rng = market.rng
-    n_rounds = int(rng.integers(*market.cfg.ring_rounds)) * (2 if plan.pattern == "ping_pong" else 1)
+    n_rounds = int(rng.integers(*market.cfg.ring_rounds))
     round_t = np.sort(rng.uniform(plan.start, plan.end, n_rounds))
     builder = {"ping_pong": _ping_pong, "cycle": _cycle, "random_matching": _random_matching,
                "pool_layered": _cycle, "two_pair": _cycle}[plan.pattern]
@@ -687,11 +723,11 @@ def _ring_legs(market: _Market, plan: _RingPlan) -> dict:
 
 
 def _ping_pong(rng, members, n_rounds, *, shuffle=False):
-    """A and B send the asset back and forth (a hub pings each partner in turn when there are more)."""
-    partner = members[1 + np.arange(n_rounds) // 2 % (len(members) - 1)]
-    back = np.arange(n_rounds) % 2 == 1
-    giver = np.where(back, partner, members[0])
-    return giver, np.where(back, members[0], partner), np.ones(n_rounds), np.arange(n_rounds)
+    """A sends the asset to B and B sends the same amount back; with more members a hub pings each in turn."""
+    partner = members[1 + np.arange(n_rounds) % (len(members) - 1)]
+    giver = np.stack([np.full(n_rounds, members[0]), partner], 1).ravel()
+    receiver = np.stack([partner, np.full(n_rounds, members[0])], 1).ravel()
+    return giver, receiver, np.ones(2 * n_rounds), np.repeat(np.arange(n_rounds), 2)
 
 
 def _cycle(rng, members, n_rounds, *, shuffle=False):
@@ -1113,6 +1149,8 @@ def generate(config: ForeignConfig, *, prefix: str = "") -> ForeignMarket:
     quotes = _market_makers(market, crowd)
     _organic(market, crowd, quotes)
     _peer_payments(market, crowd)
+    _makers_crossing(market, quotes)
+    _exchange_rebalancing(market, exchanges, quotes)
     _dca_bots(market, exchanges, quotes)
     _arbitrage_bots(market, exchanges, quotes)
     _airdrop_farms(market, quotes)
