@@ -120,10 +120,7 @@ def loop_edges(trades: pl.DataFrame, *, via_pools: bool = True) -> pl.DataFrame:
     """The directed trader graph `closed_loops` peels, for planning levels over pair batches.
 
     Shapes: -> [src: i64, dst: i64, mult: u32] (node ids local to `trades`)."""
-    tt = trader_trades(trades, via_pools=via_pools)
-    if "out_id" not in tt.columns:
-        tt = tt.with_columns(pl.lit(None, dtype=pl.String).alias("out_id"))
-    return _indexed(tt)[2]
+    return _graph(trader_trades(trades, via_pools=via_pools))[2].select("src", "dst", "mult").sort("src", "dst")
 
 
 def loop_levels(edges: pl.DataFrame, *, max_levels: int = DEFAULT_MAX_LEVELS) -> list[int]:
@@ -170,9 +167,22 @@ def loop_trades(loops: pl.DataFrame) -> pl.DataFrame:
 def _indexed(tt: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFrame]:
     """Trades with integer node ids per (pair, account), and the directed edge list.
 
+    Shapes: -> (trades + [src, dst, mult, seq], number of nodes, `_graph` edges)."""
+    tt, n_nodes, pairs = _graph(tt)
+    # `seq`: the trades' order in time (ties by id), so each member's first and last leg in a
+    # bucket is found without sorting again in every peeling round
+    tt = tt.join(pairs, on=["pair_id", "seller", "buyer"]).sort("closed_at", "id").with_row_index("seq")
+    return tt, n_nodes, pairs.select("src", "dst", "mult").sort("src", "dst")
+
+
+def _graph(tt: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFrame]:
+    """The directed trader graph of `tt`: a node per (pair, account), numbered in that order.
+
     Edges follow the pair's base asset (giver -> receiver): a stored trade names as seller
     whoever sold the asset it was recorded from, base or counter, and a directed cycle
-    only shows as one when every leg is read the same way round.
+    only shows as one when every leg is read the same way round. Built from the edges'
+    counts, not from every trade.
+    Shapes: -> (trades read base-wise, number of nodes, [pair_id, seller, buyer, mult: u32, src: i64, dst: i64])
     """
     sold_base = pl.col("seller_sold_base")
     tt = tt.with_columns(
@@ -180,22 +190,18 @@ def _indexed(tt: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFrame]:
         pl.when(sold_base).then(pl.col("buyer")).otherwise(pl.col("seller")).alias("buyer"),
         pl.lit(True).alias("seller_sold_base"),
     )
+    pairs = tt.group_by("pair_id", "seller", "buyer").agg(pl.len().alias("mult"))
     nodes = (
-        pl.concat([tt.select("pair_id", pl.col("seller").alias("acc")), tt.select("pair_id", pl.col("buyer").alias("acc"))])
+        pl.concat([pairs.select("pair_id", pl.col("seller").alias("acc")),
+                   pairs.select("pair_id", pl.col("buyer").alias("acc"))])
         .unique()
         .sort("pair_id", "acc")
         .with_row_index("node")
         .with_columns(pl.col("node").cast(pl.Int64))
     )
-    tt = (
-        tt.join(nodes.rename({"acc": "seller", "node": "src"}), on=["pair_id", "seller"])
-        .join(nodes.rename({"acc": "buyer", "node": "dst"}), on=["pair_id", "buyer"])
-    )
-    edges = tt.group_by("src", "dst").agg(pl.len().alias("mult")).sort("src", "dst")
-    # `seq`: the trades' order in time (ties by id), so each member's first and last leg in a
-    # bucket is found without sorting again in every peeling round
-    tt = tt.join(edges, on=["src", "dst"]).sort("closed_at", "id").with_row_index("seq")
-    return tt, nodes.height, edges
+    pairs = pairs.join(nodes.rename({"acc": "seller", "node": "src"}), on=["pair_id", "seller"]).join(
+        nodes.rename({"acc": "buyer", "node": "dst"}), on=["pair_id", "buyer"])
+    return tt, nodes.height, pairs
 
 
 def _levels(mult: np.ndarray, max_levels: int) -> list[int]:
