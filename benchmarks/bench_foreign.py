@@ -17,7 +17,7 @@ and the wall time of each step. Results (and failing examples) go to
 `<out>/<market>/result.json`; the market files stay next to it for `engine report`.
 
     flock /tmp/ledgerlens-heavy.lock .venv/bin/python benchmarks/bench_foreign.py \
-        [--markets A B] [--out /work/bench-data/foreign]
+        [--markets A B] [--extra-seeds S ...] [--out /work/bench-data/foreign]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -159,19 +160,24 @@ def failures(scored: pl.DataFrame, overlap: pl.DataFrame) -> dict:
     }
 
 
-def bench(name: str, out: Path) -> dict:
+def bench(preset: str, seed: int, out: Path) -> dict:
+    name = preset if seed == PRESETS[preset].seed else f"{preset}-{seed}"
+    config = replace(PRESETS[preset], seed=seed)
     market_dir = out / name
     home = market_dir / "home"
     if home.exists():
         subprocess.run(["rm", "-rf", str(home)], check=True)
     home.mkdir(parents=True)
     started = time.perf_counter()
-    meta = write(generate(PRESETS[name], prefix=f"{name}-"), market_dir)
+    meta = write(generate(config, prefix=f"{name}-"), market_dir)
     timings = {"generate": time.perf_counter() - started, **pipeline(market_dir, home)}
-    result = {"market": name, "seed": PRESETS[name].seed, "counts": meta["counts"],
+    result = {"market": name, "preset": preset, "seed": seed, "counts": meta["counts"],
               "seconds": {k: round(v, 2) for k, v in timings.items()},
               "load": os.getloadavg(), **evaluate(market_dir, home)}
     result["quarantined"] = quarantined(market_dir / "engine.log")
+    plans = {r["ring_id"]: r for r in meta["rings"]}
+    keep = ("amount_style", "camouflage", "pool_leg_share", "pair_split", "maker_is_giver", "n_legs", "pairs")
+    result["rings"] = [{**r, **{k: plans[r["true_ring"]][k] for k in keep}} for r in result["rings"]]
     (market_dir / "result.json").write_text(json.dumps(result, indent=1, default=str))
     return result
 
@@ -210,12 +216,14 @@ def table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--markets", nargs="+", default=["A", "B"], choices=sorted(PRESETS))
+    parser.add_argument("--extra-seeds", type=int, nargs="*", default=[],
+                        help="also run every market with these seeds (same parameters)")
     parser.add_argument("--out", type=Path, default=Path("/work/bench-data/foreign"))
     args = parser.parse_args(argv)
     results = []
-    for name in args.markets:
-        print(f"market {name}: generating and running the pipeline ...", file=sys.stderr, flush=True)
-        results.append(bench(name, args.out))
+    for preset, seed in [(p, s) for p in args.markets for s in [PRESETS[p].seed, *args.extra_seeds]]:
+        print(f"market {preset} seed {seed}: generating and running the pipeline ...", file=sys.stderr, flush=True)
+        results.append(bench(preset, seed, args.out))
         print(json.dumps({k: results[-1][k] for k in ("market", "seconds", "pr_auc", "recall_at_flag")}),
               file=sys.stderr, flush=True)
     (args.out / "summary.md").write_text(table(results) + "\n")

@@ -19,9 +19,10 @@ The market, with its own distributions:
   OTC desks (block trades with a few one-directional clients), two-wallet users moving
   funds between their own accounts, copy-trading groups (one payer funds wallets that
   trade the same side within minutes);
-- planted rings: ping-pong, directed cycles of 3-8 (one direction per member pair,
-  some legs through a pool), random matching rebalanced to flat, layering through a
-  pool, a cycle spread over two pairs; amounts fixed, round, jittered or lognormal;
+- planted rings: ping-pong (a pair, or a hub pinging two partners), directed cycles of
+  3-8 (one direction per member pair, some legs through a pool), random matching
+  rebalanced to flat, layering through a pool, a cycle spread over two pairs (each
+  member pair always in the same pair, or each leg in either); amounts fixed, round, jittered or lognormal;
   camouflage trades with outsiders up to a share of the member's trades; funded by a
   controller (create_account or claimable balances), through chains of 1-3 throwaway
   hops (forward by payment or account_merge), or by an exchange plus top-ups from one
@@ -659,6 +660,7 @@ class _RingPlan:
     pool_leg_share: float
     maker_is_giver: float  # chance the member delivering the passed asset is the resting offer
     camouflage: float
+    pair_split: str = ""  # two_pair: "by_edge" (a member pair always uses the same pair) or "by_leg"
 
 
 _SIZES = {"ping_pong": (2, 4), "cycle": (3, 9), "random_matching": (3, 10), "pool_layered": (3, 7), "two_pair": (2, 7)}
@@ -679,6 +681,7 @@ def _plan_ring(market: _Market, ring_id: str, pattern: str, funding: str) -> _Ri
         amount_style=str(rng.choice(["fixed", "round", "jittered", "lognormal"])),
         pool_leg_share=float(rng.uniform(0.15, 0.5)) if pattern == "cycle" and pooled and rng.random() < 0.5 else 0.0,
         maker_is_giver=float(rng.choice([0.0, 0.5, 1.0])), camouflage=float(rng.uniform(0, cfg.max_camouflage)),
+        pair_split=str(rng.choice(["by_edge", "by_leg"])) if pattern == "two_pair" else "",
     )
 
 
@@ -716,7 +719,9 @@ def _ring_legs(market: _Market, plan: _RingPlan) -> dict:
     offset = np.cumsum(np.where(first, 0, step))
     offset -= np.maximum.accumulate(np.where(first, offset, 0))
     leg_no = np.cumsum(~first) - np.maximum.accumulate(np.where(first, np.cumsum(~first), 0))
-    pair = np.asarray(plan.pairs)[leg_no % len(plan.pairs)]
+    # by_edge: no single pair holds a closed loop; by_leg: each pair holds part of every round
+    position = (giver - plan.members[0]) if plan.pair_split == "by_edge" else leg_no
+    pair = np.asarray(plan.pairs)[position % len(plan.pairs)]
     via_pool = (plan.pattern == "pool_layered") | (rng.random(len(giver)) < plan.pool_leg_share)
     return {"t": round_t[rnd] + offset, "giver": giver, "receiver": receiver, "pair": pair, "rel": rel, "round": rnd,
             "via_pool": via_pool}
