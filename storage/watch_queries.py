@@ -88,6 +88,28 @@ class WatchQueries:
                     cur.unregister("live_scores")
         return added
 
+    def record_live_rings(self, rings: pl.DataFrame, members: pl.DataFrame) -> int:
+        """Add the rings the watch confirmed to the derived `rings` / `ring_members` tables the Rings and
+        Wallet pages read (created with these columns when no analysis made them). A ring already there
+        (same ring_id: same members) is left as it is; a later analysis replaces both tables whole.
+        rings, members: engine.graph.rings.RingResult.rings / ring_members rows. Returns rings added."""
+        if rings.height == 0:
+            return 0
+        with self.transaction() as cur:
+            before = _count_if_any(cur, "derived_rings")
+            for table, rows in (("derived_rings", rings), ("derived_ring_members", members)):
+                cur.register("live_rows", rows.to_arrow())
+                try:
+                    cur.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM live_rows WHERE FALSE")
+                    stored = {r[0] for r in cur.execute(f"DESCRIBE {table}").fetchall()}
+                    shared = ", ".join(f'"{c}"' for c in rows.columns if c in stored)
+                    # column names are the engine's frame columns, the table names constants
+                    cur.execute(f"INSERT INTO {table} ({shared}) SELECT {shared} FROM live_rows "
+                                f"WHERE ring_id NOT IN (SELECT ring_id FROM {table})")  # fmt: skip
+                finally:
+                    cur.unregister("live_rows")
+            return _count_if_any(cur, "derived_rings") - before
+
     def pair_window_trades(self, pairs: list[str], *, ledger_from: int) -> pl.DataFrame:
         """Trades from `ledger_from` on of every account that traded in `pairs` since then, in all
         its pairs (a member's trades outside the pair decide whether its ring is inward-looking).
@@ -169,6 +191,11 @@ class WatchQueries:
             "(SELECT max(ledger) FROM trade_rows) AS last_ledger, (SELECT max(closed_at) FROM trade_rows) AS last_close"
         )
         return with_alerts.row(0, named=True)
+
+
+def _count_if_any(cur, table: str) -> int:
+    exists = cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()
+    return cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] if exists[0][0] else 0
 
 
 def _copy_new_links(cur, *, since: int, max_children: int, first: bool) -> int:

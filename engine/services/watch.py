@@ -13,7 +13,9 @@ watch takes what arrived and:
 3. raises an alert for each (wallet, pair) at or above the threshold with at least
    `min_trades` trades, unless it was alerted less than `cooldown_s` ago (ledger
    time), says how its score is made as the Wallet page does, stores the alerts together with the
-   cursor (one transaction), then delivers them and marks them delivered.
+   cursor (one transaction), then delivers them and marks them delivered. A ring confirmed in
+   the tick is first added to the rings tables the Rings and Wallet pages read (the alert's
+   ring link opens it).
 
 The cursor (`ingest_cursors`: horizon / watch / live) holds both streams' paging
 tokens and the rings seen so far, and is committed only with step 3, so a killed
@@ -216,6 +218,7 @@ def _tick(store, loaded, settings, options, channels, batch: Batch, source, run_
                                                             confirm_s=options.confirm_s, seed=options.seed))  # fmt: skip
         if evidence is not None:
             position["rings"] = evidence.rings_seen
+            store.record_live_rings(evidence.rings, evidence.ring_members)  # before the alerts that link to them
             alerts = new_alerts(evidence.scores, store.last_alerts(), threshold=options.threshold,
                                 min_trades=options.min_trades, cooldown_s=options.cooldown_s, detected_at=now())  # fmt: skip
             if alerts.height:

@@ -60,6 +60,8 @@ class Evidence:
     scores: pl.DataFrame  # SCORE_COLUMNS + n_trades, ledger, closed_at
     matrix: pl.DataFrame  # the feature rows scored (the alerts' reasons are explained from them)
     rings_seen: dict[str, list[str]]  # ring_id -> [first seen, last seen] (ISO closed_at), updated
+    rings: pl.DataFrame  # the confirmed rings, as detect_rings gives them (RingResult.rings)
+    ring_members: pl.DataFrame  # their members, as RingResult.ring_members
 
 
 def touched_keys(batch_trades: pl.DataFrame) -> pl.DataFrame:
@@ -99,17 +101,20 @@ def touched_evidence(store: Store, loaded, batch_trades: pl.DataFrame, seen: dic
     funding = funding_edges(operations)
     rings = detect_rings(trades, funding, options=RingOptions(seed=options.seed))
     confirmed, seen = _confirmed_rings(trades, funding, rings.ring_members, seen, as_of=as_of, options=options)
-    members = rings.ring_members.filter(pl.col("ring_id").is_in(sorted(confirmed))).select("account_id", "ring_id")
+    kept = pl.col("ring_id").is_in(sorted(confirmed))
+    confirmed_rings, confirmed_members = rings.rings.filter(kept), rings.ring_members.filter(kept)
+    members = confirmed_members.select("account_id", "ring_id")
     matrix = build_feature_matrix(trades, operations, store.accounts_of(accounts), as_of=as_of,
                                   ring_members=members, loops=rings.closed_loops)  # fmt: skip
     matrix = matrix.join(_scored_keys(batch_trades, members, pairs), on=["wallet", "pair_id"], how="semi")
     if matrix.height == 0:
-        return Evidence(pl.DataFrame(), matrix, seen)
+        return Evidence(pl.DataFrame(), matrix, seen, confirmed_rings, confirmed_members)
     # Benford flags from the features' 30-day tests (engine.scoring.benford_flags: the batch's rule) rather
     # than a Benford table of the neighbourhood: the same flag for a tenth of a tick less
     scores = score_features(loaded, matrix, flag_threshold=threshold, ring_members=members)
     scores = scores.join(matrix.select("wallet", "pair_id", "n_trades"), on=["wallet", "pair_id"], how="left")
-    return Evidence(scores.with_columns(ledger=pl.lit(last_ledger), closed_at=pl.lit(as_of)), matrix, seen)
+    return Evidence(scores.with_columns(ledger=pl.lit(last_ledger), closed_at=pl.lit(as_of)), matrix, seen,
+                    confirmed_rings, confirmed_members)  # fmt: skip
 
 
 def _confirmed_rings(trades: pl.DataFrame, funding: pl.DataFrame, ring_members: pl.DataFrame,
@@ -121,14 +126,23 @@ def _confirmed_rings(trades: pl.DataFrame, funding: pl.DataFrame, ring_members: 
     ids = ring_members["ring_id"].unique().to_list()
     confirmed, seen = confirm_rings(ids, seen, as_of=as_of, confirm_s=options.confirm_s,
                                     keep_s=int(options.window_ledgers * 5))  # fmt: skip
-    new = [rid for rid in ids if seen[rid][0] == as_of.isoformat()]
     before = as_of - timedelta(seconds=options.confirm_s)
-    if new and options.confirm_s > 0 and trades["closed_at"].min() <= before:
+    new = _could_be_older([rid for rid in ids if seen[rid][0] == as_of.isoformat()], trades, ring_members, before)
+    if new and options.confirm_s > 0:
         then = detect_rings(trades, funding, options=RingOptions(seed=options.seed), as_of=before)
         for rid in set(new) & set(then.ring_members["ring_id"].to_list()):
             seen[rid][0] = before.isoformat()
             confirmed.add(rid)
     return confirmed, seen
+
+
+def _could_be_older(ring_ids: list[str], trades: pl.DataFrame, ring_members: pl.DataFrame, before: datetime) -> list[str]:
+    """The rings of `ring_ids` whose every member traded at or before `before`: only those can have been
+    detected then (a ring id names its members), so the second detection runs only when one is left."""
+    early = trades.filter(pl.col("closed_at") <= before)
+    active = pl.concat([early.get_column("seller_account"), early.get_column("buyer_account")]).drop_nulls().unique()
+    late = ring_members.filter(pl.col("ring_id").is_in(ring_ids) & ~pl.col("account_id").is_in(active.implode()))
+    return sorted(set(ring_ids) - set(late.get_column("ring_id").to_list()))
 
 
 def _scored_keys(batch_trades: pl.DataFrame, members: pl.DataFrame, pairs: list[str]) -> pl.DataFrame:

@@ -71,7 +71,9 @@ def test_live_page_starts_a_watch_and_shows_its_alerts(tmp_path):
         ring_link = page.get_by_role("link", name="Open ring_").first
         ring_link.wait_for(timeout=120_000)  # an alert naming its ring (the first may cross on its loops alone)
         assert "wallet=G" in (wallet_link.get_attribute("href") or "")
-        assert "ring=ring_" in (ring_link.get_attribute("href") or "")
+        ring_href = ring_link.get_attribute("href") or ""
+        assert "ring=ring_" in ring_href
+        ring_id = ring_href.split("ring=")[1].split("&")[0]
         shot(page, "live")
         page.get_by_role("button", name="Stop watch").click()
         page.get_by_text("stopped", exact=True).first.wait_for()
@@ -79,4 +81,8 @@ def test_live_page_starts_a_watch_and_shows_its_alerts(tmp_path):
         wallet_link = page.get_by_role("link", name="Open wallet").first
         wallet_link.click()  # the alert's wallet opens on the score that raised it
         page.get_by_text("Risk score", exact=True).first.wait_for()
+        # the alert's ring link opens the ring the watch confirmed (no analysis ran on this store)
+        open_view(page, f"{app_url}/rings?ring={ring_id}", "funding edges. Click a wallet")  # its graph drawn
+        assert page.url.endswith(f"ring={ring_id}")  # the page keeps a ring it lists (else it picks the first)
+        shot(page, "live_ring")
         assert not off_loopback(page.requests) and not page.dialogs

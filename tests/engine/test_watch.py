@@ -81,12 +81,14 @@ def live_run(market, tmp_path_factory):
         first_ledger = int(server.trades.records[0]["paging_token"].split("-")[0]) >> 32
         stored = store.alerts().join(store.latest_scores().select("wallet", "pair_id", latest="score"),
                                      on=["wallet", "pair_id"], how="left")  # fmt: skip
-        return stored, received, release, first_ledger, store.counts()["trades"], server.n_trades, heard
+        linked = {rid: (store.ring_members(rid)["account_id"].to_list(), store.rings()["ring_id"].to_list())
+                  for rid in stored["ring_id"].drop_nulls().unique().to_list()}  # fmt: skip
+        return stored, received, release, first_ledger, store.counts()["trades"], server.n_trades, heard, linked
 
 
 def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
     labels = market[2]
-    stored, received, release, first_ledger, n_stored, n_served, heard = live_run
+    stored, received, release, first_ledger, n_stored, n_served, heard, _ = live_run
     assert n_stored == n_served
     assert stored.height == len(received) > 0 and stored["delivered_at"].is_not_null().all()
     joined = _joined(stored, labels)
@@ -110,6 +112,16 @@ def test_live_replay_planted_ring_is_alerted_mid_stream(market, live_run):
     points = [[float(r.split(": ")[1].split(" points")[0]) for r in a["reasons"]] for a in received]
     assert all(p == sorted(p, reverse=True) and p[0] >= 1 for p in points)
     assert [a["id"] for a in heard] == [a["id"] for a in received]  # the websocket client heard every alert
+
+
+def test_live_replay_alert_ring_links_open_a_stored_ring(live_run):
+    """A ring the watch confirmed is in the rings tables the Rings and Wallet pages read (no analysis ran on
+    this store), with the alerted wallet among its members."""
+    stored, linked = live_run[0], live_run[7]
+    assert linked  # alerts naming their ring
+    for row in stored.filter(pl.col("ring_id").is_not_null()).iter_rows(named=True):
+        members, listed = linked[row["ring_id"]]
+        assert row["ring_id"] in listed and row["wallet"] in members
 
 
 def test_websocket_feed_is_loopback_unless_allowed():
