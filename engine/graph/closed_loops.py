@@ -233,19 +233,31 @@ def _qualifying(cand: pl.DataFrame, window: str, tolerance: float, jitter: float
     connected components are recomputed within the bucket, and so on until nothing moves:
     a wash cycle hidden among camouflage and outsiders is what remains. `comp` of the
     result numbers the surviving components (one per loop).
+
+    Groups and members are integers for the rounds (`_peel_keys`): a member is one node of
+    one group's graph, so a group splitting into components keeps its members' nodes.
     """
-    c = cand.with_columns(pl.col("closed_at").dt.truncate(window).alias("window_start"))
+    c = _peel_keys(cand.with_columns(pl.col("closed_at").dt.truncate(window).alias("window_start")))
+    n_nodes = int(c.select(pl.max_horizontal(pl.col("_s").max(), pl.col("_d").max())).item() or 0) + 1
     for _ in range(MAX_PEEL_ROUNDS):
         n_before = c.height
-        ok = _balanced(c, tolerance, jitter, balance)
-        c = c.join(ok.rename({"acc": "src"}), on=["comp", "window_start", "src"], how="semi").join(
-            ok.rename({"acc": "dst"}), on=["comp", "window_start", "dst"], how="semi")
-        c = _strong_within(c)
+        ok = _balanced(c, tolerance, jitter, balance).implode()
+        c = _strong_within(c.filter(pl.col("_s").is_in(ok) & pl.col("_d").is_in(ok)), n_nodes)
         if c.height == n_before or c.height == 0:
             break
+    c = c.with_columns(pl.col("_g").alias("comp")).drop("_g", "_s", "_d")
     return _not_a_star(c.filter(pl.len().over("comp") >= 2))
 
 
+def _peel_keys(c: pl.DataFrame) -> pl.DataFrame:
+    """`c` with `_g` (its (comp, window_start) group) and `_s`, `_d` (its seller's and buyer's
+    node in that group's graph), consecutive integers from 0."""
+    g = pl.struct("comp", "window_start").rank("dense").cast(pl.Int64) - 1
+    c = c.with_columns(g.alias("_g"))
+    ends = pl.concat([c.select("_g", pl.col("src").alias("acc")), c.select("_g", pl.col("dst").alias("acc"))])
+    nodes = ends.unique().with_row_index("_n").with_columns(pl.col("_n").cast(pl.Int64))
+    return c.join(nodes.rename({"acc": "src", "_n": "_s"}), on=["_g", "src"]).join(
+        nodes.rename({"acc": "dst", "_n": "_d"}), on=["_g", "dst"])
 
 
 def _not_a_star(c: pl.DataFrame) -> pl.DataFrame:
@@ -260,8 +272,8 @@ def _not_a_star(c: pl.DataFrame) -> pl.DataFrame:
     return c.join(stars.select("comp"), on="comp", how="anti")
 
 
-def _balanced(c: pl.DataFrame, tolerance: float, jitter: float, balance: str) -> pl.DataFrame:
-    """(comp, window_start, acc) of the members whose net position is flat in the bucket.
+def _balanced(c: pl.DataFrame, tolerance: float, jitter: float, balance: str) -> pl.Series:
+    """The nodes (`_peel_keys`) of the members whose net position is flat in their bucket.
 
     Flat in an asset (Victor & Weintraud): |net| <= `tolerance` x the bucket's mean trade.
     A bucket edge cuts every multi-round loop mid-round: the member's first leg in the
@@ -270,24 +282,23 @@ def _balanced(c: pl.DataFrame, tolerance: float, jitter: float, balance: str) ->
     two legs remain: a hub whose counterparties each round-trip stays unbalanced, as its
     small differences add up over every leg in between.
     """
-    key = ["comp", "window_start"]
     sign = pl.when(pl.col("seller_sold_base")).then(-1).otherwise(1)
     legs = pl.concat([
-        c.select(*key, "seq", pl.col("src").alias("acc"), (sign * pl.col("base_amount")).alias("d_b"),
+        c.select("_g", "seq", pl.col("_s").alias("_n"), (sign * pl.col("base_amount")).alias("d_b"),
                  (-sign * pl.col("counter_amount")).alias("d_c")),
-        c.select(*key, "seq", pl.col("dst").alias("acc"), (-sign * pl.col("base_amount")).alias("d_b"),
+        c.select("_g", "seq", pl.col("_d").alias("_n"), (-sign * pl.col("base_amount")).alias("d_b"),
                  (sign * pl.col("counter_amount")).alias("d_c")),
     ])
-    means = c.group_by(key).agg(pl.col("base_amount").mean().alias("m_b"), pl.col("counter_amount").mean().alias("m_c"))
+    means = c.group_by("_g").agg(pl.col("base_amount").mean().alias("m_b"), pl.col("counter_amount").mean().alias("m_c"))
     first, last = pl.col("seq").arg_min(), pl.col("seq").arg_max()
-    per = legs.group_by(*key, "acc").agg(
-        pl.len().alias("n"), *[agg for a in ("b", "c") for agg in (
+    per = legs.group_by("_n").agg(
+        pl.col("_g").first(), pl.len().alias("n"), *[agg for a in ("b", "c") for agg in (
             pl.col(f"d_{a}").sum().alias(f"net_{a}"), pl.col(f"d_{a}").get(first).alias(f"first_{a}"),
             pl.col(f"d_{a}").get(last).alias(f"last_{a}"))],
-    ).join(means, on=key)
+    ).join(means, on="_g")
     flat_b, flat_c = _flat("b", tolerance, jitter), _flat("c", tolerance, jitter)
     flat = {"either": flat_b | flat_c, "base": flat_b, "both": flat_b & flat_c}[balance]
-    return per.filter(flat).select(*key, "acc")
+    return per.filter(flat).get_column("_n")
 
 
 def _flat(asset: str, tolerance: float, jitter: float) -> pl.Expr:
@@ -307,22 +318,16 @@ def _flat(asset: str, tolerance: float, jitter: float) -> pl.Expr:
     )
 
 
-def _strong_within(c: pl.DataFrame) -> pl.DataFrame:
-    """Trades of `c` inside a strongly connected component of their (comp, bucket)'s
-    trader graph; `comp` renumbered to those components."""
+def _strong_within(c: pl.DataFrame, n_nodes: int) -> pl.DataFrame:
+    """Trades of `c` inside a strongly connected component of their group's trader graph
+    (nodes: `_peel_keys`, fewer than `n_nodes`); `_g` renumbered to those components."""
     if c.height == 0:
         return c
-    ends = pl.concat([c.select("comp", "window_start", pl.col("src").alias("acc")),
-                      c.select("comp", "window_start", pl.col("dst").alias("acc"))]).unique()
-    nodes = ends.with_row_index("_n").with_columns(pl.col("_n").cast(pl.Int64))
-    key = ["comp", "window_start"]
-    c = c.join(nodes.rename({"acc": "src", "_n": "_s"}), on=[*key, "src"]).join(
-        nodes.rename({"acc": "dst", "_n": "_d"}), on=[*key, "dst"])
     s, d = c.get_column("_s").to_numpy(), c.get_column("_d").to_numpy()
-    graph = coo_matrix((np.ones(s.size, dtype=np.int8), (s, d)), shape=(nodes.height, nodes.height)).tocsr()
+    graph = coo_matrix((np.ones(s.size, dtype=np.int8), (s, d)), shape=(n_nodes, n_nodes)).tocsr()
     _, labels = connected_components(graph, directed=True, connection="strong")
     inside = labels[s] == labels[d]
-    return c.with_columns(pl.Series("comp", labels[s].astype(np.int64))).filter(pl.Series(inside)).drop("_s", "_d")
+    return c.with_columns(pl.Series("_g", labels[s].astype(np.int64))).filter(pl.Series(inside))
 
 
 def _loops_frame(found: list[pl.DataFrame]) -> pl.DataFrame:
