@@ -119,11 +119,11 @@ def detect_rings(
     names = account_names(trades.get_column("seller_account"), trades.get_column("buyer_account"),
                           funding.get_column("from_account"), funding.get_column("to_account"))
     keyed = encode_columns(trades, names, ("seller_account", "buyer_account"))
-    return rings_by_pairs(local_batches(lambda: [keyed]), names, funding, options=options)
+    return rings_by_pairs(local_batches(lambda: [keyed]), names, funding, options=options, n_batches=1)
 
 
 def rings_by_pairs(map_batches: MapBatches, names: pl.Series, funding: pl.DataFrame, *,
-                   options: RingOptions = RingOptions()) -> RingResult:  # fmt: skip
+                   options: RingOptions = RingOptions(), n_batches: int | None = None) -> RingResult:  # fmt: skip
     """`detect_rings` over a market read in batches of pairs, never whole.
 
     `map_batches` runs a function on every batch of trades (TRADES_SCHEMA, seller/buyer
@@ -132,12 +132,13 @@ def rings_by_pairs(map_batches: MapBatches, names: pl.Series, funding: pl.DataFr
     loop levels (`batch_edges`), then closed loops, pair evidence and trade flows
     (`batch_loops`). Closed loops, pool legs and pair evidence never span pairs, and the loop
     levels are planned over all batches, so the result is the same for any split into
-    batches. Held at once: one batch, the co-trading pairs' counts and the directed flows
+    batches; a market read in one batch (`n_batches` 1) plans them in that batch, without
+    the levels pass. Held at once: one batch, the co-trading pairs' counts and the directed flows
     between wallets (`pair_flows`), from which the communities' internal trading is summed.
     """
     anc = encode_columns(ancestors(funding, depth=options.depth, max_fanout=options.max_fanout), names,
                          ("account_id", "ancestor"))  # fmt: skip
-    levels = loop_levels(map_batches(batch_edges)["edges"])
+    levels = None if n_batches == 1 else loop_levels(map_batches(batch_edges)["edges"])
     found = map_batches(partial(batch_loops, levels=levels))
     loops = found["loops"].sort("pair_id", "window_start", "loop_id")
     evidence = evidence_from_counts(found["counts"], anc, one_way_weight=options.one_way_weight)
@@ -194,8 +195,9 @@ def batch_edges(trades: pl.DataFrame) -> dict[str, pl.DataFrame]:
     return {"edges": loop_edges(trades).with_columns(pl.lit(part, pl.String).alias("part"))}
 
 
-def batch_loops(trades: pl.DataFrame, *, levels: list[int]) -> dict[str, pl.DataFrame]:
-    """Pass 2 on one batch: its closed loops (members as keys), `pair_counts` and `pair_flows`."""
+def batch_loops(trades: pl.DataFrame, *, levels: list[int] | None) -> dict[str, pl.DataFrame]:
+    """Pass 2 on one batch: its closed loops (members as keys), `pair_counts` and `pair_flows`.
+    `levels`: planned over every batch (`loop_levels`); None: the batch is the whole market."""
     tt = trader_trades(trades, via_pools=True)
     loops = trader_loops(tt, levels=levels)
     if loops.height == 0:  # the empty frame's members are ids; every batch's are keys

@@ -25,7 +25,8 @@ BATCH_TRADES = 1_000_000  # trades read at once (a larger pair is read alone)
 def store_rings(store: Store, *, options: RingOptions | None = None, batch_trades: int = BATCH_TRADES,
                 progress: Progress = no_progress) -> RingResult:  # fmt: skip
     """Rings over every stored trade and funding edge, read in batches of pairs of about
-    `batch_trades` trades. progress(done=batches read, total=2 x batches (two passes), records=trades read)."""
+    `batch_trades` trades. progress(done=batches read, total=2 x batches (two passes; one when the
+    market is one batch), records=trades read)."""
     options = options or RingOptions()
     funding = store.funding_edges()
     stored = store.account_keys()
@@ -41,9 +42,10 @@ def store_rings(store: Store, *, options: RingOptions | None = None, batch_trade
             yield trades
             read["batches"] += 1
             read["trades"] += trades.height
-            progress(done=read["batches"], total=2 * len(plan), records=read["trades"], unit="batches")
+            progress(done=read["batches"], total=passes * len(plan), records=read["trades"], unit="batches")
 
-    return rings_by_pairs(local_batches(batches), names, funding, options=options)
+    passes = 1 if len(plan) == 1 else 2
+    return rings_by_pairs(local_batches(batches), names, funding, options=options, n_batches=len(plan))
 
 
 def spark_rings(store: Store, *, master: str, options: RingOptions | None = None, trades_path: Path | None = None,

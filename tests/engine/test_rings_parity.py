@@ -63,3 +63,15 @@ def test_pair_batches_keep_order_and_bound():
     assert pair_batches(sizes, batch_trades=10) == [["a", "b"], ["c"], ["d"]]
     assert pair_batches(sizes, batch_trades=100) == [["a", "b", "c", "d"]]
     assert pair_batches(sizes.head(0), batch_trades=10) == []
+
+
+@pytest.mark.parametrize("batch_trades", [10**9, 2_000])
+def test_store_is_read_once_when_the_market_is_one_batch(market, batch_trades):
+    _, store = market
+    calls = []
+    store_rings(store, batch_trades=batch_trades, progress=lambda **kw: calls.append(kw))
+    n_batches = len(pair_batches(store.pair_sizes(), batch_trades=batch_trades))
+    passes = 1 if n_batches == 1 else 2  # the loop levels need every batch first
+    assert [c["done"] for c in calls] == list(range(1, passes * n_batches + 1))
+    assert {c["total"] for c in calls} == {passes * n_batches}
+    assert calls[-1]["records"] == passes * store.pair_sizes().get_column("n_trades").sum()
