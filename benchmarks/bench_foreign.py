@@ -213,21 +213,51 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def pooled(results: list[dict]) -> str:
+    """Per pattern over every market run: recall@70 of all ring wallets and mean Jaccard of all rings, with the
+    ring variants that decide it (ping-pong: pair or hub; two-pair: by_edge or by_leg)."""
+    rings = pl.DataFrame([r for res in results for r in res["rings"]])
+    wallets = {}
+    for res in results:
+        for pattern, v in res["recall_by_pattern"].items():
+            n, hit = wallets.get(pattern, (0, 0.0))
+            wallets[pattern] = (n + v["n"], hit + v["rate"] * v["n"])
+    variant = (pl.when(pl.col("pattern") == "ping_pong").then(pl.format("size {}", pl.col("size")))
+               .when(pl.col("pattern") == "two_pair").then(pl.col("pair_split")).otherwise(pl.lit("")))
+    by = rings.with_columns(variant=variant).group_by("pattern", "variant").agg(
+        n_rings=pl.len(), jaccard=pl.col("jaccard").mean().round(3), found=(pl.col("jaccard") >= 0.8).sum(),
+    ).sort("pattern", "variant")
+    lines = [f"\npooled over {len(results)} markets: pattern, recall@70 (ring wallets), mean Jaccard (rings)"]
+    for pattern, (n, hit) in sorted(wallets.items()):
+        j = rings.filter(pl.col("pattern") == pattern)["jaccard"].mean()
+        lines.append(f"  {pattern:16s} {hit / n:.3f} (n={n})  {j:.3f}")
+    lines += [f"  {r['pattern']} {r['variant']}: {r['found']}/{r['n_rings']} rings with Jaccard >= 0.8, "
+              f"mean {r['jaccard']}" for r in by.iter_rows(named=True) if r["variant"]]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--markets", nargs="+", default=["A", "B"], choices=sorted(PRESETS))
     parser.add_argument("--extra-seeds", type=int, nargs="*", default=[],
                         help="also run every market with these seeds (same parameters)")
     parser.add_argument("--out", type=Path, default=Path("/work/bench-data/foreign"))
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="print the tables from the result.json files already under --out")
     args = parser.parse_args(argv)
+    if args.summarise_only:
+        results = [json.loads(p.read_text()) for p in sorted(args.out.glob("*/result.json"))]
+        print(table(results) + pooled(results))
+        return
     results = []
     for preset, seed in [(p, s) for p in args.markets for s in [PRESETS[p].seed, *args.extra_seeds]]:
         print(f"market {preset} seed {seed}: generating and running the pipeline ...", file=sys.stderr, flush=True)
         results.append(bench(preset, seed, args.out))
         print(json.dumps({k: results[-1][k] for k in ("market", "seconds", "pr_auc", "recall_at_flag")}),
               file=sys.stderr, flush=True)
-    (args.out / "summary.md").write_text(table(results) + "\n")
-    print(table(results))
+    summary = table(results) + pooled(results)
+    (args.out / "summary.md").write_text(summary + "\n")
+    print(summary)
 
 
 if __name__ == "__main__":
