@@ -7,17 +7,30 @@ back to the 56-character ids), so a batch of pairs costs a few bytes per wallet 
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
 import polars as pl
+
+from storage.feature_reads import _lean
 
 # The columns the graph steps read (engine.graph.cotrade, closed_loops), accounts as keys
 _RING_TRADE_COLUMNS = (
     "id, op_id, pair_id, closed_at, seller_key AS seller_account, seller_pool_id, buyer_key AS buyer_account, "
     "buyer_pool_id, sold_asset, sold_amount, bought_asset, bought_amount"
 )
+# Every trade with the number of its pair's batch ($pairs[i] is in batch $batches[i])
+_ROUTED = (
+    f"SELECT {_RING_TRADE_COLUMNS}, b.batch FROM trade_rows "
+    "JOIN (SELECT unnest($pairs) AS pair_id, unnest($batches) AS batch) AS b USING (pair_id)"
+)
 
 
 class RingReads:
-    """Pair-batched reads for the rings step (mixed into `Store`, which provides `_frame`)."""
+    """Pair-batched reads for the rings step (mixed into `Store`, which provides `_frame`, `_cursor`)."""
 
     def pair_sizes(self) -> pl.DataFrame:
         """Shapes: -> [pair_id: str, n_trades: i64], sorted by pair_id."""
@@ -37,3 +50,32 @@ class RingReads:
             f"SELECT {_RING_TRADE_COLUMNS} FROM trade_rows WHERE pair_id IN (SELECT unnest(?)) ORDER BY op_id, id",
             [list(pair_ids)],
         )
+
+    @contextmanager
+    def pair_batch_reader(self, plan: list[list[str]], work_dir: Path) -> Iterator[Callable[[int], pl.DataFrame]]:
+        """A reader of batch i of `plan` (lists of pair ids): the `pair_trades` of its pairs.
+
+        With several batches the store is read once, each trade routed to its batch's Parquet
+        partition under `work_dir` (removed at the end): a query per batch would scan the whole
+        table every time, and the rings step reads every batch twice."""
+        if len(plan) <= 1:
+            yield lambda i: self.pair_trades(plan[i])
+            return
+        shutil.rmtree(work_dir, ignore_errors=True)  # a killed run's leftovers
+        work_dir.mkdir(parents=True)
+        params = {"pairs": [p for pairs in plan for p in pairs],
+                  "batches": [i for i, pairs in enumerate(plan) for _ in pairs], "out": str(work_dir)}  # fmt: skip
+        try:
+            with self._cursor() as cur, _lean(cur):
+                cur.execute(f"COPY ({_ROUTED}) TO $out (FORMAT parquet, PARTITION_BY (batch))", params)
+            yield partial(_batch_file, work_dir, empty=self.pair_trades([]))
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _batch_file(folder: Path, batch: int, *, empty: pl.DataFrame) -> pl.DataFrame:
+    """One batch's routed trades, in `pair_trades`' order and types."""
+    files = sorted((folder / f"batch={batch}").glob("*.parquet"))
+    if not files:
+        return empty
+    return pl.read_parquet(files, hive_partitioning=False).sort("op_id", "id").cast(empty.schema)

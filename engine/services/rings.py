@@ -25,7 +25,8 @@ BATCH_TRADES = 1_000_000  # trades read at once (a larger pair is read alone)
 def store_rings(store: Store, *, options: RingOptions | None = None, batch_trades: int = BATCH_TRADES,
                 progress: Progress = no_progress) -> RingResult:  # fmt: skip
     """Rings over every stored trade and funding edge, read in batches of pairs of about
-    `batch_trades` trades. progress(done=batches read, total=2 x batches (two passes; one when the
+    `batch_trades` trades (with several batches, routed to Parquet next to the store in one
+    pass over it). progress(done=batches read, total=2 x batches (two passes; one when the
     market is one batch), records=trades read)."""
     options = options or RingOptions()
     funding = store.funding_edges()
@@ -34,18 +35,19 @@ def store_rings(store: Store, *, options: RingOptions | None = None, batch_trade
                           funding.get_column("to_account"))  # fmt: skip
     recode = stored.join(key_index(names), on="account_id").select("account_key", "key")  # store key -> rank key
     plan = pair_batches(store.pair_sizes(), batch_trades=batch_trades)
-    read = {"batches": 0, "trades": 0}
-
-    def batches() -> Iterator[pl.DataFrame]:
-        for pairs in plan:
-            trades = map_columns(store.pair_trades(pairs), recode, ("seller_account", "buyer_account"))
-            yield trades
-            read["batches"] += 1
-            read["trades"] += trades.height
-            progress(done=read["batches"], total=passes * len(plan), records=read["trades"], unit="batches")
-
     passes = 1 if len(plan) == 1 else 2
-    return rings_by_pairs(local_batches(batches), names, funding, options=options, n_batches=len(plan))
+    read = {"batches": 0, "trades": 0}
+    with store.pair_batch_reader(plan, store.path.with_suffix(".ring-batches")) as pair_trades:
+
+        def batches() -> Iterator[pl.DataFrame]:
+            for i in range(len(plan)):
+                trades = map_columns(pair_trades(i), recode, ("seller_account", "buyer_account"))
+                yield trades
+                read["batches"] += 1
+                read["trades"] += trades.height
+                progress(done=read["batches"], total=passes * len(plan), records=read["trades"], unit="batches")
+
+        return rings_by_pairs(local_batches(batches), names, funding, options=options, n_batches=len(plan))
 
 
 def spark_rings(store: Store, *, master: str, options: RingOptions | None = None, trades_path: Path | None = None,

@@ -75,3 +75,14 @@ def test_store_is_read_once_when_the_market_is_one_batch(market, batch_trades):
     assert [c["done"] for c in calls] == list(range(1, passes * n_batches + 1))
     assert {c["total"] for c in calls} == {passes * n_batches}
     assert calls[-1]["records"] == passes * store.pair_sizes().get_column("n_trades").sum()
+
+
+def test_routed_batches_equal_the_per_batch_queries_and_are_removed(market, tmp_path):
+    _, store = market
+    plan = pair_batches(store.pair_sizes(), batch_trades=2_000)
+    work = tmp_path / "ring-batches"
+    with store.pair_batch_reader(plan, work) as read:
+        assert work.is_dir()
+        for i, pairs in enumerate(plan):
+            assert read(i).equals(store.pair_trades(pairs)), f"batch {i} differs from its query"
+    assert not work.exists()
