@@ -252,12 +252,13 @@ def _qualifying(cand: pl.DataFrame, window: str, tolerance: float, jitter: float
 def _peel_keys(c: pl.DataFrame) -> pl.DataFrame:
     """`c` with `_g` (its (comp, window_start) group) and `_s`, `_d` (its seller's and buyer's
     node in that group's graph), consecutive integers from 0."""
-    g = pl.struct("comp", "window_start").rank("dense").cast(pl.Int64) - 1
-    c = c.with_columns(g.alias("_g"))
-    ends = pl.concat([c.select("_g", pl.col("src").alias("acc")), c.select("_g", pl.col("dst").alias("acc"))])
-    nodes = ends.unique().with_row_index("_n").with_columns(pl.col("_n").cast(pl.Int64))
-    return c.join(nodes.rename({"acc": "src", "_n": "_s"}), on=["_g", "src"]).join(
-        nodes.rename({"acc": "dst", "_n": "_d"}), on=["_g", "dst"])
+    start = pl.col("window_start").dt.epoch("s")
+    group = pl.col("comp") * (start.max() - start.min() + 1) + start - start.min()
+    c = c.with_columns(group.rank("dense").cast(pl.Int64).alias("_g"))
+    n_acc = int(c.select(pl.max_horizontal(pl.col("src").max(), pl.col("dst").max())).item() or 0) + 1
+    ends = pl.concat([c.select(pl.col("_g") * n_acc + pl.col("src")), c.select(pl.col("_g") * n_acc + pl.col("dst"))])
+    node = ends.to_series().rank("dense").cast(pl.Int64) - 1
+    return c.with_columns(node.head(c.height).alias("_s"), node.tail(c.height).alias("_d"))
 
 
 def _not_a_star(c: pl.DataFrame) -> pl.DataFrame:
