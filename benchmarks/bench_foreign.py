@@ -176,7 +176,8 @@ def bench(preset: str, seed: int, out: Path) -> dict:
               "load": os.getloadavg(), **evaluate(market_dir, home)}
     result["quarantined"] = quarantined(market_dir / "engine.log")
     plans = {r["ring_id"]: r for r in meta["rings"]}
-    keep = ("amount_style", "camouflage", "pool_leg_share", "pair_split", "maker_is_giver", "n_legs", "pairs")
+    keep = ("amount_style", "camouflage", "pool_leg_share", "pair_split", "maker_is_giver", "n_legs", "pairs",
+            "max_net_in_mean_legs")
     result["rings"] = [{**r, **{k: plans[r["true_ring"]][k] for k in keep}} for r in result["rings"]]
     (market_dir / "result.json").write_text(json.dumps(result, indent=1, default=str))
     return result

@@ -897,6 +897,14 @@ def _fund_by_exchange_topup(market: _Market, plan: _RingPlan, controller: int, e
         asset=0, units=xlm)
 
 
+def _max_net(plan: _RingPlan, legs: dict, units: np.ndarray) -> float:
+    """The largest net position a member ends with in the passed asset (ring legs only), in mean legs."""
+    net = np.zeros(len(plan.members))
+    np.add.at(net, legs["receiver"] - plan.members[0], units)
+    np.add.at(net, legs["giver"] - plan.members[0], -units)
+    return round(float(np.abs(net).max() / units.mean()), 3)
+
+
 def _rings(market: _Market, crowd: _Crowd, quotes: tuple, exchanges: np.ndarray, prefix: str) -> None:
     """Plant `n_rings` rings; patterns and funding styles dealt evenly, then shuffled."""
     cfg, rng = market.cfg, market.rng
@@ -906,13 +914,15 @@ def _rings(market: _Market, crowd: _Crowd, quotes: tuple, exchanges: np.ndarray,
     for i in range(cfg.n_rings):
         plan = _plan_ring(market, f"{prefix}ring{i:02d}", str(pattern[i]), str(funding[i]))
         legs = _ring_legs(market, plan)
-        _ring_fills(market, plan, legs, _leg_units(market, plan, legs))
+        units = _leg_units(market, plan, legs)
+        _ring_fills(market, plan, legs, units)
         n_camo = _camouflage(market, plan, crowd, quotes, legs)
         _fund_ring(market, plan, exchanges, quotes)
         market.rings.append({
             **{k: v for k, v in asdict(plan).items() if k != "members"}, "size": len(plan.members),
             "pairs": list(plan.pairs), "n_legs": len(legs["t"]), "n_pool_legs": int(legs["via_pool"].sum()),
             "n_camouflage_trades": n_camo, "member_index": plan.members.tolist(),
+            "max_net_in_mean_legs": _max_net(plan, legs, units),
         })
 
 
