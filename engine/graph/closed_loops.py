@@ -234,31 +234,27 @@ def _qualifying(cand: pl.DataFrame, window: str, tolerance: float, jitter: float
     a wash cycle hidden among camouflage and outsiders is what remains. `comp` of the
     result numbers the surviving components (one per loop).
 
-    Groups and members are integers for the rounds (`_peel_keys`): a member is one node of
-    one group's graph, so a group splitting into components keeps its members' nodes.
+    Groups are integers for the rounds (`_g`), and a member of a group is one integer too
+    (`_node`), so a round groups and filters on one column.
     """
-    c = _peel_keys(cand.with_columns(pl.col("closed_at").dt.truncate(window).alias("window_start")))
-    n_nodes = int(c.select(pl.max_horizontal(pl.col("_s").max(), pl.col("_d").max())).item() or 0) + 1
+    start = pl.col("window_start").dt.epoch("s")
+    group = pl.col("comp") * (start.max() - start.min() + 1) + start - start.min()
+    c = cand.with_columns(pl.col("closed_at").dt.truncate(window).alias("window_start"))
+    c = c.with_columns(group.rank("dense").cast(pl.Int64).alias("_g"))
+    n_acc = int(c.select(pl.max_horizontal(pl.col("src").max(), pl.col("dst").max())).item() or 0) + 1
     for _ in range(MAX_PEEL_ROUNDS):
         n_before = c.height
-        ok = _balanced(c, tolerance, jitter, balance).implode()
-        c = _strong_within(c.filter(pl.col("_s").is_in(ok) & pl.col("_d").is_in(ok)), n_nodes)
+        ok = _balanced(c, n_acc, tolerance, jitter, balance).implode()
+        c = _strong_within(c.filter(_node("src", n_acc).is_in(ok) & _node("dst", n_acc).is_in(ok)), n_acc)
         if c.height == n_before or c.height == 0:
             break
-    c = c.with_columns(pl.col("_g").alias("comp")).drop("_g", "_s", "_d")
+    c = c.with_columns(pl.col("_g").alias("comp")).drop("_g")
     return _not_a_star(c.filter(pl.len().over("comp") >= 2))
 
 
-def _peel_keys(c: pl.DataFrame) -> pl.DataFrame:
-    """`c` with `_g` (its (comp, window_start) group) and `_s`, `_d` (its seller's and buyer's
-    node in that group's graph), consecutive integers from 0."""
-    start = pl.col("window_start").dt.epoch("s")
-    group = pl.col("comp") * (start.max() - start.min() + 1) + start - start.min()
-    c = c.with_columns(group.rank("dense").cast(pl.Int64).alias("_g"))
-    n_acc = int(c.select(pl.max_horizontal(pl.col("src").max(), pl.col("dst").max())).item() or 0) + 1
-    ends = pl.concat([c.select(pl.col("_g") * n_acc + pl.col("src")), c.select(pl.col("_g") * n_acc + pl.col("dst"))])
-    node = ends.to_series().rank("dense").cast(pl.Int64) - 1
-    return c.with_columns(node.head(c.height).alias("_s"), node.tail(c.height).alias("_d"))
+def _node(side: str, n_acc: int) -> pl.Expr:
+    """The member on `side` (src/dst: node ids below `n_acc`) of a trade's group `_g`, as one integer."""
+    return pl.col("_g") * n_acc + pl.col(side)
 
 
 def _not_a_star(c: pl.DataFrame) -> pl.DataFrame:
@@ -273,8 +269,8 @@ def _not_a_star(c: pl.DataFrame) -> pl.DataFrame:
     return c.join(stars.select("comp"), on="comp", how="anti")
 
 
-def _balanced(c: pl.DataFrame, tolerance: float, jitter: float, balance: str) -> pl.Series:
-    """The nodes (`_peel_keys`) of the members whose net position is flat in their bucket.
+def _balanced(c: pl.DataFrame, n_acc: int, tolerance: float, jitter: float, balance: str) -> pl.Series:
+    """The members (`_node`) whose net position is flat in their group's bucket.
 
     Flat in an asset (Victor & Weintraud): |net| <= `tolerance` x the bucket's mean trade.
     A bucket edge cuts every multi-round loop mid-round: the member's first leg in the
@@ -285,9 +281,9 @@ def _balanced(c: pl.DataFrame, tolerance: float, jitter: float, balance: str) ->
     """
     sign = pl.when(pl.col("seller_sold_base")).then(-1).otherwise(1)
     legs = pl.concat([
-        c.select("_g", "seq", pl.col("_s").alias("_n"), (sign * pl.col("base_amount")).alias("d_b"),
+        c.select("_g", "seq", _node("src", n_acc).alias("_n"), (sign * pl.col("base_amount")).alias("d_b"),
                  (-sign * pl.col("counter_amount")).alias("d_c")),
-        c.select("_g", "seq", pl.col("_d").alias("_n"), (-sign * pl.col("base_amount")).alias("d_b"),
+        c.select("_g", "seq", _node("dst", n_acc).alias("_n"), (-sign * pl.col("base_amount")).alias("d_b"),
                  (sign * pl.col("counter_amount")).alias("d_c")),
     ])
     means = c.group_by("_g").agg(pl.col("base_amount").mean().alias("m_b"), pl.col("counter_amount").mean().alias("m_c"))
@@ -319,13 +315,15 @@ def _flat(asset: str, tolerance: float, jitter: float) -> pl.Expr:
     )
 
 
-def _strong_within(c: pl.DataFrame, n_nodes: int) -> pl.DataFrame:
-    """Trades of `c` inside a strongly connected component of their group's trader graph
-    (nodes: `_peel_keys`, fewer than `n_nodes`); `_g` renumbered to those components."""
+def _strong_within(c: pl.DataFrame, n_acc: int) -> pl.DataFrame:
+    """Trades of `c` inside a strongly connected component of their group's trader graph;
+    `_g` renumbered to those components."""
     if c.height == 0:
         return c
-    s, d = c.get_column("_s").to_numpy(), c.get_column("_d").to_numpy()
-    graph = coo_matrix((np.ones(s.size, dtype=np.int8), (s, d)), shape=(n_nodes, n_nodes)).tocsr()
+    ends = pl.concat([c.select(_node("src", n_acc)), c.select(_node("dst", n_acc))]).to_series()
+    nodes = (ends.rank("dense").cast(pl.Int64) - 1).to_numpy()
+    s, d = nodes[: c.height], nodes[c.height :]
+    graph = coo_matrix((np.ones(s.size, dtype=np.int8), (s, d)), shape=(int(nodes.max()) + 1,) * 2).tocsr()
     _, labels = connected_components(graph, directed=True, connection="strong")
     inside = labels[s] == labels[d]
     return c.with_columns(pl.Series("_g", labels[s].astype(np.int64))).filter(pl.Series(inside))
