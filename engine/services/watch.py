@@ -41,7 +41,13 @@ from engine.ingest.runner import Batch, write_checked
 from engine.scoring import SCORE_COLUMNS, score_breakdown
 from engine.services import models
 from engine.services.alerting import Channel
-from engine.services.watch_evidence import CONFIRM_S, WINDOW_LEDGERS, EvidenceOptions, touched_evidence
+from engine.services.watch_evidence import (
+    CONFIRM_S,
+    LINEAGE_CHILDREN,
+    WINDOW_LEDGERS,
+    EvidenceOptions,
+    touched_evidence,
+)
 from engine.services.watch_sources import HorizonSource, LakeSource
 from models.training import design_matrix
 from storage.errors import BadInput
@@ -175,6 +181,7 @@ def watch(store: Store, settings, options: WatchOptions, channels: list[Channel]
         raise BadInput("watch scores with the promoted model and there is none: train one first (python -m engine train)")
     loaded = models.load_model(settings, version=version)
     deliver(store, pending_alerts(store), channels)  # stored by a watch that was killed before sending them
+    store.sync_funding_links(max_children=LINEAGE_CHILDREN)  # a new store's whole copy is made before following
     source, stop, stats = open_source(options, store), stop or threading.Event(), stats or WatchStats()
     where = options.datalake or options.horizon_url
     run_id = store.start_run(source.kind, {"source": where, "watch": True, "resume_from": source.position})
