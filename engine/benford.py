@@ -81,32 +81,42 @@ def expected_proportions(test: str) -> np.ndarray:
 def digit_index(stroops: np.ndarray, test: str) -> np.ndarray:
     """Column index of each amount's digit for `test` (int64), -1 when not counted.
 
-    Integer arithmetic only: the number of decimal digits comes from a search in
-    the powers of ten, the leading digits from an integer division.
+    Integer arithmetic only: the leading digits come from `leading_digits` (a search in the
+    powers of ten and an integer division), the test's digit from a table of the 100 values
+    they can take.
     """
+    return digit_index_of_leading(leading_digits(stroops), test)
+
+
+def digit_index_of_leading(leading: np.ndarray, test: str) -> np.ndarray:
+    """`digit_index` of amounts given by their `leading_digits` (0-99), without searching again."""
     _check_test(test)
-    x = np.asarray(stroops, dtype=np.int64)
-    out = np.full(x.shape, -1, dtype=np.int64)
-    positive = x > 0
-    n_digits = np.searchsorted(_POW10, x, side="right")  # 10^(n-1) <= x < 10^n
-    if test == "first":
-        ok = positive
-        out[ok] = x[ok] // _POW10[n_digits[ok] - 1] - 1
-        return out
-    ok = x >= 10
-    first_two = x[ok] // _POW10[n_digits[ok] - 2]
-    out[ok] = first_two - 10 if test == "first_two" else first_two % 10
-    return out
+    return _LEADING_INDEX[test][leading]
 
 
 def leading_digits(stroops: np.ndarray) -> np.ndarray:
     """The first two significant digits of each amount (10-99), the amount itself when it has
     one digit (1-9), 0 when it is not positive: every test reads only these, so
     `digit_index(leading_digits(x), test) == digit_index(x, test)` and amounts can be
-    counted by their leading digits (engine.features.benford_features.scope_digits)."""
+    counted by their leading digits (engine.features.benford_features.market_digits)."""
     x = np.asarray(stroops, dtype=np.int64)
-    n_digits = np.searchsorted(_POW10, x, side="right")
+    n_digits = np.searchsorted(_POW10, x, side="right")  # 10^(n-1) <= x < 10^n
     return np.where(x > 0, x // _POW10[np.maximum(n_digits - 2, 0)], 0)
+
+
+def _leading_index() -> dict[str, np.ndarray]:
+    """Per test, the digit index of each leading-digits value 0-99 (-1: not counted): `first`
+    counts every positive amount, `first_two` and `second` those of at least two digits."""
+    d = np.arange(100)
+    two = d >= 10
+    return {
+        "first": np.where(d == 0, -1, np.where(two, d // 10, d) - 1),
+        "first_two": np.where(two, d - 10, -1),
+        "second": np.where(two, d % 10, -1),
+    }
+
+
+_LEADING_INDEX = _leading_index()
 
 
 def count_digits(stroops: np.ndarray, test: str) -> np.ndarray:

@@ -1,15 +1,17 @@
 """Reads of the features step, one wallet partition at a time (see engine.features.partitions).
 
-An account's partition is `hash(account_id) % n_parts` (DuckDB's hash, stable
-within a run): each query returns the trades touching one partition's accounts
-with the partition of each side (`seller_part`, `buyer_part`), so the engine
-holds one partition at a time, never the market. `Store` inherits these methods.
-Windows are (since, until], the engine's "as of" convention.
+An account's partition is `hash(account_key) % n_parts` (DuckDB's hash of the store's
+integer account key, stable within a run). One query streams the window's trades
+sorted by partition, each trade once per partition of its accounts, with the
+partition of each side (`seller_part`, `buyer_part`); another streams the offer
+operations the same way. The trades travel with integer keys (sorting 56-character
+ids cost most of the step at 10M trades) and get their account ids back one
+partition at a time, so the engine holds one partition, never the market. `Store`
+inherits these methods. Windows are (since, until], the engine's "as of" convention.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,41 +29,60 @@ _WINDOW = "closed_at > $since AND closed_at <= $until"
 _OFFER_COLUMNS = (
     "id, closed_at, type, successful, source_account, from_account, to_account, asset, amount, offer_id, buying_asset"
 )
-# Each trade once per partition of its accounts (twice when seller and buyer fall apart).
+# Each trade once per partition of its accounts (twice when seller and buyer fall apart), by partition.
 _ROUTED = (
-    f"WITH w AS (SELECT {_FEATURE_TRADE_COLUMNS}, hash(seller_account) % $n AS seller_part, "
-    f"hash(buyer_account) % $n AS buyer_part FROM trades WHERE {_WINDOW}) "
-    "SELECT *, seller_part AS part FROM w WHERE seller_account IS NOT NULL "
-    "UNION ALL SELECT *, buyer_part AS part FROM w WHERE buyer_account IS NOT NULL "
-    "AND (seller_account IS NULL OR buyer_part <> seller_part)"
+    "WITH w AS (SELECT id, op_id, ledger, closed_at, pair_id, seller_key, seller_pool_id, buyer_key, buyer_pool_id, "
+    "sold_asset, sold_amount, bought_asset, bought_amount, (hash(seller_key) % $n)::BIGINT AS seller_part, "
+    f"(hash(buyer_key) % $n)::BIGINT AS buyer_part FROM trade_rows WHERE {_WINDOW}) "
+    "SELECT *, seller_part AS part FROM w WHERE seller_key IS NOT NULL "
+    "UNION ALL SELECT *, buyer_part AS part FROM w WHERE buyer_key IS NOT NULL "
+    "AND (seller_key IS NULL OR buyer_part <> seller_part) ORDER BY part, op_id, id"
 )
+# Offers of accounts that never traded belong to no wallet of the matrix.
 _OFFERS_ROUTED = (
-    f"SELECT {_OFFER_COLUMNS}, hash(source_account) % $n AS part FROM operations "
-    f"WHERE {_WINDOW} AND list_contains($types, type)"
+    f"SELECT {', '.join('o.' + c.strip() for c in _OFFER_COLUMNS.split(','))}, (hash(k.account_key) % $n)::BIGINT AS part "
+    f"FROM operations o JOIN account_keys k ON k.account_id = o.source_account "
+    "WHERE o.closed_at > $since AND o.closed_at <= $until AND list_contains($types, o.type) ORDER BY part, o.id"
 )
 _AMOUNTS = (
-    "SELECT pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount FROM trades "
+    "SELECT pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount FROM trade_rows "
     f"WHERE {_WINDOW}"
 )
 _BATCH_ROWS = 1_000_000
-_COPY_MEMORY = "1GB"  # DuckDB's budget while routing trades to partitions
+_ROUTE_BATCH_ROWS = 100_000
+_ROUTE_MEMORY = "1GB"  # DuckDB's budget while it sorts trades into partitions (it spills to disk beyond)
 
 
-def _part_file(folder: Path, part: int) -> pl.DataFrame | None:
-    """One hive partition's rows (None when the partition is empty)."""
-    files = sorted((folder / f"part={part}").glob("*.parquet"))
-    if not files:
-        return None
-    frame = pl.read_parquet(files, hive_partitioning=False)
-    return frame.with_columns(pl.col("^(seller|buyer)_part$").cast(pl.Int64))
+def _by_part(reader) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(part, rows without `part`) of a stream of Arrow batches sorted by `part`, one part at a time."""
+    held: list[pl.DataFrame] = []
+    current = None
+    for batch in reader:
+        for (part,), rows in pl.from_arrow(batch).partition_by("part", as_dict=True, maintain_order=True).items():
+            if part != current and held:
+                yield current, pl.concat(held).drop("part")
+                held = []
+            current = part
+            held.append(rows)
+    if held:
+        yield current, pl.concat(held).drop("part")
+
+
+def _with_accounts(trades: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
+    """Routed trades with their account ids back in place of the keys (the feature columns,
+    then the sides' partitions)."""
+    for side in ("seller", "buyer"):
+        ids = accounts.rename({"account_key": f"{side}_key", "account_id": f"{side}_account"})
+        trades = trades.join(ids, on=f"{side}_key", how="left", maintain_order="left")
+    return trades.select(*(c.strip() for c in _FEATURE_TRADE_COLUMNS.split(",")), "seller_part", "buyer_part")
 
 
 @contextmanager
 def _lean(cur) -> Iterator[None]:
-    """DuckDB's memory for one bulk copy capped (it spills to disk beyond), its row order
-    free; the settings as they were afterwards (the app's store is shared)."""
+    """DuckDB's memory capped (it spills to disk beyond), its row order free; the settings as
+    they were afterwards (the app's store is shared)."""
     before = cur.execute("SELECT current_setting('memory_limit'), current_setting('preserve_insertion_order')").fetchall()[0]
-    cur.execute(f"SET memory_limit = '{_COPY_MEMORY}'")
+    cur.execute(f"SET memory_limit = '{_ROUTE_MEMORY}'")
     cur.execute("SET preserve_insertion_order = false")
     try:
         yield
@@ -91,32 +112,28 @@ class FeatureReads:
         return int(rows.item())
 
     def wallet_partitions(
-        self, work_dir: Path, *, n_parts: int, offer_types: tuple[str, ...], since: datetime, until: datetime
+        self, *, n_parts: int, offer_types: tuple[str, ...], since: datetime, until: datetime
     ) -> Iterator[tuple[int, pl.DataFrame, pl.DataFrame]]:
-        """(part, trades, offers) for each wallet partition of `n_parts`, from one pass over the store.
+        """(part, trades, offers) for each non-empty wallet partition of `n_parts`, in order.
 
         trades: the window's trades with a side in the partition (the feature columns plus
         seller_part, buyer_part), by op_id; offers: the window's operations of `offer_types`
-        whose source is in it. The store is read once into hive-partitioned Parquet under
-        `work_dir` (removed at the end), then one partition at a time: the cost stays linear
-        in the trades however many partitions there are.
+        whose source is in it. DuckDB sorts the window once into partition order (spilling to
+        disk beyond its 1 GB budget) and streams it: the cost stays linear in the trades
+        however many partitions there are.
         """
         params = {"n": n_parts, "since": since, "until": until}
-        shutil.rmtree(work_dir, ignore_errors=True)  # a killed run's leftovers
-        work_dir.mkdir(parents=True)
-        with self._cursor() as cur, _lean(cur):
-            cur.execute(f"COPY ({_ROUTED}) TO $out (FORMAT parquet, PARTITION_BY (part))",
-                        {**params, "out": str(work_dir / "trades")})  # fmt: skip
-            cur.execute(f"COPY ({_OFFERS_ROUTED}) TO $out (FORMAT parquet, PARTITION_BY (part))",
-                        {**params, "types": list(offer_types), "out": str(work_dir / "offers")})  # fmt: skip
-        try:
-            for part in range(n_parts):
-                trades = _part_file(work_dir / "trades", part)
-                if trades is not None:
-                    offers = _part_file(work_dir / "offers", part)
-                    yield part, trades.sort("op_id", "id"), offers if offers is not None else _no_offers()
-        finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
+        accounts = self._frame("SELECT account_key, account_id FROM account_keys")
+        with self._cursor() as cur, self._cursor() as ops, _lean(cur):
+            trades = _by_part(cur.sql(_ROUTED, params=params).arrow(batch_size=_ROUTE_BATCH_ROWS))
+            offers = _by_part(ops.sql(_OFFERS_ROUTED, params={**params, "types": list(offer_types)})
+                              .arrow(batch_size=_ROUTE_BATCH_ROWS))  # fmt: skip
+            pending = next(offers, None)
+            for part, rows in trades:
+                while pending is not None and pending[0] < part:
+                    pending = next(offers, None)
+                mine = pending[1] if pending is not None and pending[0] == part else _no_offers()
+                yield part, _with_accounts(rows, accounts), mine
 
     def trade_amount_batches(self, *, since: datetime, until: datetime) -> Iterator[pl.DataFrame]:
         """pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount of the window's

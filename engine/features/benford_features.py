@@ -30,7 +30,7 @@ class WindowCodes(NamedTuple):
     keys: pl.DataFrame  # one row per group (group_cols), in order of first appearance
     group: np.ndarray  # per amount: row of `keys` (int64)
     bucket: np.ndarray  # per amount: index of the narrowest window (by width) holding it
-    amount: np.ndarray  # per amount: stroops (int64), or its leading digits (the digits are all the tests read)
+    digits: np.ndarray  # per amount: its leading digits (benford.leading_digits: all the tests read)
     n_windows: int
     weight: np.ndarray | None = None  # per amount: how many amounts it stands for (None: one each)
 
@@ -56,7 +56,7 @@ def window_codes(
         keys, on=group_cols, how="left", nulls_equal=True
     )
     return WindowCodes(keys.drop("_g"), coded["_g"].to_numpy().astype(np.int64), coded["b"].to_numpy(),
-                       coded[amount_col].to_numpy(), len(widths))  # fmt: skip
+                       benford.leading_digits(coded[amount_col].to_numpy()), len(widths))  # fmt: skip
 
 
 def sparse_window_counts(
@@ -71,7 +71,7 @@ def sparse_window_counts(
     """
     k = len(benford.digit_values(test))
     n_g, n_w = codes.keys.height, codes.n_windows
-    idx = benford.digit_index(codes.amount, test)
+    idx = benford.digit_index_of_leading(codes.digits, test)
     ok = idx >= 0
     g, b, idx = codes.group[ok], codes.bucket[ok], idx[ok]
     weight = None if codes.weight is None else codes.weight[ok]
@@ -205,7 +205,7 @@ def market_digits(trades: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) 
     parts = []
     for scope, (frame, group_cols, amount_col) in market_scopes(trades).items():
         codes = window_codes(frame, group_cols=group_cols, amount_col=amount_col, as_of=as_of, windows=cfg.windows)
-        coded = pl.DataFrame({"_g": codes.group, "bucket": codes.bucket, "digits": benford.leading_digits(codes.amount)})
+        coded = pl.DataFrame({"_g": codes.group, "bucket": codes.bucket, "digits": codes.digits})
         counted = coded.group_by("_g", "bucket", "digits", maintain_order=True).agg(n=pl.len().cast(pl.Int64))
         keys = codes.keys.with_row_index("_g").with_columns(pl.col("_g").cast(pl.Int64))
         parts.append(counted.join(keys, on="_g", how="left", maintain_order="left").select(

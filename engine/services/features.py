@@ -93,8 +93,7 @@ def compute_features(
     n_parts = max(1, math.ceil(store.count_trades(**window) / max(1, trades_per_partition)))
     parts, rows, benford = [], 0, _BenfordFiles(store.path.with_suffix(".benford-parts"))
     progress(done=0, total=n_parts, records=0, unit="partitions")
-    work_dir = store.path.with_suffix(".feature-partitions")
-    for part, trades, offers in store.wallet_partitions(work_dir, n_parts=n_parts, offer_types=OFFER_TYPES, **window):
+    for part, trades, offers in store.wallet_partitions(n_parts=n_parts, offer_types=OFFER_TYPES, **window):
         parts.append(benford.take(wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)))
         rows += parts[-1].matrix.height
         progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
