@@ -27,6 +27,7 @@ _ROUTED = (
     f"SELECT {_RING_TRADE_COLUMNS}, b.batch FROM trade_rows "
     "JOIN (SELECT unnest($pairs) AS pair_id, unnest($batches) AS batch) AS b USING (pair_id)"
 )
+_CHUNK_ROWS = 1_000_000
 
 
 class RingReads:
@@ -55,19 +56,26 @@ class RingReads:
     def pair_batch_reader(self, plan: list[list[str]], work_dir: Path) -> Iterator[Callable[[int], pl.DataFrame]]:
         """A reader of batch i of `plan` (lists of pair ids): the `pair_trades` of its pairs.
 
-        With several batches the store is read once, each trade routed to its batch's Parquet
-        partition under `work_dir` (removed at the end): a query per batch would scan the whole
-        table every time, and the rings step reads every batch twice."""
+        With several batches the store is read once, streamed a million trades at a time into
+        one folder of Arrow IPC chunks per batch under `work_dir` (removed at the end): a query
+        per batch would scan the whole table every time, and the rings step reads every batch
+        twice. (Uncompressed IPC: about 200 bytes a trade on disk, written and read back several
+        times faster than Parquet.)"""
         if len(plan) <= 1:
             yield lambda i: self.pair_trades(plan[i])
             return
         shutil.rmtree(work_dir, ignore_errors=True)  # a killed run's leftovers
-        work_dir.mkdir(parents=True)
         params = {"pairs": [p for pairs in plan for p in pairs],
-                  "batches": [i for i, pairs in enumerate(plan) for _ in pairs], "out": str(work_dir)}  # fmt: skip
+                  "batches": [i for i, pairs in enumerate(plan) for _ in pairs]}  # fmt: skip
         try:
+            for folder in (work_dir / f"batch={i}" for i in range(len(plan))):
+                folder.mkdir(parents=True)
             with self._cursor() as cur, _lean(cur):
-                cur.execute(f"COPY ({_ROUTED}) TO $out (FORMAT parquet, PARTITION_BY (batch))", params)
+                chunks = cur.sql(_ROUTED, params=params).arrow(batch_size=_CHUNK_ROWS)
+                for n, chunk in enumerate(chunks):
+                    for (batch,), part in pl.from_arrow(chunk).partition_by("batch", as_dict=True,
+                                                                            include_key=False).items():  # fmt: skip
+                        part.write_ipc(work_dir / f"batch={batch}" / f"{n}.arrow")
             yield partial(_batch_file, work_dir, empty=self.pair_trades([]))
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -75,7 +83,7 @@ class RingReads:
 
 def _batch_file(folder: Path, batch: int, *, empty: pl.DataFrame) -> pl.DataFrame:
     """One batch's routed trades, in `pair_trades`' order and types."""
-    files = sorted((folder / f"batch={batch}").glob("*.parquet"))
-    if not files:
+    chunks = [pl.read_ipc(path) for path in sorted((folder / f"batch={batch}").glob("*.arrow"))]
+    if not chunks:
         return empty
-    return pl.read_parquet(files, hive_partitioning=False).sort("op_id", "id").cast(empty.schema)
+    return pl.concat(chunks).sort("op_id", "id").cast(empty.schema)
