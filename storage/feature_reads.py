@@ -138,7 +138,7 @@ class FeatureReads:
     def trade_amount_batches(self, *, since: datetime, until: datetime) -> Iterator[pl.DataFrame]:
         """pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount of the window's
         trades, a million at a time (the engine reduces each batch before the next is read)."""
-        with self._cursor() as cur:
+        with self._cursor() as cur, _lean(cur):  # DuckDB's cache of the scanned blocks kept small too
             for batch in cur.sql(_AMOUNTS, params={"since": since, "until": until}).arrow(batch_size=_BATCH_ROWS):
                 yield pl.from_arrow(batch)
 

@@ -81,14 +81,6 @@ class PartitionFeatures:
     benford: pl.DataFrame | None  # the wallet scopes of the Benford table, when asked for
 
 
-def partition_wallets(trades: pl.DataFrame, part: int) -> pl.Series:
-    """The accounts of partition `part`: sellers with seller_part == part, buyers with buyer_part == part."""
-    return pl.concat([
-        trades.filter(pl.col("seller_part") == part).get_column("seller_account"),
-        trades.filter(pl.col("buyer_part") == part).get_column("buyer_account"),
-    ]).drop_nulls().unique()  # fmt: skip
-
-
 def wallet_partition(
     trades: pl.DataFrame, operations: pl.DataFrame | None, *, part: int | None, ctx: MarketContext,
     with_benford: bool = False,
@@ -101,9 +93,7 @@ def wallet_partition(
     """
     cfg, as_of = ctx.config, ctx.as_of
     widest = max(w for _, w in cfg.windows)
-    sides = trade_sides(trades, as_of=as_of, lookback=max(cfg.lookback, widest))
-    if part is not None:
-        sides = sides.filter(pl.col("wallet").cast(pl.String).is_in(partition_wallets(trades, part).implode()))
+    sides = trade_sides(trades, as_of=as_of, lookback=max(cfg.lookback, widest), part=part)
     coded, codes = encode(sides)
     in_lookback = coded if cfg.lookback >= widest else coded.filter(pl.col("closed_at") > as_of - cfg.lookback)
     keys = keys_of(in_lookback)

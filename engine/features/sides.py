@@ -87,33 +87,39 @@ def require(frame: pl.DataFrame, schema: dict[str, pl.DataType], name: str) -> p
         raise BadInput(f"{name} frame has a column of the wrong type ({exc}); expected {schema}") from exc
 
 
-def trade_sides(trades: pl.DataFrame, *, as_of: datetime, lookback: timedelta) -> pl.DataFrame:
-    """Account sides of the trades with as_of - lookback < closed_at <= as_of.
+def trade_sides(
+    trades: pl.DataFrame, *, as_of: datetime, lookback: timedelta, part: int | None = None
+) -> pl.DataFrame:
+    """Account sides of the trades with as_of - lookback < closed_at <= as_of; with `part`,
+    only the sides of the wallets of that partition (seller_part / buyer_part == part,
+    engine.features.partitions).
 
     Shapes: SIDES_SCHEMA columns, one row per (trade, account side).
     """
-    t = require(trades, TRADE_COLUMNS, "trades").filter(
+    columns = TRADE_COLUMNS if part is None else {**TRADE_COLUMNS, "seller_part": pl.Int64, "buyer_part": pl.Int64}
+    t = require(trades, columns, "trades").filter(
         (pl.col("closed_at") <= as_of) & (pl.col("closed_at") > as_of - lookback)
     )
     base = pl.col("pair_id").str.split("/").list.first()
-    seller = t.select(
+    common = ("pair_id", pl.col("id").alias("trade_id"), "op_id", "ledger", "closed_at")
+    seller = (t if part is None else t.filter(pl.col("seller_part") == part)).select(
+        *common,
         wallet=pl.col("seller_account"),
         counterparty=pl.coalesce("buyer_account", "buyer_pool_id"),
         cp_is_pool=pl.col("buyer_account").is_null(),
         gave_asset=pl.col("sold_asset"), gave_amount=pl.col("sold_amount"),
         got_asset=pl.col("bought_asset"), got_amount=pl.col("bought_amount"),
     )
-    buyer = t.select(
+    buyer = (t if part is None else t.filter(pl.col("buyer_part") == part)).select(
+        *common,
         wallet=pl.col("buyer_account"),
         counterparty=pl.coalesce("seller_account", "seller_pool_id"),
         cp_is_pool=pl.col("seller_account").is_null(),
         gave_asset=pl.col("bought_asset"), gave_amount=pl.col("bought_amount"),
         got_asset=pl.col("sold_asset"), got_amount=pl.col("sold_amount"),
     )
-    common = t.select("pair_id", trade_id=pl.col("id"), op_id="op_id", ledger="ledger", closed_at="closed_at")
-    sides = pl.concat([pl.concat([common, seller], how="horizontal"), pl.concat([common, buyer], how="horizontal")])
     return (
-        sides.filter(pl.col("wallet").is_not_null())
+        pl.concat([seller, buyer]).filter(pl.col("wallet").is_not_null())
         .with_columns(
             ts=pl.col("closed_at").dt.epoch("s"),
             sold_base=pl.col("gave_asset") == base,
