@@ -19,12 +19,16 @@ Louvain only PROPOSES communities; the trade evidence decides which are rings.
 4. Evidence (RingRules, all thresholds there). A community is a ring when it has
    2..200 members, >= 4 internal trades, >= 80% of members on a strong pair inside,
    past two members no member in > 95% of its internal trades (not a star: a market
-   maker's clients), and either closed loops carry >= 20% of its internal volume (with
+   maker's clients; unless every member shares a funder with another: one controller's
+   hub and spokes), and either closed loops carry >= 20% of its internal volume (with
    >= 30% of members' trades internal: not makers and arbitrageurs), or its internal
    edges are reciprocal (>= 50%) and either dense (>= 50% of possible pairs) or
    closed (>= 80% of members' trades internal, no member in > 80% of them: not a
    star), and it is inward-looking (>= 50% of members share funding, or >= 50% of
    members' trades are internal).
+   Closed loops include those passing one asset round a group ACROSS pairs
+   (engine.graph.asset_loops: a token sold on for XLM, then for USDC, back to the first):
+   searched once over every batch's candidates, after the per-pair loops.
 5. Closed-loop groups (wallets joined by shared closed loops) are proposed too: modularity
    splits a long directed cycle, the loops do not. Accepted communities are taken largest
    first and disjoint, so a ring split by a fine Louvain level is reported whole.
@@ -47,6 +51,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from engine.graph.account_keys import account_names, decode_lists, encode_columns
+from engine.graph.asset_loops import asset_loops, cross_pair_candidates
 from engine.graph.closed_loops import CLOSED_LOOPS_SCHEMA, loop_edges, loop_levels, loop_trades, trader_loops
 from engine.graph.cotrade import trader_trades
 from engine.graph.funding import (
@@ -76,6 +81,7 @@ class RingRules:
     max_hub_share: float = 0.8
     min_member_internal_share: float = 0.2  # a member trading less inside (and no kin there) is pruned
     star_hub_share: float = 0.95  # past two members, one member in more of the internal trades: a star
+    kin_star_funding_share: float = 1.0  # ... unless this share of its members (all) share a funder: one controller's spokes
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ def rings_by_pairs(map_batches: MapBatches, names: pl.Series, funding: pl.DataFr
     anc = encode_columns(ancestors(funding, depth=options.depth, max_fanout=options.max_fanout), names,
                          ("account_id", "ancestor"))  # fmt: skip
     levels = None if n_batches == 1 else loop_levels(map_batches(batch_edges)["edges"])
-    found = map_batches(partial(batch_loops, levels=levels))
+    found = with_cross_pair_loops(map_batches(partial(batch_loops, levels=levels)))
     loops = found["loops"].sort("pair_id", "window_start", "loop_id")
     evidence = evidence_from_counts(found["counts"], anc, one_way_weight=options.one_way_weight)
     suspects = suspicious_accounts(evidence)
@@ -202,9 +208,35 @@ def batch_loops(trades: pl.DataFrame, *, levels: list[int] | None) -> dict[str, 
     loops = trader_loops(tt, levels=levels)
     if loops.height == 0:  # the empty frame's members are ids; every batch's are keys
         loops = pl.DataFrame(schema={**CLOSED_LOOPS_SCHEMA, "members": pl.List(pl.Int64)})
+    cross = cross_pair_candidates(tt.join(loop_trades(loops).select("id"), on="id", how="anti"))
     counts = pair_counts(tt, loops).cast({"account_a": pl.Int64, "account_b": pl.Int64})
     flows = pair_flows(tt, loop_trades(loops).select("id").unique())
-    return {"loops": loops, "counts": counts, "flows": flows.cast({"seller": pl.Int64, "buyer": pl.Int64})}
+    return {"loops": loops, "counts": counts, "flows": flows.cast({"seller": pl.Int64, "buyer": pl.Int64}),
+            "cross": cross.cast({"seller": pl.Int64, "buyer": pl.Int64})}
+
+
+def with_cross_pair_loops(found: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """`batch_loops` output of every batch, plus the loops that pass one asset across pairs
+    (engine.graph.asset_loops), searched over all batches' candidates at once so that no split
+    into batches hides one; their trades move into the loop counts and flows."""
+    cross = asset_loops(found["cross"])
+    if cross.height == 0:
+        return found
+    ids = loop_trades(cross).select("id").unique()
+    moved = found["cross"].join(ids, on="id", how="semi")
+    counts = pl.concat([found["counts"], pair_counts(moved, cross).with_columns(
+        pl.lit(0, pl.UInt32).alias("n"), pl.lit(0, pl.UInt32).alias("n_ab"), pl.lit(0, pl.UInt32).alias("recip"))
+        .cast(found["counts"].schema)])  # fmt: skip
+    counts = counts.group_by("account_a", "account_b", "pair_id", maintain_order=True).agg(pl.all().sum())
+    shift = pair_flows(moved, ids).cast({"seller": pl.Int64, "buyer": pl.Int64})
+    flows = pl.concat([found["flows"].cast({"n_trades": pl.Int64}),
+                       shift.cast({"n_trades": pl.Int64}),  # now in a loop ...
+                       shift.with_columns(pl.lit(False).alias("in_loop"), -pl.col("n_trades").cast(pl.Int64),
+                                          -pl.col("volume"))])  # fmt: skip  ... no longer outside one
+    flows = flows.group_by("seller", "buyer", "pair_id", "in_loop").agg(pl.col("n_trades").sum(), pl.col("volume").sum())
+    flows = flows.filter(pl.col("n_trades") > 0).cast({"n_trades": pl.UInt32})
+    loops = pl.concat([found["loops"], cross.cast({"members": found["loops"].schema["members"]})])
+    return {**found, "loops": loops, "counts": counts, "flows": flows}
 
 
 def pair_flows(tt: pl.DataFrame, loop_ids: pl.DataFrame) -> pl.DataFrame:
@@ -609,7 +641,9 @@ def _verdict(stats: pl.DataFrame, rules: RingRules) -> pl.DataFrame:
     )
     # closed loops carry the ring, unless one member is in nearly all of them: a market maker
     # whose clients each round-trip with it (loop groups join through it) is a book, not a ring
-    not_a_star = (c("size") == 2) | (c("hub_share") <= rules.star_hub_share)
+    # a star whose members all share a funder is one controller's hub and spokes, not a book
+    not_a_star = ((c("size") == 2) | (c("hub_share") <= rules.star_hub_share)
+                  | (c("funding_share") >= rules.kin_star_funding_share))
     loop_inward = c("internal_share").fill_null(0) >= rules.min_loop_internal_share
     # loops carry a ring whose members do a good part of their trading among themselves: market
     # makers and the arbitrage bots that round-trip with them form loops too (and may share a

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.graph import RingOptions, detect_rings, ring_features, ring_id_of
+from engine.graph import RingOptions, closed_loops, detect_rings, ring_features, ring_id_of
 from engine.graph.rings import ring_recovery
 from engine.schemas import OPERATIONS_SCHEMA, conform
 from tests.engine import graph_cases
@@ -208,3 +208,70 @@ def test_rings_on_a_simulated_market(tmp_path, store, capsys):
     roles = pl.read_csv(summary.labels_path).select(pl.col("account").alias("account_id"), "role")
     member_roles = result.ring_members.join(roles, on="account_id").get_column("role").unique().to_list()
     assert "market_maker" not in member_roles and "exchange" not in member_roles
+
+
+def _hub_and_spokes(spokes, *, rounds=5):
+    """A hub ping-ponging a lot with each spoke in turn (round lots, one spoke per minute pair)."""
+    rows, i = [], 0
+    for r in range(rounds):
+        for s in spokes:
+            lot = (r + 3) * 10**8
+            rows += [trade(i, "HUB", s, minutes=10 * i, base=lot), trade(i + 1, s, "HUB", minutes=10 * i + 3, base=lot)]
+            i += 2
+    return rows
+
+
+def test_a_hub_ping_ponging_spokes_it_funded_with_them_is_a_ring_but_not_a_book():
+    rows = _hub_and_spokes(["S1", "S2"])
+    # the same hub and spokes with no funding between them: a maker and two clients, no ring of three
+    unfunded = detect_rings(trades_frame(rows), NO_FUNDING)
+    assert unfunded.rings.filter(pl.col("size") > 2).height == 0
+    # one controller funded all three: the star is its hub and spokes
+    funded = detect_rings(trades_frame(rows), funding_frame([("CTRL", "HUB"), ("CTRL", "S1"), ("CTRL", "S2")]))
+    assert funded.rings.get_column("members").to_list() == [["HUB", "S1", "S2"]]
+
+
+TOKEN, MAJOR_1, MAJOR_2 = "VELO:GISSUER", "XLM:native", "USDC:GISSUER"
+
+
+def _two_pair_cycle(members, *, rounds=6, split="by_edge"):
+    """`members` pass TOKEN round a directed cycle, paying in MAJOR_1 or MAJOR_2: by_edge, each
+    edge always in the same pair (so no pair on its own holds a loop); by_leg, alternating."""
+    pairs = (f"{TOKEN}/{MAJOR_1}", f"{TOKEN}/{MAJOR_2}")
+    rows, k = [], len(members)
+    for r in range(rounds):
+        for j in range(k):
+            i = r * k + j
+            pair = pairs[j % 2] if split == "by_edge" else pairs[i % 2]
+            rows.append(trade(i, members[j], members[(j + 1) % k], minutes=4 * i, base=7 * 10**8, pair=pair))
+    return rows
+
+
+@pytest.mark.parametrize("split", ["by_edge", "by_leg"])
+def test_a_token_passed_round_a_cycle_across_two_pairs_is_a_closed_loop_and_a_ring(split):
+    names = ["P1", "P2", "P3", "P4"]
+    rows = _two_pair_cycle(names, split=split)
+    frame = trades_frame(rows)
+    if split == "by_edge":  # no pair holds a loop on its own ...
+        assert closed_loops(frame).height == 0
+    result = detect_rings(frame, funding_frame([("CTRL", n) for n in names]))
+    loops = result.closed_loops
+    assert loops.get_column("pair_id").unique().len() == 2  # ... the cross-pair loop is reported in each pair
+    looped = set(loops.get_column("trade_ids").explode().to_list())
+    assert looped == {r["id"] for r in rows}  # every leg, none twice
+    assert result.rings.get_column("members").to_list() == [names]
+
+
+def test_an_arbitrage_round_through_three_pairs_with_a_maker_in_each_is_no_ring():
+    # the bot buys TOKEN with XLM, sells it for USDC, buys XLM with USDC, every few seconds, each leg
+    # against a different maker who also trades with the crowd: a cycle across pairs, not a ring
+    pairs = (f"{TOKEN}/{MAJOR_1}", f"{TOKEN}/{MAJOR_2}", f"{MAJOR_2}/{MAJOR_1}")
+    rows, i = [], 0
+    for r in range(20):
+        rows += [trade(i, "MK1", "BOT", minutes=30 * r, base=5 * 10**8, pair=pairs[0]),
+                 trade(i + 1, "BOT", "MK2", minutes=30 * r, base=5 * 10**8, pair=pairs[1]),
+                 trade(i + 2, "MK3", "BOT", minutes=30 * r, base=3 * 10**8, pair=pairs[2], sells_base=False)]
+        rows += [trade(i + 3 + c, f"C{c}{r}", f"MK{c + 1}", minutes=30 * r + 5 + c, base=4 * 10**8, pair=pairs[c])
+                 for c in range(3)]
+        i += 6
+    assert detect_rings(trades_frame(rows), NO_FUNDING).rings.height == 0

@@ -1,0 +1,95 @@
+"""Closed loops across pairs: one asset passed round a group of wallets through two or more pairs.
+
+A ring can pass a token round and pay for it in two majors: A sells VELO to B for XLM,
+B sells it to C for USDC, C sells it back to A for XLM. No single pair holds a loop (each
+pair's trader graph is one-way, and no member is flat in any one pair), yet every member
+ends flat in VELO. `asset_loops` reads the trades that no per-pair loop took as transfers
+of one asset (each trade twice: its base asset from seller to buyer, its counter asset the
+other way), and runs the same search as engine.graph.closed_loops on a trader graph per
+ASSET instead of per pair, flat in that asset (`balance="base"`: the money side mixes
+assets). What it finds within one pair the per-pair search already judged, so only loops
+whose trades span two or more pairs are kept, and each is reported once per pair it
+touches (same window; members, trades and base volume of that pair), so the features and
+the Closed loops view, which are per pair, read them like any other loop. A trade is in at
+most one loop: the base-asset reading is searched first, the counter-asset reading on
+what it left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+from engine.graph.closed_loops import CLOSED_LOOPS_SCHEMA, WINDOWS, trader_loops
+
+MIN_PAIRS = 2  # a loop within one pair is the per-pair search's to judge
+MIN_EDGE_TRADES = 2  # a cross-pair leg repeats: an edge with one trade on it is no candidate
+
+
+def cross_pair_candidates(left: pl.DataFrame) -> pl.DataFrame:
+    """The trader trades (engine.graph.cotrade.trader_trades, with `out_id`) a cross-pair loop may
+    use, out of `left`, one batch of pairs' trades that no per-pair loop took: those on a
+    directed edge (pair, giver -> receiver of the base asset) with at least MIN_EDGE_TRADES trades.
+    A property of each pair alone, so the candidates of a market are the same however its pairs
+    are split into batches; a one-off trade between strangers, most of a market, is left out."""
+    edge = ["pair_id", "seller", "buyer", "seller_sold_base"]
+    return left.filter(pl.len().over(edge) >= MIN_EDGE_TRADES)
+
+
+def asset_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS) -> pl.DataFrame:
+    """Cross-pair closed loops among trader trades `tt` (`cross_pair_candidates` of every batch).
+
+    Shapes: -> CLOSED_LOOPS_SCHEMA rows (members keep `tt`'s account type), one per (loop, pair)."""
+    left = tt.sort("closed_at", "id")
+    found = []
+    for side in ("base", "counter"):
+        view = _asset_view(left, side)
+        loops = trader_loops(view, windows=windows, balance="base")
+        spanning = _per_pair(loops, view)
+        if spanning.height:
+            found.append(spanning)
+            left = left.join(spanning.select(pl.col("trade_ids").explode().alias("id")), on="id", how="anti")
+    if not found:
+        return pl.DataFrame(schema={**CLOSED_LOOPS_SCHEMA, "members": pl.List(tt.schema["seller"])})
+    return pl.concat(found).sort("pair_id", "window_start", "loop_id")
+
+
+def _asset_view(tt: pl.DataFrame, side: str) -> pl.DataFrame:
+    """`tt` read as transfers of each trade's `side` asset: `pair_id` becomes that asset, the
+    real pair moves to `_pair`, base_amount is the asset's amount, and seller_sold_base says
+    whether the seller gave it."""
+    asset = pl.col("_pair").str.split("/").list.get(0 if side == "base" else 1)
+    gave = pl.col("seller_sold_base") if side == "base" else ~pl.col("seller_sold_base")
+    amount, other = ("base_amount", "counter_amount") if side == "base" else ("counter_amount", "base_amount")
+    return tt.rename({"pair_id": "_pair"}).select(
+        "id", "out_id", "_pair", asset.alias("pair_id"), "closed_at", "seller", "buyer",
+        pl.col(amount).alias("base_amount"), pl.col(other).alias("counter_amount"), gave.alias("seller_sold_base"),
+        pl.col("base_amount").alias("_pair_base"),
+    )  # fmt: skip
+
+
+def _per_pair(loops: pl.DataFrame, view: pl.DataFrame) -> pl.DataFrame:
+    """Loops of the asset view that span >= MIN_PAIRS real pairs, split into one row per pair."""
+    if loops.height == 0:
+        return loops
+    legs = view.select("id", "out_id", "_pair", "seller", "buyer", "_pair_base")
+    hit = loops.select("loop_id", "window", "window_start", pl.col("trade_ids").alias("id")).explode("id").join(legs, on="id")
+    spanning = hit.group_by("loop_id").agg(pl.col("_pair").n_unique().alias("_n")).filter(pl.col("_n") >= MIN_PAIRS)
+    hit = hit.join(spanning.select("loop_id"), on="loop_id", how="semi")
+    rows = hit.group_by("loop_id", "_pair", "window", "window_start").agg(
+        pl.col("seller").append(pl.col("buyer")).unique().sort().alias("members"),
+        pl.len().cast(pl.UInt32).alias("n_trades"),
+        pl.col("_pair_base").sum().alias("volume"),
+        pl.col("id").append(pl.col("out_id").drop_nulls()).unique().sort().alias("trade_ids"),
+    )
+    rows = rows.with_columns(
+        pl.col("members").list.len().cast(pl.UInt32).alias("n_members"),
+        pl.struct("loop_id", "_pair").map_elements(_pair_loop_id, return_dtype=pl.String).alias("loop_id"),
+    ).rename({"_pair": "pair_id"})
+    return rows.select(list(CLOSED_LOOPS_SCHEMA)).cast({k: v for k, v in CLOSED_LOOPS_SCHEMA.items() if k != "members"})
+
+
+def _pair_loop_id(row: dict) -> str:
+    """`loop_` + 12 hex of sha256 over the cross-pair loop's id and the pair of this part."""
+    return "loop_" + hashlib.sha256(f"{row['loop_id']}|{row['_pair']}".encode()).hexdigest()[:12]
