@@ -10,9 +10,9 @@ ASSET instead of per pair, flat in that asset (`balance="base"`: the money side 
 assets). What it finds within one pair the per-pair search already judged, so only loops
 whose trades span two or more pairs are kept, and each is reported once per pair it
 touches (same window; members, trades and base volume of that pair), so the features and
-the Closed loops view, which are per pair, read them like any other loop. A trade is in at
-most one loop: the base-asset reading is searched first, the counter-asset reading on
-what it left.
+the Closed loops view, which are per pair, read them like any other loop. Both readings of
+every trade are searched together (a VELO/XLM trade and a USDC/VELO trade meet in the VELO
+graph); a trade is in at most one loop.
 """
 
 from __future__ import annotations
@@ -41,18 +41,23 @@ def asset_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS) -> pl.D
     """Cross-pair closed loops among trader trades `tt` (`cross_pair_candidates` of every batch).
 
     Shapes: -> CLOSED_LOOPS_SCHEMA rows (members keep `tt`'s account type), one per (loop, pair)."""
-    left = tt.sort("closed_at", "id")
-    found = []
-    for side in ("base", "counter"):
-        view = _asset_view(left, side)
-        loops = trader_loops(view, windows=windows, balance="base")
-        spanning = _per_pair(loops, view)
-        if spanning.height:
-            found.append(spanning)
-            left = left.join(spanning.select(pl.col("trade_ids").explode().alias("id")), on="id", how="anti")
-    if not found:
+    tt = tt.sort("closed_at", "id")
+    view = pl.concat([_asset_view(tt, "base"), _asset_view(tt, "counter")])
+    spanning = _per_pair(_one_loop_per_trade(trader_loops(view, windows=windows, balance="base")), view)
+    if spanning.height == 0:
         return pl.DataFrame(schema={**CLOSED_LOOPS_SCHEMA, "members": pl.List(tt.schema["seller"])})
-    return pl.concat(found).sort("pair_id", "window_start", "loop_id")
+    return spanning.sort("pair_id", "window_start", "loop_id")
+
+
+def _one_loop_per_trade(loops: pl.DataFrame) -> pl.DataFrame:
+    """Loops of the asset view with every trade in one loop: a trade is read twice (once per
+    asset), and where both readings closed a loop in the same window, the loop with more trades
+    keeps it and the other is dropped."""
+    ranked = loops.sort(["n_trades", "loop_id"], descending=[True, False]).with_row_index("_rank")
+    owner = ranked.select("_rank", pl.col("trade_ids").alias("id")).explode("id").group_by("id").agg(pl.col("_rank").min())
+    lost = ranked.select("_rank", pl.col("trade_ids").alias("id")).explode("id").join(owner, on="id").filter(
+        pl.col("_rank") != pl.col("_rank_right"))
+    return ranked.join(lost.select("_rank").unique(), on="_rank", how="anti").drop("_rank")
 
 
 def _asset_view(tt: pl.DataFrame, side: str) -> pl.DataFrame:
@@ -73,8 +78,9 @@ def _per_pair(loops: pl.DataFrame, view: pl.DataFrame) -> pl.DataFrame:
     """Loops of the asset view that span >= MIN_PAIRS real pairs, split into one row per pair."""
     if loops.height == 0:
         return loops
-    legs = view.select("id", "out_id", "_pair", "seller", "buyer", "_pair_base")
-    hit = loops.select("loop_id", "window", "window_start", pl.col("trade_ids").alias("id")).explode("id").join(legs, on="id")
+    legs = view.select("id", pl.col("pair_id").alias("_asset"), "out_id", "_pair", "seller", "buyer", "_pair_base")
+    hit = loops.select("loop_id", pl.col("pair_id").alias("_asset"), "window", "window_start",
+                       pl.col("trade_ids").alias("id")).explode("id").join(legs, on=["id", "_asset"])  # fmt: skip
     spanning = hit.group_by("loop_id").agg(pl.col("_pair").n_unique().alias("_n")).filter(pl.col("_n") >= MIN_PAIRS)
     hit = hit.join(spanning.select("loop_id"), on="loop_id", how="semi")
     rows = hit.group_by("loop_id", "_pair", "window", "window_start").agg(
