@@ -82,6 +82,7 @@ class RingRules:
     min_member_internal_share: float = 0.2  # a member trading less inside (and no kin there) is pruned
     star_hub_share: float = 0.95  # past two members, one member in more of the internal trades: a star
     kin_star_funding_share: float = 1.0  # ... unless this share of its members (all) share a funder: one controller's spokes
+    kin_star_spoke_balance: float = 0.25  # ... each spoke in at least this fraction of an even spoke's share of the trades
 
 
 @dataclass(frozen=True)
@@ -545,15 +546,20 @@ def _edge_shape(internal: pl.DataFrame) -> pl.DataFrame:
 
 
 def _hub_share(internal: pl.DataFrame) -> pl.DataFrame:
-    """Per community: the largest share of internal trades one member takes part in (1.0 for a star)."""
+    """Per community: the largest share of internal trades one member takes part in (1.0 for a star),
+    and `_spoke_balance`: the smallest member's share over an even share (1 / (size - 1); 1.0 when
+    every spoke of a star trades alike, near 0 when a member passed by with one trade)."""
     legs = pl.concat([
         internal.select("community", pl.col("seller").alias("account_id"), "n_trades"),
         internal.select("community", pl.col("buyer").alias("account_id"), "n_trades"),
     ])
     per = legs.group_by("community", "account_id").agg(pl.col("n_trades").sum().alias("_n"))
     total = internal.group_by("community").agg(pl.col("n_trades").sum().alias("_t"))
-    return per.group_by("community").agg(pl.col("_n").max()).join(total, on="community").select(
-        "community", (pl.col("_n") / pl.col("_t")).alias("hub_share")
+    shares = per.group_by("community").agg(pl.col("_n").max(), pl.col("_n").min().alias("_least"), pl.len().alias("_k"))
+    return shares.join(total, on="community").select(
+        "community",
+        (pl.col("_n") / pl.col("_t")).alias("hub_share"),
+        (pl.col("_least") / pl.col("_t") * (pl.col("_k") - 1)).alias("_spoke_balance"),
     )
 
 
@@ -641,9 +647,11 @@ def _verdict(stats: pl.DataFrame, rules: RingRules) -> pl.DataFrame:
     )
     # closed loops carry the ring, unless one member is in nearly all of them: a market maker
     # whose clients each round-trip with it (loop groups join through it) is a book, not a ring
-    # a star whose members all share a funder is one controller's hub and spokes, not a book
-    not_a_star = ((c("size") == 2) | (c("hub_share") <= rules.star_hub_share)
-                  | (c("funding_share") >= rules.kin_star_funding_share))
+    # a star whose members all share a funder and all trade with the hub alike is one controller's
+    # hub and spokes, not a book (a wallet that met the hub once is no spoke, whoever funded it)
+    kin_star = (c("funding_share") >= rules.kin_star_funding_share) & (
+        c("_spoke_balance").fill_null(0) >= rules.kin_star_spoke_balance)
+    not_a_star = (c("size") == 2) | (c("hub_share") <= rules.star_hub_share) | kin_star
     loop_inward = c("internal_share").fill_null(0) >= rules.min_loop_internal_share
     # loops carry a ring whose members do a good part of their trading among themselves: market
     # makers and the arbitrage bots that round-trip with them form loops too (and may share a

@@ -231,6 +231,14 @@ def test_a_hub_ping_ponging_spokes_it_funded_with_them_is_a_ring_but_not_a_book(
     assert funded.rings.get_column("members").to_list() == [["HUB", "S1", "S2"]]
 
 
+def test_a_wallet_that_met_a_funded_hub_once_is_no_spoke_of_its_ring():
+    # HUB and S1 ping-pong; PASSER, paid by S1 and so its funding kin, sold to HUB once
+    rows = _hub_and_spokes(["S1"], rounds=10) + [trade(100, "PASSER", "HUB", minutes=7, base=3 * 10**8)]
+    funding = funding_frame([("CTRL", "HUB"), ("CTRL", "S1"), ("S1", "PASSER")])
+    found = detect_rings(trades_frame(rows), funding)
+    assert found.rings.get_column("members").to_list() == [["HUB", "S1"]]
+
+
 TOKEN, MAJOR_1, MAJOR_2 = "VELO:GISSUER", "XLM:native", "USDC:GISSUER"
 
 
