@@ -171,18 +171,23 @@ def round_trips(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
     bucket is examined (a later one behind a non-matching first is missed).
     """
     width = math.log1p(cfg.round_trip_tolerance)
-    bucket = (pl.col("amt").cast(pl.Float64).log() / width).floor().cast(pl.Int64)
-    gives = sides.select(*KEY, "op_id", "ledger", asset="gave_asset", amt="gave_amount").filter(pl.col("amt") > 0)
-    gives = gives.with_row_index("gid").with_columns(bucket=bucket).sort("op_id")
-    gets = sides.select(*KEY, "op_id", r_ledger="ledger", asset="got_asset", r_amt="got_amount")
-    gets = gets.filter(pl.col("r_amt") > 0).with_columns(
-        bucket=(pl.col("r_amt").cast(pl.Float64).log() / width).floor().cast(pl.Int64)
-    )
-    gets = gets.with_columns(r_op=pl.col("op_id")).sort("op_id")
+    # The as-of joins match on two packed integers, (wallet, pair) and (asset, bucket):
+    # several times faster than on four columns, one of them a string.
+    assets = pl.concat([sides.get_column("gave_asset"), sides.get_column("got_asset")]).cast(pl.Categorical())
+    codes = assets.to_physical().cast(pl.Int64)
+    packed = sides.select(
+        "op_id", "ledger", "gave_amount", "got_amount", *KEY,
+        wp=pl.col("wallet").to_physical().cast(pl.UInt64) * (1 << 32) + pl.col("pair_id").to_physical().cast(pl.UInt64),
+        gave=codes[: sides.height], got=codes[sides.height :],
+    )  # fmt: skip
+    gives = packed.select("wp", *KEY, "op_id", "ledger", asset="gave", amt="gave_amount").filter(pl.col("amt") > 0)
+    gives = gives.with_row_index("gid").with_columns(ab=_asset_bucket("asset", "amt", width=width)).sort("op_id")
+    gets = packed.select("wp", "op_id", r_ledger="ledger", asset="got", r_amt="got_amount").filter(pl.col("r_amt") > 0)
+    gets = gets.with_columns(ab=_asset_bucket("asset", "r_amt", width=width)).drop("asset").sort("op_id")
     hits = []
     for shift in (-1, 0, 1):
-        g = gives.with_columns(bucket=pl.col("bucket") + shift)
-        m = g.join_asof(gets, on="op_id", by=[*KEY, "asset", "bucket"], strategy="forward",
+        g = gives.with_columns(ab=pl.col("ab") + shift)
+        m = g.join_asof(gets, on="op_id", by=["wp", "ab"], strategy="forward",
                         allow_exact_matches=False, check_sortedness=False)  # both sides sorted by op_id above
         ok = (pl.col("r_ledger") - pl.col("ledger") <= cfg.round_trip_ledgers) & (
             (pl.col("r_amt") - pl.col("amt")).abs() <= cfg.round_trip_tolerance * pl.col("amt")
@@ -193,6 +198,13 @@ def round_trips(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFrame:
         gives.join(done.with_columns(hit=pl.lit(True)), on="gid", how="left")
         .group_by(KEY).agg(round_trip_rate=pl.col("hit").fill_null(False).mean())
     )  # fmt: skip
+
+
+def _asset_bucket(asset: str, amount: str, *, width: float) -> pl.Expr:
+    """Asset code and log-amount bucket (shifted to >= 1, so a neighbour stays >= 0) in one
+    integer: buckets of positive stroop amounts stay below 2^16."""
+    bucket = (pl.col(amount).cast(pl.Float64).log() / width).floor().cast(pl.Int64)
+    return pl.col(asset) * (1 << 16) + bucket + 1
 
 
 def offer_cancellations(
