@@ -550,14 +550,19 @@ def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts:
     span = [frame.get_column("ledger").min(), frame.get_column("ledger").max()]
     stored = _STORED[table]
     try:
-        _quarantine_conflicts(cur, table, columns, run_id, span)
+        overlap = _any_stored(cur, stored, span)
+        if overlap:
+            _quarantine_conflicts(cur, table, columns, run_id, span)
         if table == "trades":
             cur.execute(_NEW_ACCOUNT_KEYS)
         before = cur.execute(f"SELECT count(*) FROM {stored}").fetchall()[0][0]
-        # Ids are unique: the decoders drop repeats inside a batch and this anti-join drops
-        # ids already stored. (An ART primary key made inserts 4x slower; one writer
-        # per process, under the write lock, keeps the check race-free.)
-        cur.execute(_INSERT_NEW[table], [run_id, *span])
+        # Ids are unique: the decoders drop repeats inside a batch and, when some batch id is
+        # stored, this anti-join drops those. (An ART primary key made inserts 4x slower; one
+        # writer per process, under the write lock, keeps the check race-free.)
+        if overlap:
+            cur.execute(_INSERT_NEW[table] + _NOT_STORED.format(stored=stored), [run_id, *span])
+        else:
+            cur.execute(_INSERT_NEW[table], [run_id])
         after = cur.execute(f"SELECT count(*) FROM {stored}").fetchall()[0][0]
         for sql in upserts:
             cur.execute(sql)
@@ -581,13 +586,20 @@ SELECT b.id, b.op_id, b.ledger, b.closed_at, b.trade_type, b.pair_id, s.account_
 FROM batch_rows b
 LEFT JOIN account_keys s ON s.account_id = b.seller_account
 LEFT JOIN account_keys k ON k.account_id = b.buyer_account
-WHERE b.id NOT IN (SELECT id FROM trade_rows WHERE ledger BETWEEN ? AND ?)
 """,
     "operations": f"""
-INSERT INTO operations ({_OPERATION_COLUMNS}, run_id) SELECT {_OPERATION_COLUMNS}, ? FROM batch_rows
-WHERE id NOT IN (SELECT id FROM operations WHERE ledger BETWEEN ? AND ?)
+INSERT INTO operations ({_OPERATION_COLUMNS}, run_id) SELECT {_OPERATION_COLUMNS}, ? FROM batch_rows b
 """,
 }
+_NOT_STORED = "WHERE b.id NOT IN (SELECT id FROM {stored} WHERE ledger BETWEEN ? AND ?)"
+
+
+def _any_stored(cur, stored: str, span: list[int]) -> bool:
+    """Whether a batch id is already stored. A first load stores none, and this reads ids alone;
+    the conflict check compares whole rows through the `trades` view (two account joins), and
+    its cost grew with the store (0.2 s of a 1M-trade ingest, 6.9 s of a 10M one)."""
+    sql = f"SELECT EXISTS (SELECT 1 FROM batch_rows WHERE id IN (SELECT id FROM {stored} WHERE ledger BETWEEN ? AND ?))"
+    return cur.execute(sql, span).fetchall()[0][0]
 
 
 def _quarantine_conflicts(cur, table: str, columns: str, run_id, span: list[int]) -> None:
@@ -694,8 +706,11 @@ _UPSERT_FROM_OPERATIONS = (
         "SELECT to_account AS account_id, closed_at AS created_at, from_account AS funder, "
         "amount AS starting_balance, ledger FROM batch_rows "
         "WHERE type = 'create_account' AND coalesce(successful, TRUE) UNION ALL "
-        f"SELECT a AS account_id, {_NO_CREATION}, ledger FROM batch_rows, "
-        "unnest([source_account, from_account, to_account]) AS u(a) WHERE a IS NOT NULL"
+        # one SELECT per column, not unnest([...]) of a list per row: 5x faster per batch
+        + " UNION ALL ".join(
+            f"SELECT {c}, {_NO_CREATION}, ledger FROM batch_rows WHERE {c} IS NOT NULL"
+            for c in ("source_account", "from_account", "to_account")
+        )
     ),
     _ASSET_UPSERT.format(
         seen="SELECT asset, ledger FROM batch_rows UNION ALL SELECT source_asset, ledger FROM batch_rows "
