@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -30,6 +33,7 @@ from engine.spark.session import DEFAULT_MASTER
 from storage.errors import BadInput
 from storage.store import Store
 
+T = TypeVar("T")
 TRADES_PER_PARTITION = 250_000  # trades of the window per wallet partition (each trade has two sides)
 
 
@@ -93,7 +97,8 @@ def compute_features(
     n_parts = max(1, math.ceil(store.count_trades(**window) / max(1, trades_per_partition)))
     parts, rows, benford = [], 0, _BenfordFiles(store.path.with_suffix(".benford-parts"))
     progress(done=0, total=n_parts, records=0, unit="partitions")
-    for part, trades, offers in store.wallet_partitions(n_parts=n_parts, offer_types=OFFER_TYPES, **window):
+    reads = store.wallet_partitions(n_parts=n_parts, offer_types=OFFER_TYPES, **window)
+    for part, trades, offers in _read_ahead(reads):
         parts.append(benford.take(wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)))
         rows += parts[-1].matrix.height
         progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
@@ -139,6 +144,23 @@ def compute_features_spark(
     partitions = [benford.take(p) for p in parts.partitions]
     benford.add(_market_benford(parts.market_digits, ctx=ctx))
     return _save(store, ctx, finish_matrix(partitions, ctx=ctx), benford)
+
+
+def _read_ahead(items: Generator[T, None, None]) -> Iterator[T]:
+    """`items`, the next one read in a thread of its own while the caller works on the current
+    one: the store's reads (DuckDB, one core) overlap the features (polars). One item is held
+    ahead, never more; every read runs on that one thread (the store's cursors stay on it)."""
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
+        try:
+            ahead = reader.submit(next, items, end)
+            while (item := ahead.result()) is not end:
+                ahead = reader.submit(next, items, end)
+                yield item
+        finally:
+            if not ahead.cancel():
+                ahead.exception()  # a read under way ends before the reads are closed
+            reader.submit(items.close).result()
 
 
 def _market_benford(digits: list[pl.DataFrame], *, ctx: MarketContext) -> pl.DataFrame:

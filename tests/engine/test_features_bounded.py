@@ -39,3 +39,26 @@ def test_market_scopes_counted_batch_by_batch_equal_one_pass():
     by_batch = market_benford(pl.concat(batches[::-1]), as_of=AS_OF, cfg=DEFAULT_CONFIG)
     assert whole.height > 100 and whole["flag"].drop_nulls().len() > 0
     assert_same_frame(by_batch, whole, key=BENFORD_KEY)
+
+
+def test_read_ahead_keeps_order_and_closes_the_reads_when_the_caller_stops():
+    import threading
+
+    from engine.services.features import _read_ahead
+
+    threads, closed = set(), []
+
+    def reads():
+        try:
+            for i in range(5):
+                threads.add(threading.get_ident())
+                yield i
+        finally:
+            closed.append(threading.get_ident())
+
+    assert list(_read_ahead(reads())) == [0, 1, 2, 3, 4]
+    ahead = _read_ahead(reads())
+    assert next(ahead) == 0
+    ahead.close()  # the caller stops early: the reads are closed, on the thread that read them
+    assert len(closed) == 2 and set(closed) == threads
+    assert threading.get_ident() not in threads
