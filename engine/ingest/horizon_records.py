@@ -240,26 +240,44 @@ def operations_from_parsed(
         source_asset_id=asset_id_expr("source_asset_type", "source_asset_code", "source_asset_issuer"),
         buying_asset_id=asset_id_expr("buying_asset_type", "buying_asset_code", "buying_asset_issuer"),
     )
-    needs_amount = t.is_in(["create_account", *_FUNDING_AMOUNT])
-    reasons = [
+    p = p.with_columns(acct_reason=account_reason(p, "source_account", required=False, checked=checked))
+    cheap, amount_checks = _operation_checks(p)
+    amounts = {"amount_v": "amount_col", "offer_v": "amount", "source_amount_v": "source_amount"}
+    p = p.with_columns(**{name: fast_stroops(col) for name, col in amounts.items()})
+    # Most records hold canonical amounts: only the rest get the regex-heavy exact parse and reasons
+    ok = pl.all_horizontal(
+        *[c.is_null() for c in cheap],
+        *[pl.col(col).is_null() | pl.col(name).is_not_null() for name, col in amounts.items()],
+        ~t.is_in(["create_account", *_FUNDING_AMOUNT]) | (pl.col("amount_v") > 0),
+        ~t.is_in(_OFFERS) | pl.col("offer_v").is_not_null(),
+    )
+    slow = {name: amount_stroops(col) for name, col in amounts.items()}
+    reason = first_reason(*cheap[:4], *amount_checks, *cheap[4:])  # the order reasons are reported in
+    good, bad = split_reasons(_mark_duplicates(split_checked(p, ok, slow, reason), "oid"))
+    return _canonical_operations(good, source), _quarantine(bad, source, "oid")
+
+
+def _operation_checks(p: pl.DataFrame) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """Reasons an operation record is unusable: (the cheap ones, the amounts' regex-heavy ones)."""
+    t = pl.col("type")
+    amount_checks = [
+        pl.when(t.is_in(["create_account", *_FUNDING_AMOUNT])).then(amount_reason("amount_col")).otherwise(None),
+        pl.when(t.is_in(_OFFERS)).then(amount_reason("amount", allow_zero=True)).otherwise(None),
+    ]
+    cheap = [
         record_reason(),
         pl.when(pl.col("oid").is_null() | ~pl.col("oid").str.contains(r"^\d+$")).then(
             pl.lit("field id: missing or not a numeric operation id")
         ),
         pl.when(pl.col("type").is_null()).then(pl.lit("missing field type")),
         pl.when(pl.col("closed").is_null()).then(pl.lit("field created_at: missing or not ISO-8601 UTC")),
-        pl.when(needs_amount).then(amount_reason("amount_col")).otherwise(None),
-        pl.when(t.is_in(_OFFERS)).then(amount_reason("amount", allow_zero=True)).otherwise(None),
         *[
             distinct_reason(p, f"{name}_id", valid_asset_ids, _BAD_ASSET, field=name)
             for name in ("asset", "source_asset", "buying_asset")
         ],
+        pl.col("acct_reason"),
     ]
-    p = p.with_columns(
-        reason=first_reason(*reasons, pl.lit(account_reason(p, "source_account", required=False, checked=checked)))
-    )
-    good, bad = split_reasons(_mark_duplicates(p, "oid"))
-    return _canonical_operations(good, source), _quarantine(bad, source, "oid")
+    return cheap, amount_checks
 
 
 def _canonical_operations(g: pl.DataFrame, source: str) -> pl.DataFrame:
@@ -298,9 +316,9 @@ def _canonical_operations(g: pl.DataFrame, source: str) -> pl.DataFrame:
         from_account=from_account,
         to_account=to_account,
         asset=pl.col("asset_id"),
-        amount=amount_stroops("amount_col"),
+        amount=pl.col("amount_v"),
         source_asset=pl.col("source_asset_id"),
-        source_amount=amount_stroops("source_amount"),
+        source_amount=pl.col("source_amount_v"),
         offer_id=pl.col("offer_id").cast(pl.Int64, strict=False),
         buying_asset=pl.col("buying_asset_id"),
         price_n=pl.col("price_r").struct.field("n").cast(pl.Int64, strict=False),
