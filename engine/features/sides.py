@@ -169,16 +169,20 @@ CODED = ("wallet", "counterparty", "pair_id")
 
 
 def encode(sides: pl.DataFrame) -> tuple[pl.DataFrame, Codes]:
-    """(coded sides, codes): wallet, counterparty and pair_id as UInt32 codes.
+    """(coded sides, codes): wallet, counterparty and pair_id of `sides` (SIDES_SCHEMA: Categorical) as UInt32 codes.
 
     Group-bys, joins and sorts on integers are several times faster than on
     Categorical columns (polars' categorical codes are not stable across frames,
     so they cannot serve as join keys themselves). Frames joined to the coded
     view go through `categorical(..., codes=codes)`.
     """
-    names = pl.concat([sides.get_column(c).unique().cast(pl.String) for c in CODED]).unique().sort()
+    ids = pl.concat([sides.get_column(c).unique() for c in CODED])  # Categorical, one set of categories
+    names = ids.cast(pl.String).unique().sort()
     codes = Codes(names=names, codes=pl.int_range(len(names), dtype=pl.UInt32, eager=True))
-    return sides.with_columns(codes.encode(pl.col(c)) for c in CODED), codes
+    # Each distinct id is looked up by name once; the rows map their categorical codes (integers).
+    table = ids.unique().to_frame("id").select(physical=pl.col("id").to_physical(), code=codes.encode(pl.col("id")))
+    physical, code = table.get_column("physical"), table.get_column("code")
+    return sides.with_columns(pl.col(c).to_physical().replace_strict(physical, code, return_dtype=pl.UInt32) for c in CODED), codes
 
 
 def categorical(frame: pl.DataFrame, *cols: str, codes: Codes | None = None) -> pl.DataFrame:
