@@ -469,3 +469,26 @@ def test_killed_run_is_marked_interrupted_and_resume_equals_an_uninterrupted_run
         assert bad.equals(b.quarantined().select("location", "reason").sort("location")) and bad.height == 31
         assert set(bad["reason"]) == {"missing field base_is_seller"}
         assert [(r["status"], r["resumable"]) for r in a.runs().to_dicts()] == [("done", False), ("interrupted", False)]
+
+
+# -- operation amounts in spellings other than Horizon's 7 decimals ---------------------------------------
+
+
+def test_operation_amounts_off_the_canonical_form_are_parsed_exactly_or_quarantined(tmp_path):
+    """Most operations skip the exact-decimal parse (their amounts have Horizon's 7 decimals); the
+    rest must still be stored to the stroop, or quarantined naming what is wrong, at their line."""
+    spelled = {2001: "12.5", 2005: " 2.25 ", 2009: "-1.0000000", 2013: "1.5000000", 2017: "7"}  # payments
+    records = [{**horizon_operation(0, ledger), "amount": amount} for ledger, amount in spelled.items()]
+    records += [{**horizon_operation(0, 2002), "amount": "0"},  # an offer may sell nothing (a cancel)
+                {**horizon_operation(0, 2000), "starting_balance": "1.12345678"}]  # fmt: skip
+    path = tmp_path / "ops.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with Store(tmp_path / "s.duckdb") as store:
+        ingest_files(store, [path])
+        stored = {row["ledger"]: row["amount"] for row in store.operations().to_dicts()}
+        bad = store.quarantined().select("location", "reason").sort("location").rows()
+    assert stored == {2001: 125_000_000, 2005: 22_500_000, 2013: 15_000_000, 2017: 70_000_000, 2002: 0}
+    assert [(loc.rsplit(":", 1)[1], reason) for loc, reason in bad] == [
+        ("3", "field amount_col: negative amount -1.0000000"),
+        ("7", "field amount_col: 1.12345678 has more than 7 decimals (Stellar amounts are whole stroops)"),
+    ]
