@@ -1,7 +1,7 @@
 """Every analysis step at 1M, 4M and 10M trades: time, peak memory and growth (issue 18).
 
     flock /tmp/ledgerlens-heavy.lock .venv/bin/python benchmarks/bench_scale.py \
-        [--scales 10 40 100] [--steps ingest rings features score] [--engines duckdb spark] [--data /work/bench-data]
+        [--scales 10 40 100] [--steps ingest rings features score] [--engines duckdb spark] [--data /work/bench-data] [--stores DIR]
 
 Markets are the simulator's (`python -m engine synth --scale S --days 7 --seed 42`; scale 10
 is about 1M trades, 40 about 4M, 100 about 10M), generated into DATA/synth-S when absent
@@ -139,13 +139,14 @@ def main() -> int:
     ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     ap.add_argument("--engines", nargs="+", choices=("duckdb", "spark"), default=["duckdb"])
     ap.add_argument("--data", type=Path, default=Path("/work/bench-data"))
+    ap.add_argument("--stores", type=Path, help="folder of the stores (default: --data), so a run leaves others' be")
     args = ap.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     if "score" in args.steps:
         ensure_model(args.data)
     rows = []
     for scale in args.scales:
-        folder, db = market(args.data, scale), args.data / f"store-{scale:g}.duckdb"
+        folder, db = market(args.data, scale), (args.stores or args.data) / f"store-{scale:g}.duckdb"
         for engine in args.engines:  # every DuckDB step first, then the Spark ones on the same store
             for step in STEPS:
                 if step not in args.steps or (engine == "spark" and not supports_spark(step)):
