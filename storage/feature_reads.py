@@ -29,15 +29,13 @@ _WINDOW = "closed_at > $since AND closed_at <= $until"
 _OFFER_COLUMNS = (
     "id, closed_at, type, successful, source_account, from_account, to_account, asset, amount, offer_id, buying_asset"
 )
-# Each trade once per partition of its accounts in [lo, hi) (twice when seller and buyer fall apart),
-# by partition.
-_IN_READ = "BETWEEN $lo AND $hi - 1"
+# Each trade once per partition of its accounts (twice when seller and buyer fall apart), by partition.
 _ROUTED = (
     "WITH w AS (SELECT id, op_id, ledger, closed_at, pair_id, seller_key, seller_pool_id, buyer_key, buyer_pool_id, "
     "sold_asset, sold_amount, bought_asset, bought_amount, (hash(seller_key) % $n)::BIGINT AS seller_part, "
     f"(hash(buyer_key) % $n)::BIGINT AS buyer_part FROM trade_rows WHERE {_WINDOW}) "
-    f"SELECT *, seller_part AS part FROM w WHERE seller_key IS NOT NULL AND seller_part {_IN_READ} "
-    f"UNION ALL SELECT *, buyer_part AS part FROM w WHERE buyer_key IS NOT NULL AND buyer_part {_IN_READ} "
+    "SELECT *, seller_part AS part FROM w WHERE seller_key IS NOT NULL "
+    "UNION ALL SELECT *, buyer_part AS part FROM w WHERE buyer_key IS NOT NULL "
     "AND (seller_key IS NULL OR buyer_part <> seller_part) ORDER BY part, op_id, id"
 )
 # Offers of accounts that never traded belong to no wallet of the matrix. Sorted by partition only:
@@ -45,8 +43,7 @@ _ROUTED = (
 _OFFERS_ROUTED = (
     f"SELECT {', '.join('o.' + c.strip() for c in _OFFER_COLUMNS.split(','))}, (hash(k.account_key) % $n)::BIGINT AS part "
     f"FROM operations o JOIN account_keys k ON k.account_id = o.source_account "
-    "WHERE o.closed_at > $since AND o.closed_at <= $until AND list_contains($types, o.type) "
-    f"AND (hash(k.account_key) % $n)::BIGINT {_IN_READ} ORDER BY part"
+    "WHERE o.closed_at > $since AND o.closed_at <= $until AND list_contains($types, o.type) ORDER BY part"
 )
 _AMOUNTS = (
     "SELECT pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount FROM trade_rows "
@@ -116,27 +113,19 @@ class FeatureReads:
         return int(rows.item())
 
     def wallet_partitions(
-        self, *, n_parts: int, offer_types: tuple[str, ...], since: datetime, until: datetime, parts_per_read: int = 8
+        self, *, n_parts: int, offer_types: tuple[str, ...], since: datetime, until: datetime
     ) -> Iterator[tuple[int, pl.DataFrame, pl.DataFrame]]:
         """(part, trades, offers) for each non-empty wallet partition of `n_parts`, in order.
 
         trades: the window's trades with a side in the partition (the feature columns plus
         seller_part, buyer_part), by op_id; offers: the window's operations of `offer_types`
-        whose source is in it. DuckDB sorts the window into partition order and streams it,
-        `parts_per_read` partitions per query: a sort that fits DuckDB's budget (a sort
-        spilling to disk cost half the step at 10M trades) for one more scan of the window
-        per `parts_per_read` partitions.
+        whose source is in it. DuckDB sorts the window once into partition order (spilling to
+        disk beyond its 2 GB budget) and streams it: the cost stays linear in the trades
+        however many partitions there are (sorting a few partitions per query instead costs a
+        scan of the window each and was slower at 10M trades).
         """
+        params = {"n": n_parts, "since": since, "until": until}
         accounts = self._frame("SELECT account_key, account_id FROM account_keys")
-        for lo in range(0, n_parts, max(1, parts_per_read)):
-            params = {"n": n_parts, "since": since, "until": until, "lo": lo, "hi": min(n_parts, lo + max(1, parts_per_read))}
-            yield from self._partitions_read(params, offer_types, accounts)
-
-    def _partitions_read(
-        self, params: dict, offer_types: tuple[str, ...], accounts: pl.DataFrame
-    ) -> Iterator[tuple[int, pl.DataFrame, pl.DataFrame]]:
-        """`wallet_partitions` of the partitions in [params lo, hi), from one query each of
-        trades and offers."""
         with self._cursor() as cur, self._cursor() as ops, _lean(cur):
             trades = _by_part(cur.sql(_ROUTED, params=params).arrow(batch_size=_ROUTE_BATCH_ROWS))
             offers = _by_part(ops.sql(_OFFERS_ROUTED, params={**params, "types": list(offer_types)})

@@ -35,7 +35,6 @@ from storage.store import Store
 
 T = TypeVar("T")
 TRADES_PER_PARTITION = 250_000  # trades of the window per wallet partition (each trade has two sides)
-TRADES_PER_READ = 2_000_000  # trades' worth of partitions the store sorts per query (within DuckDB's budget)
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,7 @@ def compute_features(
     n_parts = max(1, math.ceil(store.count_trades(**window) / max(1, trades_per_partition)))
     parts, rows, benford = [], 0, _BenfordFiles(store.path.with_suffix(".benford-parts"))
     progress(done=0, total=n_parts, records=0, unit="partitions")
-    per_read = max(1, TRADES_PER_READ // max(1, trades_per_partition))
-    reads = store.wallet_partitions(n_parts=n_parts, offer_types=OFFER_TYPES, parts_per_read=per_read, **window)
+    reads = store.wallet_partitions(n_parts=n_parts, offer_types=OFFER_TYPES, **window)
     for part, trades, offers in _read_ahead(reads):
         parts.append(benford.take(wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)))
         rows += parts[-1].matrix.height

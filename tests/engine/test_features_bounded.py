@@ -4,8 +4,6 @@ wallet partitions it reads the market in."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from engine.services.features import compute_features
@@ -65,18 +63,3 @@ def test_read_ahead_keeps_order_and_closes_the_reads_when_the_caller_stops():
     assert len(closed) == 2 and set(closed) == threads
     assert threading.get_ident() not in threads
 
-
-def test_partitions_read_in_several_queries_are_the_partitions_of_one(tmp_path):
-    from engine.schemas import OFFER_TYPES
-
-    with build_store(tmp_path / "s.duckdb") as store:
-        window = dict(since=AS_OF - timedelta(days=30), until=AS_OF)
-        reads = [list(store.wallet_partitions(n_parts=7, offer_types=OFFER_TYPES, parts_per_read=per, **window))
-                 for per in (7, 3, 1)]  # fmt: skip
-    one = reads[0]
-    assert len(one) == 7 and sum(t.height for _, t, _ in one) > 7_000
-    for other in reads[1:]:
-        assert [p for p, _, _ in other] == [p for p, _, _ in one]
-        for (_, trades, offers), (_, want_trades, want_offers) in zip(other, one, strict=True):
-            assert trades.equals(want_trades)
-            assert offers.sort("id").equals(want_offers.sort("id"))  # offers in any order (counted)
