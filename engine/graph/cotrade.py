@@ -25,7 +25,7 @@ TRADER_TRADE_COLUMNS = (
 )
 
 
-POOL_LEG_MAX_GAP_S = 30  # a sale into a pool and a purchase out of it this close form one routed leg
+POOL_LEG_MAX_GAP_S = 60  # a sale into a pool and a purchase out of it this close (about 12 ledgers) form one routed leg
 POOL_LEG_AMOUNT_TOLERANCE = 0.02  # ... when the amounts of the asset passed on differ by at most 2 %
 
 
