@@ -22,7 +22,10 @@
    token, or the money when lots are sized in money - and the other side carries the
    price drift between the legs (the washer's cost). "base" and "both" are stricter.
    What survives, unless one member is in > 90% of its trades (a star: a market maker
-   whose clients each round-trip with it), is a closed loop. Trades found at a
+   whose clients each round-trip with it) or a member does under 10% of its trades in
+   the pair and bucket inside it (a passer-by: a market maker's regular client trading
+   both ways with it is flat with the maker, a pair of two, but the maker serves
+   thousands of others; a washer's trades are mostly its loop's), is a closed loop. Trades found at a
    level/window are taken out before the next ones, so each trade belongs to at most
    one loop (the smallest window, then the lowest level).
 
@@ -48,6 +51,7 @@ DEFAULT_MAX_LEVELS = 6
 DEFAULT_JITTER = 0.05  # per-leg amount noise allowed: the margin grows as jitter x sqrt(legs)
 MAX_PEEL_ROUNDS = 12
 MAX_HUB_SHARE = 0.9  # a loop of 3+ members where one is in more of its trades is a star
+MIN_MEMBER_SHARE = 0.1  # a loop member with fewer of its trades (pair, bucket) in the loop passes by
 
 CLOSED_LOOPS_SCHEMA = {
     "pair_id": pl.String,
@@ -98,6 +102,7 @@ def trader_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS, tolera
     if "out_id" not in tt.columns:
         tt = tt.with_columns(pl.lit(None, dtype=pl.String).alias("out_id"))
     pool, n_nodes, edges = _indexed(tt)
+    every = pool.select("src", "dst", "closed_at")  # every trade of the pairs: members' trades per bucket
     found: list[pl.DataFrame] = []
     taken = pl.DataFrame(schema={"id": pl.String})
     for level in loop_levels(edges, max_levels=max_levels) if levels is None else levels:
@@ -109,7 +114,9 @@ def trader_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS, tolera
         for window in windows:
             if cand.height == 0:
                 break
-            hit = _qualifying(cand, window, tolerance, jitter, balance).with_columns(pl.lit(window).alias("window"))
+            hit = _qualifying(cand, window, tolerance, jitter, balance)
+            hit = _no_passer_by(hit, every, window)
+            hit = hit.with_columns(pl.lit(window).alias("window"))
             found.append(hit)
             taken = pl.concat([taken, hit.select("id")])
             cand = cand.join(hit.select("id"), on="id", how="anti")
@@ -267,6 +274,27 @@ def _not_a_star(c: pl.DataFrame) -> pl.DataFrame:
     stars = shape.join(c.group_by("comp").agg(pl.len().alias("_n")), on="comp").filter(
         (pl.col("_members") >= 3) & (pl.col("_hub") > MAX_HUB_SHARE * pl.col("_n")))
     return c.join(stars.select("comp"), on="comp", how="anti")
+
+
+def _no_passer_by(c: pl.DataFrame, every: pl.DataFrame, window: str) -> pl.DataFrame:
+    """Drop loops with a member that does under MIN_MEMBER_SHARE of its trades in the pair and
+    bucket (`every`: all trades of the pairs, `src`/`dst` nodes) inside the loop: a market maker
+    and one regular client trading both ways balance by construction, but the maker's trades
+    are nearly all with others."""
+    if c.height == 0:
+        return c
+    legs = pl.concat([c.select("comp", "window_start", pl.col("src").alias("node")),
+                      c.select("comp", "window_start", pl.col("dst").alias("node"))])
+    members = legs.get_column("node").unique().implode()
+    start = pl.col("closed_at").dt.truncate(window).alias("window_start")
+    theirs = every.filter(pl.col("src").is_in(members) | pl.col("dst").is_in(members))
+    activity = pl.concat([theirs.select(pl.col("src").alias("node"), start),
+                          theirs.select(pl.col("dst").alias("node"), start)]
+                         ).group_by("node", "window_start").agg(pl.len().alias("_all"))  # fmt: skip
+    share = legs.group_by("comp", "window_start", "node").agg(pl.len().alias("_in")).join(
+        activity, on=["node", "window_start"], how="left")
+    passing = share.filter(pl.col("_in") < MIN_MEMBER_SHARE * pl.col("_all")).select("comp").unique()
+    return c.join(passing, on="comp", how="anti")
 
 
 def _balanced(c: pl.DataFrame, n_acc: int, tolerance: float, jitter: float, balance: str) -> pl.Series:

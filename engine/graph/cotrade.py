@@ -27,6 +27,9 @@ TRADER_TRADE_COLUMNS = (
 
 POOL_LEG_MAX_GAP_S = 60  # a sale into a pool and a purchase out of it this close (about 12 ledgers) form one routed leg
 POOL_LEG_AMOUNT_TOLERANCE = 0.02  # ... when the amounts of the asset passed on differ by at most 2 %
+# Legs are paired bucket by bucket (each leg in with the legs out of its bucket and the next few):
+# a busy pool's pairs grow with the square of the bucket, so buckets are short and many
+POOL_LEG_BUCKET_S = 20
 
 
 def trader_trades(trades: pl.DataFrame, *, via_pools: bool = False) -> pl.DataFrame:
@@ -87,11 +90,12 @@ def pool_routed_trades(
     out = sides.select("pair_id", pl.col("got_asset").alias("sold_asset"), pl.col("account").alias("buyer"),
                        pl.col("got_amount").alias("_out"), pl.col("id").alias("_out_id"),
                        pl.col("closed_at").alias("_out_at"), "_b")
-    # every leg in x every leg out in the same or the next time bucket: on a busy pool that is
-    # tens of millions of rows, so the pairs are filtered as they are joined (streaming), never held
+    # every leg in x every leg out in the same or one of the next time buckets, up to the gap: on a
+    # busy pool that is tens of millions of rows, so the pairs are filtered as they are joined
+    # (streaming), never held
     pairs = pl.concat([
-        into.lazy().join(out.lazy(), on=["pair_id", "sold_asset", "_b"]),
-        into.lazy().join(out.lazy().with_columns(pl.col("_b") - 1), on=["pair_id", "sold_asset", "_b"]),
+        into.lazy().join(out.lazy().with_columns(pl.col("_b") - k), on=["pair_id", "sold_asset", "_b"])
+        for k in range(-(-max_gap_s // POOL_LEG_BUCKET_S) + 1)
     ])
     gap = (pl.col("_out_at") - pl.col("closed_at")).dt.total_seconds()
     matched = (
@@ -117,7 +121,7 @@ def pool_routed_trades(
 def _pool_sides(trades: pl.DataFrame) -> pl.DataFrame:
     """Pool trades from the account's side: what it gave the pool and what it got.
 
-    Shapes: -> [id, pair_id, closed_at, _b (max-gap time bucket), account, gave_asset, gave_amount,
+    Shapes: -> [id, pair_id, closed_at, _b (POOL_LEG_BUCKET_S time bucket), account, gave_asset, gave_amount,
     got_asset, got_amount]"""
     acc_sold = pl.col("seller_account").is_not_null()
     pick = lambda a, b: pl.when(acc_sold).then(pl.col(a)).otherwise(pl.col(b))  # noqa: E731
@@ -125,7 +129,7 @@ def _pool_sides(trades: pl.DataFrame) -> pl.DataFrame:
         (pl.col("seller_pool_id").is_not_null() & pl.col("buyer_account").is_not_null())
         | (pl.col("buyer_pool_id").is_not_null() & pl.col("seller_account").is_not_null())
     ).select(
-        "id", "pair_id", "closed_at", (pl.col("closed_at").dt.epoch("s") // POOL_LEG_MAX_GAP_S).alias("_b"),
+        "id", "pair_id", "closed_at", (pl.col("closed_at").dt.epoch("s") // POOL_LEG_BUCKET_S).alias("_b"),
         pick("seller_account", "buyer_account").alias("account"),
         pick("sold_asset", "bought_asset").alias("gave_asset"), pick("sold_amount", "bought_amount").alias("gave_amount"),
         pick("bought_asset", "sold_asset").alias("got_asset"), pick("bought_amount", "sold_amount").alias("got_amount"),

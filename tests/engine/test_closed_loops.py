@@ -81,6 +81,19 @@ def test_a_hub_whose_counterparties_each_round_trip_is_no_loop():
     assert detect_rings(trades_frame(rows), NO_FUNDING).rings.filter(pl.col("size") > 2).height == 0
 
 
+def test_a_market_makers_regular_client_trading_both_ways_is_no_loop():
+    # the client does all its trades with the maker and ends flat, but the maker serves
+    # 150 others in the same hour: the client's 12 trades are 7% of the maker's
+    regular = [trade(i, "MM" if i % 2 else "CL", "CL" if i % 2 else "MM", minutes=4 * i + 1, base=2 * 10**8)
+               for i in range(12)]
+    crowd = [trade(100 + i, "MM" if i % 2 else f"O{i}", f"O{i}" if i % 2 else "MM", minutes=i % 60,
+                   base=(i % 7 + 1) * 10**7) for i in range(150)]
+    assert closed_loops(trades_frame(regular + crowd)).height == 0
+    # the same two alone, or with a third of their trades with outsiders, wash: a loop
+    assert members_of(closed_loops(trades_frame(regular))) == {("CL", "MM")}
+    assert members_of(closed_loops(trades_frame(regular + crowd[:8]))) == {("CL", "MM")}
+
+
 def _pool_leg(i, account, *, minutes, seconds, sells, base=4 * 10**8):
     """`account` sells the base into the pool (sells=True) or buys the base out of it."""
     row = trade(i, account if sells else None, None if sells else account, minutes=minutes, base=base)
