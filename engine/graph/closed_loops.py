@@ -114,9 +114,7 @@ def trader_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS, tolera
         for window in windows:
             if cand.height == 0:
                 break
-            hit = _qualifying(cand, window, tolerance, jitter, balance)
-            hit = _no_passer_by(hit, every, window)
-            hit = hit.with_columns(pl.lit(window).alias("window"))
+            hit = _qualifying(cand, every, window, tolerance, jitter, balance).with_columns(pl.lit(window).alias("window"))
             found.append(hit)
             taken = pl.concat([taken, hit.select("id")])
             cand = cand.join(hit.select("id"), on="id", how="anti")
@@ -233,7 +231,8 @@ def _candidates(tt: pl.DataFrame, edges: pl.DataFrame, n_nodes: int, level: int)
     return tt.with_columns(pl.Series("comp", comp_src), pl.lit(level).alias("level")).filter(pl.Series(inside))
 
 
-def _qualifying(cand: pl.DataFrame, window: str, tolerance: float, jitter: float, balance: str) -> pl.DataFrame:
+def _qualifying(cand: pl.DataFrame, every: pl.DataFrame, window: str, tolerance: float, jitter: float,
+                balance: str) -> pl.DataFrame:  # fmt: skip
     """Candidate trades in (comp, bucket) groups, peeled until every member's net position ~ 0.
 
     Members that are not balanced (see `_balanced`) leave with their trades, the strongly
@@ -256,7 +255,7 @@ def _qualifying(cand: pl.DataFrame, window: str, tolerance: float, jitter: float
         if c.height == n_before or c.height == 0:
             break
     c = c.with_columns(pl.col("_g").alias("comp")).drop("_g")
-    return _not_a_star(c.filter(pl.len().over("comp") >= 2))
+    return _loop_shaped(c.filter(pl.len().over("comp") >= 2), every, window)
 
 
 def _node(side: str, n_acc: int) -> pl.Expr:
@@ -264,37 +263,32 @@ def _node(side: str, n_acc: int) -> pl.Expr:
     return pl.col("_g") * n_acc + pl.col(side)
 
 
-def _not_a_star(c: pl.DataFrame) -> pl.DataFrame:
-    """Drop components of 3+ members in which one member takes part in (nearly) every trade:
-    a market maker whose counterparties each round-trip with it balances by construction,
-    but no asset goes round among them."""
-    legs = pl.concat([c.select("comp", pl.col("src").alias("acc")), c.select("comp", pl.col("dst").alias("acc"))])
-    shape = legs.group_by("comp", "acc").agg(pl.len().alias("_k")).group_by("comp").agg(
-        pl.len().alias("_members"), pl.col("_k").max().alias("_hub"))
-    stars = shape.join(c.group_by("comp").agg(pl.len().alias("_n")), on="comp").filter(
-        (pl.col("_members") >= 3) & (pl.col("_hub") > MAX_HUB_SHARE * pl.col("_n")))
-    return c.join(stars.select("comp"), on="comp", how="anti")
-
-
-def _no_passer_by(c: pl.DataFrame, every: pl.DataFrame, window: str) -> pl.DataFrame:
-    """Drop loops with a member that does under MIN_MEMBER_SHARE of its trades in the pair and
-    bucket (`every`: all trades of the pairs, `src`/`dst` nodes) inside the loop: a market maker
-    and one regular client trading both ways balance by construction, but the maker's trades
-    are nearly all with others."""
+def _loop_shaped(c: pl.DataFrame, every: pl.DataFrame, window: str) -> pl.DataFrame:
+    """Drop the components whose shape is no loop, though every member is flat:
+    - a star: 3+ members, one in more than MAX_HUB_SHARE of the trades (a market maker whose
+      counterparties each round-trip with it balances by construction, but no asset goes
+      round among them);
+    - one with a passer-by: a member doing under MIN_MEMBER_SHARE of its trades in the pair
+      and bucket inside it (`every`: all trades of the pairs, `src`/`dst` nodes); a maker and
+      one regular client trading both ways are flat together, but the maker's trades are
+      nearly all with others."""
     if c.height == 0:
         return c
     legs = pl.concat([c.select("comp", "window_start", pl.col("src").alias("node")),
                       c.select("comp", "window_start", pl.col("dst").alias("node"))])
-    members = legs.get_column("node").unique().implode()
+    per = legs.group_by("comp", "window_start", "node").agg(pl.len().alias("_in"))
+    stars = per.group_by("comp").agg(pl.len().alias("_members"), pl.col("_in").max().alias("_hub")).join(
+        c.group_by("comp").agg(pl.len().alias("_n")), on="comp").filter(
+        (pl.col("_members") >= 3) & (pl.col("_hub") > MAX_HUB_SHARE * pl.col("_n")))
+    members = per.get_column("node").unique().implode()
     start = pl.col("closed_at").dt.truncate(window).alias("window_start")
     theirs = every.filter(pl.col("src").is_in(members) | pl.col("dst").is_in(members))
     activity = pl.concat([theirs.select(pl.col("src").alias("node"), start),
                           theirs.select(pl.col("dst").alias("node"), start)]
                          ).group_by("node", "window_start").agg(pl.len().alias("_all"))  # fmt: skip
-    share = legs.group_by("comp", "window_start", "node").agg(pl.len().alias("_in")).join(
-        activity, on=["node", "window_start"], how="left")
-    passing = share.filter(pl.col("_in") < MIN_MEMBER_SHARE * pl.col("_all")).select("comp").unique()
-    return c.join(passing, on="comp", how="anti")
+    passing = per.join(activity, on=["node", "window_start"], how="left").filter(
+        pl.col("_in") < MIN_MEMBER_SHARE * pl.col("_all"))
+    return c.join(pl.concat([stars.select("comp"), passing.select("comp")]), on="comp", how="anti")
 
 
 def _balanced(c: pl.DataFrame, n_acc: int, tolerance: float, jitter: float, balance: str) -> pl.Series:

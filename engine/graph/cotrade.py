@@ -11,6 +11,8 @@ they mix units and serve only as a rough size.
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 
 TRADER_TRADE_COLUMNS = (
@@ -95,7 +97,7 @@ def pool_routed_trades(
     # (streaming), never held
     pairs = pl.concat([
         into.lazy().join(out.lazy().with_columns(pl.col("_b") - k), on=["pair_id", "sold_asset", "_b"])
-        for k in range(-(-max_gap_s // POOL_LEG_BUCKET_S) + 1)
+        for k in range(math.ceil(max_gap_s / POOL_LEG_BUCKET_S) + 1)
     ])
     gap = (pl.col("_out_at") - pl.col("closed_at")).dt.total_seconds()
     matched = (

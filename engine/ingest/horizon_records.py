@@ -261,7 +261,9 @@ def _operation_checks(p: pl.DataFrame) -> tuple[list[pl.Expr], list[pl.Expr]]:
     """Reasons an operation record is unusable: (the cheap ones, the amounts' regex-heavy ones)."""
     t = pl.col("type")
     amount_checks = [
-        pl.when(t.is_in(["create_account", *_FUNDING_AMOUNT])).then(amount_reason("amount_col")).otherwise(None),
+        # amount_col is starting_balance for a create_account, amount otherwise: the reason names the record's field
+        pl.when(t == "create_account").then(amount_reason("amount_col", field="starting_balance"))
+        .when(t.is_in(_FUNDING_AMOUNT)).then(amount_reason("amount_col", field="amount")).otherwise(None),
         pl.when(t.is_in(_OFFERS)).then(amount_reason("amount", allow_zero=True)).otherwise(None),
     ]
     cheap = [

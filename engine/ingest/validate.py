@@ -77,24 +77,26 @@ def split_checked(frame: pl.DataFrame, ok: pl.Expr, slow: dict[str, pl.Expr], re
     return pl.concat([fast, rest], how="vertical_relaxed").sort("line_no").drop("_ok")
 
 
-def amount_reason(col: str, *, allow_zero: bool = False, required: bool = True) -> pl.Expr:
-    """Why the amount in `col` is unusable (null when it is fine)."""
+def amount_reason(col: str, *, allow_zero: bool = False, required: bool = True, field: str | None = None) -> pl.Expr:
+    """Why the amount in `col` is unusable (null when it is fine), naming `field` (default `col`):
+    the record's own field, where `col` is a column of the decoder's."""
+    field = field or col
     s = pl.col(col).str.strip_chars()
     stroops = amount_stroops(col)
     zero_bad = pl.lit(not allow_zero)
     return (
         pl.when(s.is_null())
-        .then(pl.lit(f"missing field {col}") if required else pl.lit(None, dtype=pl.String))
+        .then(pl.lit(f"missing field {field}") if required else pl.lit(None, dtype=pl.String))
         .when(~s.str.contains(_DECIMAL))
-        .then(pl.format(f"field {col}: '{{}}' is not a decimal amount", s))
+        .then(pl.format(f"field {field}: '{{}}' is not a decimal amount", s))
         .when(s.str.starts_with("-"))
-        .then(pl.format(f"field {col}: negative amount {{}}", s))
+        .then(pl.format(f"field {field}: negative amount {{}}", s))
         .when(s.str.extract(r"\.(\d+)$", 1).str.len_chars() > 7)
-        .then(pl.format(f"field {col}: {{}} has more than 7 decimals (Stellar amounts are whole stroops)", s))
+        .then(pl.format(f"field {field}: {{}} has more than 7 decimals (Stellar amounts are whole stroops)", s))
         .when(stroops.is_null())
-        .then(pl.format(f"field {col}: {{}} is out of range for int64 stroops", s))
+        .then(pl.format(f"field {field}: {{}} is out of range for int64 stroops", s))
         .when(zero_bad & (stroops == 0))
-        .then(pl.lit(f"field {col}: zero amount"))
+        .then(pl.lit(f"field {field}: zero amount"))
         .otherwise(None)
     )
 

@@ -489,6 +489,6 @@ def test_operation_amounts_off_the_canonical_form_are_parsed_exactly_or_quaranti
         bad = store.quarantined().select("location", "reason").sort("location").rows()
     assert stored == {2001: 125_000_000, 2005: 22_500_000, 2013: 15_000_000, 2017: 70_000_000, 2002: 0}
     assert [(loc.rsplit(":", 1)[1], reason) for loc, reason in bad] == [
-        ("3", "field amount_col: negative amount -1.0000000"),
-        ("7", "field amount_col: 1.12345678 has more than 7 decimals (Stellar amounts are whole stroops)"),
+        ("3", "field amount: negative amount -1.0000000"),
+        ("7", "field starting_balance: 1.12345678 has more than 7 decimals (Stellar amounts are whole stroops)"),
     ]
