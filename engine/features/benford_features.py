@@ -91,14 +91,23 @@ def _bincount(x: np.ndarray, weight: np.ndarray | None, size: int) -> np.ndarray
     return np.bincount(x, weights=weight, minlength=size).round().astype(np.int64)  # exact below 2^53
 
 
-def benford_window_features(sides: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
+def pair_window_codes(sides: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> WindowCodes:
+    """The window codes of the wallets' base amounts per (wallet, pair_id): what the Benford
+    features and the table's wallet_pair scope both count."""
+    return window_codes(sides, group_cols=["wallet", "pair_id"], amount_col="base_amount", as_of=as_of,
+                        windows=cfg.windows)  # fmt: skip
+
+
+def benford_window_features(
+    sides: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig, codes: WindowCodes | None = None
+) -> pl.DataFrame:
     """First-digit Benford features per (wallet, pair_id) and window.
 
+    codes: `pair_window_codes(sides)` when already computed.
     Shapes: wallet, pair_id, then per window w: benford_excess_mad_{w},
     benford_neglog_p_{w}, benford_ks_{w} (null when n < benford.MIN_N).
     """
-    codes = window_codes(sides, group_cols=["wallet", "pair_id"], amount_col="base_amount", as_of=as_of,
-                         windows=cfg.windows)  # fmt: skip
+    codes = codes or pair_window_codes(sides, as_of=as_of, cfg=cfg)
     n, rows, counts = sparse_window_counts(codes, test="first", min_n=benford.MIN_N["first"])
     widths = sorted(w for _, w in cfg.windows)
     cols = {}
@@ -147,8 +156,13 @@ SCOPE_KEYS: dict[str, list[str]] = {"wallet_pair": ["wallet", "pair_id"], "walle
                                     "asset": ["asset"]}  # fmt: skip
 
 
-def benford_table(scopes: Scopes, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
+def benford_table(
+    scopes: Scopes, *, as_of: datetime, cfg: FeatureConfig, coded: dict[str, WindowCodes] | None = None
+) -> pl.DataFrame:
     """Every Benford test of `scopes` (`wallet_scopes`, `market_scopes`) per group and window.
+
+    coded: the window codes of some scopes when already computed (`window_codes` of the
+    scope's frame, its keys as the table's strings), counted instead of the frame.
 
     Shapes (long): as_of, scope, wallet, pair_id, asset (the scope's key columns,
     others null), window, then benford.STAT_COLUMNS (test, n, chi2, p_value, mad,
@@ -157,7 +171,8 @@ def benford_table(scopes: Scopes, *, as_of: datetime, cfg: FeatureConfig) -> pl.
     """
     parts = []
     for scope, (frame, group_cols, amount_col) in scopes.items():
-        codes = window_codes(frame, group_cols=group_cols, amount_col=amount_col, as_of=as_of, windows=cfg.windows)
+        codes = (coded or {}).get(scope) or window_codes(frame, group_cols=group_cols, amount_col=amount_col,
+                                                         as_of=as_of, windows=cfg.windows)  # fmt: skip
         parts += _scope_tests(scope, codes, group_cols, as_of=as_of, cfg=cfg)
     return _table(parts)
 
@@ -172,14 +187,18 @@ def _scope_tests(
         *[(pl.col(c) if c in group_cols else pl.lit(None)).cast(BENFORD_TABLE_KEYS[c]).alias(c)
           for c in ("wallet", "pair_id", "asset")],
     )  # fmt: skip
+    # Every window of a test in one call (the statistics are row-wise): the groups' rows window
+    # after window, in the configured order.
+    order = [widths.index(width) for _, width in cfg.windows]
+    by_window = pl.concat([keys.with_columns(window=pl.lit(name)) for name, _ in cfg.windows])
     parts = []
     for test in benford.TESTS:
         n, rows, counts = sparse_window_counts(codes, test=test, min_n=benford.MIN_N[test])
-        for name, width in cfg.windows:
-            w = widths.index(width)
-            part = benford.sparse_stats_frame(keys.with_columns(window=pl.lit(name)), n[:, w], rows,
-                                              counts[:, w, :], test)  # fmt: skip
-            parts.append(part.filter(pl.col("n") > 0))
+        part = benford.sparse_stats_frame(
+            by_window, n[:, order].T.ravel(), np.concatenate([rows + i * keys.height for i in range(len(order))]),
+            counts[:, order, :].transpose(1, 0, 2).reshape(-1, counts.shape[2]), test,
+        )  # fmt: skip
+        parts.append(part.filter(pl.col("n") > 0))
     return parts
 
 

@@ -23,7 +23,7 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.features.benford_features import benford_table, benford_window_features, wallet_scopes
+from engine.features.benford_features import benford_table, benford_window_features, pair_window_codes, wallet_scopes
 from engine.features.cross_pair import (
     co_trade_edges,
     counterparty_overlap,
@@ -97,7 +97,8 @@ def wallet_partition(
     coded, codes = encode(sides)
     in_lookback = coded if cfg.lookback >= widest else coded.filter(pl.col("closed_at") > as_of - cfg.lookback)
     keys = keys_of(in_lookback)
-    bf = benford_window_features(coded, as_of=as_of, cfg=cfg)
+    pair_codes = pair_window_codes(coded, as_of=as_of, cfg=cfg)
+    bf = benford_window_features(coded, as_of=as_of, cfg=cfg, codes=pair_codes)
     parts = [
         bf, activity_features(in_lookback, cfg=cfg), timing_features(in_lookback, cfg=cfg),
         volume_spike(in_lookback, cfg=cfg), size_tail(in_lookback, cfg=cfg), round_trips(in_lookback, cfg=cfg),
@@ -116,7 +117,9 @@ def wallet_partition(
     edges = co_trade_edges(in_lookback).with_columns(codes.decode(pl.col(c)).cast(ID) for c in ("wallet", "counterparty"))
     return PartitionFeatures(
         matrix=out.with_columns(ids), hours=side_hours(in_lookback).with_columns(ids), edges=edges,
-        benford=benford_table(wallet_scopes(sides), as_of=as_of, cfg=cfg) if with_benford else None,
+        benford=benford_table(wallet_scopes(sides), as_of=as_of, cfg=cfg, coded={
+            "wallet_pair": pair_codes._replace(keys=pair_codes.keys.with_columns(codes.decode(pl.col(c)) for c in KEY))
+        }) if with_benford else None,
     )  # fmt: skip
 
 

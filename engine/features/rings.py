@@ -18,15 +18,15 @@ def ring_features(sides: pl.DataFrame, ring_members: pl.DataFrame | None, *, cod
     rm = categorical(require(ring_members, RING_MEMBERS_SCHEMA, "ring_members").unique(), "account_id", codes=codes)
     size = rm.group_by("ring_id").agg(ring_size=pl.len())
     mine = rm.join(size, on="ring_id").group_by("account_id").agg(pl.first("ring_id"), pl.first("ring_size"))
-    tagged = sides.join(mine.rename({"account_id": "wallet"}), on="wallet", how="left").join(
-        rm.rename({"account_id": "counterparty", "ring_id": "cp_ring"}), on="counterparty", how="left"
-    )
-    same = (pl.col("ring_id") == pl.col("cp_ring")).fill_null(False)
-    return (
-        tagged.group_by("wallet", "pair_id", "trade_id")
-        .agg(same=same.any(), ring_size=pl.first("ring_size"))
-        .group_by("wallet", "pair_id")
-        .agg(ring_size=pl.first("ring_size").fill_null(0).cast(pl.Float64), ring_cp_share=pl.col("same").mean())
+    # A trade counts once: a wallet trading with itself has two sides of it, the one that gave
+    # the base asset is kept (the other would say the same).
+    once = pl.col("wallet").ne_missing(pl.col("counterparty")) | pl.col("sold_base")
+    tagged = sides.filter(once).join(mine.rename({"account_id": "wallet"}), on="wallet", how="left").join(
+        rm.rename({"account_id": "counterparty"}).with_columns(same=pl.lit(True)), on=["counterparty", "ring_id"],
+        how="left",
+    )  # the counterparty is a member of the wallet's ring
+    return tagged.group_by("wallet", "pair_id").agg(
+        ring_size=pl.first("ring_size").fill_null(0).cast(pl.Float64), ring_cp_share=pl.col("same").fill_null(False).mean()
     )
 
 
