@@ -173,7 +173,11 @@ def pass_through_accounts(
     Shapes: -> Series account_id (sorted).
     """
     valid = _valid_edges(edges, as_of)
-    first = valid.sort("closed_at").group_by("to_account").agg(
+    # The first funding, ties (one ledger) broken the same way every run: an edge that says
+    # what it moved before one that does not (a funder recorded on the account), the creation
+    # before payments, then by asset and funder.
+    order = ["closed_at", pl.col("asset").is_null(), pl.col("type") != "create_account", "asset", "from_account"]
+    first = valid.sort(order, nulls_last=True).group_by("to_account").agg(
         pl.col("closed_at").first().alias("_t0"), pl.col("asset").first().alias("_asset")
     ).rename({"to_account": "account_id"})
     inside = (pl.col("closed_at") >= pl.col("_t0")) & (pl.col("closed_at") <= pl.col("_t0") + window) & (

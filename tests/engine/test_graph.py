@@ -260,3 +260,22 @@ def test_closed_loops_at_given_levels_equal_their_own_plan():
     assert levels and levels == sorted(levels)
     assert closed_loops(trades, levels=levels).equals(closed_loops(trades))
     assert closed_loops(trades, levels=[]).height == 0
+
+
+def test_lineage_is_the_same_whatever_the_order_of_the_funding_records():
+    # The store records each hop's creation twice: as a funding edge (XLM moved) and as the
+    # account's funder (no asset), at the same close time. Whichever row comes first, the
+    # hop is seen as one (it passed on its XLM) and the members are the controller's.
+    from engine.features.funding_features import ancestors_from_edges
+
+    rows = [("CTRL", "H1", 10, 300, "create_account"), ("H1", "M1", 70, 295, "create_account"),
+            ("CTRL", "H2", 20, 300, "create_account"), ("H2", "M2", 80, 296, "create_account")]
+    edges = _edges(rows).select("closed_at", "type", "from_account", "to_account", "asset", "amount")
+    accounts = edges.select(account_id="to_account", created_at="closed_at", funder="from_account")
+    as_of = T0 + timedelta(days=1)
+    runs = {tuple(ancestors_from_edges(edges.sample(fraction=1.0, shuffle=True, seed=seed),
+                                 accounts.sample(fraction=1.0, shuffle=True, seed=seed + 1), as_of=as_of).rows())
+            for seed in range(8)}  # fmt: skip
+    assert len(runs) == 1
+    depth_one = {(a, anc) for a, anc, d in next(iter(runs)) if d == 1}
+    assert {("M1", "CTRL"), ("M2", "CTRL")} <= depth_one
