@@ -242,7 +242,7 @@ def market_benford(digits: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig)
     for scope in ("pair", "asset"):
         group_cols = SCOPE_KEYS[scope]
         table = total.filter(pl.col("scope") == scope)
-        keys = table.select(group_cols).unique(maintain_order=True).with_row_index("_g")
+        keys = table.select(group_cols).unique().sort(group_cols).with_row_index("_g")  # one order, whatever the batches
         coded = table.join(keys, on=group_cols, how="left", nulls_equal=True, maintain_order="left")
         codes = WindowCodes(keys.drop("_g"), coded["_g"].to_numpy().astype(np.int64), coded["bucket"].to_numpy(),
                             coded["digits"].to_numpy(), len(cfg.windows), coded["n"].to_numpy())  # fmt: skip

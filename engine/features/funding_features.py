@@ -87,6 +87,8 @@ def lineage_sets(ancestors: pl.DataFrame, *, cfg: FeatureConfig, codes: Codes | 
     left out by `engine.graph.funding.ancestors`: sharing one says nothing about a
     common controller."""
     anc = require(ancestors, ANCESTORS_SCHEMA, "ancestors").filter(pl.col("depth") <= cfg.ancestor_depth)
+    if codes is not None:  # the lineage of this view's accounts only (the others have no code): per
+        anc = anc.filter(pl.col("account_id").is_in(codes.names.implode()))  # partition, not per market
     kept = anc.filter(pl.col("ancestor") != pl.col("account_id"))
     selves = anc.select("account_id").unique().with_columns(node=pl.col("account_id"))
     sets = pl.concat([selves, kept.select("account_id", node=pl.col("ancestor"))]).unique()
