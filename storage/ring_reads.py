@@ -47,10 +47,10 @@ class RingReads:
 
         Shapes: -> [id, op_id, pair_id, closed_at, seller_account, seller_pool_id, buyer_account,
         buyer_pool_id, sold_asset, sold_amount, bought_asset, bought_amount]"""
-        return self._frame(
-            f"SELECT {_RING_TRADE_COLUMNS} FROM trade_rows WHERE pair_id IN (SELECT unnest(?)) ORDER BY op_id, id",
-            [list(pair_ids)],
-        )
+        # ordered by polars: DuckDB's ORDER BY took twice as long as the scan itself
+        trades = self._frame(f"SELECT {_RING_TRADE_COLUMNS} FROM trade_rows WHERE pair_id IN (SELECT unnest(?))",
+                             [list(pair_ids)])  # fmt: skip
+        return trades.sort("op_id", "id")
 
     @contextmanager
     def pair_batch_reader(self, plan: list[list[str]], work_dir: Path) -> Iterator[Callable[[int], pl.DataFrame]]:

@@ -101,24 +101,32 @@ def trader_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS, tolera
         raise ValueError(f"balance must be 'either', 'base' or 'both', not {balance!r}")
     if "out_id" not in tt.columns:
         tt = tt.with_columns(pl.lit(None, dtype=pl.String).alias("out_id"))
-    pool, n_nodes, edges = _indexed(tt)
-    every = pool.select("src", "dst", "closed_at")  # every trade of the pairs: members' trades per bucket
+    trades, n_nodes, edges = _indexed(tt)
+    every = trades.select("src", "dst", "closed_at")  # every trade of the pairs: members' trades per bucket
+    # the search reads numbers only; ids, pair and accounts join the loops' trades at the end (by `seq`)
+    pool = trades.select("seq", "_tid", "src", "dst", "mult", "closed_at", "base_amount", "counter_amount",
+                         "seller_sold_base")  # fmt: skip
     found: list[pl.DataFrame] = []
-    taken = pl.DataFrame(schema={"id": pl.String})
+    taken = np.zeros(int(trades.get_column("_tid").max() or 0) + 1, dtype=bool)  # by `_tid`: in a loop already
     for level in loop_levels(edges, max_levels=max_levels) if levels is None else levels:
         # SCCs only shrink as the level rises: each level searches the previous level's candidates.
         pool = _candidates(pool, edges, n_nodes, level)
         if pool.height == 0:
             break
-        cand = pool.join(taken, on="id", how="anti")
+        cand = _untaken(pool, taken)
         for window in windows:
             if cand.height == 0:
                 break
             hit = _qualifying(cand, every, window, tolerance, jitter, balance).with_columns(pl.lit(window).alias("window"))
             found.append(hit)
-            taken = pl.concat([taken, hit.select("id")])
-            cand = cand.join(hit.select("id"), on="id", how="anti")
-    return _loops_frame(found)
+            taken[hit.get_column("_tid").to_numpy()] = True
+            cand = _untaken(cand, taken)
+    return _loops_frame(found, trades)
+
+
+def _untaken(pool: pl.DataFrame, taken: np.ndarray) -> pl.DataFrame:
+    """The rows of `pool` whose trade (`_tid`) is in no loop yet (`taken`: a flag per trade)."""
+    return pool.filter(pl.Series(~taken[pool.get_column("_tid").to_numpy()]))
 
 
 def loop_edges(trades: pl.DataFrame, *, via_pools: bool = True) -> pl.DataFrame:
@@ -172,11 +180,14 @@ def loop_trades(loops: pl.DataFrame) -> pl.DataFrame:
 def _indexed(tt: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFrame]:
     """Trades with integer node ids per (pair, account), and the directed edge list.
 
-    Shapes: -> (trades + [src, dst, mult, seq], number of nodes, `_graph` edges)."""
+    `_tid` numbers the trade ids: a trade taken by a loop leaves every later search, and the
+    rows of one trade (engine.graph.asset_loops reads each twice) share its id.
+    Shapes: -> (trades + [src, dst, mult, seq, _tid: u32], number of nodes, `_graph` edges)."""
     tt, n_nodes, pairs = _graph(tt)
     # `seq`: the trades' order in time (ties by id), so each member's first and last leg in a
     # bucket is found without sorting again in every peeling round
     tt = tt.join(pairs, on=["pair_id", "seller", "buyer"]).sort("closed_at", "id").with_row_index("seq")
+    tt = tt.with_columns(pl.col("id").rank("dense").alias("_tid"))
     return tt, n_nodes, pairs.select("src", "dst", "mult").sort("src", "dst")
 
 
@@ -238,15 +249,16 @@ def _qualifying(cand: pl.DataFrame, every: pl.DataFrame, window: str, tolerance:
     Members that are not balanced (see `_balanced`) leave with their trades, the strongly
     connected components are recomputed within the bucket, and so on until nothing moves:
     a wash cycle hidden among camouflage and outsiders is what remains. `comp` of the
-    result numbers the surviving components (one per loop).
+    result numbers the surviving components (one per loop); `window_start` is added.
 
     Groups are integers for the rounds (`_g`), and a member of a group is one integer too
-    (`_node`), so a round groups and filters on one column.
+    (`_node`), so a round groups and filters on one column. `_balanced` needs the trades in
+    `seq` order, as `trader_loops` keeps them (sorted here should a caller not).
     """
-    start = pl.col("window_start").dt.epoch("s")
-    group = pl.col("comp") * (start.max() - start.min() + 1) + start - start.min()
     c = cand.with_columns(pl.col("closed_at").dt.truncate(window).alias("window_start"))
-    c = c.with_columns(group.rank("dense").cast(pl.Int64).alias("_g"))
+    if not c.get_column("seq").is_sorted():
+        c = c.sort("seq")
+    c = c.with_columns(_bucket_groups(c))
     n_acc = int(c.select(pl.max_horizontal(pl.col("src").max(), pl.col("dst").max())).item() or 0) + 1
     for _ in range(MAX_PEEL_ROUNDS):
         n_before = c.height
@@ -256,6 +268,18 @@ def _qualifying(cand: pl.DataFrame, every: pl.DataFrame, window: str, tolerance:
             break
     c = c.with_columns(pl.col("_g").alias("comp")).drop("_g")
     return _loop_shaped(c.filter(pl.len().over("comp") >= 2), every, window)
+
+
+def _bucket_groups(c: pl.DataFrame) -> pl.Series:
+    """Dense integer ids (from 0, in order of first appearance) of the (comp, window_start)
+    groups of `c`'s trades. Hashed, not ranked: which trades share a group is all that counts.
+
+    Shapes: -> Series _g: i64, one per row of `c`."""
+    start = c.get_column("window_start").dt.epoch("s")
+    lo, hi = start.min() or 0, start.max() or 0  # (no trades: an empty key)
+    key = (c.get_column("comp") * (hi - lo + 1) + (start - lo)).alias("_k")
+    ids = key.unique(maintain_order=True).to_frame().with_row_index("_g")
+    return key.to_frame().join(ids, on="_k", how="left", maintain_order="left").get_column("_g").cast(pl.Int64)
 
 
 def _node(side: str, n_acc: int) -> pl.Expr:
@@ -282,10 +306,10 @@ def _loop_shaped(c: pl.DataFrame, every: pl.DataFrame, window: str) -> pl.DataFr
         (pl.col("_members") >= 3) & (pl.col("_hub") > MAX_HUB_SHARE * pl.col("_n")))
     members = per.get_column("node").unique().implode()
     start = pl.col("closed_at").dt.truncate(window).alias("window_start")
-    theirs = every.filter(pl.col("src").is_in(members) | pl.col("dst").is_in(members))
-    activity = pl.concat([theirs.select(pl.col("src").alias("node"), start),
-                          theirs.select(pl.col("dst").alias("node"), start)]
-                         ).group_by("node", "window_start").agg(pl.len().alias("_all"))  # fmt: skip
+    # only the members' own legs: the counterparties on a busy member's other trades are never looked up
+    activity = pl.concat([every.lazy().filter(pl.col(side).is_in(members)).select(pl.col(side).alias("node"), start)
+                          for side in ("src", "dst")]
+                         ).group_by("node", "window_start").agg(pl.len().alias("_all")).collect()  # fmt: skip
     passing = per.join(activity, on=["node", "window_start"], how="left").filter(
         pl.col("_in") < MIN_MEMBER_SHARE * pl.col("_all"))
     return c.join(pl.concat([stars.select("comp"), passing.select("comp")]), on="comp", how="anti")
@@ -300,24 +324,41 @@ def _balanced(c: pl.DataFrame, n_acc: int, tolerance: float, jitter: float, bala
     after it. So the net may leave out the first leg, the last leg or both, as long as
     two legs remain: a hub whose counterparties each round-trip stays unbalanced, as its
     small differences add up over every leg in between.
+
+    `c` is in `seq` (time) order and its legs are laid out in that order, two per trade
+    (`_legs`), so a member's first and last leg are the first and last rows of its group:
+    plain `first`/`last`, not a search of each group for its smallest and largest `seq`.
     """
-    sign = pl.when(pl.col("seller_sold_base")).then(-1).otherwise(1)
-    legs = pl.concat([
-        c.select("_g", "seq", _node("src", n_acc).alias("_n"), (sign * pl.col("base_amount")).alias("d_b"),
-                 (-sign * pl.col("counter_amount")).alias("d_c")),
-        c.select("_g", "seq", _node("dst", n_acc).alias("_n"), (-sign * pl.col("base_amount")).alias("d_b"),
-                 (sign * pl.col("counter_amount")).alias("d_c")),
-    ])
-    means = c.group_by("_g").agg(pl.col("base_amount").mean().alias("m_b"), pl.col("counter_amount").mean().alias("m_c"))
-    first, last = pl.col("seq").arg_min(), pl.col("seq").arg_max()
-    per = legs.group_by("_n").agg(
-        pl.col("_g").first(), pl.len().alias("n"), *[agg for a in ("b", "c") for agg in (
-            pl.col(f"d_{a}").sum().alias(f"net_{a}"), pl.col(f"d_{a}").get(first).alias(f"first_{a}"),
-            pl.col(f"d_{a}").get(last).alias(f"last_{a}"))],
-    ).join(means, on="_g")
-    flat_b, flat_c = _flat("b", tolerance, jitter), _flat("c", tolerance, jitter)
-    flat = {"either": flat_b | flat_c, "base": flat_b, "both": flat_b & flat_c}[balance]
+    assets = ("b",) if balance == "base" else ("b", "c")  # "base" never reads the counter asset
+    means = c.group_by("_g").agg(pl.col(_AMOUNTS[a]).mean().alias(f"m_{a}") for a in assets)
+    per = _legs(c, n_acc, assets).group_by("_n").agg(
+        pl.len().alias("n"), *[agg for a in assets for agg in (
+            pl.col(f"d_{a}").sum().alias(f"net_{a}"), pl.col(f"d_{a}").first().alias(f"first_{a}"),
+            pl.col(f"d_{a}").last().alias(f"last_{a}"))],
+    ).with_columns((pl.col("_n") // n_acc).alias("_g")).join(means, on="_g")
+    flat = _flat("b", tolerance, jitter)
+    if balance == "either":
+        flat = flat | _flat("c", tolerance, jitter)
+    elif balance == "both":
+        flat = flat & _flat("c", tolerance, jitter)
     return per.filter(flat).get_column("_n")
+
+
+_AMOUNTS = {"b": "base_amount", "c": "counter_amount"}
+
+
+def _legs(c: pl.DataFrame, n_acc: int, assets: tuple[str, ...]) -> pl.DataFrame:
+    """Each trade of `c` as two legs, the giver's (`src`) then the receiver's (`dst`), in `c`'s row
+    order: what the member (`_node`) gains in each of `assets` ("b": base, "c": counter).
+
+    Shapes: -> [_n: i64, d_b: i64, (d_c: i64)], 2 x c.height rows."""
+    sign = pl.when(pl.col("seller_sold_base")).then(-1).otherwise(1)
+    giver_gains = {"b": sign * pl.col("base_amount"), "c": -sign * pl.col("counter_amount")}
+    trades = c.select(_node("src", n_acc).alias("src"), _node("dst", n_acc).alias("dst"),
+                      *[giver_gains[a].alias(a) for a in assets])  # fmt: skip
+    col = lambda name: trades.get_column(name).to_numpy()  # noqa: E731
+    pairwise = lambda giver, receiver: np.column_stack([giver, receiver]).ravel()  # noqa: E731  (g0, r0, g1, r1, ...)
+    return pl.DataFrame({"_n": pairwise(col("src"), col("dst")), **{f"d_{a}": pairwise(col(a), -col(a)) for a in assets}})
 
 
 def _flat(asset: str, tolerance: float, jitter: float) -> pl.Expr:
@@ -351,11 +392,11 @@ def _strong_within(c: pl.DataFrame, n_acc: int) -> pl.DataFrame:
     return c.with_columns(pl.Series("_g", labels[s].astype(np.int64))).filter(pl.Series(inside))
 
 
-def _loops_frame(found: list[pl.DataFrame]) -> pl.DataFrame:
-    """Group qualified trades into loops with stable ids."""
+def _loops_frame(found: list[pl.DataFrame], trades: pl.DataFrame) -> pl.DataFrame:
+    """Group qualified trades (`seq` of `trades`, `_indexed`) into loops with stable ids."""
     if not found or sum(f.height for f in found) == 0:
         return pl.DataFrame(schema=CLOSED_LOOPS_SCHEMA)
-    hits = pl.concat(found)
+    hits = pl.concat(found).join(trades.select("seq", "pair_id", "seller", "buyer", "id", "out_id"), on="seq")
     loops = hits.group_by("pair_id", "level", "comp", "window", "window_start").agg(
         pl.col("seller").append(pl.col("buyer")).unique().sort().alias("members"),
         pl.len().cast(pl.UInt32).alias("n_trades"),
