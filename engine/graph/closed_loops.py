@@ -37,6 +37,7 @@ account with itself are not considered (see cotrade).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -94,9 +95,14 @@ def closed_loops(
 
 def trader_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS, tolerance: float = DEFAULT_TOLERANCE,
                  max_levels: int = DEFAULT_MAX_LEVELS, balance: str = "either", jitter: float = DEFAULT_JITTER,
-                 levels: list[int] | None = None) -> pl.DataFrame:  # fmt: skip
+                 levels: list[int] | None = None,
+                 decode: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> pl.DataFrame:  # fmt: skip
     """`closed_loops` of trader trades already built (engine.graph.cotrade.trader_trades), for a
-    caller that needs them too (the rings step's pair evidence)."""
+    caller that needs them too (the rings step's pair evidence).
+
+    decode: for trades whose ids, out_ids and pair_id are integer codes that sort as their
+    strings do (engine.graph.asset_loops), gives the found trades their strings back before
+    the loops and their ids are built."""
     if balance not in ("either", "base", "both"):
         raise ValueError(f"balance must be 'either', 'base' or 'both', not {balance!r}")
     if "out_id" not in tt.columns:
@@ -121,7 +127,7 @@ def trader_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS, tolera
             found.append(hit)
             taken[hit.get_column("_tid").to_numpy()] = True
             cand = _untaken(cand, taken)
-    return _loops_frame(found, trades)
+    return _loops_frame(found, trades, decode)
 
 
 def _untaken(pool: pl.DataFrame, taken: np.ndarray) -> pl.DataFrame:
@@ -392,11 +398,14 @@ def _strong_within(c: pl.DataFrame, n_acc: int) -> pl.DataFrame:
     return c.with_columns(pl.Series("_g", labels[s].astype(np.int64))).filter(pl.Series(inside))
 
 
-def _loops_frame(found: list[pl.DataFrame], trades: pl.DataFrame) -> pl.DataFrame:
+def _loops_frame(found: list[pl.DataFrame], trades: pl.DataFrame,
+                 decode: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> pl.DataFrame:  # fmt: skip
     """Group qualified trades (`seq` of `trades`, `_indexed`) into loops with stable ids."""
     if not found or sum(f.height for f in found) == 0:
         return pl.DataFrame(schema=CLOSED_LOOPS_SCHEMA)
     hits = pl.concat(found).join(trades.select("seq", "pair_id", "seller", "buyer", "id", "out_id"), on="seq")
+    if decode is not None:
+        hits = decode(hits)
     loops = hits.group_by("pair_id", "level", "comp", "window", "window_start").agg(
         pl.col("seller").append(pl.col("buyer")).unique().sort().alias("members"),
         pl.len().cast(pl.UInt32).alias("n_trades"),
