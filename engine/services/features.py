@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from storage.errors import BadInput
 from storage.store import Store
 
 T = TypeVar("T")
+R = TypeVar("R")
 TRADES_PER_PARTITION = 250_000  # trades of the window per wallet partition (each trade has two sides)
 
 
@@ -98,9 +100,13 @@ def compute_features(
     parts, rows, benford = [], 0, _BenfordFiles(store.path.with_suffix(".benford-parts"))
     progress(done=0, total=n_parts, records=0, unit="partitions")
     reads = store.wallet_partitions(n_parts=n_parts, offer_types=OFFER_TYPES, **window)
-    for part, trades, offers in _read_ahead(reads):
-        parts.append(benford.take(wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)))
-        rows += parts[-1].matrix.height
+    def one(read: tuple[int, pl.DataFrame, pl.DataFrame]) -> tuple[int, PartitionFeatures]:
+        part, trades, offers = read
+        return part, wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)
+
+    for part, features in _two_at_once(one, _read_ahead(reads)):
+        parts.append(benford.take(features))
+        rows += features.matrix.height
         progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
     matrix = finish_matrix(parts, ctx=ctx)
     del parts  # the partitions' features, hours and edges are in `matrix` now
@@ -144,6 +150,20 @@ def compute_features_spark(
     partitions = [benford.take(p) for p in parts.partitions]
     benford.add(_market_benford(parts.market_digits, ctx=ctx))
     return _save(store, ctx, finish_matrix(partitions, ctx=ctx), benford)
+
+
+def _two_at_once(fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
+    """fn over items, two at once on threads of their own, results in the items' order: polars
+    leaves a core idle for part of each partition (its single-threaded steps, numpy's), and the
+    other partition fills it (about 7% off the step at 1M trades). Memory: two partitions."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="partition") as pool:
+        running: deque[Future[R]] = deque()
+        for item in items:
+            running.append(pool.submit(fn, item))
+            if len(running) == 2:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
 
 
 def _read_ahead(items: Generator[T, None, None]) -> Iterator[T]:
