@@ -12,12 +12,11 @@ inherits these methods. Windows are (since, until], the engine's "as of" convent
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 # The trade columns the features read (engine.features.sides.TRADE_COLUMNS), and the
@@ -53,7 +52,6 @@ _AMOUNTS = (
 _BATCH_ROWS = 1_000_000
 _ROUTE_BATCH_ROWS = 100_000
 _ROUTE_MEMORY = "2GB"  # DuckDB's budget while it sorts trades into partitions (it spills to disk beyond)
-_EVICT_TO = "256MB"  # DuckDB's cache after a big read (a query running alongside keeps this much)
 
 
 def _by_part(reader) -> Iterator[tuple[int, pl.DataFrame]]:
@@ -81,22 +79,23 @@ def _with_accounts(trades: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame
 
 
 @contextmanager
-def _lean(cur) -> Iterator[None]:
-    """DuckDB's memory capped (it spills to disk beyond), its row order free; the settings as
-    they were afterwards (the app's store is shared), and the blocks the reads cached let go:
-    the engine's work that follows gets that memory (at 10M trades, most of a gigabyte)."""
-    before = cur.execute("SELECT current_setting('memory_limit'), current_setting('preserve_insertion_order')").fetchall()[0]
+def _lean(cur, *, let_go: Callable[[object], None] | None = None) -> Iterator[None]:
+    """DuckDB's memory capped (it spills to disk beyond), its row order free; afterwards the
+    default limit back (RESET: nothing here sets another, and the limit DuckDB shows is rounded
+    down, so setting it back from its text lowered it a little every time) and the row order as
+    it was (the app's store is shared). let_go: `Store._let_go_of_cache`, so the blocks the reads
+    cached are freed for the engine's work that follows (at 10M trades, most of a gigabyte)
+    when nothing else is reading."""
+    order = cur.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
     cur.execute(f"SET memory_limit = '{_ROUTE_MEMORY}'")
     cur.execute("SET preserve_insertion_order = false")
     try:
         yield
     finally:
-        try:
-            cur.execute(f"SET memory_limit = '{_EVICT_TO}'")  # evicts the cached blocks down to this
-        except duckdb.Error:
-            pass  # more than that is in use (another query holds it): the cache stays
-        cur.execute(f"SET memory_limit = '{before[0]}'")
-        cur.execute(f"SET preserve_insertion_order = {str(before[1]).lower()}")
+        if let_go is not None:
+            let_go(cur)
+        cur.execute("RESET memory_limit")
+        cur.execute(f"SET preserve_insertion_order = {str(order).lower()}")
 
 
 def _no_offers() -> pl.DataFrame:
@@ -147,7 +146,7 @@ class FeatureReads:
     def trade_amount_batches(self, *, since: datetime, until: datetime) -> Iterator[pl.DataFrame]:
         """pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount of the window's
         trades, a million at a time (the engine reduces each batch before the next is read)."""
-        with self._cursor() as cur, _lean(cur):  # DuckDB's cache of the scanned blocks kept small too
+        with self._cursor() as cur, _lean(cur, let_go=self._let_go_of_cache):  # the scanned blocks let go too
             for batch in cur.sql(_AMOUNTS, params={"since": since, "until": until}).arrow(batch_size=_BATCH_ROWS):
                 yield pl.from_arrow(batch)
 

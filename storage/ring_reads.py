@@ -70,7 +70,7 @@ class RingReads:
         try:
             for folder in (work_dir / f"batch={i}" for i in range(len(plan))):
                 folder.mkdir(parents=True)
-            with self._cursor() as cur, _lean(cur):
+            with self._cursor() as cur, _lean(cur, let_go=self._let_go_of_cache):
                 chunks = cur.sql(_ROUTED, params=params).arrow(batch_size=_CHUNK_ROWS)
                 for n, chunk in enumerate(chunks):
                     for (batch,), part in pl.from_arrow(chunk).partition_by("batch", as_dict=True,

@@ -64,6 +64,8 @@ _SCORE_COLUMNS = (
     "wallet, pair_id, score, benford_flag, ml_flag, timestamp, confidence, ring_id, model_version, bft_divergence"
 )
 
+_EVICT_TO = "256MB"  # DuckDB's cache after a big read, for a moment (Store._let_go_of_cache)
+
 
 class Store(Queries, WatchQueries, FeatureReads, RingReads):
     """A DuckDB file holding the canonical Stellar data and everything derived from it.
@@ -90,6 +92,8 @@ class Store(Queries, WatchQueries, FeatureReads, RingReads):
         # row groups, and nothing here deletes enough rows to need the space back.
         self._con.execute("SET max_vacuum_tasks = 0")
         self._write_lock = threading.Lock()
+        self._cursors_lock = threading.Lock()  # guards _open_cursors; held while the cache is let go
+        self._open_cursors = 0
         if not read_only:
             self._migrate()
             self._mark_interrupted()
@@ -107,12 +111,31 @@ class Store(Queries, WatchQueries, FeatureReads, RingReads):
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self._con.cursor()
+        with self._cursors_lock:
+            cur = self._con.cursor()
+            self._open_cursors += 1
         try:
             cur.execute("SET TimeZone = 'UTC'")
             yield cur
         finally:
             cur.close()
+            with self._cursors_lock:
+                self._open_cursors -= 1
+
+    def _let_go_of_cache(self, cur: duckdb.DuckDBPyConnection) -> None:
+        """DuckDB's cached blocks let go (its memory limit lowered to _EVICT_TO for a moment, then
+        back to its default: nothing here sets another), only when `cur` is the store's one open
+        cursor: the limit is the database's, so a query running beside would fail beyond it. No
+        cursor opens meanwhile (the lock)."""
+        with self._cursors_lock:
+            if self._open_cursors > 1:
+                return
+            try:
+                cur.execute(f"SET memory_limit = '{_EVICT_TO}'")
+            except duckdb.Error:
+                pass  # more than that is pinned: the cache stays
+            finally:
+                cur.execute("RESET memory_limit")
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

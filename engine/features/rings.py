@@ -17,7 +17,9 @@ def ring_features(sides: pl.DataFrame, ring_members: pl.DataFrame | None, *, cod
         return keys.with_columns(ring_size=pl.lit(None, dtype=pl.Float64), ring_cp_share=pl.lit(None, dtype=pl.Float64))
     rm = categorical(require(ring_members, RING_MEMBERS_SCHEMA, "ring_members").unique(), "account_id", codes=codes)
     size = rm.group_by("ring_id").agg(ring_size=pl.len())
-    mine = rm.join(size, on="ring_id").group_by("account_id").agg(pl.first("ring_id"), pl.first("ring_size"))
+    # an account in several rings: its largest (ties: the first ring id), the same in every run
+    mine = rm.join(size, on="ring_id").sort(["account_id", "ring_size", "ring_id"], descending=[False, True, False]).group_by(
+        "account_id", maintain_order=True).agg(pl.first("ring_id"), pl.first("ring_size"))
     # A trade counts once: a wallet trading with itself has two sides of it, the one that gave
     # the base asset is kept (the other would say the same).
     once = pl.col("wallet").ne_missing(pl.col("counterparty")) | pl.col("sold_base")

@@ -63,3 +63,31 @@ def test_read_ahead_keeps_order_and_closes_the_reads_when_the_caller_stops():
     assert len(closed) == 2 and set(closed) == threads
     assert threading.get_ident() not in threads
 
+
+
+def test_two_at_once_keeps_order_and_ends_the_reads_as_soon_as_a_partition_fails():
+    from engine.services.features import _two_at_once
+
+    closed = []
+
+    def reads():
+        try:
+            yield from range(6)
+        finally:
+            closed.append(True)
+
+    assert list(_two_at_once(lambda i: i * 10, reads())) == [0, 10, 20, 30, 40, 50]
+
+    def fail_on_three(i):
+        if i == 3:
+            raise ValueError("partition 3")
+        return i
+
+    closed.clear()
+    got = []
+    try:
+        for value in _two_at_once(fail_on_three, reads()):
+            got.append(value)
+    except ValueError:
+        assert closed == [True]  # the reads ended before the error reached the caller
+    assert got == [0, 1, 2]

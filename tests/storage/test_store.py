@@ -147,3 +147,42 @@ def test_a_stored_id_arriving_with_other_content_is_quarantined_not_overwritten(
     assert store.trades().sort("id").equals(trades.sort("id").select(store.trades().columns))  # stored row kept
     again = store.write_batch(run_id=None, trades=changed)
     assert again.n_quarantined == 0  # the same conflict is recorded once
+
+
+def test_the_cache_is_let_go_only_when_no_other_cursor_reads(tmp_path, monkeypatch):
+    # DuckDB's memory limit is the database's: lowering it for a moment to free the blocks a
+    # big read cached would make a query running on another cursor fail beyond it.
+    import storage.store
+
+    monkeypatch.setattr(storage.store, "_EVICT_TO", "1MB")
+    path = tmp_path / "cache.duckdb"
+    with Store(path) as store, store._cursor() as cur:
+        cur.execute("CREATE TABLE big AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(1000000)")
+        cur.execute("CHECKPOINT")
+    with Store(path) as store, store._cursor() as cur:
+
+        def cached() -> int:
+            return dict(cur.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory()").fetchall()).get("BASE_TABLE", 0)
+
+        limit = cur.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]  # the default
+        cur.execute("SELECT count(DISTINCT s) FROM big").fetchall()
+        before = cached()
+        assert before > 10_000_000
+        with store._cursor():  # another reader
+            store._let_go_of_cache(cur)
+            assert cached() == before
+        store._let_go_of_cache(cur)
+        assert cached() < before / 10
+        assert cur.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == limit
+
+
+def test_lean_reads_leave_the_memory_limit_as_it_was(store):
+    # DuckDB shows its limit rounded down: set back from that text, it fell a little each time.
+    from storage.feature_reads import _lean
+
+    with store._cursor() as cur:
+        before = cur.execute("SELECT current_setting('memory_limit')").fetchall()
+        for _ in range(3):
+            with _lean(cur, let_go=store._let_go_of_cache):
+                cur.execute("SELECT 1").fetchall()
+        assert cur.execute("SELECT current_setting('memory_limit')").fetchall() == before
