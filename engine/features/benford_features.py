@@ -107,7 +107,8 @@ def benford_window_features(
     Shapes: wallet, pair_id, then per window w: benford_excess_mad_{w},
     benford_neglog_p_{w}, benford_ks_{w} (null when n < benford.MIN_N).
     """
-    codes = codes or pair_window_codes(sides, as_of=as_of, cfg=cfg)
+    if codes is None:
+        codes = pair_window_codes(sides, as_of=as_of, cfg=cfg)
     n, rows, counts = sparse_window_counts(codes, test="first", min_n=benford.MIN_N["first"])
     widths = sorted(w for _, w in cfg.windows)
     cols = {}
@@ -171,8 +172,9 @@ def benford_table(
     """
     parts = []
     for scope, (frame, group_cols, amount_col) in scopes.items():
-        codes = (coded or {}).get(scope) or window_codes(frame, group_cols=group_cols, amount_col=amount_col,
-                                                         as_of=as_of, windows=cfg.windows)  # fmt: skip
+        codes = (coded or {}).get(scope)
+        if codes is None:
+            codes = window_codes(frame, group_cols=group_cols, amount_col=amount_col, as_of=as_of, windows=cfg.windows)
         parts += _scope_tests(scope, codes, group_cols, as_of=as_of, cfg=cfg)
     return _table(parts)
 

@@ -85,12 +85,16 @@ class _Names:
         """The code of the base (`side` "base") or counter asset of a coded pair."""
         return pair_code.replace_strict(self.pairs.get_column("code"), self.pairs.get_column(side))
 
+    def asset_name(self, code: pl.Expr) -> pl.Expr:
+        """The asset id of an asset code."""
+        return code.replace_strict(pl.int_range(len(self.assets), dtype=pl.Int64, eager=True), self.assets)
+
     def decode(self, trades: pl.DataFrame) -> pl.DataFrame:
         """Trades of the coded asset view (a loop's) with their ids and asset as strings."""
         book = self._book(pl.col("code").is_in(pl.concat([trades.get_column("id"), trades.get_column("out_id")]).implode()))
         return trades.with_columns(
             *(pl.col(c).replace_strict(book.get_column("code"), book.get_column("name"), default=None) for c in ("id", "out_id")),
-            pl.col("pair_id").replace_strict(pl.int_range(len(self.assets), dtype=pl.Int64, eager=True), self.assets),
+            self.asset_name(pl.col("pair_id")),
         )  # fmt: skip
 
     def _book(self, which: pl.Expr) -> pl.DataFrame:
@@ -140,8 +144,7 @@ def _per_pair(loops: pl.DataFrame, names: _Names) -> pl.DataFrame:
         "id", "out_id", pl.col("pair_id").alias("_pair"), "seller", "buyer", pl.col("base_amount").alias("_pair_base"),
     ).join(pair, on="_pair").unpivot(index=["id", "out_id", "_pair", "seller", "buyer", "_pair_base"],
                                      on=["base", "counter"], value_name="_code")  # fmt: skip
-    legs = legs.with_columns(pl.col("_code").replace_strict(pl.int_range(len(names.assets), dtype=pl.Int64, eager=True),
-                                                            names.assets).alias("_asset")).drop("variable", "_code")  # fmt: skip
+    legs = legs.with_columns(names.asset_name(pl.col("_code")).alias("_asset")).drop("variable", "_code")
     hit = loops.select("loop_id", pl.col("pair_id").alias("_asset"), "window", "window_start",
                        pl.col("trade_ids").alias("id")).explode("id").join(legs, on=["id", "_asset"])  # fmt: skip
     spanning = hit.group_by("loop_id").agg(pl.col("_pair").n_unique().alias("_n")).filter(pl.col("_n") >= MIN_PAIRS)

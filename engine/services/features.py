@@ -100,6 +100,7 @@ def compute_features(
     parts, rows, benford = [], 0, _BenfordFiles(store.path.with_suffix(".benford-parts"))
     progress(done=0, total=n_parts, records=0, unit="partitions")
     reads = store.wallet_partitions(n_parts=n_parts, offer_types=OFFER_TYPES, **window)
+
     def one(read: tuple[int, pl.DataFrame, pl.DataFrame]) -> tuple[int, PartitionFeatures]:
         part, trades, offers = read
         return part, wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)
