@@ -12,14 +12,14 @@ holds one partition, never the market. `Store` inherits these methods. Windows a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import polars as pl
-import pyarrow as pa
+
+from storage.routing import lean, scatter
 
 # The trade columns the features read (engine.features.sides.TRADE_COLUMNS), and the
 # partitions of the two sides.
@@ -54,28 +54,6 @@ _AMOUNTS = (
 )
 _BATCH_ROWS = 1_000_000
 _ROUTE_BATCH_ROWS = 500_000
-_ROUTE_MEMORY = "2GB"  # DuckDB's budget while it reads the window for the partitions
-
-
-def _scatter(reader, folder: Path, name: str) -> dict[int, Path]:
-    """The rows of a stream of Arrow batches with a `part` column, written to one Arrow file
-    per part in `folder` (without `part`), in one pass: the cost is linear in the rows, the
-    memory one batch. (DuckDB sorting the window by part instead took 19 s of a 10M-trade
-    window against 7, and spilled beyond its budget.)"""
-    writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
-    paths: dict[int, Path] = {}
-    try:
-        for batch in reader:
-            for (part,), rows in pl.from_arrow(batch).partition_by("part", as_dict=True).items():
-                table = rows.drop("part").to_arrow()
-                if part not in writers:
-                    paths[part] = folder / f"{name}-{part}.arrow"
-                    writers[part] = pa.ipc.new_file(paths[part], table.schema)
-                writers[part].write_table(table)
-    finally:
-        for writer in writers.values():
-            writer.close()
-    return paths
 
 
 def _with_accounts(trades: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
@@ -85,26 +63,6 @@ def _with_accounts(trades: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame
         ids = accounts.rename({"account_key": f"{side}_key", "account_id": f"{side}_account"})
         trades = trades.join(ids, on=f"{side}_key", how="left", maintain_order="left")
     return trades.select(*(c.strip() for c in _FEATURE_TRADE_COLUMNS.split(",")), "seller_part", "buyer_part")
-
-
-@contextmanager
-def _lean(cur, *, let_go: Callable[[object], None] | None = None) -> Iterator[None]:
-    """DuckDB's memory capped (it spills to disk beyond), its row order free; afterwards the
-    default limit back (RESET: nothing here sets another, and the limit DuckDB shows is rounded
-    down, so setting it back from its text lowered it a little every time) and the row order as
-    it was (the app's store is shared). let_go: `Store._let_go_of_cache`, so the blocks the reads
-    cached are freed for the engine's work that follows (at 10M trades, most of a gigabyte)
-    when nothing else is reading."""
-    order = cur.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
-    cur.execute(f"SET memory_limit = '{_ROUTE_MEMORY}'")
-    cur.execute("SET preserve_insertion_order = false")
-    try:
-        yield
-    finally:
-        if let_go is not None:
-            let_go(cur)
-        cur.execute("RESET memory_limit")
-        cur.execute(f"SET preserve_insertion_order = {str(order).lower()}")
 
 
 def _no_offers() -> pl.DataFrame:
@@ -141,9 +99,9 @@ class FeatureReads:
         params = {"n": n_parts, "since": since, "until": until}
         accounts = self._frame("SELECT account_key, account_id FROM account_keys")
         with TemporaryDirectory(prefix=f"{self.path.name}.partitions-", dir=self.path.parent) as folder:
-            with self._cursor() as cur, _lean(cur):
-                trades = _scatter(cur.sql(_ROUTED, params=params).arrow(batch_size=_ROUTE_BATCH_ROWS), Path(folder), "trades")
-                offers = _scatter(cur.sql(_OFFERS_ROUTED, params={**params, "types": list(offer_types)})
+            with self._cursor() as cur, lean(cur):
+                trades = scatter(cur.sql(_ROUTED, params=params).arrow(batch_size=_ROUTE_BATCH_ROWS), Path(folder), "trades")
+                offers = scatter(cur.sql(_OFFERS_ROUTED, params={**params, "types": list(offer_types)})
                                   .arrow(batch_size=_ROUTE_BATCH_ROWS), Path(folder), "offers")  # fmt: skip
             for part in sorted(trades):
                 rows = pl.read_ipc(trades[part]).sort(_PART_ORDER)
@@ -153,7 +111,7 @@ class FeatureReads:
     def trade_amount_batches(self, *, since: datetime, until: datetime) -> Iterator[pl.DataFrame]:
         """pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount of the window's
         trades, a million at a time (the engine reduces each batch before the next is read)."""
-        with self._cursor() as cur, _lean(cur, let_go=self._let_go_of_cache):  # the scanned blocks let go too
+        with self._cursor() as cur, lean(cur, let_go=self._let_go_of_cache):  # the scanned blocks let go too
             for batch in cur.sql(_AMOUNTS, params={"since": since, "until": until}).arrow(batch_size=_BATCH_ROWS):
                 yield pl.from_arrow(batch)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from storage.feature_reads import _lean
+from storage.routing import lean, scatter
 
 # The columns the graph steps read (engine.graph.cotrade, closed_loops), accounts as keys
 _RING_TRADE_COLUMNS = (
@@ -57,10 +57,8 @@ class RingReads:
         """A reader of batch i of `plan` (lists of pair ids): the `pair_trades` of its pairs.
 
         With several batches the store is read once, streamed a million trades at a time into
-        one folder of Arrow IPC chunks per batch under `work_dir` (removed at the end): a query
-        per batch would scan the whole table every time, and the rings step reads every batch
-        twice. (Uncompressed IPC: about 200 bytes a trade on disk, written and read back several
-        times faster than Parquet.)"""
+        one Arrow IPC file per batch under `work_dir` (removed at the end): a query per batch
+        would scan the whole table every time, and the rings step reads every batch twice."""
         if len(plan) <= 1:
             yield lambda i: self.pair_trades(plan[i])
             return
@@ -68,22 +66,17 @@ class RingReads:
         params = {"pairs": [p for pairs in plan for p in pairs],
                   "batches": [i for i, pairs in enumerate(plan) for _ in pairs]}  # fmt: skip
         try:
-            for folder in (work_dir / f"batch={i}" for i in range(len(plan))):
-                folder.mkdir(parents=True)
-            with self._cursor() as cur, _lean(cur, let_go=self._let_go_of_cache):
-                chunks = cur.sql(_ROUTED, params=params).arrow(batch_size=_CHUNK_ROWS)
-                for n, chunk in enumerate(chunks):
-                    for (batch,), part in pl.from_arrow(chunk).partition_by("batch", as_dict=True,
-                                                                            include_key=False).items():  # fmt: skip
-                        part.write_ipc(work_dir / f"batch={batch}" / f"{n}.arrow")
-            yield partial(_batch_file, work_dir, empty=self.pair_trades([]))
+            work_dir.mkdir(parents=True)
+            with self._cursor() as cur, lean(cur, let_go=self._let_go_of_cache):
+                files = scatter(cur.sql(_ROUTED, params=params).arrow(batch_size=_CHUNK_ROWS), work_dir, "batch",
+                                key="batch")  # fmt: skip
+            yield partial(_batch_file, files, empty=self.pair_trades([]))
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _batch_file(folder: Path, batch: int, *, empty: pl.DataFrame) -> pl.DataFrame:
+def _batch_file(files: dict[int, Path], batch: int, *, empty: pl.DataFrame) -> pl.DataFrame:
     """One batch's routed trades, in `pair_trades`' order and types."""
-    chunks = [pl.read_ipc(path) for path in sorted((folder / f"batch={batch}").glob("*.arrow"))]
-    if not chunks:
+    if batch not in files:
         return empty
-    return pl.concat(chunks).sort("op_id", "id").cast(empty.schema)
+    return pl.read_ipc(files[batch]).sort("op_id", "id").cast(empty.schema)

@@ -1,0 +1,55 @@
+"""Routing a big read to partitions on disk, within a memory budget (the features and rings
+steps: one partition in memory at a time, never the market)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+_MEMORY = "2GB"  # DuckDB's budget during a routed read (it spills to disk beyond)
+
+
+@contextmanager
+def lean(cur, *, let_go: Callable[[object], None] | None = None) -> Iterator[None]:
+    """DuckDB's memory capped (it spills to disk beyond), its row order free; afterwards the
+    default limit back (RESET: nothing here sets another, and the limit DuckDB shows is rounded
+    down, so setting it back from its text lowered it a little every time) and the row order as
+    it was (the app's store is shared). let_go: `Store._let_go_of_cache`, so the blocks the reads
+    cached are freed for the engine's work that follows (at 10M trades, most of a gigabyte)
+    when nothing else is reading."""
+    order = cur.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    cur.execute(f"SET memory_limit = '{_MEMORY}'")
+    cur.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        if let_go is not None:
+            let_go(cur)
+        cur.execute("RESET memory_limit")
+        cur.execute(f"SET preserve_insertion_order = {str(order).lower()}")
+
+
+def scatter(reader, folder: Path, name: str, *, key: str = "part") -> dict[int, Path]:
+    """The rows of a stream of Arrow batches, written to one Arrow IPC file per value of their
+    column `key` (`folder`/`name`-value.arrow, without `key`), in one pass: the cost is linear
+    in the rows, the memory one batch. (DuckDB sorting a 10M-trade window by partition instead
+    took 19 s against 7, and spilled beyond its budget.) Uncompressed IPC: written and read
+    back several times faster than Parquet. -> {value: file}"""
+    writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+    paths: dict[int, Path] = {}
+    try:
+        for batch in reader:
+            for (part,), rows in pl.from_arrow(batch).partition_by(key, as_dict=True).items():
+                table = rows.drop(key).to_arrow()
+                if part not in writers:
+                    paths[part] = folder / f"{name}-{part}.arrow"
+                    writers[part] = pa.ipc.new_file(paths[part], table.schema)
+                writers[part].write_table(table)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return paths
