@@ -19,6 +19,7 @@ from tempfile import TemporaryDirectory
 
 import polars as pl
 
+from storage.market_digits import market_digit_params, market_digits_sql
 from storage.routing import lean, scatter
 
 # The trade columns the features read (engine.features.sides.TRADE_COLUMNS), and the
@@ -48,11 +49,6 @@ _OFFERS_ROUTED = (
     f"FROM operations o JOIN account_keys k ON k.account_id = o.source_account "
     "WHERE o.closed_at > $since AND o.closed_at <= $until AND list_contains($types, o.type)"
 )
-_AMOUNTS = (
-    "SELECT pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount FROM trade_rows "
-    f"WHERE {_WINDOW}"
-)
-_BATCH_ROWS = 1_000_000
 _ROUTE_BATCH_ROWS = 500_000
 
 
@@ -108,12 +104,12 @@ class FeatureReads:
                 mine = pl.read_ipc(offers[part]) if part in offers else _no_offers()
                 yield part, _with_accounts(rows, accounts), mine
 
-    def trade_amount_batches(self, *, since: datetime, until: datetime) -> Iterator[pl.DataFrame]:
-        """pair_id, closed_at, sold_asset, sold_amount, bought_asset, bought_amount of the window's
-        trades, a million at a time (the engine reduces each batch before the next is read)."""
+    def market_digits(self, *, as_of: datetime, starts: list[datetime]) -> pl.DataFrame:
+        """The digit table of the market Benford scopes of the stored trades (storage.market_digits;
+        `starts`: the windows' starts, narrowest first)."""
         with self._cursor() as cur, lean(cur, let_go=self._let_go_of_cache):  # the scanned blocks let go too
-            for batch in cur.sql(_AMOUNTS, params={"since": since, "until": until}).arrow(batch_size=_BATCH_ROWS):
-                yield pl.from_arrow(batch)
+            sql = market_digits_sql(len(starts), source="trade_rows")
+            return pl.from_arrow(cur.sql(sql, params=market_digit_params(as_of, starts)).to_arrow_table())
 
     def export_window_trades(self, out: Path, *, since: datetime, until: datetime) -> Path:
         """The window's trades (the feature columns) as Parquet at `out`, for an engine that reads files."""

@@ -18,6 +18,7 @@ import polars as pl
 
 from engine import benford
 from engine.features.sides import TRADE_COLUMNS, FeatureConfig, require
+from storage.market_digits import market_digits_of
 
 # The three window statistics of the feature matrix (first-digit test).
 WINDOW_STATS = ("excess_mad", "neglog_p", "ks")
@@ -135,20 +136,6 @@ def wallet_scopes(sides: pl.DataFrame) -> Scopes:
     return {"wallet_pair": (sides, ["wallet", "pair_id"], "base_amount"), "wallet": (sides, ["wallet"], "base_amount")}
 
 
-def market_scopes(trades: pl.DataFrame) -> Scopes:
-    """The amounts the market scopes test: pair, one base amount per trade; asset,
-    every amount of the asset (two per trade). trades: the AMOUNT_COLUMNS."""
-    t = require(trades, {c: TRADE_COLUMNS[c] for c in AMOUNT_COLUMNS}, "trades")
-    base = pl.col("pair_id").str.split("/").list.first()
-    per_trade = t.select("pair_id", "closed_at", amount=pl.when(pl.col("sold_asset") == base).then("sold_amount")
-                         .otherwise("bought_amount"))  # fmt: skip
-    per_asset = pl.concat([
-        t.select("closed_at", asset=pl.col("sold_asset"), amount=pl.col("sold_amount")),
-        t.select("closed_at", asset=pl.col("bought_asset"), amount=pl.col("bought_amount")),
-    ])  # fmt: skip
-    return {"pair": (per_trade, ["pair_id"], "amount"), "asset": (per_asset, ["asset"], "amount")}
-
-
 BENFORD_TABLE_KEYS: dict[str, pl.DataType] = {
     "as_of": pl.Datetime("us", "UTC"), "scope": pl.String, "wallet": pl.String, "pair_id": pl.String,
     "asset": pl.String, "window": pl.String,
@@ -160,7 +147,7 @@ SCOPE_KEYS: dict[str, list[str]] = {"wallet_pair": ["wallet", "pair_id"], "walle
 def benford_table(
     scopes: Scopes, *, as_of: datetime, cfg: FeatureConfig, coded: dict[str, WindowCodes] | None = None
 ) -> pl.DataFrame:
-    """Every Benford test of `scopes` (`wallet_scopes`, `market_scopes`) per group and window.
+    """Every Benford test of `scopes` (`wallet_scopes`; the market scopes: `market_benford`) per group and window.
 
     coded: the window codes of some scopes when already computed (`window_codes` of the
     scope's frame, its keys as the table's strings), counted instead of the frame.
@@ -219,26 +206,23 @@ MARKET_DIGITS_SCHEMA: dict[str, pl.DataType] = {
 }  # fmt: skip
 
 
+def market_window_starts(as_of: datetime, cfg: FeatureConfig) -> list[datetime]:
+    """The starts of the feature windows as of `as_of`, narrowest first: the buckets of the
+    market digit table (storage.market_digits)."""
+    return [as_of - width for width in sorted(w for _, w in cfg.windows)]
+
+
 def market_digits(trades: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
     """The digit table (MARKET_DIGITS_SCHEMA) of the pair and asset scopes of `trades` (the
-    AMOUNT_COLUMNS), a few rows per pair and asset: a market too big for memory is read batch
-    by batch and its batches' tables concatenated for `market_benford`."""
-    parts = []
-    for scope, (frame, group_cols, amount_col) in market_scopes(trades).items():
-        codes = window_codes(frame, group_cols=group_cols, amount_col=amount_col, as_of=as_of, windows=cfg.windows)
-        coded = pl.DataFrame({"_g": codes.group, "bucket": codes.bucket, "digits": codes.digits})
-        counted = coded.group_by("_g", "bucket", "digits", maintain_order=True).agg(n=pl.len().cast(pl.Int64))
-        keys = codes.keys.with_row_index("_g").with_columns(pl.col("_g").cast(pl.Int64))
-        parts.append(counted.join(keys, on="_g", how="left", maintain_order="left").select(
-            scope=pl.lit(scope), **{c: (pl.col(c) if c in group_cols else pl.lit(None)).cast(pl.String)
-                                    for c in ("pair_id", "asset")}, bucket="bucket", digits="digits", n="n",
-        ))  # fmt: skip
-    return pl.concat(parts).cast(MARKET_DIGITS_SCHEMA)
+    AMOUNT_COLUMNS) in memory, by the one SQL definition the store and Spark run
+    (storage.market_digits): a few rows per pair, asset, window and leading digits."""
+    t = require(trades, {c: TRADE_COLUMNS[c] for c in AMOUNT_COLUMNS}, "trades")
+    return market_digits_of(t, as_of=as_of, starts=market_window_starts(as_of, cfg)).cast(MARKET_DIGITS_SCHEMA)
 
 
 def market_benford(digits: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
-    """The pair and asset scopes of the Benford table (as `benford_table`) from the digit
-    tables of a market's batches (`market_digits`, concatenated in any order)."""
+    """The pair and asset scopes of the Benford table (as `benford_table`) from their digit
+    table (`market_digits`; rows in any order, a group's counts split over rows or not)."""
     total = digits.group_by("scope", "pair_id", "asset", "bucket", "digits", maintain_order=True).agg(pl.col("n").sum())
     parts = []
     for scope in ("pair", "asset"):

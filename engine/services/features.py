@@ -6,8 +6,8 @@ not the market: about `trades_per_partition` trades' worth of sides at once,
 plus the market-wide inputs (accounts, funding lineage, rings) and the matrix.
 The Benford table (about one row per trade) is never held whole: each partition's
 rows go to a Parquet file as soon as they are computed, the pair and asset scopes
-come from digit tables counted a batch of trades at a time, and the store reads
-the files in at the end.
+come from their digit table, which the store counts in SQL (storage.market_digits),
+and the store reads the files in at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TypeVar
 import polars as pl
 
 from engine.features import DEFAULT_CONFIG, market_context
-from engine.features.benford_features import MARKET_DIGITS_SCHEMA, market_benford, market_digits
+from engine.features.benford_features import MARKET_DIGITS_SCHEMA, market_benford, market_window_starts
 from engine.features.funding_features import ancestors_from_edges
 from engine.features.partitions import MarketContext, PartitionFeatures, finish_matrix, wallet_partition
 from engine.progress import Progress, no_progress
@@ -111,8 +111,8 @@ def compute_features(
         progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
     matrix = finish_matrix(parts, ctx=ctx)
     del parts  # the partitions' features, hours and edges are in `matrix` now
-    digits = [market_digits(batch, as_of=ctx.as_of, cfg=ctx.config) for batch in store.trade_amount_batches(**window)]
-    benford.add(_market_benford(digits, ctx=ctx))
+    digits = store.market_digits(as_of=ctx.as_of, starts=market_window_starts(ctx.as_of, ctx.config))
+    benford.add(market_benford(digits.cast(MARKET_DIGITS_SCHEMA), as_of=ctx.as_of, cfg=ctx.config))
     return _save(store, ctx, matrix, benford)
 
 
@@ -149,7 +149,7 @@ def compute_features_spark(
     parts = feature_parts(trades, offers, ctx=ctx, n_parts=max(1, math.ceil(n_trades / max(1, trades_per_partition))))
     benford = _BenfordFiles(out / "benford-parts")
     partitions = [benford.take(p) for p in parts.partitions]
-    benford.add(_market_benford(parts.market_digits, ctx=ctx))
+    benford.add(market_benford(parts.market_digits, as_of=ctx.as_of, cfg=ctx.config))
     return _save(store, ctx, finish_matrix(partitions, ctx=ctx), benford)
 
 
@@ -188,12 +188,6 @@ def _read_ahead(items: Generator[T, None, None]) -> Iterator[T]:
             if not ahead.cancel():
                 ahead.exception()  # a read under way ends before the reads are closed
             reader.submit(items.close).result()
-
-
-def _market_benford(digits: list[pl.DataFrame], *, ctx: MarketContext) -> pl.DataFrame:
-    """The pair and asset scopes from the digit tables of the market's batches."""
-    table = pl.concat(digits) if digits else pl.DataFrame(schema=MARKET_DIGITS_SCHEMA)
-    return market_benford(table, as_of=ctx.as_of, cfg=ctx.config)
 
 
 def _save(store: Store, ctx: MarketContext, matrix: pl.DataFrame, benford: _BenfordFiles) -> FeatureRun:

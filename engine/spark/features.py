@@ -4,11 +4,10 @@ Spark only routes rows: every trade goes to the wallet partition of each of its
 accounts (`pmod(xxhash64(account), n)`), every offer operation to its source's,
 and Spark's grouped Arrow UDFs run engine.features.partitions.wallet_partition
 on each partition, a polars function, exactly as the DuckDB path does. The pair
-and asset Benford scopes too: each Arrow batch of trades is reduced to its digit
-table (engine.features.benford_features.market_digits, a few rows per pair and
-asset) as the DuckDB path reduces each batch it reads. The driver collects the
-partitions' parts (features, hour counts, co-trade edges, Benford rows) and the
-digit tables, and finishes them as the DuckDB path does.
+and asset Benford scopes come from their digit table, counted by the very SQL the
+store runs (storage.market_digits), transpiled to Spark SQL. The driver collects
+the partitions' parts (features, hour counts, co-trade edges, Benford rows) and the
+digit table, and finishes them as the DuckDB path does.
 No feature is written twice, so the two engines cannot drift apart.
 
 Parts travel as Arrow IPC bytes (`kind`, `payload`): one UDF schema for frames
@@ -27,11 +26,12 @@ import polars as pl
 import pyarrow as pa
 
 from engine.errors import BadInput
-from engine.features.benford_features import AMOUNT_COLUMNS, MARKET_DIGITS_SCHEMA, market_digits
+from engine.features.benford_features import AMOUNT_COLUMNS, MARKET_DIGITS_SCHEMA, market_window_starts
 from engine.features.partitions import MarketContext, PartitionFeatures, wallet_partition
 from engine.features.sides import OPERATION_COLUMNS, TRADE_COLUMNS
 from engine.ingest import hubble
 from engine.schemas import TRADES_SCHEMA
+from storage.market_digits import market_digit_params, market_digits_sql
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -40,6 +40,7 @@ PARTS_SCHEMA = "part long, kind string, payload binary"
 HUBBLE_TRADE_ID = "history_operation_id"  # a column only Hubble's history_trades has
 _PROBLEM = {"reason": pl.String, "location": pl.String}
 KINDS = ("matrix", "hours", "edges", "benford")
+_DIGITS_VIEW = "ledgerlens_window_trades"  # the window's trades, for the digit table's SQL
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class SparkParts:
     """What the Spark run hands back to the driver."""
 
     partitions: list[PartitionFeatures]  # in partition order
-    market_digits: list[pl.DataFrame]  # digit tables of the pair and asset scopes (MARKET_DIGITS_SCHEMA)
+    market_digits: pl.DataFrame  # the digit table of the pair and asset scopes (MARKET_DIGITS_SCHEMA)
 
 
 def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketContext, n_parts: int) -> SparkParts:
@@ -179,15 +180,11 @@ def _partitions(rows: pa.Table, n_parts: int) -> list[PartitionFeatures]:
     return [PartitionFeatures(**by_part[p]) for p in range(n_parts) if p in by_part]
 
 
-def _market_digits(trades: DataFrame, *, ctx: MarketContext) -> list[pl.DataFrame]:
-    """The digit tables of the pair and asset scopes, one per Arrow batch of trades."""
-    schema = ", ".join(f"{c} {_spark_type(t)}" for c, t in MARKET_DIGITS_SCHEMA.items())
-    rows = trades.select(*AMOUNT_COLUMNS).mapInArrow(partial(_digit_batches, ctx=ctx), schema).toArrow()
-    return [pl.from_arrow(rows).cast(MARKET_DIGITS_SCHEMA)] if rows.num_rows else []
-
-
-def _digit_batches(batches, *, ctx: MarketContext):
-    """Arrow batches of trades (the AMOUNT_COLUMNS) -> their digit tables."""
-    for batch in batches:
-        frame = _polars(pa.Table.from_batches([batch]), {c: TRADE_COLUMNS[c] for c in AMOUNT_COLUMNS})
-        yield from market_digits(frame, as_of=ctx.as_of, cfg=ctx.config).to_arrow().to_batches()
+def _market_digits(trades: DataFrame, *, ctx: MarketContext) -> pl.DataFrame:
+    """The digit table of the pair and asset scopes: the store's SQL definition
+    (storage.market_digits) transpiled to Spark SQL."""
+    starts = market_window_starts(ctx.as_of, ctx.config)
+    trades.select(*AMOUNT_COLUMNS).createOrReplaceTempView(_DIGITS_VIEW)
+    sql = market_digits_sql(len(starts), source=_DIGITS_VIEW, dialect="spark")
+    rows = trades.sparkSession.sql(sql, args=market_digit_params(ctx.as_of, starts)).toArrow()
+    return pl.from_arrow(rows).cast(MARKET_DIGITS_SCHEMA)
