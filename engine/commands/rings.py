@@ -24,7 +24,7 @@ def register(sub, common) -> None:
                    help="duckdb (default) or spark: the same rings with the pair batches on Spark "
                         "(LEDGERLENS_SPARK_MASTER: local[N], spark://..., sc://...)")
     p.add_argument("--trades", type=Path, default=None,
-                   help="with --engine spark: canonical trades Parquet (`export trades --format parquet`); "
+                   help="with --engine spark: canonical trades Parquet (`export trades --format parquet`) or Hubble history_trades; "
                         "default: the store's, exported next to it")
     p.set_defaults(handler=_rings)
 

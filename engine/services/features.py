@@ -129,7 +129,8 @@ def compute_features_spark(
     store's, exported to Parquet in `work_dir` (default: next to the store). as_of: default the last trade of `trades_path`, else of the store.
     Accounts, funding lineage and rings come from the store.
     """
-    from engine.spark.features import canonical_trades, feature_parts, latest_close
+    from engine.spark.features import feature_parts
+    from engine.spark.trades import canonical_trades, latest_close
     from engine.spark.session import spark_session
 
     spark = spark_session(master=master)

@@ -54,15 +54,16 @@ def spark_rings(store: Store, *, master: str, options: RingOptions | None = None
                 batch_trades: int = BATCH_TRADES) -> RingResult:  # fmt: skip
     """`store_rings` with the batches on Spark (`master`: local[N], a cluster, or sc:// Spark Connect).
 
-    trades_path: canonical trades Parquet (`export trades --format parquet`); default: the store's,
-    exported next to it. Funding lineage comes from the store."""
+    trades_path: Parquet of canonical trades (`export trades --format parquet`) or Hubble's
+    `history_trades`; default: the store's, exported next to it. Funding lineage comes from the store."""
     from engine.spark.rings import spark_batches, trading_accounts
     from engine.spark.session import spark_session
+    from engine.spark.trades import canonical_trades
 
     if trades_path is None:
         trades_path = store.path.with_suffix(".spark-input") / "all-trades.parquet"
         store.export_trades(trades_path, fmt="parquet")
-    trades = spark_session(master=master).read.parquet(str(trades_path))
+    trades = canonical_trades(spark_session(master=master).read.parquet(str(trades_path)), source=str(trades_path))
     funding = store.funding_edges()
     names = account_names(trading_accounts(trades), funding.get_column("from_account"),
                           funding.get_column("to_account"))  # fmt: skip

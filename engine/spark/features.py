@@ -18,27 +18,21 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
 
-from engine.errors import BadInput
 from engine.features.benford_features import AMOUNT_COLUMNS, MARKET_DIGITS_SCHEMA, market_window_starts
 from engine.features.partitions import MarketContext, PartitionFeatures, wallet_partition
 from engine.features.sides import OPERATION_COLUMNS, TRADE_COLUMNS
-from engine.ingest import hubble
-from engine.schemas import TRADES_SCHEMA
+from engine.spark.trades import spark_type
 from storage.market_digits import market_digit_params, market_digits_sql
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 PARTS_SCHEMA = "part long, kind string, payload binary"
-HUBBLE_TRADE_ID = "history_operation_id"  # a column only Hubble's history_trades has
-_PROBLEM = {"reason": pl.String, "location": pl.String}
 KINDS = ("matrix", "hours", "edges", "benford")
 _DIGITS_VIEW = "ledgerlens_window_trades"  # the window's trades, for the digit table's SQL
 
@@ -76,55 +70,6 @@ def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketCon
     return SparkParts(partitions=_partitions(wallet_rows, n_parts), market_digits=_market_digits(t, ctx=ctx))
 
 
-def canonical_trades(frame: DataFrame, *, source: str) -> DataFrame:
-    """Trades in canonical form (TRADES_SCHEMA) from a Spark frame of Parquet trades: ours as they
-    are (`export trades --format parquet`), Hubble's `history_trades` through the very decoder
-    `ingest files` uses (engine.ingest.hubble.trades_from_parsed), in Spark's Arrow batches.
-
-    BadInput naming the records when Hubble rows are unusable (`ingest files` would quarantine
-    them): nothing is computed on a partial market.
-    """
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    if HUBBLE_TRADE_ID not in frame.columns:
-        return frame
-    schema = ", ".join(f"{c} {_spark_type(t)}" for c, t in {**TRADES_SCHEMA, **_PROBLEM}.items())
-    decoded = frame.mapInArrow(partial(_hubble_batches, source=source), schema).persist(StorageLevel.MEMORY_AND_DISK)
-    bad = decoded.where(F.col("reason").isNotNull())
-    n_bad = bad.count()
-    if n_bad:
-        first = bad.select("location", "reason").limit(3).collect()
-        examples = "; ".join(f"{r.location}: {r.reason}" for r in first)
-        raise BadInput(f"{n_bad:,} Hubble trade rows of {source} are unusable ({examples}). Fix or drop them, or "
-                       "`ingest files` the export (it quarantines them) and run features from the store")  # fmt: skip
-    return decoded.drop(*_PROBLEM)
-
-
-def _hubble_batches(batches, *, source: str):
-    """Hubble history_trades Arrow batches -> canonical trades, plus the unusable rows
-    (trade columns null, reason and location set)."""
-    for batch in batches:
-        rows = pl.from_arrow(batch).select(pl.all().cast(pl.String))
-        parsed = hubble.parsed_table(rows, hubble.TRADE_FIELDS, source=source).with_columns(
-            location=pl.format("{} history_operation_id {} order {}", pl.lit(source), HUBBLE_TRADE_ID, "order")
-        )
-        good, bad = hubble.trades_from_parsed(parsed)
-        out = pl.concat([good.with_columns(reason=pl.lit(None, pl.String), location=pl.lit(None, pl.String)),
-                         bad.select("reason", "location")], how="diagonal")  # fmt: skip
-        yield from out.to_arrow().to_batches()
-
-
-def latest_close(trades: DataFrame) -> datetime:
-    """Close time of the last trade of a Spark frame (UTC); BadInput when it has none."""
-    from pyspark.sql import functions as F
-
-    last = trades.select(F.max("closed_at")).first()[0]
-    if last is None:
-        raise BadInput("the trades Parquet holds no trades: export some first (export trades --format parquet)")
-    return last.replace(tzinfo=UTC) if last.tzinfo is None else last.astimezone(UTC)
-
-
 def _part(account: Column, n_parts: int) -> Column:
     """The wallet partition of an account (null for none)."""
     from pyspark.sql import functions as F
@@ -136,12 +81,8 @@ def _empty_offers(trades: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     return trades.sparkSession.createDataFrame([], "id long").select(
-        *[F.lit(None).cast(_spark_type(t)).alias(c) for c, t in OPERATION_COLUMNS.items()]
+        *[F.lit(None).cast(spark_type(t)).alias(c) for c, t in OPERATION_COLUMNS.items()]
     )
-
-
-def _spark_type(dtype: pl.DataType) -> str:
-    return {pl.Int64: "long", pl.Boolean: "boolean", pl.String: "string"}.get(dtype.base_type(), "timestamp")
 
 
 def _wallet_partition_udf(key, trades: pa.Table, offers: pa.Table, *, ctx: MarketContext) -> pa.Table:

@@ -84,7 +84,7 @@ def test_hubble_history_trades_parquet_decodes_on_spark_as_ingest_decodes_it(tmp
     import polars as pl
 
     from engine.ingest import hubble
-    from engine.spark.features import canonical_trades
+    from engine.spark.trades import canonical_trades
 
     path = hubble_parquet(tmp_path)
     want, quarantined = hubble.read_trades(path)
@@ -97,7 +97,7 @@ def test_unusable_hubble_rows_stop_the_spark_run_naming_the_record(tmp_path, spa
     import polars as pl
 
     from engine.errors import BadInput
-    from engine.spark.features import canonical_trades
+    from engine.spark.trades import canonical_trades
 
     def negative_first(rows):
         return rows.with_columns(selling_amount=pl.when(pl.int_range(pl.len()) == 0).then(-1.0).otherwise("selling_amount"))
