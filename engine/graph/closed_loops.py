@@ -139,7 +139,14 @@ def loop_edges(trades: pl.DataFrame, *, via_pools: bool = True) -> pl.DataFrame:
     """The directed trader graph `closed_loops` peels, for planning levels over pair batches.
 
     Shapes: -> [src: i64, dst: i64, mult: u32] (node ids local to `trades`)."""
-    return _graph(trader_trades(trades, via_pools=via_pools))[2].select("src", "dst", "mult").sort("src", "dst")
+    return trader_loop_edges(trader_trades(trades, via_pools=via_pools))
+
+
+def trader_loop_edges(tt: pl.DataFrame) -> pl.DataFrame:
+    """`loop_edges` of trader trades already built (engine.graph.cotrade.trader_trades)."""
+    if "out_id" not in tt.columns:
+        tt = tt.with_columns(pl.lit(None, dtype=pl.String).alias("out_id"))
+    return _graph(tt)[2].select("src", "dst", "mult").sort("src", "dst")
 
 
 def loop_levels(edges: pl.DataFrame, *, max_levels: int = DEFAULT_MAX_LEVELS) -> list[int]:

@@ -52,7 +52,7 @@ from scipy.sparse.csgraph import connected_components
 
 from engine.graph.account_keys import account_names, decode_lists, encode_columns
 from engine.graph.asset_loops import asset_loops, cross_pair_candidates
-from engine.graph.closed_loops import CLOSED_LOOPS_SCHEMA, loop_edges, loop_levels, loop_trades, trader_loops
+from engine.graph.closed_loops import CLOSED_LOOPS_SCHEMA, loop_levels, loop_trades, trader_loop_edges, trader_loops
 from engine.graph.cotrade import trader_trades
 from engine.graph.funding import (
     DEFAULT_DEPTH,
@@ -106,8 +106,9 @@ class RingResult:
 
 
 BatchFn = Callable[[pl.DataFrame], dict[str, pl.DataFrame]]
-# Runs a function on every batch of pairs and concatenates each frame it returns, by name
-# (`local_batches`; engine.spark.rings runs the same functions on Spark's groups).
+# Runs a function on the trader trades of every batch of pairs (`batch_trader_trades`) and
+# concatenates each frame it returns, by name (`local_batches`; engine.spark.rings runs the
+# same functions on Spark's groups).
 MapBatches = Callable[[BatchFn], dict[str, pl.DataFrame]]
 
 
@@ -126,16 +127,18 @@ def detect_rings(
     names = account_names(trades.get_column("seller_account"), trades.get_column("buyer_account"),
                           funding.get_column("from_account"), funding.get_column("to_account"))
     keyed = encode_columns(trades, names, ("seller_account", "buyer_account"))
-    return rings_by_pairs(local_batches(lambda: [keyed]), names, funding, options=options, n_batches=1)
+    return rings_by_pairs(local_batches(lambda: [batch_trader_trades(keyed)]), names, funding, options=options,
+                          n_batches=1)  # fmt: skip
 
 
 def rings_by_pairs(map_batches: MapBatches, names: pl.Series, funding: pl.DataFrame, *,
                    options: RingOptions = RingOptions(), n_batches: int | None = None) -> RingResult:  # fmt: skip
     """`detect_rings` over a market read in batches of pairs, never whole.
 
-    `map_batches` runs a function on every batch of trades (TRADES_SCHEMA, seller/buyer
-    accounts as keys: positions in `names`, the sorted ids of every trading or funding
-    account; engine.graph.account_keys), each batch holding every trade of its pairs, twice:
+    `map_batches` runs a function on the trader trades (`batch_trader_trades`) of every batch
+    of trades (TRADES_SCHEMA, seller/buyer accounts as keys: positions in `names`, the sorted
+    ids of every trading or funding account; engine.graph.account_keys), each batch holding
+    every trade of its pairs, twice:
     loop levels (`batch_edges`), then closed loops, pair evidence and trade flows
     (`batch_loops`). Closed loops, pool legs and pair evidence never span pairs, and the loop
     levels are planned over all batches, so the result is the same for any split into
@@ -187,25 +190,29 @@ KEYED_TRADES_SCHEMA = {**TRADES_SCHEMA, "seller_account": pl.Int64, "buyer_accou
 
 
 def local_batches(batches: Callable[[], Iterable[pl.DataFrame]]) -> MapBatches:
-    """A MapBatches over the frames `batches()` yields (called once per pass)."""
+    """A MapBatches over the trader trades `batches()` yields (called once per pass)."""
 
     def run(fn: BatchFn) -> dict[str, pl.DataFrame]:
-        parts = [fn(trades) for trades in batches()] or [fn(pl.DataFrame(schema=KEYED_TRADES_SCHEMA))]
+        parts = [fn(tt) for tt in batches()] or [fn(batch_trader_trades(pl.DataFrame(schema=KEYED_TRADES_SCHEMA)))]
         return {name: pl.concat([p[name] for p in parts]) for name in parts[0]}
 
     return run
 
 
-def batch_edges(trades: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Pass 1 on one batch: its trader graph for `loop_levels` (`part`: the batch's first pair)."""
-    part = trades.get_column("pair_id").min() if trades.height else ""
-    return {"edges": loop_edges(trades).with_columns(pl.lit(part, pl.String).alias("part"))}
+def batch_trader_trades(trades: pl.DataFrame) -> pl.DataFrame:
+    """What both passes read of a batch (keyed trades): its trader trades, pool legs included."""
+    return trader_trades(trades, via_pools=True)
 
 
-def batch_loops(trades: pl.DataFrame, *, levels: list[int] | None) -> dict[str, pl.DataFrame]:
-    """Pass 2 on one batch: its closed loops (members as keys), `pair_counts` and `pair_flows`.
-    `levels`: planned over every batch (`loop_levels`); None: the batch is the whole market."""
-    tt = trader_trades(trades, via_pools=True)
+def batch_edges(tt: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Pass 1 on one batch's trader trades: its trader graph for `loop_levels` (`part`: the batch's first pair)."""
+    part = tt.get_column("pair_id").min() if tt.height else ""
+    return {"edges": trader_loop_edges(tt).with_columns(pl.lit(part, pl.String).alias("part"))}
+
+
+def batch_loops(tt: pl.DataFrame, *, levels: list[int] | None) -> dict[str, pl.DataFrame]:
+    """Pass 2 on one batch's trader trades: its closed loops (members as keys), `pair_counts` and
+    `pair_flows`. `levels`: planned over every batch (`loop_levels`); None: the batch is the whole market."""
     loops = trader_loops(tt, levels=levels)
     if loops.height == 0:  # the empty frame's members are ids; every batch's are keys
         loops = pl.DataFrame(schema={**CLOSED_LOOPS_SCHEMA, "members": pl.List(pl.Int64)})

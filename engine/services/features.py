@@ -130,8 +130,8 @@ def compute_features_spark(
     Accounts, funding lineage and rings come from the store.
     """
     from engine.spark.features import feature_parts
-    from engine.spark.trades import canonical_trades, latest_close
     from engine.spark.session import spark_session
+    from engine.spark.trades import canonical_trades, latest_close
 
     spark = spark_session(master=master)
     given = canonical_trades(spark.read.parquet(str(trades_path)), source=str(trades_path)) if trades_path else None

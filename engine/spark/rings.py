@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from engine.graph.account_keys import account_names, encode_columns
-from engine.graph.rings import RING_TRADE_COLUMNS, BatchFn, MapBatches, pair_batches
+from engine.graph.rings import RING_TRADE_COLUMNS, BatchFn, MapBatches, batch_trader_trades, pair_batches
 from engine.schemas import TRADES_SCHEMA
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ def spark_batches(trades: DataFrame, names: pl.Series, *, batch_trades: int) -> 
         for kind, payload in zip(rows.column("kind").to_pylist(), rows.column("payload").to_pylist(), strict=True):
             parts.setdefault(kind, []).append(pl.read_ipc(io.BytesIO(payload)))
         if not parts:  # no trades: the function's empty frames
-            return fn(pl.DataFrame(schema={**TRADES_SCHEMA, "seller_account": pl.Int64, "buyer_account": pl.Int64}))
+            keyed = pl.DataFrame(schema={**TRADES_SCHEMA, "seller_account": pl.Int64, "buyer_account": pl.Int64})
+            return fn(batch_trader_trades(keyed))
         return {kind: pl.concat(frames) for kind, frames in parts.items()}
 
     return run
@@ -63,10 +64,10 @@ def trading_accounts(trades: DataFrame) -> pl.Series:
 
 def _batch_udf(table: pa.Table, *, fn: BatchFn, names: pl.Series) -> pa.Table:
     """One batch of pairs on an executor: its trades in the store's order, accounts as keys,
-    through `fn`; each frame it returns as Arrow IPC."""
+    their trader trades through `fn`; each frame it returns as Arrow IPC."""
     schema = {c: TRADES_SCHEMA[c] for c in RING_TRADE_COLUMNS}
     trades = pl.from_arrow(table).select(RING_TRADE_COLUMNS).cast(schema).sort("op_id", "id")
-    out = fn(encode_columns(trades, names, ("seller_account", "buyer_account")))
+    out = fn(batch_trader_trades(encode_columns(trades, names, ("seller_account", "buyer_account"))))
     return pa.table({"kind": list(out), "payload": [_ipc(frame) for frame in out.values()]})
 
 
