@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MASTER = "local[2]"
 SPARK_CONNECT_SCHEME = "sc://"
+MAX_RESULT_SIZE = "0"  # spark.driver.maxResultSize: no cap but the driver's memory
 
 
 def spark_session(
@@ -45,6 +46,9 @@ def spark_session(
         builder = SparkSession.builder.master(master).config("spark.ui.enabled", "false").config(
             "spark.ui.showConsoleProgress", "false"
         )
+        # The driver collects what the partitions hand back (the Benford rows: about one per
+        # trade, over 1 GB, Spark's default cap, at 4M trades): the cap is the driver's memory.
+        builder = builder.config("spark.driver.maxResultSize", MAX_RESULT_SIZE)
         if master.startswith("local"):
             # Python workers run this interpreter (its venv: polars, the engine), not the PATH's python3;
             # in-process PySpark reads only the environment variable for that.
