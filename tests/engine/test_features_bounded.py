@@ -26,7 +26,7 @@ def test_features_step_equals_the_whole_market_implementation(tmp_path, trades_p
     assert (run.benford_tests, run.benford_flagged) == (benford.height, benford["flag"].sum())
 
 
-def test_market_scopes_counted_batch_by_batch_equal_one_pass():
+def test_market_digit_tables_of_batches_add_up_to_the_whole_markets():
     import polars as pl
 
     from engine.features import DEFAULT_CONFIG, build_benford_table

@@ -178,11 +178,25 @@ def test_the_cache_is_let_go_only_when_no_other_cursor_reads(tmp_path, monkeypat
 
 def test_lean_reads_leave_the_memory_limit_as_it_was(store):
     # DuckDB shows its limit rounded down: set back from that text, it fell a little each time.
-    from storage.feature_reads import _lean
+    from storage.routing import lean
 
     with store._cursor() as cur:
         before = cur.execute("SELECT current_setting('memory_limit')").fetchall()
         for _ in range(3):
-            with _lean(cur, let_go=store._let_go_of_cache):
+            with lean(cur, let_go=store._let_go_of_cache):
                 cur.execute("SELECT 1").fetchall()
         assert cur.execute("SELECT current_setting('memory_limit')").fetchall() == before
+
+
+def test_scatter_writes_each_part_its_rows_from_every_batch(tmp_path):
+    import polars as pl
+
+    from storage.routing import scatter
+
+    rows = pl.DataFrame({"part": [2, 0, 2, 1, 0, 2], "v": [1, 2, 3, 4, 5, 6]})
+    batches = [rows.slice(0, 4).to_arrow().to_batches()[0], rows.slice(4).to_arrow().to_batches()[0]]
+    files = scatter(iter(batches), tmp_path, "t")
+    assert sorted(files) == [0, 1, 2]
+    got = {part: pl.read_ipc(path) for part, path in files.items()}
+    assert got[0].columns == ["v"]  # the key is left out
+    assert {part: sorted(frame["v"].to_list()) for part, frame in got.items()} == {0: [2, 5], 1: [4], 2: [1, 3, 6]}
