@@ -25,7 +25,7 @@ def register(sub, common) -> None:
                    help="with --engine spark: canonical trades Parquet (`export trades --format parquet`); "
                         "default: the store's trades")  # fmt: skip
     p.add_argument("--operations", type=Path, default=None,
-                   help="with --engine spark: operations Parquet (offer cancellations); default: the store's. "
+                   help="with --engine spark: operations Parquet, ours or Hubble history_operations (offer cancellations); default: the store's. "
                         "Accounts, funding and rings come from the store")  # fmt: skip
     p.set_defaults(handler=_features)
 

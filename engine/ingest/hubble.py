@@ -38,7 +38,7 @@ from engine.ingest.validate import (
 )
 from engine.schemas import TRADES_SCHEMA, conform
 from storage.errors import BadInput
-from storage.readers import read_json_lines
+from storage.readers import parse_json_strings, read_json_lines
 
 V = "VARCHAR"
 _ASSET = ("asset_type", "asset_code", "asset_issuer")
@@ -226,6 +226,21 @@ def read_operations(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     if "details" not in p.columns:
         raise BadInput(f"{path}: Hubble operations need a 'details' column (JSON export of history_operations)")
     return operations_from_parsed_hubble(p)
+
+
+def operations_from_table(rows: pl.DataFrame, *, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of a Hubble history_operations table as a Parquet export holds them (`details` a
+    struct) -> (operations, quarantine): each row as the JSON line the export would have been,
+    through the JSON Lines decoder (`read_operations`), so both read the same.
+    Location: "<source> operation <id>"."""
+    times = [c for c, t in rows.schema.items() if t.base_type() == pl.Datetime]
+    rows = rows.with_columns(pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ") for c in times)
+    raw = rows.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
+    parsed = parse_json_strings(raw, OPERATION_FIELDS_HUBBLE).with_columns(
+        location=pl.format("{} operation {}", pl.lit(source), pl.col("id")))  # fmt: skip
+    if "details" not in parsed.columns:
+        raise BadInput(f"{source}: Hubble operations need a 'details' column (history_operations)")
+    return operations_from_parsed_hubble(parsed)
 
 
 def operations_from_parsed_hubble(

@@ -125,13 +125,13 @@ def compute_features_spark(
     tables from the same feature functions (engine.spark.features).
 
     trades_path: Parquet of canonical trades (`export trades --format parquet`) or Hubble's
-    `history_trades`; operations_path: offer operations with the canonical columns; default: the
+    `history_trades`; operations_path: offer operations with the canonical columns, or Hubble's `history_operations`; default: the
     store's, exported to Parquet in `work_dir` (default: next to the store). as_of: default the last trade of `trades_path`, else of the store.
     Accounts, funding lineage and rings come from the store.
     """
     from engine.spark.features import feature_parts
+    from engine.spark.inputs import canonical_operations, canonical_trades, latest_close
     from engine.spark.session import spark_session
-    from engine.spark.trades import canonical_trades, latest_close
 
     spark = spark_session(master=master)
     given = canonical_trades(spark.read.parquet(str(trades_path)), source=str(trades_path)) if trades_path else None
@@ -145,7 +145,8 @@ def compute_features_spark(
     if operations_path is None:
         operations_path = store.export_window_operations(out / "offers.parquet", types=OFFER_TYPES, **window)
     trades = given if given is not None else spark.read.parquet(str(trades_path))
-    offers = spark.read.parquet(str(operations_path)) if operations_path is not None else None
+    offers = (canonical_operations(spark.read.parquet(str(operations_path)), source=str(operations_path))
+              if operations_path is not None else None)  # fmt: skip
     n_trades = trades.where((trades.closed_at > since) & (trades.closed_at <= ctx.as_of)).count()
     parts = feature_parts(trades, offers, ctx=ctx, n_parts=max(1, math.ceil(n_trades / max(1, trades_per_partition))))
     benford = _BenfordFiles(out / "benford-parts")

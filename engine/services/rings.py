@@ -75,9 +75,9 @@ def spark_rings(store: Store, *, master: str, options: RingOptions | None = None
 
     trades_path: Parquet of canonical trades (`export trades --format parquet`) or Hubble's
     `history_trades`; default: the store's, exported next to it. Funding lineage comes from the store."""
+    from engine.spark.inputs import canonical_trades
     from engine.spark.rings import spark_batches, trading_accounts
     from engine.spark.session import spark_session
-    from engine.spark.trades import canonical_trades
 
     if trades_path is None:
         trades_path = store.path.with_suffix(".spark-input") / "all-trades.parquet"

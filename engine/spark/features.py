@@ -26,7 +26,7 @@ import pyarrow as pa
 from engine.features.benford_features import AMOUNT_COLUMNS, MARKET_DIGITS_SCHEMA, market_window_starts
 from engine.features.partitions import MarketContext, PartitionFeatures, wallet_partition
 from engine.features.sides import OPERATION_COLUMNS, TRADE_COLUMNS
-from engine.spark.trades import spark_type
+from engine.spark.inputs import spark_type
 from storage.market_digits import market_digit_params, market_digits_sql
 
 if TYPE_CHECKING:

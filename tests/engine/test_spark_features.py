@@ -84,7 +84,7 @@ def test_hubble_history_trades_parquet_decodes_on_spark_as_ingest_decodes_it(tmp
     import polars as pl
 
     from engine.ingest import hubble
-    from engine.spark.trades import canonical_trades
+    from engine.spark.inputs import canonical_trades
 
     path = hubble_parquet(tmp_path)
     want, quarantined = hubble.read_trades(path)
@@ -97,7 +97,7 @@ def test_unusable_hubble_rows_stop_the_spark_run_naming_the_record(tmp_path, spa
     import polars as pl
 
     from engine.errors import BadInput
-    from engine.spark.trades import canonical_trades
+    from engine.spark.inputs import canonical_trades
 
     def negative_first(rows):
         return rows.with_columns(selling_amount=pl.when(pl.int_range(pl.len()) == 0).then(-1.0).otherwise("selling_amount"))
@@ -106,3 +106,46 @@ def test_unusable_hubble_rows_stop_the_spark_run_naming_the_record(tmp_path, spa
     first_id = pl.read_parquet(path)["history_operation_id"][0]
     with pytest.raises(BadInput, match=f"1 Hubble trade rows .* history_operation_id {first_id} order 0: "):
         canonical_trades(spark.read.parquet(str(path)), source=str(path))
+
+
+def hubble_operations_parquet(tmp_path, mutate=None):
+    """stellar-etl's golden history_operations rows (ten ledgers, `details` a struct) as a Parquet export."""
+    import polars as pl
+
+    from tests.conftest import fixture_path
+
+    source = fixture_path("stellar-etl-golden", "operations", "10_ledgers_ops.golden")
+    rows = pl.read_ndjson(source, infer_schema_length=None)  # every row's fields (they vary by type)
+    path = tmp_path / "history_operations.parquet"
+    (mutate(rows) if mutate else rows).write_parquet(path)
+    return source, path
+
+
+def test_hubble_history_operations_parquet_decodes_on_spark_as_ingest_decodes_their_json(tmp_path, spark):
+    import polars as pl
+
+    from engine.ingest import hubble
+    from engine.spark.inputs import canonical_operations
+
+    source, path = hubble_operations_parquet(tmp_path)
+    want, quarantined = hubble.read_operations(source)
+    got = pl.from_arrow(canonical_operations(spark.read.parquet(str(path)), source=str(path)).toArrow())
+    assert want.height == 2085 and quarantined.height == 0
+    assert want.filter(pl.col("type").is_in(["manage_sell_offer", "manage_buy_offer"])).height > 0  # offers to read
+    assert_same_frame(got.cast(want.schema), want, key=["id"])
+
+
+def test_unusable_hubble_operations_stop_the_spark_run_naming_the_record(tmp_path, spark):
+    import polars as pl
+
+    from engine.errors import BadInput
+    from engine.spark.inputs import canonical_operations
+
+    def bad_first(rows):
+        return rows.with_columns(source_account=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("GNOTANACCOUNT"))
+                                 .otherwise("source_account"))  # fmt: skip
+
+    _, path = hubble_operations_parquet(tmp_path, bad_first)
+    first_id = pl.read_parquet(path)["id"][0]
+    with pytest.raises(BadInput, match=f"1 Hubble operation rows .* operation {first_id}: field source_account"):
+        canonical_operations(spark.read.parquet(str(path)), source=str(path))
