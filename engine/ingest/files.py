@@ -165,6 +165,11 @@ def iter_file(path: Path, *, chunk_lines: int = CHUNK_LINES, skip_lines: int = 0
         yield _load_page(path)
         return
     fields, decode, kind = _JSONL[fmt]
+    if fmt == "hubble_operations" and ".parquet" in path.name.lower():  # `details` is a struct there
+        rows = hubble.read_parquet(path)
+        frame, bad = hubble.operations_from_table(rows, source=str(path))
+        yield Loaded(kind, frame, bad, rows.height, rows.height)
+        return
     if ".csv" in path.name.lower() or ".parquet" in path.name.lower():
         rows = hubble.read_rows(path, fields)
         frame, bad = decode(rows)

@@ -124,15 +124,26 @@ def _read_csv(path: Path) -> pl.DataFrame:
         return pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
 
 
+def read_parquet(path: Path) -> pl.DataFrame:
+    """A Parquet export as it is (nested columns too); BadInput for a corrupt file."""
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadInput(_unreadable(path, exc)) from exc
+
+
 def _read_table(path: Path) -> pl.DataFrame:
     """A CSV or Parquet export with every column as text; BadInput for an empty,
     corrupt or nested (struct / list columns) file."""
-    try:
-        frame = _read_csv(path) if ".csv" in path.name.lower() else pl.read_parquet(path)
-    except pl.exceptions.NoDataError as exc:
-        raise BadInput(f"{path}: the file is empty (no header line): export it again with its header") from exc
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise BadInput(_unreadable(path, exc)) from exc
+    if ".csv" not in path.name.lower():
+        frame = read_parquet(path)
+    else:
+        try:
+            frame = _read_csv(path)
+        except pl.exceptions.NoDataError as exc:
+            raise BadInput(f"{path}: the file is empty (no header line): export it again with its header") from exc
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise BadInput(_unreadable(path, exc)) from exc
     nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
     if nested:
         raise BadInput(

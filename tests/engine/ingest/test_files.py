@@ -254,6 +254,17 @@ def test_stellar_etl_operations_give_funding_edges(store):
     assert created.height == 4  # five create_account operations; one account was created twice
 
 
+def test_hubble_operations_parquet_with_nested_details_ingest_as_their_json_lines(store, tmp_path):
+    source = fixture_path("stellar-etl-golden", "operations", "10_ledgers_ops.golden")
+    path = tmp_path / "history_operations.parquet"
+    pl.read_ndjson(source, infer_schema_length=None).write_parquet(path)  # `details` a struct, as BigQuery exports it
+    loaded, want = load_file(path), load_file(source)
+    assert loaded.kind == "operations" and loaded.quarantine.height == 0
+    assert loaded.frame.sort("id").equals(want.frame.sort("id")) and loaded.frame.height == 2085
+    [summary] = ingest_files(store, [path])
+    assert summary.n_operations == 2085 and store.accounts().filter(pl.col("funder").is_not_null()).height == 4
+
+
 def test_horizon_pages_load(store):
     page = fixture_path("java-sdk-horizon", "pages", "trades.json")
     loaded = load_file(page)
