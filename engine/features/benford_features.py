@@ -222,8 +222,9 @@ def market_digits(trades: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) 
 
 def market_benford(digits: pl.DataFrame, *, as_of: datetime, cfg: FeatureConfig) -> pl.DataFrame:
     """The pair and asset scopes of the Benford table (as `benford_table`) from their digit
-    table (`market_digits`; rows in any order, a group's counts split over rows or not)."""
-    total = digits.group_by("scope", "pair_id", "asset", "bucket", "digits", maintain_order=True).agg(pl.col("n").sum())
+    table (`market_digits`, or the same SQL's rows from the store or Spark: cast here; rows in
+    any order, a group's counts split over rows or not)."""
+    total = digits.cast(MARKET_DIGITS_SCHEMA).group_by("scope", "pair_id", "asset", "bucket", "digits", maintain_order=True).agg(pl.col("n").sum())
     parts = []
     for scope in ("pair", "asset"):
         group_cols = SCOPE_KEYS[scope]

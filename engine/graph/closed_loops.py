@@ -144,8 +144,6 @@ def loop_edges(trades: pl.DataFrame, *, via_pools: bool = True) -> pl.DataFrame:
 
 def trader_loop_edges(tt: pl.DataFrame) -> pl.DataFrame:
     """`loop_edges` of trader trades already built (engine.graph.cotrade.trader_trades)."""
-    if "out_id" not in tt.columns:
-        tt = tt.with_columns(pl.lit(None, dtype=pl.String).alias("out_id"))
     return _graph(tt)[2].select("src", "dst", "mult").sort("src", "dst")
 
 

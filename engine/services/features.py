@@ -25,7 +25,7 @@ from typing import TypeVar
 import polars as pl
 
 from engine.features import DEFAULT_CONFIG, market_context
-from engine.features.benford_features import MARKET_DIGITS_SCHEMA, market_benford, market_window_starts
+from engine.features.benford_features import market_benford, market_window_starts
 from engine.features.funding_features import ancestors_from_edges
 from engine.features.partitions import MarketContext, PartitionFeatures, finish_matrix, wallet_partition
 from engine.progress import Progress, no_progress
@@ -112,7 +112,7 @@ def compute_features(
     matrix = finish_matrix(parts, ctx=ctx)
     del parts  # the partitions' features, hours and edges are in `matrix` now
     digits = store.market_digits(as_of=ctx.as_of, starts=market_window_starts(ctx.as_of, ctx.config))
-    benford.add(market_benford(digits.cast(MARKET_DIGITS_SCHEMA), as_of=ctx.as_of, cfg=ctx.config))
+    benford.add(market_benford(digits, as_of=ctx.as_of, cfg=ctx.config))
     return _save(store, ctx, matrix, benford)
 
 

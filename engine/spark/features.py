@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 import pyarrow as pa
 
-from engine.features.benford_features import AMOUNT_COLUMNS, MARKET_DIGITS_SCHEMA, market_window_starts
+from engine.features.benford_features import AMOUNT_COLUMNS, market_window_starts
 from engine.features.partitions import MarketContext, PartitionFeatures, wallet_partition
 from engine.features.sides import OPERATION_COLUMNS, TRADE_COLUMNS
 from engine.spark.inputs import spark_type
@@ -42,7 +42,7 @@ class SparkParts:
     """What the Spark run hands back to the driver."""
 
     partitions: list[PartitionFeatures]  # in partition order
-    market_digits: pl.DataFrame  # the digit table of the pair and asset scopes (MARKET_DIGITS_SCHEMA)
+    market_digits: pl.DataFrame  # the digit table of the pair and asset scopes (storage.market_digits)
 
 
 def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketContext, n_parts: int) -> SparkParts:
@@ -128,4 +128,4 @@ def _market_digits(trades: DataFrame, *, ctx: MarketContext) -> pl.DataFrame:
     trades.select(*AMOUNT_COLUMNS).createOrReplaceTempView(_DIGITS_VIEW)
     sql = market_digits_sql(len(starts), source=_DIGITS_VIEW, dialect="spark")
     rows = trades.sparkSession.sql(sql, args=market_digit_params(ctx.as_of, starts)).toArrow()
-    return pl.from_arrow(rows).cast(MARKET_DIGITS_SCHEMA)
+    return pl.from_arrow(rows)
