@@ -21,6 +21,7 @@ import polars as pl
 
 from storage.market_digits import market_digit_params, market_digits_sql
 from storage.routing import lean, scatter
+from storage.shape_features import ShapeOptions, market_hours_sql, shape_feature_params
 
 # The trade columns the features read (engine.features.sides.TRADE_COLUMNS), and the
 # partitions of the two sides.
@@ -50,6 +51,14 @@ _OFFERS_ROUTED = (
     "WHERE o.closed_at > $since AND o.closed_at <= $until AND list_contains($types, o.type)"
 )
 _ROUTE_BATCH_ROWS = 500_000
+# The trades as the shape features' SQL reads them (storage.shape_features.SOURCE_COLUMNS), accounts as
+# their integer keys, every side in partition 0: a view of this connection only.
+_SHAPE_SOURCE = "ledgerlens_shape_trades"
+_SHAPE_VIEW = (
+    f"CREATE OR REPLACE TEMP VIEW {_SHAPE_SOURCE} AS SELECT closed_at, op_id, pair_id, seller_key AS seller_account, "
+    "seller_pool_id, buyer_key AS buyer_account, buyer_pool_id, sold_asset, sold_amount, bought_asset, bought_amount, "
+    "0 AS seller_part, 0 AS buyer_part FROM trade_rows"
+)
 
 
 def _with_accounts(trades: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
@@ -110,6 +119,14 @@ class FeatureReads:
         with self._cursor() as cur, lean(cur, let_go=self._let_go_of_cache):  # the scanned blocks let go too
             sql = market_digits_sql(len(starts), source="trade_rows")
             return pl.from_arrow(cur.sql(sql, params=market_digit_params(as_of, starts)).to_arrow_table())
+
+    def market_hours(self, *, as_of: datetime, options: ShapeOptions) -> pl.DataFrame:
+        """The market's account sides per UTC hour over the features' lookback (storage.shape_features)."""
+        with self._cursor() as cur, lean(cur, let_go=self._let_go_of_cache):
+            cur.execute(_SHAPE_VIEW)
+            params = shape_feature_params(as_of, options)
+            sql = market_hours_sql(source=_SHAPE_SOURCE)
+            return pl.from_arrow(cur.sql(sql, params={k: params[k] for k in ("since", "as_of")}).to_arrow_table())
 
     def export_window_trades(self, out: Path, *, since: datetime, until: datetime) -> Path:
         """The window's trades (the feature columns) as Parquet at `out`, for an engine that reads files."""

@@ -17,15 +17,13 @@ has no such function, so the base asset is cut with LEFT and STRPOS.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 import duckdb
 import polars as pl
 
-from storage.errors import BadInput
+from storage.sql_dialects import table_name, transpile
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _DIGITS = "CASE WHEN amount > 0 THEN CAST(LEFT(CAST(amount AS VARCHAR), 2) AS BIGINT) ELSE 0 END"
 _BASE_AMOUNT = ("CASE WHEN LEFT(pair_id, STRPOS(pair_id, '/') - 1) = sold_asset THEN sold_amount "
                 "ELSE bought_amount END")  # fmt: skip
@@ -38,8 +36,7 @@ def market_digits_sql(n_windows: int, *, source: str = "trades", dialect: str = 
     start_{n_windows - 1} (`market_digit_params`)."""
     if n_windows < 1:
         raise ValueError("n_windows must be at least 1")
-    if not _NAME.fullmatch(source):
-        raise BadInput(f"{source!r} is not a table name (letters, digits, _ and dots only)")
+    source = table_name(source)
     buckets = " ".join(f"WHEN closed_at > $start_{i} THEN {i}" for i in range(n_windows - 1))
     bucket = f"CASE {buckets} ELSE {n_windows - 1} END" if buckets else "0"
     sql = (
@@ -50,11 +47,7 @@ def market_digits_sql(n_windows: int, *, source: str = "trades", dialect: str = 
         "UNION ALL SELECT 'asset', CAST(NULL AS VARCHAR), bought_asset, bucket, bought_amount FROM w) "
         f"SELECT scope, pair_id, asset, bucket, {_DIGITS} AS digits, COUNT(*) AS n FROM amounts GROUP BY 1, 2, 3, 4, 5"
     )
-    if dialect == "duckdb":
-        return sql
-    import sqlglot
-
-    return sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=True)[0]
+    return transpile(sql, dialect)
 
 
 def market_digit_params(as_of: datetime, starts: list[datetime]) -> dict[str, datetime]:

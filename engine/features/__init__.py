@@ -5,7 +5,9 @@
 before `as_of`, with the columns of FEATURE_DICTIONARY (engine.features.dictionary)
 plus the missing indicators. Only trades with closed_at <= as_of, operations with
 closed_at <= as_of and accounts created by as_of are read. Everything is
-vectorised (polars group_bys/joins, numpy bincounts, one sparse PageRank).
+vectorised: the trade-shape features are one SQL definition (storage.shape_features,
+on an in-memory DuckDB here), the rest polars group_bys/joins, numpy bincounts and one
+sparse PageRank.
 A market too big for memory goes through engine.features.partitions one wallet
 partition at a time (engine.services.analyse does); this is its one-partition case.
 
@@ -39,6 +41,7 @@ from engine.features.sides import (
     trade_sides,
 )
 from storage.errors import BadInput
+from storage.shape_features import market_hours_of, shape_features_of
 
 __all__ = [
     "ACCOUNTS_SCHEMA", "ANCESTORS_SCHEMA", "FEATURE_DICTIONARY", "FEATURE_NAMES", "MISSING_INDICATORS",
@@ -99,7 +102,9 @@ def build_feature_matrix(
     """
     ctx = market_context(operations, accounts, as_of=as_of, ancestors=ancestors, ring_members=ring_members,
                          loops=loops, config=config)  # fmt: skip
-    return finish_matrix([wallet_partition(trades, operations, part=None, ctx=ctx)], ctx=ctx)
+    part = wallet_partition(trades, operations, part=None, ctx=ctx)  # checks the trades' columns first
+    hours = market_hours_of(trades, as_of=ctx.as_of, options=config)
+    return finish_matrix([part], shape_features_of(trades, as_of=ctx.as_of, options=config, hours=hours), ctx=ctx)
 
 
 def build_benford_table(

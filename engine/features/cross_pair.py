@@ -91,14 +91,6 @@ def volume_correlation(sides: pl.DataFrame, *, cfg: FeatureConfig) -> pl.DataFra
     return f.select(*KEY, cross_pair_volume_corr=pl.when(ok).then(cov / (vx * vy).sqrt()))
 
 
-def pair_diversity(sides: pl.DataFrame) -> pl.DataFrame:
-    """pair_diversity (wallet level): Shannon entropy (nats) of the wallet's trade
-    shares across pairs; 0 for a single pair."""
-    n = sides.group_by(*KEY).agg(n=pl.len())
-    share = pl.col("n") / pl.col("n").sum().over("wallet")
-    return n.with_columns(_h=share * share.log()).group_by("wallet").agg(pair_diversity=-pl.col("_h").sum())
-
-
 def mad_spread(benford_features: pl.DataFrame, *, column: str) -> pl.DataFrame:
     """cross_pair_mad_spread (wallet level): max - min over the wallet's pairs of
     the Benford excess MAD `column`; null unless two pairs have enough data."""

@@ -3,11 +3,12 @@
 Every feature of a (wallet, pair) reads only that wallet's own trades (its
 "sides") plus a few small market-wide inputs, so the wallets are split into
 partitions and each partition is computed on its own (`wallet_partition`), from
-the trades touching its wallets. Two features need the whole market and are
-finished from small additive parts (`finish_matrix`): off_hours_ratio (the
-market's quiet hours, from per-hour counts) and pagerank (the co-trade graph,
-from per-wallet edge counts). The Benford table's wallet scopes come from the
-partitions; its pair and asset scopes from amounts without account ids.
+the trades touching its wallets. The trade-shape features are one SQL definition
+(storage.shape_features), run by the caller per partition (DuckDB) or over the market
+(Spark), and joined in by `finish_matrix`, which also finishes PageRank (the co-trade
+graph of the whole market) from the partitions' edge counts. The Benford table's
+wallet scopes come from the partitions; its pair and asset scopes from amounts without
+account ids.
 
 A partition is named by the trades' `seller_part` / `buyer_part` columns: the
 partition of each side's account, assigned by whoever reads the trades (the
@@ -29,7 +30,6 @@ from engine.features.cross_pair import (
     counterparty_overlap,
     mad_spread,
     pagerank,
-    pair_diversity,
     synchrony,
     volume_correlation,
 )
@@ -37,17 +37,7 @@ from engine.features.dictionary import FEATURE_DICTIONARY, FEATURE_NAMES, MISSIN
 from engine.features.funding_features import account_age, controller_features
 from engine.features.rings import loop_features, ring_features
 from engine.features.sides import FeatureConfig, encode, keys_of, trade_sides
-from engine.features.trade_features import (
-    activity_features,
-    off_hours_ratio,
-    offer_cancellations,
-    quiet_hours,
-    round_trips,
-    side_hours,
-    size_tail,
-    timing_features,
-    volume_spike,
-)
+from engine.features.trade_features import offer_cancellations, round_trips
 
 KEY = ["wallet", "pair_id"]
 PART_COLUMNS: dict[str, pl.DataType] = {"seller_part": pl.Int64, "buyer_part": pl.Int64}
@@ -75,8 +65,7 @@ class MarketContext:
 class PartitionFeatures:
     """What one wallet partition contributes (ids Categorical)."""
 
-    matrix: pl.DataFrame  # wallet, pair_id, every feature but off_hours_ratio and pagerank
-    hours: pl.DataFrame  # side_hours: wallet, pair_id, hour, n
+    matrix: pl.DataFrame  # wallet, pair_id, every feature but the shape features and pagerank
     edges: pl.DataFrame  # co_trade_edges: wallet, counterparty, w
     benford: pl.DataFrame | None  # the wallet scopes of the Benford table, when asked for
 
@@ -100,8 +89,7 @@ def wallet_partition(
     pair_codes = pair_window_codes(coded, as_of=as_of, cfg=cfg)
     bf = benford_window_features(coded, as_of=as_of, cfg=cfg, codes=pair_codes)
     parts = [
-        bf, activity_features(in_lookback, cfg=cfg), timing_features(in_lookback, cfg=cfg),
-        volume_spike(in_lookback, cfg=cfg), size_tail(in_lookback, cfg=cfg), round_trips(in_lookback, cfg=cfg),
+        bf, round_trips(in_lookback, cfg=cfg),
         offer_cancellations(operations, as_of=as_of, cfg=cfg, codes=codes),
         account_age(keys, ctx.accounts, as_of=as_of, codes=codes),
         controller_features(in_lookback, ctx.ancestors, cfg=cfg, codes=codes),
@@ -111,30 +99,29 @@ def wallet_partition(
     out = keys
     for p in parts:
         out = out.join(p, on=KEY, how="left")
-    for p in (pair_diversity(in_lookback), mad_spread(bf, column=f"benford_excess_mad_{WINDOW_NAMES[-1]}")):
-        out = out.join(p, on="wallet", how="left")
+    out = out.join(mad_spread(bf, column=f"benford_excess_mad_{WINDOW_NAMES[-1]}"), on="wallet", how="left")
     ids = [codes.decode(pl.col(c)).cast(ID) for c in KEY]
     edges = co_trade_edges(in_lookback).with_columns(codes.decode(pl.col(c)).cast(ID) for c in ("wallet", "counterparty"))
     return PartitionFeatures(
-        matrix=out.with_columns(ids), hours=side_hours(in_lookback).with_columns(ids), edges=edges,
+        matrix=out.with_columns(ids), edges=edges,
         benford=benford_table(wallet_scopes(sides), as_of=as_of, cfg=cfg, coded={
             "wallet_pair": pair_codes._replace(keys=pair_codes.keys.with_columns(codes.decode(pl.col(c)) for c in KEY))
         }) if with_benford else None,
     )  # fmt: skip
 
 
-def finish_matrix(parts: list[PartitionFeatures], *, ctx: MarketContext) -> pl.DataFrame:
-    """The feature matrix from the partitions' parts: the market's quiet hours and
-    PageRank added, cast to the matrix schema (NaN -> null), missing indicators set.
+def finish_matrix(parts: list[PartitionFeatures], shape: pl.DataFrame, *, ctx: MarketContext) -> pl.DataFrame:
+    """The feature matrix from the partitions' parts and the shape features of their wallets
+    (storage.shape_features: wallet, pair_id, SHAPE_FEATURES), PageRank added, cast to the
+    matrix schema (NaN -> null), missing indicators set.
 
     Shapes: wallet, pair_id, as_of, *FEATURE_NAMES (Float64), *MISSING_INDICATORS (Boolean).
     """
     matrix = pl.concat([p.matrix for p in parts], how="vertical_relaxed")
-    hours = pl.concat([p.hours for p in parts])
-    off = off_hours_ratio(hours, quiet=quiet_hours(hours, cfg=ctx.config), cfg=ctx.config)
     wallets = matrix.get_column("wallet").cast(pl.String)
     rank = pagerank(wallets, pl.concat([p.edges for p in parts]), cfg=ctx.config)
-    out = matrix.join(off, on=KEY, how="left").join(rank.with_columns(pl.col("wallet").cast(ID)), on="wallet", how="left")
+    shape = shape.with_columns(pl.col(c).cast(ID) for c in KEY)
+    out = matrix.join(shape, on=KEY, how="left").join(rank.with_columns(pl.col("wallet").cast(ID)), on="wallet", how="left")
     values = [pl.col(f).cast(pl.Float64).fill_nan(None).alias(f) for f in FEATURE_NAMES]
     out = out.select(
         pl.col("wallet").cast(pl.String), pl.col("pair_id").cast(pl.String),

@@ -3,11 +3,12 @@
 Spark only routes rows: every trade goes to the wallet partition of each of its
 accounts (`pmod(xxhash64(account), n)`), every offer operation to its source's,
 and Spark's grouped Arrow UDFs run engine.features.partitions.wallet_partition
-on each partition, a polars function, exactly as the DuckDB path does. The pair
-and asset Benford scopes come from their digit table, counted by the very SQL the
-store runs (storage.market_digits), transpiled to Spark SQL. The driver collects
-the partitions' parts (features, hour counts, co-trade edges, Benford rows) and the
-digit table, and finishes them as the DuckDB path does.
+on each partition, a polars function, exactly as the DuckDB path does. The
+trade-shape features (storage.shape_features) and the pair and asset Benford scopes'
+digit table (storage.market_digits) are the very SQL DuckDB runs, transpiled to Spark
+SQL and run over the window's trades. The driver collects the partitions' parts
+(features, co-trade edges, Benford rows), the shape features and the digit table, and
+finishes them as the DuckDB path does.
 No feature is written twice, so the two engines cannot drift apart.
 
 Parts travel as Arrow IPC bytes (`kind`, `payload`): one UDF schema for frames
@@ -28,13 +29,15 @@ from engine.features.partitions import MarketContext, PartitionFeatures, wallet_
 from engine.features.sides import OPERATION_COLUMNS, TRADE_COLUMNS
 from engine.spark.inputs import spark_type
 from storage.market_digits import market_digit_params, market_digits_sql
+from storage.shape_features import SOURCE_COLUMNS, market_hours_sql, shape_feature_params, shape_features_sql
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 PARTS_SCHEMA = "part long, kind string, payload binary"
-KINDS = ("matrix", "hours", "edges", "benford")
+KINDS = ("matrix", "edges", "benford")
 _DIGITS_VIEW = "ledgerlens_window_trades"  # the window's trades, for the digit table's SQL
+_SHAPE_VIEW, _HOURS_VIEW = "ledgerlens_shape_trades", "ledgerlens_market_hours"  # for the shape features' SQL
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class SparkParts:
     """What the Spark run hands back to the driver."""
 
     partitions: list[PartitionFeatures]  # in partition order
+    shape: pl.DataFrame  # the shape features of every wallet (storage.shape_features)
     market_digits: pl.DataFrame  # the digit table of the pair and asset scopes (storage.market_digits)
 
 
@@ -67,7 +71,8 @@ def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketCon
         return _wallet_partition_udf(key, trades, offers, ctx=ctx)
 
     wallet_rows = routed.groupBy("part").cogroup(ops.groupBy("part")).applyInArrow(run, PARTS_SCHEMA).toArrow()
-    return SparkParts(partitions=_partitions(wallet_rows, n_parts), market_digits=_market_digits(t, ctx=ctx))
+    return SparkParts(partitions=_partitions(wallet_rows, n_parts), shape=_shape_features(t, ctx=ctx),
+                      market_digits=_market_digits(t, ctx=ctx))  # fmt: skip
 
 
 def _part(account: Column, n_parts: int) -> Column:
@@ -90,7 +95,7 @@ def _wallet_partition_udf(key, trades: pa.Table, offers: pa.Table, *, ctx: Marke
     part = key[0].as_py()
     got = wallet_partition(_polars(trades, TRADE_COLUMNS), _polars(offers, OPERATION_COLUMNS), part=part, ctx=ctx,
                            with_benford=True)  # fmt: skip
-    frames = (got.matrix, got.hours, got.edges, got.benford)
+    frames = (got.matrix, got.edges, got.benford)
     return pa.table({"part": [part] * len(KINDS), "kind": list(KINDS), "payload": [_ipc(f) for f in frames]})
 
 
@@ -119,6 +124,20 @@ def _partitions(rows: pa.Table, n_parts: int) -> list[PartitionFeatures]:
     for part, kind, payload in zip(*(rows.column(c).to_pylist() for c in ("part", "kind", "payload")), strict=True):
         by_part.setdefault(part, {})[kind] = _frame(payload)
     return [PartitionFeatures(**by_part[p]) for p in range(n_parts) if p in by_part]
+
+
+def _shape_features(trades: DataFrame, *, ctx: MarketContext) -> pl.DataFrame:
+    """The shape features of every wallet: the store's SQL definition (storage.shape_features)
+    transpiled to Spark SQL, over the window's trades, every side in partition 0."""
+    from pyspark.sql import functions as F
+
+    spark, params = trades.sparkSession, shape_feature_params(ctx.as_of, ctx.config)
+    whole = trades.withColumns({"seller_part": F.lit(0).cast("long"), "buyer_part": F.lit(0).cast("long")})
+    whole.select(*SOURCE_COLUMNS).createOrReplaceTempView(_SHAPE_VIEW)
+    window = {k: params[k] for k in ("since", "as_of")}
+    spark.sql(market_hours_sql(source=_SHAPE_VIEW, dialect="spark"), args=window).createOrReplaceTempView(_HOURS_VIEW)
+    sql = shape_features_sql(ctx.config, source=_SHAPE_VIEW, hours=_HOURS_VIEW, dialect="spark")
+    return pl.from_arrow(spark.sql(sql, args=params).toArrow())
 
 
 def _market_digits(trades: DataFrame, *, ctx: MarketContext) -> pl.DataFrame:
