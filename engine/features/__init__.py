@@ -16,6 +16,7 @@ Shapes: wallet, pair_id, as_of, *FEATURE_NAMES (Float64), *MISSING_INDICATORS (B
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import polars as pl
@@ -37,11 +38,13 @@ from engine.features.sides import (
     ANCESTORS_SCHEMA,
     RING_MEMBERS_SCHEMA,
     SIDES_SCHEMA,
+    TRADE_COLUMNS,
     FeatureConfig,
+    require,
     trade_sides,
 )
 from storage.errors import BadInput
-from storage.shape_features import market_hours_of, shape_features_of
+from storage.shape_features import market_hours_of
 
 __all__ = [
     "ACCOUNTS_SCHEMA", "ANCESTORS_SCHEMA", "FEATURE_DICTIONARY", "FEATURE_NAMES", "MISSING_INDICATORS",
@@ -100,11 +103,11 @@ def build_feature_matrix(
     trades: TRADES_SCHEMA; operations: OPERATIONS_SCHEMA (offer cancellations,
     and funding lineage when `ancestors` is None); the rest as `market_context`.
     """
+    trades = require(trades, TRADE_COLUMNS, "trades")
     ctx = market_context(operations, accounts, as_of=as_of, ancestors=ancestors, ring_members=ring_members,
                          loops=loops, config=config)  # fmt: skip
-    part = wallet_partition(trades, operations, part=None, ctx=ctx)  # checks the trades' columns first
-    hours = market_hours_of(trades, as_of=ctx.as_of, options=config)
-    return finish_matrix([part], shape_features_of(trades, as_of=ctx.as_of, options=config, hours=hours), ctx=ctx)
+    ctx = replace(ctx, hours=market_hours_of(trades, as_of=ctx.as_of, options=config))
+    return finish_matrix([wallet_partition(trades, operations, part=None, ctx=ctx)], ctx=ctx)
 
 
 def build_benford_table(

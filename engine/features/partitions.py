@@ -4,9 +4,9 @@ Every feature of a (wallet, pair) reads only that wallet's own trades (its
 "sides") plus a few small market-wide inputs, so the wallets are split into
 partitions and each partition is computed on its own (`wallet_partition`), from
 the trades touching its wallets. The trade-shape features are one SQL definition
-(storage.shape_features), run by the caller per partition (DuckDB) or over the market
-(Spark), and joined in by `finish_matrix`, which also finishes PageRank (the co-trade
-graph of the whole market) from the partitions' edge counts. The Benford table's
+(storage.shape_features), run on each partition's trades by an in-memory DuckDB, given
+the market's hours (their quietest are "off hours"). PageRank needs the co-trade graph
+of the whole market: `finish_matrix` computes it from the partitions' edge counts. The Benford table's
 wallet scopes come from the partitions; its pair and asset scopes from amounts without
 account ids.
 
@@ -36,8 +36,9 @@ from engine.features.cross_pair import (
 from engine.features.dictionary import FEATURE_DICTIONARY, FEATURE_NAMES, MISSING_INDICATORS, WINDOW_NAMES
 from engine.features.funding_features import account_age, controller_features
 from engine.features.rings import loop_features, ring_features
-from engine.features.sides import FeatureConfig, encode, keys_of, trade_sides
+from engine.features.sides import FeatureConfig, categorical, encode, keys_of, trade_sides
 from engine.features.trade_features import offer_cancellations, round_trips
+from storage.shape_features import shape_features_of
 
 KEY = ["wallet", "pair_id"]
 PART_COLUMNS: dict[str, pl.DataType] = {"seller_part": pl.Int64, "buyer_part": pl.Int64}
@@ -59,13 +60,14 @@ class MarketContext:
     accounts: pl.DataFrame | None = None
     ring_members: pl.DataFrame | None = None
     loops: pl.DataFrame | None = None
+    hours: pl.DataFrame | None = None  # the market's sides per UTC hour (storage.shape_features.market_hours_sql)
 
 
 @dataclass(frozen=True)
 class PartitionFeatures:
     """What one wallet partition contributes (ids Categorical)."""
 
-    matrix: pl.DataFrame  # wallet, pair_id, every feature but the shape features and pagerank
+    matrix: pl.DataFrame  # wallet, pair_id, every feature but pagerank
     edges: pl.DataFrame  # co_trade_edges: wallet, counterparty, w
     benford: pl.DataFrame | None  # the wallet scopes of the Benford table, when asked for
 
@@ -81,6 +83,8 @@ def wallet_partition(
     operations (others are ignored) or None.
     """
     cfg, as_of = ctx.config, ctx.as_of
+    if ctx.hours is None:
+        raise ValueError("the market hours are missing from the context (MarketContext.hours)")
     widest = max(w for _, w in cfg.windows)
     sides = trade_sides(trades, as_of=as_of, lookback=max(cfg.lookback, widest), part=part)
     coded, codes = encode(sides)
@@ -95,6 +99,7 @@ def wallet_partition(
         controller_features(in_lookback, ctx.ancestors, cfg=cfg, codes=codes),
         synchrony(in_lookback, cfg=cfg), counterparty_overlap(in_lookback), volume_correlation(in_lookback, cfg=cfg),
         ring_features(in_lookback, ctx.ring_members, codes=codes), loop_features(in_lookback, ctx.loops),
+        categorical(shape_features_of(trades, as_of=as_of, options=cfg, hours=ctx.hours, part=part), *KEY, codes=codes),
     ]  # fmt: skip
     out = keys
     for p in parts:
@@ -110,18 +115,16 @@ def wallet_partition(
     )  # fmt: skip
 
 
-def finish_matrix(parts: list[PartitionFeatures], shape: pl.DataFrame, *, ctx: MarketContext) -> pl.DataFrame:
-    """The feature matrix from the partitions' parts and the shape features of their wallets
-    (storage.shape_features: wallet, pair_id, SHAPE_FEATURES), PageRank added, cast to the
-    matrix schema (NaN -> null), missing indicators set.
+def finish_matrix(parts: list[PartitionFeatures], *, ctx: MarketContext) -> pl.DataFrame:
+    """The feature matrix from the partitions' parts: PageRank added, cast to the matrix
+    schema (NaN -> null), missing indicators set.
 
     Shapes: wallet, pair_id, as_of, *FEATURE_NAMES (Float64), *MISSING_INDICATORS (Boolean).
     """
     matrix = pl.concat([p.matrix for p in parts], how="vertical_relaxed")
     wallets = matrix.get_column("wallet").cast(pl.String)
     rank = pagerank(wallets, pl.concat([p.edges for p in parts]), cfg=ctx.config)
-    shape = shape.with_columns(pl.col(c).cast(ID) for c in KEY)
-    out = matrix.join(shape, on=KEY, how="left").join(rank.with_columns(pl.col("wallet").cast(ID)), on="wallet", how="left")
+    out = matrix.join(rank.with_columns(pl.col("wallet").cast(ID)), on="wallet", how="left")
     values = [pl.col(f).cast(pl.Float64).fill_nan(None).alias(f) for f in FEATURE_NAMES]
     out = out.select(
         pl.col("wallet").cast(pl.String), pl.col("pair_id").cast(pl.String),

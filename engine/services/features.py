@@ -32,7 +32,6 @@ from engine.progress import Progress, no_progress
 from engine.schemas import OFFER_TYPES
 from engine.spark.session import DEFAULT_MASTER
 from storage.errors import BadInput
-from storage.shape_features import shape_features_of
 from storage.store import Store
 
 T = TypeVar("T")
@@ -100,22 +99,19 @@ def compute_features(
     n_parts = max(1, math.ceil(store.count_trades(**window) / max(1, trades_per_partition)))
     parts, rows, benford = [], 0, _BenfordFiles(store.path.with_suffix(".benford-parts"))
     progress(done=0, total=n_parts, records=0, unit="partitions")
-    hours = store.market_hours(as_of=ctx.as_of, options=ctx.config)
+    ctx = replace(ctx, hours=store.market_hours(as_of=ctx.as_of, options=ctx.config))
     reads = store.wallet_partitions(n_parts=n_parts, offer_types=OFFER_TYPES, **window)
 
-    def one(read: tuple[int, pl.DataFrame, pl.DataFrame]) -> tuple[int, PartitionFeatures, pl.DataFrame]:
+    def one(read: tuple[int, pl.DataFrame, pl.DataFrame]) -> tuple[int, PartitionFeatures]:
         part, trades, offers = read
-        features = wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)
-        return part, features, shape_features_of(trades, as_of=ctx.as_of, options=ctx.config, hours=hours, part=part)
+        return part, wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)
 
-    shapes = []
-    for part, features, shape in _two_at_once(one, _read_ahead(reads)):
+    for part, features in _two_at_once(one, _read_ahead(reads)):
         parts.append(benford.take(features))
-        shapes.append(shape)
         rows += features.matrix.height
         progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
-    matrix = finish_matrix(parts, pl.concat(shapes), ctx=ctx)
-    del parts, shapes  # the partitions' features and edges are in `matrix` now
+    matrix = finish_matrix(parts, ctx=ctx)
+    del parts  # the partitions' features and edges are in `matrix` now
     digits = store.market_digits(as_of=ctx.as_of, starts=market_window_starts(ctx.as_of, ctx.config))
     benford.add(market_benford(digits, as_of=ctx.as_of, cfg=ctx.config))
     return _save(store, ctx, matrix, benford)
@@ -157,7 +153,7 @@ def compute_features_spark(
     benford = _BenfordFiles(out / "benford-parts")
     partitions = [benford.take(p) for p in parts.partitions]
     benford.add(market_benford(parts.market_digits, as_of=ctx.as_of, cfg=ctx.config))
-    return _save(store, ctx, finish_matrix(partitions, parts.shape, ctx=ctx), benford)
+    return _save(store, ctx, finish_matrix(partitions, ctx=ctx), benford)
 
 
 def _two_at_once(fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:

@@ -149,3 +149,36 @@ def test_unusable_hubble_operations_stop_the_spark_run_naming_the_record(tmp_pat
     first_id = pl.read_parquet(path)["id"][0]
     with pytest.raises(BadInput, match=f"1 Hubble operation rows .* operation {first_id}: field source_account"):
         canonical_operations(spark.read.parquet(str(path)), source=str(path))
+
+
+def test_the_shape_features_sql_transpiled_to_spark_sql_computes_what_duckdb_computes(spark):
+    """The features step runs the shape features' SQL per partition on DuckDB, on Spark too; the
+    definition transpiled to Spark SQL (for running it on a cluster's tables) gives the same."""
+    import polars as pl
+
+    from engine.features import DEFAULT_CONFIG
+    from engine.features.random_market import random_market
+    from storage.shape_features import (
+        SOURCE_COLUMNS,
+        market_hours_of,
+        market_hours_sql,
+        shape_feature_params,
+        shape_features_of,
+        shape_features_sql,
+    )
+
+    trades, _, _ = random_market(n_trades=3_000, n_wallets=40, n_pairs=4, days=9, seed=5)
+    as_of = trades.get_column("closed_at").max()
+    whole = trades.with_columns(seller_part=pl.lit(0, pl.Int64), buyer_part=pl.lit(0, pl.Int64)).select(SOURCE_COLUMNS)
+    spark.createDataFrame(whole.to_arrow()).createOrReplaceTempView("shape_trades")
+    params = shape_feature_params(as_of, DEFAULT_CONFIG)
+    hours = spark.sql(market_hours_sql(source="shape_trades", dialect="spark"),
+                      args={k: params[k] for k in ("since", "as_of")})  # fmt: skip
+    hours.createOrReplaceTempView("shape_hours")
+    sql = shape_features_sql(DEFAULT_CONFIG, source="shape_trades", hours="shape_hours", dialect="spark")
+    got = pl.from_arrow(spark.sql(sql, args=params).toArrow())
+    want_hours = market_hours_of(trades, as_of=as_of, options=DEFAULT_CONFIG)
+    assert dict(pl.from_arrow(hours.toArrow()).iter_rows()) == dict(want_hours.iter_rows())
+    want = shape_features_of(trades, as_of=as_of, options=DEFAULT_CONFIG, hours=want_hours)
+    assert want.height > 100
+    assert_same_frame(got.cast(want.schema), want, key=["wallet", "pair_id"])
