@@ -55,7 +55,7 @@ _ROUTE_BATCH_ROWS = 500_000
 # their integer keys, every side in partition 0: a view of this connection only.
 _SHAPE_SOURCE = "ledgerlens_shape_trades"
 _SHAPE_VIEW = (
-    f"CREATE OR REPLACE TEMP VIEW {_SHAPE_SOURCE} AS SELECT closed_at, op_id, pair_id, seller_key AS seller_account, "
+    f"CREATE OR REPLACE TEMP VIEW {_SHAPE_SOURCE} AS SELECT id, closed_at, op_id, pair_id, seller_key AS seller_account, "
     "seller_pool_id, buyer_key AS buyer_account, buyer_pool_id, sold_asset, sold_amount, bought_asset, bought_amount, "
     "0 AS seller_part, 0 AS buyer_part FROM trade_rows"
 )

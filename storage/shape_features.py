@@ -1,27 +1,30 @@
 """The trade-shape features of the feature matrix: one SQL definition for every engine.
 
-Thirteen features of a (wallet, pair) are counts, shares, orderings and sums over the
+Sixteen features of a (wallet, pair) are counts, shares, orderings and sums over the
 wallet's own trades (its "sides": one row per account side of a trade, pools being
-counterparties, never wallets), and one is a wallet's entropy across pairs; all are
-plain SQL, so they are defined once, here, in DuckDB's dialect (FEATURE_DICTIONARY in
+counterparties, never wallets), in the pair and across its pairs; all are plain SQL, so
+they are defined once, here, in DuckDB's dialect (FEATURE_DICTIONARY in
 engine.features.dictionary says what each means):
 
     wallet | pair_id | n_trades | counterparty_hhi | volume_per_counterparty | net_flow_ratio |
     flow_balance | fixed_lot_share | round_number_share | off_hours_ratio | intra_minute_share |
-    inter_arrival_cv | volume_spike_ratio | size_tail_exponent | pair_diversity
+    inter_arrival_cv | volume_spike_ratio | size_tail_exponent | pair_diversity |
+    cross_pair_synchrony | cross_pair_cp_overlap | cross_pair_volume_corr
 
 Two queries: `market_hours_sql`, the market's sides per UTC hour (whose quietest hours
 are "off hours"), over the whole window; `shape_features_sql`, the features of the
 wallets of one wallet partition (the source's `seller_part` / `buyer_part`, see
 engine.features.partitions), reading the market hours. The features step runs both on
 DuckDB, the first on the store and the second in memory on each partition's trades
-(`shape_features_of`: one partition's sorts fit in memory, the market's spill, at 10M
-trades n^1.3); Spark runs them transpiled over the whole window, every side in
-partition 0 (engine.spark.features); compiled for BigQuery, Hubble's home, they are kept
-as golden SQL (tests/engine/golden). The rest of the matrix (the Benford statistics,
-round trips, lineage, PageRank, the cross-pair and ring features) needs more than SQL
-and is one polars definition run per wallet partition by both engines
-(engine.features.partitions).
+(storage.partition_features: one partition's sorts fit in memory, the market's spill, at
+10M trades n^1.3); Spark runs the first transpiled to Spark SQL and the second as DuckDB
+does, per partition on its executors (engine.spark.features; transpiled, it gives the same
+features on Spark SQL too, with every side in partition 0); compiled for BigQuery,
+Hubble's home, both are kept as golden SQL (tests/engine/golden). The features that join
+the sides to the market's other inputs (offers, accounts, funding lineage, rings) are SQL
+too (storage.context_features); the rest of the matrix needs more than SQL (the Benford
+statistics, round trips' as-of joins, PageRank) and is one polars definition run per
+wallet partition by both engines (engine.features.partitions).
 
 The account columns may be ids or integer keys (they are only grouped and compared); the
 counterparty is the pair (cp_account, cp_pool), so pools and accounts never mix types.
@@ -41,10 +44,10 @@ from storage.sql_dialects import table_name, transpile
 SHAPE_FEATURES = (
     "n_trades", "counterparty_hhi", "volume_per_counterparty", "net_flow_ratio", "flow_balance", "fixed_lot_share",
     "round_number_share", "off_hours_ratio", "intra_minute_share", "inter_arrival_cv", "volume_spike_ratio",
-    "size_tail_exponent", "pair_diversity",
+    "size_tail_exponent", "pair_diversity", "cross_pair_synchrony", "cross_pair_cp_overlap", "cross_pair_volume_corr",
 )  # fmt: skip
 SOURCE_COLUMNS = (
-    "closed_at", "op_id", "pair_id", "seller_account", "seller_pool_id", "buyer_account", "buyer_pool_id",
+    "id", "closed_at", "op_id", "pair_id", "seller_account", "seller_pool_id", "buyer_account", "buyer_pool_id",
     "sold_asset", "sold_amount", "bought_asset", "bought_amount", "seller_part", "buyer_part",
 )  # fmt: skip
 HOURS_COLUMNS = ("hour", "n")  # the market hours: UTC hour of day, sides
@@ -59,6 +62,7 @@ class ShapeOptions(Protocol):
 
     lookback: timedelta
     cluster_seconds: int
+    sync_seconds: int
     spike_baseline_days: int
     off_hours: int
     min_trades_shape: int
@@ -67,7 +71,7 @@ class ShapeOptions(Protocol):
 def _window(source: str) -> str:
     """The trades of the lookback window, with their time in seconds and the pair's base asset."""
     return (
-        "SELECT pair_id, op_id, seller_account, seller_pool_id, buyer_account, buyer_pool_id, sold_asset, "
+        "SELECT id, pair_id, op_id, seller_account, seller_pool_id, buyer_account, buyer_pool_id, sold_asset, "
         "sold_amount, bought_asset, bought_amount, seller_part, buyer_part, "
         "CAST(FLOOR(EPOCH(closed_at)) AS BIGINT) AS ts, LEFT(pair_id, STRPOS(pair_id, '/') - 1) AS base_asset "
         f"FROM {table_name(source)} WHERE closed_at > $since AND closed_at <= $as_of"
@@ -80,10 +84,18 @@ def _side(wallet: str, cp: str, gave: str, got: str) -> str:
     sold_base = f"({gave}_asset = base_asset)"
     return (
         f"SELECT {wallet}_account AS wallet, pair_id, {cp}_account AS cp_account, "
-        f"CASE WHEN {cp}_account IS NULL THEN {cp}_pool_id END AS cp_pool, op_id, ts, {sold_base} AS sold_base, "
+        f"CASE WHEN {cp}_account IS NULL THEN {cp}_pool_id END AS cp_pool, id, op_id, ts, {sold_base} AS sold_base, "
         f"CASE WHEN {sold_base} THEN {gave}_amount ELSE {got}_amount END AS base_amount "
         f"FROM w WHERE {wallet}_account IS NOT NULL AND {wallet}_part = $part"
     )
+
+
+def sides_ctes(source: str) -> str:
+    """The CTEs `w` (the window's trades, `_window`) and `sides` (the partition's wallets'
+    account sides: wallet, pair_id, cp_account, cp_pool, id, op_id, ts, sold_base,
+    base_amount), which every per-wallet definition starts from. Parameters: since, as_of, part."""
+    return (f"w AS ({_window(source)}),\n"
+            f"sides AS ({_side('seller', 'buyer', 'sold', 'bought')} UNION ALL {_side('buyer', 'seller', 'bought', 'sold')})")
 
 
 def market_hours_sql(*, source: str = "trades", dialect: str = "duckdb") -> str:
@@ -110,9 +122,13 @@ def shape_features_sql(
                 "MOD(base_amount, CAST(POWER(10, LENGTH(CAST(base_amount AS VARCHAR)) - 2) AS BIGINT)) = 0)")  # fmt: skip
     every_hour = " UNION ALL ".join(f"SELECT {h} AS hour" for h in range(24))
     by_wp = "PARTITION BY wallet, pair_id"
+    # a wallet's trades in order, ties broken alike by every window over it (none of these is null:
+    # NULLS FIRST only spares BigQuery a clause it lacks in a framed window)
+    by_w = "PARTITION BY wallet ORDER BY ts NULLS FIRST, op_id NULLS FIRST, id NULLS FIRST"
+    sync = int(options.sync_seconds)
+    n_hours = f"CAST({int(options.lookback.total_seconds() // 3600)} AS DOUBLE)"
     sql = f"""
-WITH w AS ({_window(source)}),
-sides AS ({_side("seller", "buyer", "sold", "bought")} UNION ALL {_side("buyer", "seller", "bought", "sold")}),
+WITH {sides_ctes(source)},
 activity AS (
     SELECT wallet, pair_id, COUNT(*) AS n,
            SUM(CAST(base_amount AS DOUBLE) / {STROOPS_PER_UNIT}) AS volume,
@@ -167,8 +183,45 @@ hill AS (
            SUM(CASE WHEN t.r <= t.k THEN LN(CAST(t.base_amount AS DOUBLE) / h.threshold) END) AS logsum
     FROM tail t LEFT JOIN thresholds h ON h.wallet = t.wallet AND h.pair_id = t.pair_id GROUP BY t.wallet, t.pair_id),
 diversity AS (
-    SELECT wallet, -SUM(share * LN(share)) AS entropy
-    FROM (SELECT wallet, CAST(n AS DOUBLE) / SUM(n) OVER (PARTITION BY wallet) AS share FROM activity) GROUP BY wallet)
+    SELECT wallet, COUNT(*) AS n_pairs, -SUM(share * LN(share)) AS entropy
+    FROM (SELECT wallet, CAST(n AS DOUBLE) / SUM(n) OVER (PARTITION BY wallet) AS share FROM activity) GROUP BY wallet),
+marks AS (  -- a run is a wallet's consecutive trades in one pair; its first trade knows the time of the
+    -- other pair's trade just before it, its last the one just after (the id only orders ties alike)
+    SELECT wallet, pair_id, ts,
+           CASE WHEN LAG(pair_id) OVER ({by_w}) = pair_id THEN NULL ELSE LAG(ts) OVER ({by_w}) END AS before_run,
+           CASE WHEN LEAD(pair_id) OVER ({by_w}) = pair_id THEN NULL ELSE LEAD(ts) OVER ({by_w}) END AS after_run,
+           CASE WHEN LAG(pair_id) OVER ({by_w}) = pair_id THEN 0 ELSE 1 END AS starts, op_id, id
+    FROM sides),
+runs AS (
+    SELECT *, SUM(starts) OVER ({by_w} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run FROM marks),
+synchrony AS (
+    SELECT wallet, pair_id,
+           AVG(CASE WHEN ts - prev_other <= {sync} OR next_other - ts <= {sync} THEN {_ONE} ELSE {_ZERO} END) AS share
+    FROM (SELECT wallet, pair_id, ts, MAX(before_run) OVER (PARTITION BY wallet, run) AS prev_other,
+                 MAX(after_run) OVER (PARTITION BY wallet, run) AS next_other FROM runs)
+    GROUP BY wallet, pair_id),
+pair_cps AS (SELECT DISTINCT wallet, pair_id, cp_account, cp_pool FROM sides),
+cp_pairs AS (SELECT wallet, cp_account, cp_pool, COUNT(*) AS n FROM pair_cps GROUP BY wallet, cp_account, cp_pool),
+overlap AS (
+    SELECT x.wallet, x.pair_id, SUM(CASE WHEN c.n > 1 THEN 1 ELSE 0 END) AS shared, MAX(w.n_cps) AS n_cps
+    FROM pair_cps x
+    JOIN cp_pairs c ON c.wallet = x.wallet AND c.cp_account IS NOT DISTINCT FROM x.cp_account
+                   AND c.cp_pool IS NOT DISTINCT FROM x.cp_pool
+    JOIN (SELECT wallet, COUNT(*) AS n_cps FROM cp_pairs GROUP BY wallet) w ON w.wallet = x.wallet
+    GROUP BY x.wallet, x.pair_id),
+hourly AS (  -- trades per (wallet, pair, hour): the hours without any add zeros to the sums
+    SELECT wallet, pair_id, CAST(FLOOR(ts / 3600) AS BIGINT) AS h, CAST(COUNT(*) AS DOUBLE) AS x
+    FROM sides GROUP BY wallet, pair_id, CAST(FLOOR(ts / 3600) AS BIGINT)),
+wallet_hourly AS (SELECT wallet, h, SUM(x) AS t FROM hourly GROUP BY wallet, h),
+wallet_sums AS (SELECT wallet, SUM(t) AS st, SUM(t * t) AS st2 FROM wallet_hourly GROUP BY wallet),
+pair_sums AS (
+    SELECT x.wallet, x.pair_id, SUM(x.x) AS sx, SUM(x.x * x.x) AS sx2, SUM(t.t * x.x) AS stx
+    FROM hourly x JOIN wallet_hourly t ON t.wallet = x.wallet AND t.h = x.h GROUP BY x.wallet, x.pair_id),
+moments AS (  -- x: the pair's hourly counts, y: the other pairs', over the lookback's hours
+    SELECT p.wallet, p.pair_id, {n_hours} * (p.stx - p.sx2) - p.sx * (w.st - p.sx) AS cov,
+           {n_hours} * p.sx2 - p.sx * p.sx AS vx,
+           {n_hours} * (w.st2 - 2 * p.stx + p.sx2) - (w.st - p.sx) * (w.st - p.sx) AS vy
+    FROM pair_sums p JOIN wallet_sums w ON w.wallet = p.wallet)
 SELECT a.wallet, a.pair_id,
        CAST(a.n AS DOUBLE) AS n_trades,
        c.hhi AS counterparty_hhi,
@@ -182,7 +235,10 @@ SELECT a.wallet, a.pair_id,
        CASE WHEN t.n >= 3 AND t.gap_mean > 0 THEN t.gap_std / t.gap_mean END AS inter_arrival_cv,
        p.ratio AS volume_spike_ratio,
        CASE WHEN h.n >= {2 * few} AND h.logsum > 0 THEN h.k / h.logsum END AS size_tail_exponent,
-       d.entropy AS pair_diversity
+       d.entropy AS pair_diversity,
+       CASE WHEN d.n_pairs > 1 THEN y.share END AS cross_pair_synchrony,
+       CASE WHEN d.n_pairs > 1 THEN CAST(v.shared AS DOUBLE) / v.n_cps END AS cross_pair_cp_overlap,
+       CASE WHEN d.n_pairs > 1 AND m.vx > 0 AND m.vy > 0 THEN m.cov / SQRT(m.vx * m.vy) END AS cross_pair_volume_corr
 FROM activity a
 JOIN concentration c ON c.wallet = a.wallet AND c.pair_id = a.pair_id
 JOIN lots l ON l.wallet = a.wallet AND l.pair_id = a.pair_id
@@ -191,6 +247,9 @@ JOIN off_hours o ON o.wallet = a.wallet AND o.pair_id = a.pair_id
 JOIN spikes p ON p.wallet = a.wallet AND p.pair_id = a.pair_id
 LEFT JOIN hill h ON h.wallet = a.wallet AND h.pair_id = a.pair_id
 JOIN diversity d ON d.wallet = a.wallet
+JOIN synchrony y ON y.wallet = a.wallet AND y.pair_id = a.pair_id
+JOIN overlap v ON v.wallet = a.wallet AND v.pair_id = a.pair_id
+JOIN moments m ON m.wallet = a.wallet AND m.pair_id = a.pair_id
 """
     return transpile(sql.strip(), dialect)
 
@@ -198,43 +257,6 @@ JOIN diversity d ON d.wallet = a.wallet
 def shape_feature_params(as_of: datetime, options: ShapeOptions, *, part: int = 0) -> dict:
     """The parameters of the two queries: the lookback window (since, as_of] and the partition."""
     return {"since": as_of - options.lookback, "as_of": as_of, "part": part}
-
-
-def shape_features_of(
-    trades: pl.DataFrame, *, as_of: datetime, options: ShapeOptions, hours: pl.DataFrame, part: int | None = None
-) -> pl.DataFrame:
-    """The features of partition `part`'s wallets (every wallet when None) from trades in memory
-    (SOURCE_COLUMNS; the parts only with `part`) and the market hours, on an in-memory DuckDB
-    of one thread (the features step runs two partitions at once). The accounts go in as
-    integer keys and come back as ids: DuckDB's sorts and hash tables over 56-character ids
-    took three times the memory and more time."""
-    if part is None:
-        trades = trades.with_columns(seller_part=pl.lit(0, pl.Int64), buyer_part=pl.lit(0, pl.Int64))
-    accounts = _keys(trades.get_column("seller_account"), trades.get_column("buyer_account"))
-    keyed = trades.select(SOURCE_COLUMNS).with_columns(
-        _encode(pl.col(c), accounts) for c in ("seller_account", "buyer_account")
-    )
-    with duckdb.connect(config={"threads": 1, "memory_limit": "512MB", "preserve_insertion_order": False}) as con:
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("trades", keyed.to_arrow())
-        con.register("market_hours", hours.select(HOURS_COLUMNS).to_arrow())
-        params = shape_feature_params(as_of, options, part=part or 0)
-        got = pl.from_arrow(con.sql(shape_features_sql(options), params=params).to_arrow_table())
-    return got.with_columns(_decode(pl.col("wallet"), accounts))
-
-
-def _keys(*ids: pl.Series) -> pl.Series:
-    """The distinct ids of `ids` (a key is a position)."""
-    return pl.concat([s.cast(pl.String) for s in ids]).drop_nulls().unique()
-
-
-def _encode(ids: pl.Expr, keys: pl.Series) -> pl.Expr:
-    return ids.replace_strict(keys, pl.int_range(len(keys), dtype=pl.UInt32, eager=True), default=None,
-                              return_dtype=pl.UInt32)  # fmt: skip
-
-
-def _decode(codes: pl.Expr, keys: pl.Series) -> pl.Expr:
-    return codes.replace_strict(pl.int_range(len(keys), dtype=pl.UInt32, eager=True), keys, return_dtype=pl.String)
 
 
 def market_hours_of(trades: pl.DataFrame, *, as_of: datetime, options: ShapeOptions) -> pl.DataFrame:

@@ -5,6 +5,8 @@ definition uses is mended here, once for all of them, and the golden tests run t
 BigQuery SQL back on DuckDB (tests/engine/test_*_sql.py):
 - EPOCH(t) (seconds since 1970) became BigQuery's TIME_TO_UNIX, which does not exist:
   it is written UNIX_SECONDS (BigQuery and Spark; whole seconds, as the definitions floor).
+- EPOCH_US(t) (microseconds since 1970) is unknown to sqlglot's DuckDB reader and was passed
+  through unchanged, a function neither BigQuery nor Spark has: it is written UNIX_MICROS.
 """
 
 from __future__ import annotations
@@ -31,7 +33,11 @@ def transpile(sql: str, dialect: str) -> str:
     from sqlglot import exp
 
     def mend(node: exp.Expression) -> exp.Expression:
-        return exp.UnixSeconds(this=node.this) if isinstance(node, exp.TimeToUnix) else node
+        if isinstance(node, exp.TimeToUnix):
+            return exp.UnixSeconds(this=node.this)
+        if isinstance(node, exp.Anonymous) and node.name.upper() == "EPOCH_US":
+            return exp.UnixMicros(this=node.expressions[0])
+        return node
 
     tree = sqlglot.parse_one(sql, read="duckdb").transform(mend)
     return tree.sql(dialect=dialect, pretty=True, unsupported_level=sqlglot.ErrorLevel.RAISE)

@@ -32,10 +32,10 @@ from engine.features.dictionary import (
 )
 from engine.features.funding_features import ancestors_from_operations
 from engine.features.partitions import MarketContext, finish_matrix, wallet_partition
-from engine.features.rings import loop_features, ring_features
 from engine.features.sides import (
     ACCOUNTS_SCHEMA,
     ANCESTORS_SCHEMA,
+    OPERATION_COLUMNS,
     RING_MEMBERS_SCHEMA,
     SIDES_SCHEMA,
     TRADE_COLUMNS,
@@ -49,8 +49,7 @@ from storage.shape_features import market_hours_of
 __all__ = [
     "ACCOUNTS_SCHEMA", "ANCESTORS_SCHEMA", "FEATURE_DICTIONARY", "FEATURE_NAMES", "MISSING_INDICATORS",
     "RING_MEMBERS_SCHEMA", "SIDES_SCHEMA", "FeatureConfig", "FeatureInfo", "build_benford_table",
-    "build_feature_matrix", "describe", "loop_features", "market_context", "matrix_schema", "ring_features",
-    "trade_sides", "utc_as_of",
+    "build_feature_matrix", "describe", "market_context", "matrix_schema", "trade_sides", "utc_as_of",
 ]  # fmt: skip
 
 
@@ -83,6 +82,10 @@ def market_context(
         raise BadInput(f"feature windows must be named {WINDOW_NAMES} (the feature dictionary's)")
     if ancestors is None:
         ancestors = ancestors_from_operations(operations, accounts, as_of=as_of, depth=config.ancestor_depth)
+    # checked here, once, with a message naming the frame: the features' SQL reads them as given
+    accounts = None if accounts is None else require(accounts, ACCOUNTS_SCHEMA, "accounts")
+    ring_members = None if ring_members is None else require(ring_members, RING_MEMBERS_SCHEMA, "ring_members")
+    ancestors = require(ancestors, ANCESTORS_SCHEMA, "ancestors")
     return MarketContext(as_of=as_of, config=config, ancestors=ancestors, accounts=accounts,
                          ring_members=ring_members, loops=loops)  # fmt: skip
 
@@ -104,6 +107,7 @@ def build_feature_matrix(
     and funding lineage when `ancestors` is None); the rest as `market_context`.
     """
     trades = require(trades, TRADE_COLUMNS, "trades")
+    operations = None if operations is None else require(operations, OPERATION_COLUMNS, "operations")
     ctx = market_context(operations, accounts, as_of=as_of, ancestors=ancestors, ring_members=ring_members,
                          loops=loops, config=config)  # fmt: skip
     ctx = replace(ctx, hours=market_hours_of(trades, as_of=ctx.as_of, options=config))

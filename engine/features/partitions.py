@@ -3,9 +3,11 @@
 Every feature of a (wallet, pair) reads only that wallet's own trades (its
 "sides") plus a few small market-wide inputs, so the wallets are split into
 partitions and each partition is computed on its own (`wallet_partition`), from
-the trades touching its wallets. The trade-shape features are one SQL definition
-(storage.shape_features), run on each partition's trades by an in-memory DuckDB, given
-the market's hours (their quietest are "off hours"). PageRank needs the co-trade graph
+the trades touching its wallets. 23 features are SQL, run on each partition's trades by an
+in-memory DuckDB (storage.partition_features): the trade-shape features
+(storage.shape_features), given the market's hours (their quietest are "off hours"), and
+those joining the trades to the market's offers, accounts, funding lineage and rings
+(storage.context_features). Benford statistics and round trips are polars. PageRank needs the co-trade graph
 of the whole market: `finish_matrix` computes it from the partitions' edge counts. The Benford table's
 wallet scopes come from the partitions; its pair and asset scopes from amounts without
 account ids.
@@ -25,20 +27,11 @@ from datetime import datetime
 import polars as pl
 
 from engine.features.benford_features import benford_table, benford_window_features, pair_window_codes, wallet_scopes
-from engine.features.cross_pair import (
-    co_trade_edges,
-    counterparty_overlap,
-    mad_spread,
-    pagerank,
-    synchrony,
-    volume_correlation,
-)
+from engine.features.cross_pair import co_trade_edges, mad_spread, pagerank
 from engine.features.dictionary import FEATURE_DICTIONARY, FEATURE_NAMES, MISSING_INDICATORS, WINDOW_NAMES
-from engine.features.funding_features import account_age, controller_features
-from engine.features.rings import loop_features, ring_features
 from engine.features.sides import FeatureConfig, categorical, encode, keys_of, trade_sides
-from engine.features.trade_features import offer_cancellations, round_trips
-from storage.shape_features import shape_features_of
+from engine.features.trade_features import round_trips
+from storage.partition_features import MarketInputs, partition_features_of
 
 KEY = ["wallet", "pair_id"]
 PART_COLUMNS: dict[str, pl.DataType] = {"seller_part": pl.Int64, "buyer_part": pl.Int64}
@@ -92,15 +85,14 @@ def wallet_partition(
     keys = keys_of(in_lookback)
     pair_codes = pair_window_codes(coded, as_of=as_of, cfg=cfg)
     bf = benford_window_features(coded, as_of=as_of, cfg=cfg, codes=pair_codes)
-    parts = [
-        bf, round_trips(in_lookback, cfg=cfg),
-        offer_cancellations(operations, as_of=as_of, cfg=cfg, codes=codes),
-        account_age(keys, ctx.accounts, as_of=as_of, codes=codes),
-        controller_features(in_lookback, ctx.ancestors, cfg=cfg, codes=codes),
-        synchrony(in_lookback, cfg=cfg), counterparty_overlap(in_lookback), volume_correlation(in_lookback, cfg=cfg),
-        ring_features(in_lookback, ctx.ring_members, codes=codes), loop_features(in_lookback, ctx.loops),
-        categorical(shape_features_of(trades, as_of=as_of, options=cfg, hours=ctx.hours, part=part), *KEY, codes=codes),
-    ]  # fmt: skip
+    sql = partition_features_of(trades, as_of=as_of, options=cfg, hours=ctx.hours, part=part, inputs=MarketInputs(
+        offers=operations, accounts=ctx.accounts, lineage=ctx.ancestors, ring_members=ctx.ring_members,
+        loop_trades=None if ctx.loops is None else ctx.loops.select(trade_id=pl.col("trade_ids").explode()),
+    ))  # fmt: skip
+    not_computed = [*(["ring_size", "ring_cp_share"] if ctx.ring_members is None else []),
+                    *(["loop_share"] if ctx.loops is None else [])]  # fmt: skip
+    sql = sql.with_columns(pl.lit(None, pl.Float64).alias(c) for c in not_computed)
+    parts = [bf, round_trips(in_lookback, cfg=cfg), categorical(sql, *KEY, codes=codes)]
     out = keys
     for p in parts:
         out = out.join(p, on=KEY, how="left")

@@ -1,21 +1,17 @@
-"""Per (wallet, pair) trade-pattern features that need more than SQL: round trips (as-of
-joins) and offer cancellations. The others are SQL (storage.shape_features).
+"""The per (wallet, pair) trade-pattern feature that needs more than SQL: round trips (as-of
+joins). The others are SQL (storage.shape_features, storage.context_features).
 
-Each function returns one row per (wallet, pair_id) present in `sides`, with
-its feature columns; a value that cannot be computed is null (the matrix adds
-the `<name>_missing` indicators), never 0. All vectorised polars.
+One row per (wallet, pair_id) present in `sides`; a value that cannot be computed is null
+(the matrix adds the `<name>_missing` indicators), never 0. Vectorised polars.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
 
 import polars as pl
 
-from engine.assets import pair_id_expr
-from engine.features.sides import OPERATION_COLUMNS, Codes, FeatureConfig, categorical, require
-from engine.schemas import OFFER_TYPES
+from engine.features.sides import FeatureConfig
 
 KEY = ["wallet", "pair_id"]
 
@@ -67,25 +63,3 @@ def _asset_bucket(is_base: pl.Expr, amount: str, *, width: float) -> pl.Expr:
     stays >= 0) in the low 20 bits: buckets of positive stroop amounts stay below 2^13."""
     bucket = (pl.col(amount).cast(pl.Float64).log() / width).floor().cast(pl.Int64)
     return is_base.cast(pl.Int64) * (1 << 16) + bucket + 1
-
-
-def offer_cancellations(
-    operations: pl.DataFrame | None, *, as_of: datetime, cfg: FeatureConfig, codes: Codes | None = None
-) -> pl.DataFrame:
-    """offer_cancel_rate per (wallet, pair_id): share of the wallet's successful
-    manage-offer operations in the pair (within the lookback) that delete an
-    offer (offer_id != 0 and amount 0, written `0.0000000`). Wallets without
-    offer operations in a pair have no row (the feature is missing)."""
-    if operations is None:
-        empty = pl.DataFrame(schema={"wallet": pl.String, "pair_id": pl.String, "offer_cancel_rate": pl.Float64})
-        return categorical(empty, "wallet", "pair_id", codes=codes)
-    ops = require(operations, OPERATION_COLUMNS, "operations").filter(
-        pl.col("type").is_in(list(OFFER_TYPES)) & pl.col("successful").fill_null(True)
-        & (pl.col("closed_at") <= as_of) & (pl.col("closed_at") > as_of - cfg.lookback)
-        & pl.col("asset").is_not_null() & pl.col("buying_asset").is_not_null()
-    )  # fmt: skip
-    cancel = (pl.col("offer_id") != 0) & (pl.col("amount") == 0)
-    rate = ops.group_by(wallet=pl.col("source_account"), pair_id=pair_id_expr("asset", "buying_asset")).agg(
-        offer_cancel_rate=cancel.mean()
-    )
-    return categorical(rate, "wallet", "pair_id", codes=codes)

@@ -7,6 +7,7 @@ Re-record the goldens after a deliberate change: python -m tests.engine.test_sha
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,13 +19,13 @@ import sqlglot
 from engine.features import DEFAULT_CONFIG
 from engine.features.random_market import random_market
 from storage.errors import BadInput
+from storage.partition_features import partition_features_of
 from storage.shape_features import (
     SHAPE_FEATURES,
     SOURCE_COLUMNS,
     market_hours_of,
     market_hours_sql,
     shape_feature_params,
-    shape_features_of,
     shape_features_sql,
 )
 from tests.engine.feature_market import assert_same_frame
@@ -40,20 +41,23 @@ UNIT = 10_000_000
 
 
 def _trades(rows: list[tuple]) -> pl.DataFrame:
-    """(seconds before AS_OF, seller, buyer or None (a pool), base amount in units) -> trades of pair A:x/XLM:native."""
+    """(seconds before AS_OF, seller, buyer or None (a pool), base amount in units[, base asset]) -> trades of the
+    pair (base asset)/XLM:native, A:x by default; the seller sells the base."""
+    base = [r[4] if len(r) > 4 else "A:x" for r in rows]
     return pl.DataFrame({
+        "id": [f"{i}-0" for i in range(1, len(rows) + 1)],
         "closed_at": [AS_OF - timedelta(seconds=s) for s, *_ in rows],
-        "op_id": list(range(1, len(rows) + 1)), "pair_id": ["A:x/XLM:native"] * len(rows),
+        "op_id": list(range(1, len(rows) + 1)), "pair_id": [f"{b}/XLM:native" for b in base],
         "seller_account": [r[1] for r in rows], "seller_pool_id": [None] * len(rows),
         "buyer_account": [r[2] for r in rows], "buyer_pool_id": ["P1" if r[2] is None else None for r in rows],
-        "sold_asset": ["A:x"] * len(rows), "sold_amount": [int(r[3] * UNIT) for r in rows],
+        "sold_asset": base, "sold_amount": [int(r[3] * UNIT) for r in rows],
         "bought_asset": ["XLM:native"] * len(rows), "bought_amount": [7] * len(rows),
     }, schema_overrides={"closed_at": pl.Datetime("us", "UTC"), "seller_pool_id": pl.String})  # fmt: skip
 
 
 def _shape(trades: pl.DataFrame) -> pl.DataFrame:
     hours = market_hours_of(trades, as_of=AS_OF, options=DEFAULT_CONFIG)
-    return shape_features_of(trades, as_of=AS_OF, options=DEFAULT_CONFIG, hours=hours)
+    return partition_features_of(trades, as_of=AS_OF, options=DEFAULT_CONFIG, hours=hours)
 
 
 def test_a_hand_counted_wallet():
@@ -76,6 +80,23 @@ def test_a_hand_counted_wallet():
     assert got["Y"]["inter_arrival_cv"] is None and got["Y"]["intra_minute_share"] is None  # one trade
 
 
+def test_a_wallet_across_two_pairs():
+    # W: pair A at t-600 s with X; pair B at t-570 s with X and at t-100 s with Z (all in one hour)
+    trades = _trades([(600, "W", "X", 1), (570, "W", "X", 1, "B:y"), (100, "W", "Z", 1, "B:y")])
+    got = {r["pair_id"]: r for r in _shape(trades).filter(pl.col("wallet") == "W").to_dicts()}
+    a, b = got["A:x/XLM:native"], got["B:y/XLM:native"]
+    assert a["cross_pair_synchrony"] == 1.0  # 30 s from its B trade
+    assert b["cross_pair_synchrony"] == 0.5  # t-570 is 30 s from A; t-100 is 500 s away
+    assert a["cross_pair_cp_overlap"] == b["cross_pair_cp_overlap"] == 0.5  # X in both pairs, of {X, Z}
+    assert a["cross_pair_volume_corr"] == pytest.approx(1.0) == b["cross_pair_volume_corr"]  # the same single hour
+    assert a["pair_diversity"] == pytest.approx(-(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3)))
+    x = _shape(trades).filter(pl.col("wallet") == "X").to_dicts()
+    assert x[0]["cross_pair_synchrony"] is not None and len(x) == 2
+    single = _shape(_trades([(600, "V", "Y", 1), (500, "V", "Y", 2)])).row(0, named=True)
+    assert single["cross_pair_synchrony"] is None and single["cross_pair_cp_overlap"] is None
+    assert single["cross_pair_volume_corr"] is None
+
+
 def test_round_numbers_are_whole_units_with_two_significant_digits_at_every_magnitude():
     amounts = {1: True, 25: True, 99: True, 100: True, 250: True, 5000: True, 10**11: True,
                101: False, 123: False, 2.5: False, 0.1: False, 1001: False, 990_000_001: False}  # fmt: skip
@@ -89,11 +110,11 @@ def test_a_partition_gets_exactly_its_wallets_features():
     trades, _, _ = random_market(n_trades=4_000, n_wallets=60, n_pairs=3, days=8, seed=11)
     as_of = trades.get_column("closed_at").max()
     hours = market_hours_of(trades, as_of=as_of, options=DEFAULT_CONFIG)
-    whole = shape_features_of(trades, as_of=as_of, options=DEFAULT_CONFIG, hours=hours)
+    whole = partition_features_of(trades, as_of=as_of, options=DEFAULT_CONFIG, hours=hours)
     routed = trades.with_columns(
         seller_part=pl.col("seller_account").hash() % 3, buyer_part=pl.col("buyer_account").hash() % 3
     ).with_columns(pl.col("^(seller|buyer)_part$").cast(pl.Int64))
-    parts = [shape_features_of(routed, as_of=as_of, options=DEFAULT_CONFIG, hours=hours, part=p) for p in range(3)]
+    parts = [partition_features_of(routed, as_of=as_of, options=DEFAULT_CONFIG, hours=hours, part=p) for p in range(3)]
     assert all(p.height > 0 for p in parts)
     assert_same_frame(pl.concat(parts), whole, key=KEY)
 
@@ -115,7 +136,7 @@ def test_bigquery_sql_is_the_golden_and_computes_what_duckdb_computes():
         hours = con.sql(back["market_hours.bigquery.sql"], params={k: params[k] for k in ("since", "as_of")})
         con.register("market_hours", hours.to_arrow_table())
         via_bigquery = pl.from_arrow(con.sql(back["shape_features.bigquery.sql"], params=params).to_arrow_table())
-    want = shape_features_of(trades, as_of=as_of, options=DEFAULT_CONFIG,
+    want = partition_features_of(trades, as_of=as_of, options=DEFAULT_CONFIG,
                              hours=market_hours_of(trades, as_of=as_of, options=DEFAULT_CONFIG))  # fmt: skip
     assert want.height > 100 and want.get_column("size_tail_exponent").drop_nulls().len() > 10
     assert_same_frame(via_bigquery.select(*KEY, *SHAPE_FEATURES), want, key=KEY)

@@ -158,12 +158,12 @@ def test_the_shape_features_sql_transpiled_to_spark_sql_computes_what_duckdb_com
 
     from engine.features import DEFAULT_CONFIG
     from engine.features.random_market import random_market
+    from storage.partition_features import partition_features_of
     from storage.shape_features import (
         SOURCE_COLUMNS,
         market_hours_of,
         market_hours_sql,
         shape_feature_params,
-        shape_features_of,
         shape_features_sql,
     )
 
@@ -179,6 +179,30 @@ def test_the_shape_features_sql_transpiled_to_spark_sql_computes_what_duckdb_com
     got = pl.from_arrow(spark.sql(sql, args=params).toArrow())
     want_hours = market_hours_of(trades, as_of=as_of, options=DEFAULT_CONFIG)
     assert dict(pl.from_arrow(hours.toArrow()).iter_rows()) == dict(want_hours.iter_rows())
-    want = shape_features_of(trades, as_of=as_of, options=DEFAULT_CONFIG, hours=want_hours)
+    want = partition_features_of(trades, as_of=as_of, options=DEFAULT_CONFIG, hours=want_hours)
     assert want.height > 100
     assert_same_frame(got.cast(want.schema), want, key=["wallet", "pair_id"])
+
+
+def test_the_context_features_sql_transpiled_to_spark_sql_computes_what_duckdb_computes(spark):
+    """The same for the features that join the trades to offers, accounts, lineage and rings:
+    every input given, account ids as they are (no integer keys)."""
+    import polars as pl
+
+    from engine.features import DEFAULT_CONFIG
+    from storage.context_features import CONTEXT_FEATURES, context_features_sql
+    from storage.shape_features import SOURCE_COLUMNS, shape_feature_params
+    from tests.engine.test_context_features_sql import context_of, market_with_context
+
+    trades, as_of, inputs = market_with_context()
+    whole = trades.with_columns(seller_part=pl.lit(0, pl.Int64), buyer_part=pl.lit(0, pl.Int64)).select(SOURCE_COLUMNS)
+    spark.createDataFrame(whole.to_arrow()).createOrReplaceTempView("context_trades")
+    views = {name: f"context_{name}" for name in ("offers", "accounts", "lineage", "ring_members", "loop_trades")}
+    for name, view in views.items():
+        spark.createDataFrame(getattr(inputs, name).to_arrow()).createOrReplaceTempView(view)
+    sql = context_features_sql(DEFAULT_CONFIG, source="context_trades", dialect="spark", **views)
+    got = pl.from_arrow(spark.sql(sql, args=shape_feature_params(as_of, DEFAULT_CONFIG)).toArrow())
+    want = context_of(trades, as_of, inputs)
+    assert want.height > 100 and want.get_column("same_controller_rate").drop_nulls().len() > 0
+    assert_same_frame(got.select("wallet", "pair_id", *CONTEXT_FEATURES).cast(want.schema), want,
+                      key=["wallet", "pair_id"])  # fmt: skip

@@ -1,5 +1,6 @@
 WITH w AS (
   SELECT
+    id,
     pair_id,
     op_id,
     seller_account,

@@ -1,5 +1,6 @@
 WITH w AS (
   SELECT
+    id,
     pair_id,
     op_id,
     seller_account,
@@ -23,6 +24,7 @@ WITH w AS (
     pair_id,
     buyer_account AS cp_account,
     CASE WHEN buyer_account IS NULL THEN buyer_pool_id END AS cp_pool,
+    id,
     op_id,
     ts,
     (
@@ -40,6 +42,7 @@ WITH w AS (
     pair_id,
     seller_account AS cp_account,
     CASE WHEN seller_account IS NULL THEN seller_pool_id END AS cp_pool,
+    id,
     op_id,
     ts,
     (
@@ -326,6 +329,7 @@ WITH w AS (
 ), diversity AS (
   SELECT
     wallet,
+    COUNT(*) AS n_pairs,
     -SUM(share * LN(share)) AS entropy
   FROM (
     SELECT
@@ -335,6 +339,164 @@ WITH w AS (
   )
   GROUP BY
     wallet
+), marks AS (
+  /* other pair's trade just before it, its last the one just after (the id only orders ties alike) */
+  SELECT
+    wallet,
+    pair_id,
+    ts,
+    CASE
+      WHEN LAG(pair_id) OVER (PARTITION BY wallet ORDER BY ts, op_id, id) = pair_id
+      THEN NULL
+      ELSE LAG(ts) OVER (PARTITION BY wallet ORDER BY ts, op_id, id)
+    END AS before_run,
+    CASE
+      WHEN LEAD(pair_id) OVER (PARTITION BY wallet ORDER BY ts, op_id, id) = pair_id
+      THEN NULL
+      ELSE LEAD(ts) OVER (PARTITION BY wallet ORDER BY ts, op_id, id)
+    END AS after_run,
+    CASE
+      WHEN LAG(pair_id) OVER (PARTITION BY wallet ORDER BY ts, op_id, id) = pair_id
+      THEN 0
+      ELSE 1
+    END AS starts,
+    op_id,
+    id
+  FROM sides
+), runs AS (
+  SELECT
+    *,
+    SUM(starts) OVER (
+      PARTITION BY wallet
+      ORDER BY ts, op_id, id
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS run
+  FROM marks
+), synchrony AS (
+  SELECT
+    wallet,
+    pair_id,
+    AVG(
+      CASE
+        WHEN ts - prev_other <= 60 OR next_other - ts <= 60
+        THEN CAST(1 AS FLOAT64)
+        ELSE CAST(0 AS FLOAT64)
+      END
+    ) AS share
+  FROM (
+    SELECT
+      wallet,
+      pair_id,
+      ts,
+      MAX(before_run) OVER (PARTITION BY wallet, run) AS prev_other,
+      MAX(after_run) OVER (PARTITION BY wallet, run) AS next_other
+    FROM runs
+  )
+  GROUP BY
+    wallet,
+    pair_id
+), pair_cps AS (
+  SELECT DISTINCT
+    wallet,
+    pair_id,
+    cp_account,
+    cp_pool
+  FROM sides
+), cp_pairs AS (
+  SELECT
+    wallet,
+    cp_account,
+    cp_pool,
+    COUNT(*) AS n
+  FROM pair_cps
+  GROUP BY
+    wallet,
+    cp_account,
+    cp_pool
+), overlap AS (
+  SELECT
+    x.wallet,
+    x.pair_id,
+    SUM(CASE WHEN c.n > 1 THEN 1 ELSE 0 END) AS shared,
+    MAX(w.n_cps) AS n_cps
+  FROM pair_cps AS x
+  JOIN cp_pairs AS c
+    ON c.wallet = x.wallet
+    AND c.cp_account IS NOT DISTINCT FROM x.cp_account
+    AND c.cp_pool IS NOT DISTINCT FROM x.cp_pool
+  JOIN (
+    SELECT
+      wallet,
+      COUNT(*) AS n_cps
+    FROM cp_pairs
+    GROUP BY
+      wallet
+  ) AS w
+    ON w.wallet = x.wallet
+  GROUP BY
+    x.wallet,
+    x.pair_id
+), hourly AS (
+  SELECT
+    wallet,
+    pair_id,
+    CAST(FLOOR(ts / 3600) AS INT64) AS h,
+    CAST(COUNT(*) AS FLOAT64) AS x
+  FROM sides
+  GROUP BY
+    wallet,
+    pair_id,
+    CAST(FLOOR(ts / 3600) AS INT64)
+), wallet_hourly AS (
+  SELECT
+    wallet,
+    h,
+    SUM(x) AS t
+  FROM hourly
+  GROUP BY
+    wallet,
+    h
+), wallet_sums AS (
+  SELECT
+    wallet,
+    SUM(t) AS st,
+    SUM(t * t) AS st2
+  FROM wallet_hourly
+  GROUP BY
+    wallet
+), pair_sums AS (
+  SELECT
+    x.wallet,
+    x.pair_id,
+    SUM(x.x) AS sx,
+    SUM(x.x * x.x) AS sx2,
+    SUM(t.t * x.x) AS stx
+  FROM hourly AS x
+  JOIN wallet_hourly AS t
+    ON t.wallet = x.wallet AND t.h = x.h
+  GROUP BY
+    x.wallet,
+    x.pair_id
+), moments AS (
+  SELECT
+    p.wallet,
+    p.pair_id,
+    CAST(720 AS FLOAT64) * (
+      p.stx - p.sx2
+    ) - p.sx * (
+      w.st - p.sx
+    ) AS cov,
+    CAST(720 AS FLOAT64) * p.sx2 - p.sx * p.sx AS vx,
+    CAST(720 AS FLOAT64) * (
+      w.st2 - 2 * p.stx + p.sx2
+    ) - (
+      w.st - p.sx
+    ) * (
+      w.st - p.sx
+    ) AS vy
+  FROM pair_sums AS p
+  JOIN wallet_sums AS w
+    ON w.wallet = p.wallet
 )
 SELECT
   a.wallet,
@@ -355,7 +517,13 @@ SELECT
   CASE WHEN t.n >= 3 AND t.gap_mean > 0 THEN t.gap_std / t.gap_mean END AS inter_arrival_cv,
   p.ratio AS volume_spike_ratio,
   CASE WHEN h.n >= 10 AND h.logsum > 0 THEN h.k / h.logsum END AS size_tail_exponent,
-  d.entropy AS pair_diversity
+  d.entropy AS pair_diversity,
+  CASE WHEN d.n_pairs > 1 THEN y.share END AS cross_pair_synchrony,
+  CASE WHEN d.n_pairs > 1 THEN CAST(v.shared AS FLOAT64) / v.n_cps END AS cross_pair_cp_overlap,
+  CASE
+    WHEN d.n_pairs > 1 AND m.vx > 0 AND m.vy > 0
+    THEN m.cov / SQRT(m.vx * m.vy)
+  END AS cross_pair_volume_corr
 FROM activity AS a
 JOIN concentration AS c
   ON c.wallet = a.wallet AND c.pair_id = a.pair_id
@@ -371,3 +539,9 @@ LEFT JOIN hill AS h
   ON h.wallet = a.wallet AND h.pair_id = a.pair_id
 JOIN diversity AS d
   ON d.wallet = a.wallet
+JOIN synchrony AS y
+  ON y.wallet = a.wallet AND y.pair_id = a.pair_id
+JOIN overlap AS v
+  ON v.wallet = a.wallet AND v.pair_id = a.pair_id
+JOIN moments AS m
+  ON m.wallet = a.wallet AND m.pair_id = a.pair_id

@@ -1,0 +1,153 @@
+"""The features that join a wallet's trades to the market's other inputs (offers, accounts,
+funding lineage, rings): one SQL definition (storage.context_features), run on DuckDB per
+partition, transpiled for Spark (tests/engine/test_spark_features.py checks the two agree)
+and compiled for BigQuery, kept as golden SQL and checked here without connecting. Their
+values in the matrix are pinned by tests/engine/test_features.py (hand-counted) and the
+frozen matrices of tests/engine/test_features_bounded.py.
+
+Re-record the golden after a deliberate change: python -m tests.engine.test_context_features_sql
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+import sqlglot
+
+from engine.assets import pair_id_expr
+from engine.features import DEFAULT_CONFIG
+from engine.features.funding_features import ancestors_from_operations
+from engine.features.random_market import random_market
+from engine.schemas import NATIVE_ASSET, OFFER_TYPES
+from storage.context_features import CONTEXT_FEATURES, NATIVE, context_features_sql
+from storage.context_features import OFFER_TYPES as SQL_OFFER_TYPES
+from storage.errors import BadInput
+from storage.partition_features import MarketInputs, partition_features_of
+from storage.shape_features import SOURCE_COLUMNS, market_hours_of, shape_feature_params
+from tests.engine.feature_market import assert_same_frame
+
+GOLDEN = Path(__file__).parent / "golden" / "context_features.bigquery.sql"
+KEY = ["wallet", "pair_id"]
+AS_OF = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def golden_sql() -> str:
+    return context_features_sql(DEFAULT_CONFIG, dialect="bigquery") + "\n"
+
+
+def market_with_context(seed: int = 5):
+    """A random market with every input: offers, accounts, lineage, two rings, loops."""
+    trades, ops, accounts = random_market(n_trades=3_000, n_wallets=40, n_pairs=4, days=9, seed=seed)
+    as_of = trades.get_column("closed_at").max()
+    wallets = sorted(set(trades.get_column("seller_account").drop_nulls()))
+    rings = pl.DataFrame({"account_id": wallets[:5] + wallets[4:7], "ring_id": ["r1"] * 5 + ["r2"] * 3})
+    loops = trades.get_column("id").gather_every(7).to_frame("trade_id")
+    inputs = MarketInputs(offers=ops, accounts=accounts, lineage=ancestors_from_operations(ops, accounts, as_of=as_of),
+                          ring_members=rings, loop_trades=loops)  # fmt: skip
+    return trades, as_of, inputs
+
+
+def context_of(trades, as_of, inputs, part=None) -> pl.DataFrame:
+    hours = market_hours_of(trades, as_of=as_of, options=DEFAULT_CONFIG)
+    got = partition_features_of(trades, as_of=as_of, options=DEFAULT_CONFIG, hours=hours, part=part, inputs=inputs)
+    return got.select(*KEY, *CONTEXT_FEATURES)
+
+
+def test_every_feature_is_computed_on_a_market_with_every_input():
+    trades, as_of, inputs = market_with_context()
+    got = context_of(trades, as_of, inputs)
+    assert got.height > 100
+    for name in CONTEXT_FEATURES:
+        assert got.get_column(name).drop_nulls().len() > 0, f"{name} is never computed"
+    assert got.filter(pl.col("ring_size") == 5).height > 0 and got.get_column("loop_share").max() > 0
+
+
+def _trade(seconds: int, seller: str, buyer: str, n: int) -> dict:
+    return {"id": f"{n}-0", "closed_at": AS_OF - timedelta(seconds=seconds), "op_id": n, "pair_id": "A:x/XLM:native",
+            "seller_account": seller, "seller_pool_id": None, "buyer_account": buyer, "buyer_pool_id": None,
+            "sold_asset": "A:x", "sold_amount": 10_000_000, "bought_asset": "XLM:native", "bought_amount": 7}  # fmt: skip
+
+
+def test_hand_counted_rings_offers_and_a_trade_with_oneself():
+    # W trades with X, Y, X and itself; W is in rings r1 {W, X} and r2 {W, Y, Z}: the larger, r2, is its ring
+    trades = pl.DataFrame([_trade(50, "W", "X", 1), _trade(40, "Y", "W", 2), _trade(30, "W", "X", 3),
+                           _trade(20, "W", "W", 4)], schema_overrides={"closed_at": pl.Datetime("us", "UTC"),
+                                                                       "seller_pool_id": pl.String, "buyer_pool_id": pl.String})  # fmt: skip
+    rings = pl.DataFrame({"account_id": ["W", "X", "W", "Y", "Z"], "ring_id": ["r1", "r1", "r2", "r2", "r2"]})
+    op = {"closed_at": AS_OF - timedelta(seconds=60), "type": "manage_sell_offer", "successful": True,
+          "source_account": "W", "asset": "XLM:native", "buying_asset": "A:x", "offer_id": 9, "amount": 0}  # fmt: skip
+    offers = pl.DataFrame([op, {**op, "amount": 5}, {**op, "amount": None}, {**op, "type": "payment"},
+                           {**op, "successful": False}, {**op, "closed_at": AS_OF + timedelta(seconds=1)}],
+                          schema_overrides={"amount": pl.Int64})  # fmt: skip
+    got = context_of(trades, AS_OF, MarketInputs(offers=offers, ring_members=rings, loop_trades=pl.DataFrame(
+        {"trade_id": ["1-0", "1-0"]})))  # fmt: skip
+    w = got.filter(pl.col("wallet") == "W").row(0, named=True)
+    assert w["ring_size"] == 3.0
+    assert w["ring_cp_share"] == pytest.approx(2 / 4)  # X, Y, X and itself (the self trade once): Y and W in r2
+    assert w["loop_share"] == pytest.approx(1 / 5)  # five sides of W (two of the self trade); one in a loop
+    assert w["offer_cancel_rate"] == pytest.approx(1 / 2)  # a delete, an update; unknown amount, others left out
+    assert w["account_age_days"] is None and w["same_controller_rate"] is None  # no accounts, no lineage
+    assert got.filter(pl.col("wallet") == "X").row(0, named=True)["ring_size"] == 2.0
+
+
+def test_the_account_age_keeps_microseconds():
+    trades = pl.DataFrame([_trade(50, "W", "X", 1)], schema_overrides={
+        "closed_at": pl.Datetime("us", "UTC"), "seller_pool_id": pl.String, "buyer_pool_id": pl.String})  # fmt: skip
+    created = AS_OF - timedelta(days=3, microseconds=1_500)
+    accounts = pl.DataFrame({"account_id": ["W", "W"], "created_at": [created, created + timedelta(days=1)]})
+    got = context_of(trades, AS_OF, MarketInputs(accounts=accounts)).filter(pl.col("wallet") == "W")
+    assert got.item(0, "account_age_days") == pytest.approx(3 + 0.0015 / 86400, rel=1e-12)  # the earliest
+
+
+def test_a_partition_gets_exactly_its_wallets_features():
+    trades, as_of, inputs = market_with_context(seed=11)
+    whole = context_of(trades, as_of, inputs)
+    routed = trades.with_columns(
+        seller_part=pl.col("seller_account").hash() % 3, buyer_part=pl.col("buyer_account").hash() % 3
+    ).with_columns(pl.col("^(seller|buyer)_part$").cast(pl.Int64))
+    parts = [context_of(routed, as_of, inputs, part=p) for p in range(3)]
+    assert all(p.height > 0 for p in parts)
+    assert_same_frame(pl.concat(parts), whole, key=KEY)
+
+
+def test_bigquery_sql_is_the_golden_and_computes_what_duckdb_computes():
+    sql = golden_sql()
+    assert sql == GOLDEN.read_text(), "the BigQuery SQL changed: re-record it (see the module doc)"
+    assert "UNIX_MICROS(a.created_at)" in sql and "EPOCH_US" not in sql  # the mended EPOCH_US
+    back = sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
+    trades, as_of, inputs = market_with_context()
+    want = context_of(trades, as_of, inputs)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("trades", trades.with_columns(seller_part=pl.lit(0), buyer_part=pl.lit(0)).select(SOURCE_COLUMNS)
+                     .to_arrow())  # fmt: skip
+        for name in ("offers", "accounts", "lineage", "ring_members", "loop_trades"):
+            con.register(name, getattr(inputs, name).to_arrow())
+        via_bigquery = pl.from_arrow(con.sql(back, params=shape_feature_params(as_of, DEFAULT_CONFIG)).to_arrow_table())
+    assert_same_frame(via_bigquery.select(*KEY, *CONTEXT_FEATURES), want, key=KEY)
+
+
+def test_the_pair_and_offer_types_are_the_engines():
+    assert NATIVE == NATIVE_ASSET and SQL_OFFER_TYPES == OFFER_TYPES
+    pairs = pl.DataFrame({"a": ["XLM:native", "B:y", "A:x", "B:y"], "b": ["A:x", "A:x", "B:y", "XLM:native"]})
+    with duckdb.connect() as con:
+        con.register("p", pairs.to_arrow())
+        from storage.context_features import _pair_id
+
+        got = [r[0] for r in con.execute(f"SELECT {_pair_id('a', 'b')} FROM p").fetchall()]
+    assert got == pairs.select(pair_id_expr("a", "b")).to_series().to_list()
+
+
+def test_relation_names_are_checked_before_they_enter_the_sql():
+    for bad in ({"offers": "o; DROP TABLE trades"}, {"lineage": "l --"}, {"loop_trades": "x y"}):
+        with pytest.raises(BadInput, match="not a table name"):
+            context_features_sql(DEFAULT_CONFIG, **bad)
+
+
+if __name__ == "__main__":
+    GOLDEN.write_text(golden_sql())
+    print(f"wrote {GOLDEN}")
