@@ -9,9 +9,12 @@ hours (storage.shape_features) and the pair and asset Benford scopes' digit tabl
 (storage.market_digits), are the very SQL the store runs, transpiled to Spark SQL.
 (The shape features' SQL transpiles too, and gives the same features as Spark SQL,
 tests/engine/test_spark_features.py; per partition it runs in a fraction of the time
-on two cores.) The driver collects the partitions' parts (features, co-trade edges,
-Benford rows) and the digit table, and finishes them as the DuckDB path does.
-No feature is written twice, so the two engines cannot drift apart.
+on two cores.) The partitions run all at once on the executors, their parts (features,
+co-trade edges, Benford rows) kept on the executors' disks; the driver then takes them one
+Spark partition at a time (`toLocalIterator`), so it holds the matrix (a row per wallet
+and pair) and the edges, never the market's Benford rows (one per trade), and finishes
+them as the DuckDB path does. No feature is written twice, so the two engines cannot drift
+apart.
 
 Parts travel as Arrow IPC bytes (`kind`, `payload`): one UDF schema for frames
 of different shapes.
@@ -20,6 +23,7 @@ of different shapes.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -46,7 +50,7 @@ _SHAPE_VIEW = "ledgerlens_shape_trades"  # the window's trades, for the market h
 class SparkParts:
     """What the Spark run hands back to the driver."""
 
-    partitions: list[PartitionFeatures]  # in partition order
+    partitions: Iterator[PartitionFeatures]  # one at a time, in no set order (drains the executors' copies)
     market_digits: pl.DataFrame  # the digit table of the pair and asset scopes (storage.market_digits)
 
 
@@ -65,16 +69,17 @@ def feature_parts(trades: DataFrame, offers: DataFrame | None, *, ctx: MarketCon
     t = t.withColumns({"seller_part": _part(F.col("seller_account"), n_parts),
                        "buyer_part": _part(F.col("buyer_account"), n_parts)})  # fmt: skip
     sides = F.array_distinct(F.filter(F.array("seller_part", "buyer_part"), lambda p: p.isNotNull()))
-    routed = t.withColumn("part", F.explode(sides))
+    # a Spark partition per wallet partition (hashes may share one): what the driver takes at a time
+    routed = t.withColumn("part", F.explode(sides)).repartition(n_parts, "part")
     ops = offers.where(window).select(*OPERATION_COLUMNS) if offers is not None else _empty_offers(trades)
-    ops = ops.withColumn("part", _part(F.col("source_account"), n_parts))
+    ops = ops.withColumn("part", _part(F.col("source_account"), n_parts)).repartition(n_parts, "part")
     ctx = replace(ctx, hours=_market_hours(t, ctx=ctx))
 
     def run(key, trades, offers):  # no hints: PySpark 4.3 fails on a partial's (eval type inference)
         return _wallet_partition_udf(key, trades, offers, ctx=ctx)
 
-    wallet_rows = routed.groupBy("part").cogroup(ops.groupBy("part")).applyInArrow(run, PARTS_SCHEMA).toArrow()
-    return SparkParts(partitions=_partitions(wallet_rows, n_parts), market_digits=_market_digits(t, ctx=ctx))
+    wallet_rows = routed.groupBy("part").cogroup(ops.groupBy("part")).applyInArrow(run, PARTS_SCHEMA)
+    return SparkParts(partitions=_one_at_a_time(wallet_rows), market_digits=_market_digits(t, ctx=ctx))
 
 
 def _part(account: Column, n_parts: int) -> Column:
@@ -120,12 +125,25 @@ def _frame(payload: bytes) -> pl.DataFrame:
     return pl.read_ipc(io.BytesIO(payload))
 
 
-def _partitions(rows: pa.Table, n_parts: int) -> list[PartitionFeatures]:
-    """The collected IPC parts back as PartitionFeatures, in partition order."""
-    by_part: dict[int, dict[str, pl.DataFrame]] = {}
-    for part, kind, payload in zip(*(rows.column(c).to_pylist() for c in ("part", "kind", "payload")), strict=True):
-        by_part.setdefault(part, {})[kind] = _frame(payload)
-    return [PartitionFeatures(**by_part[p]) for p in range(n_parts) if p in by_part]
+def _one_at_a_time(rows: DataFrame) -> Iterator[PartitionFeatures]:
+    """The partitions' IPC parts back as PartitionFeatures, one at a time: every partition runs at
+    once on the executors, which keep the parts on disk (one job, all cores); the driver then
+    fetches them one Spark partition at a time and lets each go before the next."""
+    from pyspark import StorageLevel
+
+    kept = rows.persist(StorageLevel.DISK_ONLY)
+    try:
+        kept.count()  # runs every partition
+        waiting: dict[int, dict[str, pl.DataFrame]] = {}
+        for row in kept.toLocalIterator():
+            got = waiting.setdefault(row["part"], {})
+            got[row["kind"]] = _frame(bytes(row["payload"]))
+            if len(got) == len(KINDS):
+                yield PartitionFeatures(**waiting.pop(row["part"]))
+        if waiting:
+            raise RuntimeError(f"Spark returned partitions {sorted(waiting)} incomplete")
+    finally:
+        kept.unpersist()
 
 
 def _market_hours(trades: DataFrame, *, ctx: MarketContext) -> pl.DataFrame:
