@@ -13,7 +13,8 @@ storage.shape_features.sides_ctes), one more relation of the market
     ring_cp_share
     loop_share            loop_trades: trade_id (the trades of the rings step's closed loops)
 
-The definition is written in DuckDB's dialect, transpiled for Spark and compiled for
+The pair ids of the trades must be the ids, not keys: the offers' pair ids are made from
+their assets here. The definition is written in DuckDB's dialect, transpiled for Spark and compiled for
 BigQuery into golden SQL (tests/engine/golden), like the shape features; the features step
 runs it on each wallet partition in memory (storage.partition_features). An empty
 relation means "none": no offers, no known creation or lineage, no ring, no loop (ring
@@ -26,7 +27,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Protocol
 
-from storage.shape_features import sides_ctes
+from storage.shape_features import first_is_base, sides_ctes
 from storage.sql_dialects import table_name, transpile
 
 CONTEXT_FEATURES = (
@@ -39,7 +40,6 @@ LINEAGE_COLUMNS = ("account_id", "ancestor", "depth")
 RING_COLUMNS = ("account_id", "ring_id")
 LOOP_COLUMNS = ("trade_id",)
 OFFER_TYPES = ("manage_sell_offer", "manage_buy_offer", "create_passive_sell_offer")  # engine.schemas.OFFER_TYPES
-NATIVE = "XLM:native"  # engine.schemas.NATIVE_ASSET: the base of every pair it is in
 _ONE, _ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
 
 
@@ -57,10 +57,8 @@ def _share(condition: str) -> str:
 
 
 def _pair_id(a: str, b: str) -> str:
-    """The canonical pair id of two asset ids (engine.assets.pair_id_expr): the native asset
-    is the counter asset, otherwise the smaller id is the base."""
-    a_first = f"({b} = '{NATIVE}' OR ({a} <> '{NATIVE}' AND {a} <= {b}))"
-    return f"CASE WHEN {a_first} THEN CONCAT({a}, '/', {b}) ELSE CONCAT({b}, '/', {a}) END"
+    """The canonical pair id of two asset ids (engine.assets.pair_id_expr)."""
+    return f"CASE WHEN {first_is_base(a, b)} THEN CONCAT({a}, '/', {b}) ELSE CONCAT({b}, '/', {a}) END"
 
 
 def context_features_sql(

@@ -26,8 +26,9 @@ too (storage.context_features); the rest of the matrix needs more than SQL (the 
 statistics, round trips' as-of joins, PageRank) and is one polars definition run per
 wallet partition by both engines (engine.features.partitions).
 
-The account columns may be ids or integer keys (they are only grouped and compared); the
-counterparty is the pair (cp_account, cp_pool), so pools and accounts never mix types.
+The account, pool, pair and trade id columns may be ids or integer keys (they are only
+grouped, compared and ordered; keys must keep the ids' order); the counterparty is the pair
+(cp_account, cp_pool), so pools and accounts never mix types.
 Times are whole seconds since 1970 (floored), days and hours UTC.
 """
 
@@ -52,6 +53,7 @@ SOURCE_COLUMNS = (
 )  # fmt: skip
 HOURS_COLUMNS = ("hour", "n")  # the market hours: UTC hour of day, sides
 STROOPS_PER_UNIT = 10_000_000
+NATIVE = "XLM:native"  # engine.schemas.NATIVE_ASSET
 # 1.0 is a DECIMAL(2, 1) to Spark, and its mean is rounded to a few decimals: doubles are written as casts
 _ONE, _ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
 _HOUR = "CAST(FLOOR(MOD(ts, 86400) / 3600) AS BIGINT)"
@@ -68,12 +70,21 @@ class ShapeOptions(Protocol):
     min_trades_shape: int
 
 
+def first_is_base(a: str, b: str) -> str:
+    """Whether asset id `a` is the base of the pair of `a` and `b` (engine.assets.pair_id_expr, the
+    canonical pair id every trade's pair_id is): the native asset is always the counter asset,
+    otherwise the smaller id is the base."""
+    return f"({b} = '{NATIVE}' OR ({a} <> '{NATIVE}' AND {a} <= {b}))"
+
+
 def _window(source: str) -> str:
-    """The trades of the lookback window, with their time in seconds and the pair's base asset."""
+    """The trades of the lookback window, with their time in seconds and the pair's base asset
+    (from the two assets, so the pair_id is only grouped and compared: it may be a key)."""
+    base = f"CASE WHEN {first_is_base('sold_asset', 'bought_asset')} THEN sold_asset ELSE bought_asset END"
     return (
         "SELECT id, pair_id, op_id, seller_account, seller_pool_id, buyer_account, buyer_pool_id, sold_asset, "
         "sold_amount, bought_asset, bought_amount, seller_part, buyer_part, "
-        "CAST(FLOOR(EPOCH(closed_at)) AS BIGINT) AS ts, LEFT(pair_id, STRPOS(pair_id, '/') - 1) AS base_asset "
+        f"CAST(FLOOR(EPOCH(closed_at)) AS BIGINT) AS ts, {base} AS base_asset "
         f"FROM {table_name(source)} WHERE closed_at > $since AND closed_at <= $as_of"
     )
 
@@ -190,15 +201,17 @@ marks AS (  -- a run is a wallet's consecutive trades in one pair; its first tra
     SELECT wallet, pair_id, ts,
            CASE WHEN LAG(pair_id) OVER ({by_w}) = pair_id THEN NULL ELSE LAG(ts) OVER ({by_w}) END AS before_run,
            CASE WHEN LEAD(pair_id) OVER ({by_w}) = pair_id THEN NULL ELSE LEAD(ts) OVER ({by_w}) END AS after_run,
-           CASE WHEN LAG(pair_id) OVER ({by_w}) = pair_id THEN 0 ELSE 1 END AS starts, op_id, id
+           op_id, id
     FROM sides),
-runs AS (
-    SELECT *, SUM(starts) OVER ({by_w} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run FROM marks),
-synchrony AS (
+synchrony AS (  -- a trade's nearest trades in the wallet's other pairs: its run's neighbours
     SELECT wallet, pair_id,
            AVG(CASE WHEN ts - prev_other <= {sync} OR next_other - ts <= {sync} THEN {_ONE} ELSE {_ZERO} END) AS share
-    FROM (SELECT wallet, pair_id, ts, MAX(before_run) OVER (PARTITION BY wallet, run) AS prev_other,
-                 MAX(after_run) OVER (PARTITION BY wallet, run) AS next_other FROM runs)
+    FROM (SELECT wallet, pair_id, ts,
+                 LAST_VALUE(before_run IGNORE NULLS) OVER ({by_w} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                   AS prev_other,
+                 FIRST_VALUE(after_run IGNORE NULLS) OVER ({by_w} ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)
+                   AS next_other
+          FROM marks)
     GROUP BY wallet, pair_id),
 pair_cps AS (SELECT DISTINCT wallet, pair_id, cp_account, cp_pool FROM sides),
 cp_pairs AS (SELECT wallet, cp_account, cp_pool, COUNT(*) AS n FROM pair_cps GROUP BY wallet, cp_account, cp_pool),

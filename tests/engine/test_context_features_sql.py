@@ -23,11 +23,11 @@ from engine.features import DEFAULT_CONFIG
 from engine.features.funding_features import ancestors_from_operations
 from engine.features.random_market import random_market
 from engine.schemas import NATIVE_ASSET, OFFER_TYPES
-from storage.context_features import CONTEXT_FEATURES, NATIVE, context_features_sql
+from storage.context_features import CONTEXT_FEATURES, context_features_sql
 from storage.context_features import OFFER_TYPES as SQL_OFFER_TYPES
 from storage.errors import BadInput
 from storage.partition_features import MarketInputs, partition_features_of
-from storage.shape_features import SOURCE_COLUMNS, market_hours_of, shape_feature_params
+from storage.shape_features import NATIVE, SOURCE_COLUMNS, market_hours_of, shape_feature_params
 from tests.engine.feature_market import assert_same_frame
 
 GOLDEN = Path(__file__).parent / "golden" / "context_features.bigquery.sql"

@@ -14,7 +14,16 @@ WITH w AS (
     seller_part,
     buyer_part,
     CAST(FLOOR(UNIX_SECONDS(closed_at)) AS INT64) AS ts,
-    LEFT(pair_id, INSTR(pair_id, '/') - 1) AS base_asset
+    CASE
+      WHEN (
+        bought_asset = 'XLM:native'
+        OR (
+          sold_asset <> 'XLM:native' AND sold_asset <= bought_asset
+        )
+      )
+      THEN sold_asset
+      ELSE bought_asset
+    END AS base_asset
   FROM trades
   WHERE
     closed_at > @since AND closed_at <= @as_of

@@ -14,7 +14,16 @@ WITH w AS (
     seller_part,
     buyer_part,
     CAST(FLOOR(UNIX_SECONDS(closed_at)) AS INT64) AS ts,
-    LEFT(pair_id, INSTR(pair_id, '/') - 1) AS base_asset
+    CASE
+      WHEN (
+        bought_asset = 'XLM:native'
+        OR (
+          sold_asset <> 'XLM:native' AND sold_asset <= bought_asset
+        )
+      )
+      THEN sold_asset
+      ELSE bought_asset
+    END AS base_asset
   FROM trades
   WHERE
     closed_at > @since AND closed_at <= @as_of
@@ -355,23 +364,9 @@ WITH w AS (
       THEN NULL
       ELSE LEAD(ts) OVER (PARTITION BY wallet ORDER BY ts, op_id, id)
     END AS after_run,
-    CASE
-      WHEN LAG(pair_id) OVER (PARTITION BY wallet ORDER BY ts, op_id, id) = pair_id
-      THEN 0
-      ELSE 1
-    END AS starts,
     op_id,
     id
   FROM sides
-), runs AS (
-  SELECT
-    *,
-    SUM(starts) OVER (
-      PARTITION BY wallet
-      ORDER BY ts, op_id, id
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS run
-  FROM marks
 ), synchrony AS (
   SELECT
     wallet,
@@ -388,9 +383,17 @@ WITH w AS (
       wallet,
       pair_id,
       ts,
-      MAX(before_run) OVER (PARTITION BY wallet, run) AS prev_other,
-      MAX(after_run) OVER (PARTITION BY wallet, run) AS next_other
-    FROM runs
+      LAST_VALUE(before_run IGNORE NULLS) OVER (
+        PARTITION BY wallet
+        ORDER BY ts, op_id, id
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS prev_other,
+      FIRST_VALUE(after_run IGNORE NULLS) OVER (
+        PARTITION BY wallet
+        ORDER BY ts, op_id, id
+        ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING
+      ) AS next_other
+    FROM marks
   )
   GROUP BY
     wallet,
