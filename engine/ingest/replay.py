@@ -401,7 +401,7 @@ class ReplayServer:
         self.faults = faults or Faults()
         self.stream_idle_s, self.stream_retry_ms = stream_idle_s, stream_retry_ms
         self.stream_events_per_connection = stream_events_per_connection  # drop the connection after N (tests)
-        self.requests: list[RequestLog] = []
+        self._requests: list[RequestLog] = []
         self._lock = threading.Lock()
         self._n_requests = 0
         self._httpd = ThreadingHTTPServer((host, port), _Handler)
@@ -488,7 +488,14 @@ class ReplayServer:
 
     def _log(self, entry: RequestLog) -> None:
         with self._lock:
-            self.requests.append(entry)
+            self._requests.append(entry)
+
+    @property
+    def requests(self) -> list[RequestLog]:
+        """The requests answered so far, in arrival order (each is logged once answered, and a
+        request that arrived later may be answered first)."""
+        with self._lock:
+            return sorted(self._requests, key=lambda r: r.n)
 
     def root_document(self) -> dict:
         """A minimal Horizon root: versions, ledgers held, the main templated links."""
