@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Protocol
 
-from storage.shape_features import first_is_base, sides_ctes
+from storage.shape_features import ONE, ZERO, first_is_base, sides_ctes
 from storage.sql_dialects import table_name, transpile
 
 CONTEXT_FEATURES = (
@@ -40,7 +40,6 @@ LINEAGE_COLUMNS = ("account_id", "ancestor", "depth")
 RING_COLUMNS = ("account_id", "ring_id")
 LOOP_COLUMNS = ("trade_id",)
 OFFER_TYPES = ("manage_sell_offer", "manage_buy_offer", "create_passive_sell_offer")  # engine.schemas.OFFER_TYPES
-_ONE, _ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
 
 
 class ContextOptions(Protocol):
@@ -53,7 +52,7 @@ class ContextOptions(Protocol):
 def _share(condition: str) -> str:
     """The mean of a condition that may be unknown (null): unknown rows are left out, as polars'
     mean of a boolean leaves out its nulls."""
-    return f"AVG(CASE WHEN {condition} THEN {_ONE} WHEN NOT ({condition}) THEN {_ZERO} END)"
+    return f"AVG(CASE WHEN {condition} THEN {ONE} WHEN NOT ({condition}) THEN {ZERO} END)"
 
 
 def _pair_id(a: str, b: str) -> str:
@@ -121,14 +120,14 @@ own_ring AS (  -- an account in several rings: its largest, ties to the first ri
     WHERE r = 1),
 rings AS (  -- a trade counts once: of a wallet's trade with itself, the side that gave the base asset
     SELECT s.wallet, s.pair_id, COALESCE(MAX(o.size), 0) AS size,
-           AVG(CASE WHEN c.account_id IS NULL THEN {_ZERO} ELSE {_ONE} END) AS cp_share
+           AVG(CASE WHEN c.account_id IS NULL THEN {ZERO} ELSE {ONE} END) AS cp_share
     FROM sides s LEFT JOIN own_ring o ON o.account_id = s.wallet
     LEFT JOIN members c ON c.account_id = s.cp_account AND c.ring_id = o.ring_id
     WHERE s.wallet IS DISTINCT FROM s.cp_account OR s.sold_base
     GROUP BY s.wallet, s.pair_id),
 looped AS (SELECT DISTINCT trade_id FROM {loop_trades}),
 loops AS (
-    SELECT s.wallet, s.pair_id, AVG(CASE WHEN l.trade_id IS NULL THEN {_ZERO} ELSE {_ONE} END) AS share
+    SELECT s.wallet, s.pair_id, AVG(CASE WHEN l.trade_id IS NULL THEN {ZERO} ELSE {ONE} END) AS share
     FROM sides s LEFT JOIN looped l ON l.trade_id = s.id GROUP BY s.wallet, s.pair_id)
 SELECT k.wallet, k.pair_id,
        c.rate AS offer_cancel_rate,

@@ -42,13 +42,19 @@ _CONTEXT: dict[str, tuple[dict[str, pl.DataType], tuple[str, ...]]] = {
 }
 
 
+# the context features whose one input is not the trades (the others are null without it anyway)
+_READS_ONLY = (("ring_members", "ring_size"), ("ring_members", "ring_cp_share"), ("loop_trades", "loop_share"))
+
+
 class FeatureOptions(ShapeOptions, ContextOptions, Protocol):
     """The options both definitions read (engine.features.sides.FeatureConfig)."""
 
 
 @dataclass(frozen=True)
 class MarketInputs:
-    """The market's inputs beside the trades, each None when absent (its relation is empty).
+    """The market's inputs beside the trades, each None when it was not computed: its relation is
+    empty, and the features that read only it are null (an empty frame means "none": no ring is
+    ring_size 0, while rings never computed say nothing).
 
     offers: the offer operations (OFFER_COLUMNS; others are ignored); accounts: account_id,
     created_at; lineage: account_id, ancestor, depth; ring_members: account_id, ring_id;
@@ -98,7 +104,9 @@ def partition_features_of(
                 con.register(name, frame.to_arrow())
             more = pl.from_arrow(con.sql(context_features_sql(options, source="named_trades"), params=params)
                                  .to_arrow_table())  # fmt: skip
-            got = got.join(more, on=["wallet", "pair_id"], how="left")
+            got = got.join(more, on=["wallet", "pair_id"], how="left").with_columns(
+                pl.lit(None, pl.Float64).alias(f) for name, f in _READS_ONLY if getattr(inputs, name) is None
+            )
     return got.with_columns(wallet=account_ids.gather(got.get_column("wallet")))
 
 

@@ -55,7 +55,7 @@ HOURS_COLUMNS = ("hour", "n")  # the market hours: UTC hour of day, sides
 STROOPS_PER_UNIT = 10_000_000
 NATIVE = "XLM:native"  # engine.schemas.NATIVE_ASSET
 # 1.0 is a DECIMAL(2, 1) to Spark, and its mean is rounded to a few decimals: doubles are written as casts
-_ONE, _ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
+ONE, ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
 _HOUR = "CAST(FLOOR(MOD(ts, 86400) / 3600) AS BIGINT)"
 
 
@@ -145,7 +145,7 @@ activity AS (
            SUM(CAST(base_amount AS DOUBLE) / {STROOPS_PER_UNIT}) AS volume,
            SUM(CASE WHEN sold_base THEN 0 ELSE CAST(base_amount AS DOUBLE) / {STROOPS_PER_UNIT} END) AS bought,
            SUM(CASE WHEN sold_base THEN CAST(base_amount AS DOUBLE) / {STROOPS_PER_UNIT} ELSE 0 END) AS sold,
-           AVG(CASE WHEN {is_round} THEN {_ONE} ELSE {_ZERO} END) AS round_share
+           AVG(CASE WHEN {is_round} THEN {ONE} ELSE {ZERO} END) AS round_share
     FROM sides GROUP BY wallet, pair_id),
 per_cp AS (SELECT wallet, pair_id, COUNT(*) AS n FROM sides GROUP BY wallet, pair_id, cp_account, cp_pool),
 concentration AS (
@@ -160,7 +160,7 @@ gaps AS (
     FROM sides),
 timing AS (
     SELECT wallet, pair_id, COUNT(*) AS n,
-           AVG(CASE WHEN dt_prev <= {cluster} OR dt_next <= {cluster} THEN {_ONE} ELSE {_ZERO} END) AS intra,
+           AVG(CASE WHEN dt_prev <= {cluster} OR dt_next <= {cluster} THEN {ONE} ELSE {ZERO} END) AS intra,
            AVG(CAST(dt_prev AS DOUBLE)) AS gap_mean, STDDEV_SAMP(CAST(dt_prev AS DOUBLE)) AS gap_std
     FROM gaps GROUP BY wallet, pair_id),
 hours AS (SELECT wallet, pair_id, {_HOUR} AS hour FROM sides),
@@ -172,7 +172,7 @@ quiet AS (  -- the off_hours hours with the fewest sides, ties to the earlier ho
     SELECT a.hour FROM market_hours a JOIN market_hours b ON b.n < a.n OR (b.n = a.n AND b.hour <= a.hour)
     GROUP BY a.hour HAVING COUNT(*) <= {off_hours}),
 off_hours AS (
-    SELECT s.wallet, s.pair_id, AVG(CASE WHEN q.hour IS NULL THEN {_ZERO} ELSE {_ONE} END) AS off
+    SELECT s.wallet, s.pair_id, AVG(CASE WHEN q.hour IS NULL THEN {ZERO} ELSE {ONE} END) AS off
     FROM hours s LEFT JOIN quiet q ON q.hour = s.hour GROUP BY s.wallet, s.pair_id),
 daily AS (
     SELECT wallet, pair_id, CAST(FLOOR(ts / 86400) AS BIGINT) AS day, SUM(CAST(base_amount AS DOUBLE)) AS v
@@ -205,7 +205,7 @@ marks AS (  -- a run is a wallet's consecutive trades in one pair; its first tra
     FROM sides),
 synchrony AS (  -- a trade's nearest trades in the wallet's other pairs: its run's neighbours
     SELECT wallet, pair_id,
-           AVG(CASE WHEN ts - prev_other <= {sync} OR next_other - ts <= {sync} THEN {_ONE} ELSE {_ZERO} END) AS share
+           AVG(CASE WHEN ts - prev_other <= {sync} OR next_other - ts <= {sync} THEN {ONE} ELSE {ZERO} END) AS share
     FROM (SELECT wallet, pair_id, ts,
                  LAST_VALUE(before_run IGNORE NULLS) OVER ({by_w} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
                    AS prev_other,
@@ -240,7 +240,7 @@ SELECT a.wallet, a.pair_id,
        c.hhi AS counterparty_hhi,
        a.volume / c.n_cps AS volume_per_counterparty,
        (a.bought - a.sold) / NULLIF(a.bought + a.sold, 0) AS net_flow_ratio,
-       {_ONE} - ABS((a.bought - a.sold) / NULLIF(a.bought + a.sold, 0)) AS flow_balance,
+       {ONE} - ABS((a.bought - a.sold) / NULLIF(a.bought + a.sold, 0)) AS flow_balance,
        CASE WHEN a.n >= {few} THEN CAST(l.top_lot AS DOUBLE) / a.n END AS fixed_lot_share,
        CASE WHEN a.n >= {few} THEN a.round_share END AS round_number_share,
        CASE WHEN a.n >= {few} THEN o.off END AS off_hours_ratio,

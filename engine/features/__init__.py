@@ -86,8 +86,9 @@ def market_context(
     accounts = None if accounts is None else require(accounts, ACCOUNTS_SCHEMA, "accounts")
     ring_members = None if ring_members is None else require(ring_members, RING_MEMBERS_SCHEMA, "ring_members")
     ancestors = require(ancestors, ANCESTORS_SCHEMA, "ancestors")
+    loop_trades = None if loops is None else loops.select(trade_id=pl.col("trade_ids").explode()).unique()
     return MarketContext(as_of=as_of, config=config, ancestors=ancestors, accounts=accounts,
-                         ring_members=ring_members, loops=loops)  # fmt: skip
+                         ring_members=ring_members, loop_trades=loop_trades)  # fmt: skip
 
 
 def build_feature_matrix(

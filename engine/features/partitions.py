@@ -43,8 +43,8 @@ class MarketContext:
     """The small market-wide inputs every partition reads.
 
     accounts: ACCOUNTS_SCHEMA or None; ancestors: ANCESTORS_SCHEMA (funding
-    lineage); ring_members: RING_MEMBERS_SCHEMA or None; loops: closed loops
-    (their trade_ids) or None.
+    lineage); ring_members: RING_MEMBERS_SCHEMA or None; loop_trades: the trades of
+    the closed loops (trade_id, each once) or None when loops were not computed.
     """
 
     as_of: datetime
@@ -52,7 +52,7 @@ class MarketContext:
     ancestors: pl.DataFrame
     accounts: pl.DataFrame | None = None
     ring_members: pl.DataFrame | None = None
-    loops: pl.DataFrame | None = None
+    loop_trades: pl.DataFrame | None = None
     hours: pl.DataFrame | None = None  # the market's sides per UTC hour (storage.shape_features.market_hours_sql)
 
 
@@ -87,11 +87,8 @@ def wallet_partition(
     bf = benford_window_features(coded, as_of=as_of, cfg=cfg, codes=pair_codes)
     sql = partition_features_of(trades, as_of=as_of, options=cfg, hours=ctx.hours, part=part, inputs=MarketInputs(
         offers=operations, accounts=ctx.accounts, lineage=ctx.ancestors, ring_members=ctx.ring_members,
-        loop_trades=None if ctx.loops is None else ctx.loops.select(trade_id=pl.col("trade_ids").explode()),
+        loop_trades=ctx.loop_trades,
     ))  # fmt: skip
-    not_computed = [*(["ring_size", "ring_cp_share"] if ctx.ring_members is None else []),
-                    *(["loop_share"] if ctx.loops is None else [])]  # fmt: skip
-    sql = sql.with_columns(pl.lit(None, pl.Float64).alias(c) for c in not_computed)
     parts = [bf, round_trips(in_lookback, cfg=cfg), categorical(sql, *KEY, codes=codes)]
     out = keys
     for p in parts:

@@ -207,7 +207,5 @@ def _context(store: Store, as_of: datetime) -> MarketContext:
     lineage = ancestors_from_edges(store.funding_edges(), accounts, as_of=as_of, depth=DEFAULT_CONFIG.ancestor_depth)
     return market_context(
         None, accounts, as_of=as_of, config=DEFAULT_CONFIG, ancestors=lineage,
-        ring_members=ring_members.select("account_id", "ring_id") if ring_members is not None else None,
-        # every partition asks "is this trade in a loop?": the ids flattened once, as one list
-        loops=loops.select(pl.col("trade_ids").explode().unique().implode()) if loops is not None else None,
+        ring_members=ring_members.select("account_id", "ring_id") if ring_members is not None else None, loops=loops,
     )  # fmt: skip

@@ -8,7 +8,7 @@ computed on it; `python -m tests.engine.feature_market` wrote them.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +18,22 @@ from storage.store import Store
 
 GOLDEN = Path(__file__).parent / "golden"
 AS_OF = START + timedelta(days=3, hours=12)  # later trades must be left out
+HAND_AS_OF = datetime(2026, 1, 5, tzinfo=UTC)  # the "as of" of hand-counted trades
+
+
+def hand_trades(rows: list[tuple]) -> pl.DataFrame:
+    """(seconds before HAND_AS_OF, seller, buyer or None (a pool), base amount in units[, base asset]) -> trades of
+    the pair (base asset)/XLM:native, A:x by default; the seller sells the base."""
+    base = [r[4] if len(r) > 4 else "A:x" for r in rows]
+    return pl.DataFrame({
+        "id": [f"{i}-0" for i in range(1, len(rows) + 1)],
+        "closed_at": [HAND_AS_OF - timedelta(seconds=s) for s, *_ in rows],
+        "op_id": list(range(1, len(rows) + 1)), "pair_id": [f"{b}/XLM:native" for b in base],
+        "seller_account": [r[1] for r in rows], "seller_pool_id": [None] * len(rows),
+        "buyer_account": [r[2] for r in rows], "buyer_pool_id": ["P1" if r[2] is None else None for r in rows],
+        "sold_asset": base, "sold_amount": [int(r[3] * 10_000_000) for r in rows],
+        "bought_asset": ["XLM:native"] * len(rows), "bought_amount": [7] * len(rows),
+    }, schema_overrides={"closed_at": pl.Datetime("us", "UTC"), "seller_pool_id": pl.String})  # fmt: skip
 
 
 def build_store(path: Path) -> Store:

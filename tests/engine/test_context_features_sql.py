@@ -10,7 +10,7 @@ Re-record the golden after a deliberate change: python -m tests.engine.test_cont
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -28,11 +28,11 @@ from storage.context_features import OFFER_TYPES as SQL_OFFER_TYPES
 from storage.errors import BadInput
 from storage.partition_features import MarketInputs, partition_features_of
 from storage.shape_features import NATIVE, SOURCE_COLUMNS, market_hours_of, shape_feature_params
-from tests.engine.feature_market import assert_same_frame
+from tests.engine.feature_market import HAND_AS_OF, assert_same_frame, hand_trades
 
 GOLDEN = Path(__file__).parent / "golden" / "context_features.bigquery.sql"
 KEY = ["wallet", "pair_id"]
-AS_OF = datetime(2026, 1, 5, tzinfo=UTC)
+AS_OF = HAND_AS_OF
 
 
 def golden_sql() -> str:
@@ -66,17 +66,9 @@ def test_every_feature_is_computed_on_a_market_with_every_input():
     assert got.filter(pl.col("ring_size") == 5).height > 0 and got.get_column("loop_share").max() > 0
 
 
-def _trade(seconds: int, seller: str, buyer: str, n: int) -> dict:
-    return {"id": f"{n}-0", "closed_at": AS_OF - timedelta(seconds=seconds), "op_id": n, "pair_id": "A:x/XLM:native",
-            "seller_account": seller, "seller_pool_id": None, "buyer_account": buyer, "buyer_pool_id": None,
-            "sold_asset": "A:x", "sold_amount": 10_000_000, "bought_asset": "XLM:native", "bought_amount": 7}  # fmt: skip
-
-
 def test_hand_counted_rings_offers_and_a_trade_with_oneself():
     # W trades with X, Y, X and itself; W is in rings r1 {W, X} and r2 {W, Y, Z}: the larger, r2, is its ring
-    trades = pl.DataFrame([_trade(50, "W", "X", 1), _trade(40, "Y", "W", 2), _trade(30, "W", "X", 3),
-                           _trade(20, "W", "W", 4)], schema_overrides={"closed_at": pl.Datetime("us", "UTC"),
-                                                                       "seller_pool_id": pl.String, "buyer_pool_id": pl.String})  # fmt: skip
+    trades = hand_trades([(50, "W", "X", 1), (40, "Y", "W", 1), (30, "W", "X", 1), (20, "W", "W", 1)])
     rings = pl.DataFrame({"account_id": ["W", "X", "W", "Y", "Z"], "ring_id": ["r1", "r1", "r2", "r2", "r2"]})
     op = {"closed_at": AS_OF - timedelta(seconds=60), "type": "manage_sell_offer", "successful": True,
           "source_account": "W", "asset": "XLM:native", "buying_asset": "A:x", "offer_id": 9, "amount": 0}  # fmt: skip
@@ -95,8 +87,7 @@ def test_hand_counted_rings_offers_and_a_trade_with_oneself():
 
 
 def test_the_account_age_keeps_microseconds():
-    trades = pl.DataFrame([_trade(50, "W", "X", 1)], schema_overrides={
-        "closed_at": pl.Datetime("us", "UTC"), "seller_pool_id": pl.String, "buyer_pool_id": pl.String})  # fmt: skip
+    trades = hand_trades([(50, "W", "X", 1)])
     created = AS_OF - timedelta(days=3, microseconds=1_500)
     accounts = pl.DataFrame({"account_id": ["W", "W"], "created_at": [created, created + timedelta(days=1)]})
     got = context_of(trades, AS_OF, MarketInputs(accounts=accounts)).filter(pl.col("wallet") == "W")

@@ -8,7 +8,6 @@ Re-record the goldens after a deliberate change: python -m tests.engine.test_sha
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -28,31 +27,16 @@ from storage.shape_features import (
     shape_feature_params,
     shape_features_sql,
 )
-from tests.engine.feature_market import assert_same_frame
+from tests.engine.feature_market import HAND_AS_OF, assert_same_frame, hand_trades
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDENS = {
     "shape_features.bigquery.sql": lambda: shape_features_sql(DEFAULT_CONFIG, dialect="bigquery") + "\n",
     "market_hours.bigquery.sql": lambda: market_hours_sql(dialect="bigquery") + "\n",
 }
-AS_OF = datetime(2026, 1, 5, tzinfo=UTC)
+AS_OF = HAND_AS_OF
 KEY = ["wallet", "pair_id"]
 UNIT = 10_000_000
-
-
-def _trades(rows: list[tuple]) -> pl.DataFrame:
-    """(seconds before AS_OF, seller, buyer or None (a pool), base amount in units[, base asset]) -> trades of the
-    pair (base asset)/XLM:native, A:x by default; the seller sells the base."""
-    base = [r[4] if len(r) > 4 else "A:x" for r in rows]
-    return pl.DataFrame({
-        "id": [f"{i}-0" for i in range(1, len(rows) + 1)],
-        "closed_at": [AS_OF - timedelta(seconds=s) for s, *_ in rows],
-        "op_id": list(range(1, len(rows) + 1)), "pair_id": [f"{b}/XLM:native" for b in base],
-        "seller_account": [r[1] for r in rows], "seller_pool_id": [None] * len(rows),
-        "buyer_account": [r[2] for r in rows], "buyer_pool_id": ["P1" if r[2] is None else None for r in rows],
-        "sold_asset": base, "sold_amount": [int(r[3] * UNIT) for r in rows],
-        "bought_asset": ["XLM:native"] * len(rows), "bought_amount": [7] * len(rows),
-    }, schema_overrides={"closed_at": pl.Datetime("us", "UTC"), "seller_pool_id": pl.String})  # fmt: skip
 
 
 def _shape(trades: pl.DataFrame) -> pl.DataFrame:
@@ -62,7 +46,7 @@ def _shape(trades: pl.DataFrame) -> pl.DataFrame:
 
 def test_a_hand_counted_wallet():
     # W sells 100 units to X at t-600 s and t-590 s (10 s apart), 250 to Y at t-300 s; X sells 100 back at t-60 s
-    trades = _trades([(600, "W", "X", 100), (590, "W", "X", 100), (300, "W", "Y", 250), (60, "X", "W", 100)])
+    trades = hand_trades([(600, "W", "X", 100), (590, "W", "X", 100), (300, "W", "Y", 250), (60, "X", "W", 100)])
     got = {r["wallet"]: r for r in _shape(trades).to_dicts()}
     w = got["W"]
     assert w["n_trades"] == 4
@@ -82,7 +66,7 @@ def test_a_hand_counted_wallet():
 
 def test_a_wallet_across_two_pairs():
     # W: pair A at t-600 s with X; pair B at t-570 s with X and at t-100 s with Z (all in one hour)
-    trades = _trades([(600, "W", "X", 1), (570, "W", "X", 1, "B:y"), (100, "W", "Z", 1, "B:y")])
+    trades = hand_trades([(600, "W", "X", 1), (570, "W", "X", 1, "B:y"), (100, "W", "Z", 1, "B:y")])
     got = {r["pair_id"]: r for r in _shape(trades).filter(pl.col("wallet") == "W").to_dicts()}
     a, b = got["A:x/XLM:native"], got["B:y/XLM:native"]
     assert a["cross_pair_synchrony"] == 1.0  # 30 s from its B trade
@@ -92,7 +76,7 @@ def test_a_wallet_across_two_pairs():
     assert a["pair_diversity"] == pytest.approx(-(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3)))
     x = _shape(trades).filter(pl.col("wallet") == "X").to_dicts()
     assert x[0]["cross_pair_synchrony"] is not None and len(x) == 2
-    single = _shape(_trades([(600, "V", "Y", 1), (500, "V", "Y", 2)])).row(0, named=True)
+    single = _shape(hand_trades([(600, "V", "Y", 1), (500, "V", "Y", 2)])).row(0, named=True)
     assert single["cross_pair_synchrony"] is None and single["cross_pair_cp_overlap"] is None
     assert single["cross_pair_volume_corr"] is None
 
@@ -101,7 +85,7 @@ def test_round_numbers_are_whole_units_with_two_significant_digits_at_every_magn
     amounts = {1: True, 25: True, 99: True, 100: True, 250: True, 5000: True, 10**11: True,
                101: False, 123: False, 2.5: False, 0.1: False, 1001: False, 990_000_001: False}  # fmt: skip
     rows = [(s, f"W{i}", "Z", a) for i, a in enumerate(amounts) for s in range(1, 6)]  # five trades each: a share
-    got = _shape(_trades(rows)).filter(pl.col("wallet") != "Z")
+    got = _shape(hand_trades(rows)).filter(pl.col("wallet") != "Z")
     share = dict(zip(got["wallet"], got["round_number_share"], strict=True))
     assert {a: share[f"W{i}"] == 1.0 for i, a in enumerate(amounts)} == amounts
 
