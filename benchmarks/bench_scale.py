@@ -1,7 +1,8 @@
 """Every analysis step at 1M, 4M and 10M trades: time, peak memory and growth (issue 18).
 
     flock /tmp/ledgerlens-heavy.lock .venv/bin/python benchmarks/bench_scale.py \
-        [--scales 10 40 100] [--steps ingest rings features score] [--engines duckdb spark] [--data /work/bench-data] [--stores DIR]
+        [--scales 10 40 100] [--steps ingest rings features score] [--engines duckdb spark] [--rounds 1]
+        [--data /work/bench-data] [--stores DIR]
 
 Markets are the simulator's (`python -m engine synth --scale S --days 7 --seed 42`; scale 10
 is about 1M trades, 40 about 4M, 100 about 10M), generated into DATA/synth-S when absent
@@ -12,7 +13,11 @@ every 0.1 s, so a Spark JVM counts too). Scoring needs a promoted model: one is 
 untimed, on a small market in DATA/home. With `--engines spark` the steps that have a Spark
 engine (`<step> --engine spark`) run again on Spark local. The load average before and after
 each step is printed (2 cores: other work slows a step down). All DuckDB steps of a size run
-before its Spark ones.
+before its Spark ones. With `--rounds N` the whole run (every size, every step) is made N
+times over, so the sizes alternate: the machine's speed drifts by 15-35% from hour to hour,
+and a growth exponent from one pair of runs moves with it; the table then takes each
+step's median time and largest peak. Before each size a fixed reference workload is timed
+(`reference_seconds`, in every row): how fast the machine was then.
 
 Results are appended to DATA/bench-scale.jsonl and printed as a Markdown table with the
 growth exponents (time ~ n^a, memory ~ n^b) between consecutive sizes and first to last.
@@ -24,10 +29,12 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -120,6 +127,16 @@ def n_trades(folder: Path) -> int:
     return int(json.loads((folder / "meta.json").read_text())["counts"]["trades"])
 
 
+def summary(rows: list[dict]) -> list[dict]:
+    """One row per (step, engine, size): the median time and the largest peak of its rounds."""
+    out = []
+    for key in sorted({(r["step"], r["engine"], r["trades"]) for r in rows}):
+        runs = [r for r in rows if (r["step"], r["engine"], r["trades"]) == key]
+        out.append({"step": key[0], "engine": key[1], "trades": key[2], "rounds": len(runs),
+                    "seconds": statistics.median(r["seconds"] for r in runs), "peak_gb": max(r["peak_gb"] for r in runs)})  # fmt: skip
+    return out
+
+
 def growth(rows: list[dict]) -> list[str]:
     """Exponents a, b of time ~ n^a and memory ~ n^b per (step, engine), consecutive sizes and first -> last."""
     out = []
@@ -133,20 +150,24 @@ def growth(rows: list[dict]) -> list[str]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scales", type=float, nargs="+", default=[10.0, 40.0, 100.0])
-    ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
-    ap.add_argument("--engines", nargs="+", choices=("duckdb", "spark"), default=["duckdb"])
-    ap.add_argument("--data", type=Path, default=Path("/work/bench-data"))
-    ap.add_argument("--stores", type=Path, help="folder of the stores (default: --data), so a run leaves others' be")
-    args = ap.parse_args()
-    args.data.mkdir(parents=True, exist_ok=True)
-    if "score" in args.steps:
-        ensure_model(args.data)
-    rows = []
+def reference_seconds() -> float:
+    """Seconds of a fixed piece of work like the steps' (a DuckDB hash aggregate and sort on both
+    cores), timed before each size: it tells how fast the machine was when a row was measured."""
+    import duckdb
+
+    started = time.perf_counter()
+    with duckdb.connect() as con:
+        con.execute("SET threads = 2")
+        con.execute("SELECT count(*) FROM (SELECT hash(i) % 1000003 AS k, count(*) AS n FROM range(60000000) t(i) "
+                    "GROUP BY k ORDER BY n, k)").fetchall()  # fmt: skip
+    return round(time.perf_counter() - started, 2)
+
+
+def one_round(args: argparse.Namespace, round_: int) -> Iterator[dict]:
+    """Every step of every size once, each as it is measured (appended to DATA/bench-scale.jsonl)."""
     for scale in args.scales:
         folder, db = market(args.data, scale), (args.stores or args.data) / f"store-{scale:g}.duckdb"
+        reference = reference_seconds()
         for engine in args.engines:  # every DuckDB step first, then the Spark ones on the same store
             for step in STEPS:
                 if step not in args.steps or (engine == "spark" and not supports_spark(step)):
@@ -158,14 +179,33 @@ def main() -> int:
                 seconds, peak = measure(step_cmd(step, folder, db, engine), _env(args.data))
                 row = {"scale": scale, "trades": n_trades(folder), "step": step, "engine": engine,
                        "seconds": round(seconds, 1), "peak_gb": round(peak, 2), "load_before": round(load, 2),
-                       "load_after": round(os.getloadavg()[0], 2), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
-                rows.append(row)
+                       "load_after": round(os.getloadavg()[0], 2), "round": round_, "reference_s": reference,
+                       "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
                 with (args.data / "bench-scale.jsonl").open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
                 print(f"{row['trades']:,} trades | {step} ({engine}) {seconds:.1f} s, peak {peak:.2f} GB "
-                      f"| load {row['load_before']} -> {row['load_after']}", flush=True)  # fmt: skip
+                      f"| load {row['load_before']} -> {row['load_after']} | reference {reference} s | round {round_}", flush=True)  # fmt: skip
+                yield row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scales", type=float, nargs="+", default=[10.0, 40.0, 100.0])
+    ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
+    ap.add_argument("--engines", nargs="+", choices=("duckdb", "spark"), default=["duckdb"])
+    ap.add_argument("--rounds", type=int, default=1, help="run everything this many times over (medians reported)")
+    ap.add_argument("--data", type=Path, default=Path("/work/bench-data"))
+    ap.add_argument("--stores", type=Path, help="folder of the stores (default: --data), so a run leaves others' be")
+    args = ap.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    if "score" in args.steps:
+        ensure_model(args.data)
+    rows = [row for round_ in range(1, args.rounds + 1) for row in one_round(args, round_)]
+    medians = summary(rows)
+    print(f"\nmedian of {args.rounds} round(s):\n| step | engine | trades | seconds | peak GB |\n|---|---|---|---|---|")
+    print("\n".join(f"| {r['step']} | {r['engine']} | {r['trades']:,} | {r['seconds']:.1f} | {r['peak_gb']:.2f} |" for r in medians))
     print("\n| step | engine | trades | time growth | memory growth |\n|---|---|---|---|---|")
-    print("\n".join(growth(rows)))
+    print("\n".join(growth(medians)))
     return 0
 
 

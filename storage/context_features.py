@@ -13,9 +13,11 @@ storage.shape_features.sides_ctes), one more relation of the market
     ring_cp_share
     loop_share            loop_trades: trade_id (the trades of the rings step's closed loops)
 
-The pair ids of the trades must be the ids, not keys: the offers' pair ids are made from
-their assets here. The definition is written in DuckDB's dialect, transpiled for Spark and compiled for
-BigQuery into golden SQL (tests/engine/golden), like the shape features; the features step
+Like the shape features, the account, pool, pair and trade id columns may be integer keys (one
+key space per kind of id across the relations; the trade ids' keep their order), the assets
+are names: an offer finds its pair by its two assets (the pair {asset, buying_asset}
+whatever the side), never by a pair id made here. The definition is written in DuckDB's
+dialect, transpiled for Spark and compiled for BigQuery into golden SQL (tests/engine/golden), like the shape features; the features step
 runs it on each wallet partition in memory (storage.partition_features). An empty
 relation means "none": no offers, no known creation or lineage, no ring, no loop (ring
 features 0); the caller writes null where the input was not computed at all (the rings
@@ -27,7 +29,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Protocol
 
-from storage.shape_features import ONE, ZERO, first_is_base, sides_ctes
+from storage.shape_features import ONE, ZERO, sides_ctes
 from storage.sql_dialects import table_name, transpile
 
 CONTEXT_FEATURES = (
@@ -55,9 +57,11 @@ def _share(condition: str) -> str:
     return f"AVG(CASE WHEN {condition} THEN {ONE} WHEN NOT ({condition}) THEN {ZERO} END)"
 
 
-def _pair_id(a: str, b: str) -> str:
-    """The canonical pair id of two asset ids (engine.assets.pair_id_expr)."""
-    return f"CASE WHEN {first_is_base(a, b)} THEN CONCAT({a}, '/', {b}) ELSE CONCAT({b}, '/', {a}) END"
+def _unordered(a: str, b: str, *, named: bool = False) -> str:
+    """The two assets of a pair in an order that does not depend on the side (lower, higher),
+    named lo and hi when `named`."""
+    lo, hi = f"LEAST({a}, {b})", f"GREATEST({a}, {b})"
+    return f"{lo} AS lo, {hi} AS hi" if named else f"{lo}, {hi}"
 
 
 def context_features_sql(
@@ -77,12 +81,15 @@ def context_features_sql(
     sql = f"""
 WITH {sides_ctes(source)},
 keys AS (SELECT DISTINCT wallet, pair_id FROM sides),
+pairs AS (SELECT DISTINCT pair_id, {_unordered("sold_asset", "bought_asset", named=True)} FROM w),
 cancels AS (  -- the share of the wallet's offer operations in the pair that delete an offer
-    SELECT source_account AS wallet, {_pair_id("asset", "buying_asset")} AS pair_id, {_share(cancel)} AS rate
-    FROM {offers}
-    WHERE type IN ({offer_types}) AND COALESCE(successful, TRUE) AND closed_at > $since AND closed_at <= $as_of
-          AND asset IS NOT NULL AND buying_asset IS NOT NULL
-    GROUP BY source_account, {_pair_id("asset", "buying_asset")}),
+    SELECT o.wallet, p.pair_id, o.rate
+    FROM (SELECT source_account AS wallet, {_unordered("asset", "buying_asset", named=True)}, {_share(cancel)} AS rate
+          FROM {offers}
+          WHERE type IN ({offer_types}) AND COALESCE(successful, TRUE) AND closed_at > $since AND closed_at <= $as_of
+                AND asset IS NOT NULL AND buying_asset IS NOT NULL
+          GROUP BY source_account, {_unordered("asset", "buying_asset")}) o
+    JOIN pairs p ON p.lo = o.lo AND p.hi = o.hi),
 created AS (
     SELECT account_id, MIN(created_at) AS created_at FROM {accounts} WHERE created_at <= $as_of GROUP BY account_id),
 ancestry AS (SELECT account_id, ancestor FROM {lineage} WHERE depth <= {depth}),

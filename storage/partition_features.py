@@ -3,11 +3,12 @@
 The shape features (storage.shape_features) and, given the market's other inputs, the
 context features (storage.context_features) of the wallets of one partition, computed by an
 in-memory DuckDB of one thread over frames the caller holds (the features step runs two
-partitions at once; Spark runs the same on its executors). The ids go in as integer keys
-(the trade ids' keep their order, they break ties) and come back as ids: DuckDB's window sorts and hash
-tables over 56-character account ids, 64-character pool ids and pair ids took three times the
-memory, spilled past the connection's budget and doubled the time (a 4M-trade market's
-largest partition, 817k trades: 6.9 s with accounts keyed, 3.1 s with every id keyed).
+partitions at once; Spark runs the same on its executors). The ids go in as integer keys (the
+trade ids' are row numbers in (op_id, id) order: they break ties), the assets as names, and
+come back as ids: DuckDB's window sorts and hash tables over 56-character account ids,
+64-character pool ids and pair ids took three times the memory, spilled past the
+connection's budget and doubled the time (a 4M-trade market's largest partition, 817k trades: 6.9 s with accounts keyed,
+3.1 s with every id keyed).
 """
 
 from __future__ import annotations
@@ -79,9 +80,11 @@ def partition_features_of(
     if part is None:
         trades = trades.with_columns(seller_part=pl.lit(0, pl.Int64), buyer_part=pl.lit(0, pl.Int64))
     trades = trades.select(SOURCE_COLUMNS)
+    if not _in_trade_order(trades):  # (the store's reads are; the trade keys are row numbers in that order)
+        trades = trades.sort("op_id", "id", nulls_last=False, maintain_order=True)
     context = {} if inputs is None else _context(inputs, trades.get_column("seller_account"),
                                                  trades.get_column("buyer_account"))  # fmt: skip
-    # one key space for the accounts of every relation; pools, pairs and trade ids only in the trades
+    # one key space for the accounts of every relation; pools and pairs only in the trades
     account_columns = [("trades", "seller_account"), ("trades", "buyer_account")]
     account_columns += [(name, c) for name in context for c in _CONTEXT[name][1]]
     frames = {"trades": trades, **context}
@@ -90,24 +93,23 @@ def partition_features_of(
         frames[name] = frames[name].with_columns(keyed)
     pools, _ = _keyed(trades.get_column("seller_pool_id"), trades.get_column("buyer_pool_id"))
     (pairs,), pair_ids = _keyed(trades.get_column("pair_id"))
-    (trade_keys,), _ = _keyed(trades.get_column("id"), ordered=True)  # they break ties of time
+    frames["trades"], loops = _trade_keys(frames["trades"].with_columns(*pools, pairs), frames.get("loop_trades"))
+    if loops is not None:
+        frames["loop_trades"] = loops
     params = shape_feature_params(as_of, options, part=part or 0)
     with duckdb.connect(config={"threads": 1, "memory_limit": "512MB", "preserve_insertion_order": False}) as con:
         con.execute("SET TimeZone = 'UTC'")
-        con.register("trades", frames["trades"].with_columns(*pools, pairs, trade_keys).to_arrow())
+        for name, frame in frames.items():
+            con.register(name, frame.to_arrow())
         con.register("market_hours", hours.select(HOURS_COLUMNS).to_arrow())
         got = pl.from_arrow(con.sql(shape_features_sql(options), params=params).to_arrow_table())
-        got = got.with_columns(pair_id=pair_ids.gather(got.get_column("pair_id")))
-        if inputs is not None:  # the offers' pairs are made from their assets: the trades keep their pair ids
-            con.register("named_trades", frames.pop("trades").to_arrow())
-            for name, frame in frames.items():
-                con.register(name, frame.to_arrow())
-            more = pl.from_arrow(con.sql(context_features_sql(options, source="named_trades"), params=params)
-                                 .to_arrow_table())  # fmt: skip
+        if inputs is not None:
+            more = pl.from_arrow(con.sql(context_features_sql(options), params=params).to_arrow_table())
             got = got.join(more, on=["wallet", "pair_id"], how="left").with_columns(
                 pl.lit(None, pl.Float64).alias(f) for name, f in _READS_ONLY if getattr(inputs, name) is None
             )
-    return got.with_columns(wallet=account_ids.gather(got.get_column("wallet")))
+    return got.with_columns(wallet=account_ids.gather(got.get_column("wallet")),
+                            pair_id=pair_ids.gather(got.get_column("pair_id")))  # fmt: skip
 
 
 def _context(inputs: MarketInputs, *traders: pl.Series) -> dict[str, pl.DataFrame]:
@@ -123,18 +125,35 @@ def _context(inputs: MarketInputs, *traders: pl.Series) -> dict[str, pl.DataFram
     return out
 
 
-def _keyed(*columns: pl.Series, ordered: bool = False) -> tuple[list[pl.Series], pl.Series]:
+def _trade_keys(trades: pl.DataFrame, loops: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The trades (in (op_id, id) order, nulls first) with their ids as keys, and the loops'
+    trade ids as the same keys (those of no trade here left out). The SQL only orders by the
+    ids after the time and op_id (ties) and finds the loops' trades by them, so a key is the
+    trade's row number. A sort of the ids themselves, a dense rank, took 0.3 s of a
+    300k-trade partition, and ranking the market's loop trades with them (600k at 10M
+    trades) 0.6 s more."""
+    keys = trades.select("id", key=pl.int_range(pl.len(), dtype=pl.UInt32))
+    if loops is not None:
+        loops = loops.join(keys, left_on="trade_id", right_on="id", how="inner").select(trade_id="key")
+    return trades.with_columns(id=keys.get_column("key")), loops
+
+
+def _in_trade_order(trades: pl.DataFrame) -> bool:
+    """Whether the trades are in (op_id, id) order, neither ever null."""
+    op, tid = pl.col("op_id"), pl.col("id")
+    later = (op > op.shift()) | ((op == op.shift()) & (tid >= tid.shift()))
+    checks = trades.select(nulls=op.null_count() + tid.null_count(), later=later.slice(1).all())
+    return checks.item(0, "nulls") == 0 and bool(checks.item(0, "later"))
+
+
+def _keyed(*columns: pl.Series) -> tuple[list[pl.Series], pl.Series]:
     """(the columns as keys, the ids): one key space over all the columns, a key being the id's
-    position in `ids`. Ordered keys keep the ids' order (a dense rank: a sort); the others are
-    in order of first appearance (a hash table: a sort of a partition's account ids took 0.6 s)."""
+    position in `ids`, in order of first appearance (a hash table: a sort of a partition's
+    account ids took 0.6 s)."""
     ids = pl.concat([c.cast(pl.String) for c in columns])
-    if ordered:
-        distinct = ids.drop_nulls().unique().sort()
-        keys = (ids.rank("dense") - 1).cast(pl.UInt32)
-    else:
-        distinct = ids.drop_nulls().unique(maintain_order=True)
-        keys = ids.replace_strict(distinct, pl.int_range(len(distinct), dtype=pl.UInt32, eager=True), default=None,
-                                  return_dtype=pl.UInt32)  # fmt: skip
+    distinct = ids.drop_nulls().unique(maintain_order=True)
+    keys = ids.replace_strict(distinct, pl.int_range(len(distinct), dtype=pl.UInt32, eager=True), default=None,
+                              return_dtype=pl.UInt32)  # fmt: skip
     out, at = [], 0
     for c in columns:
         out.append(keys.slice(at, len(c)).alias(c.name))

@@ -70,7 +70,7 @@ class ShapeOptions(Protocol):
     min_trades_shape: int
 
 
-def first_is_base(a: str, b: str) -> str:
+def _first_is_base(a: str, b: str) -> str:
     """Whether asset id `a` is the base of the pair of `a` and `b` (engine.assets.pair_id_expr, the
     canonical pair id every trade's pair_id is): the native asset is always the counter asset,
     otherwise the smaller id is the base."""
@@ -80,7 +80,7 @@ def first_is_base(a: str, b: str) -> str:
 def _window(source: str) -> str:
     """The trades of the lookback window, with their time in seconds and the pair's base asset
     (from the two assets, so the pair_id is only grouped and compared: it may be a key)."""
-    base = f"CASE WHEN {first_is_base('sold_asset', 'bought_asset')} THEN sold_asset ELSE bought_asset END"
+    base = f"CASE WHEN {_first_is_base('sold_asset', 'bought_asset')} THEN sold_asset ELSE bought_asset END"
     return (
         "SELECT id, pair_id, op_id, seller_account, seller_pool_id, buyer_account, buyer_pool_id, sold_asset, "
         "sold_amount, bought_asset, bought_amount, seller_part, buyer_part, "

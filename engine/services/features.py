@@ -156,24 +156,28 @@ def compute_features_spark(
     return _save(store, ctx, finish_matrix(partitions, ctx=ctx), benford)
 
 
-def _two_at_once(fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
+def _two_at_once(fn: Callable[[T], R], items: Iterator[T], *, pending: int = 4) -> Iterator[R]:
     """fn over items, two at once on threads of their own, results in the items' order: polars
     leaves a core idle for part of each partition (its single-threaded steps, numpy's), and the
-    other partition fills it (about 7% off the step at 1M trades). Memory: two partitions at
-    work and the item read ahead. When one fails or the caller stops, `items` is closed at
-    once (the store's reads end) and the partition still at work finishes before the error
-    goes on."""
+    other partition fills it (about 7% off the step at 1M trades). Up to `pending` items are
+    under way or done and waiting for an earlier one, so a big partition (a wallet with a
+    million trades makes its partition four times the others at 10M trades) holds one thread,
+    not both. Memory: `pending` partitions and the item read ahead. When one fails or the
+    caller stops, `items` is closed at once (the store's reads end) and the partitions still at
+    work finish before the error goes on."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="partition") as pool:
         running: deque[Future[R]] = deque()
         try:
             for item in items:
                 running.append(pool.submit(fn, item))
-                if len(running) == 2:
+                if len(running) == pending:
                     yield running.popleft().result()
             while running:
                 yield running.popleft().result()
         finally:
             getattr(items, "close", lambda: None)()
+            for future in running:
+                future.cancel()
 
 
 def _read_ahead(items: Generator[T, None, None]) -> Iterator[T]:

@@ -18,7 +18,6 @@ import polars as pl
 import pytest
 import sqlglot
 
-from engine.assets import pair_id_expr
 from engine.features import DEFAULT_CONFIG
 from engine.features.funding_features import ancestors_from_operations
 from engine.features.random_market import random_market
@@ -105,6 +104,24 @@ def test_a_partition_gets_exactly_its_wallets_features():
     assert_same_frame(pl.concat(parts), whole, key=KEY)
 
 
+def test_the_trades_row_order_changes_nothing():
+    # the trade ids become keys by the rows' (op_id, id) order: in that order (as the store reads
+    # them) they are taken as they come, in any other they are sorted first; ids share op_ids
+    trades, as_of, inputs = market_with_context(seed=3)
+    trades = trades.with_columns(op_id=pl.col("op_id") // 3)  # ties of op_id, broken by the id
+    in_order = trades.sort("op_id", "id")
+    shuffled = in_order.sample(fraction=1.0, shuffle=True, seed=7)
+    assert not shuffled.equals(in_order)
+    hours = market_hours_of(trades, as_of=as_of, options=DEFAULT_CONFIG)
+
+    def features(t: pl.DataFrame) -> pl.DataFrame:
+        return partition_features_of(t, as_of=as_of, options=DEFAULT_CONFIG, hours=hours, inputs=inputs)
+
+    want = features(in_order)
+    assert want.get_column("loop_share").max() > 0 and want.get_column("cross_pair_synchrony").drop_nulls().len() > 0
+    assert_same_frame(features(shuffled), want, key=KEY)
+
+
 def test_bigquery_sql_is_the_golden_and_computes_what_duckdb_computes():
     sql = golden_sql()
     assert sql == GOLDEN.read_text(), "the BigQuery SQL changed: re-record it (see the module doc)"
@@ -122,15 +139,21 @@ def test_bigquery_sql_is_the_golden_and_computes_what_duckdb_computes():
     assert_same_frame(via_bigquery.select(*KEY, *CONTEXT_FEATURES), want, key=KEY)
 
 
-def test_the_pair_and_offer_types_are_the_engines():
-    assert NATIVE == NATIVE_ASSET and SQL_OFFER_TYPES == OFFER_TYPES
-    pairs = pl.DataFrame({"a": ["XLM:native", "B:y", "A:x", "B:y"], "b": ["A:x", "A:x", "B:y", "XLM:native"]})
-    with duckdb.connect() as con:
-        con.register("p", pairs.to_arrow())
-        from storage.context_features import _pair_id
+def test_an_offer_counts_in_its_pair_whichever_asset_it_sells():
+    # W trades A:x/XLM and B:y/XLM; its offers sell XLM for A, A for XLM, B for XLM and B for A (no trades)
+    trades = hand_trades([(50, "W", "X", 1), (40, "W", "X", 1, "B:y")])
+    op = {"closed_at": AS_OF - timedelta(seconds=60), "type": "manage_sell_offer", "successful": True,
+          "source_account": "W", "asset": "XLM:native", "buying_asset": "A:x", "offer_id": 9, "amount": 0}  # fmt: skip
+    offers = pl.DataFrame([op, {**op, "asset": "A:x", "buying_asset": "XLM:native", "amount": 3},
+                           {**op, "asset": "B:y", "buying_asset": "XLM:native"},
+                           {**op, "asset": "B:y", "buying_asset": "A:x", "amount": 4}])  # fmt: skip
+    got = context_of(trades, AS_OF, MarketInputs(offers=offers)).filter(pl.col("wallet") == "W")
+    rates = dict(zip(got.get_column("pair_id"), got.get_column("offer_cancel_rate"), strict=True))
+    assert rates == {"A:x/XLM:native": pytest.approx(1 / 2), "B:y/XLM:native": pytest.approx(1.0)}
 
-        got = [r[0] for r in con.execute(f"SELECT {_pair_id('a', 'b')} FROM p").fetchall()]
-    assert got == pairs.select(pair_id_expr("a", "b")).to_series().to_list()
+
+def test_the_native_asset_and_offer_types_are_the_engines():
+    assert NATIVE == NATIVE_ASSET and SQL_OFFER_TYPES == OFFER_TYPES
 
 
 def test_relation_names_are_checked_before_they_enter_the_sql():

@@ -4,6 +4,8 @@ wallet partitions it reads the market in."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from engine.services.features import compute_features
@@ -42,8 +44,6 @@ def test_market_digit_tables_of_batches_add_up_to_the_whole_markets():
 
 
 def test_read_ahead_keeps_order_and_closes_the_reads_when_the_caller_stops():
-    import threading
-
     from engine.services.features import _read_ahead
 
     threads, closed = set(), []
@@ -63,6 +63,20 @@ def test_read_ahead_keeps_order_and_closes_the_reads_when_the_caller_stops():
     assert len(closed) == 2 and set(closed) == threads
     assert threading.get_ident() not in threads
 
+
+
+def test_a_slow_partition_holds_one_thread_not_both():
+    from engine.services.features import _two_at_once
+
+    started = {i: threading.Event() for i in range(4)}
+
+    def work(i):
+        started[i].set()
+        if i == 0:  # the big partition: still at work when the second thread has taken two more
+            return started[2].wait(timeout=10) and started[3].wait(timeout=10)
+        return True
+
+    assert list(_two_at_once(work, iter(range(4)))) == [True] * 4
 
 
 def test_two_at_once_keeps_order_and_ends_the_reads_as_soon_as_a_partition_fails():

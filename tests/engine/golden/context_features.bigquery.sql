@@ -68,49 +68,47 @@ WITH w AS (
     wallet,
     pair_id
   FROM sides
+), pairs AS (
+  SELECT DISTINCT
+    pair_id,
+    LEAST(sold_asset, bought_asset) AS lo,
+    GREATEST(sold_asset, bought_asset) AS hi
+  FROM w
 ), cancels AS (
   SELECT
-    source_account AS wallet,
-    CASE
-      WHEN (
-        buying_asset = 'XLM:native'
-        OR (
-          asset <> 'XLM:native' AND asset <= buying_asset
-        )
-      )
-      THEN CONCAT(COALESCE(asset, ''), '/', COALESCE(buying_asset, ''))
-      ELSE CONCAT(COALESCE(buying_asset, ''), '/', COALESCE(asset, ''))
-    END AS pair_id,
-    AVG(
-      CASE
-        WHEN offer_id <> 0 AND amount = 0
-        THEN CAST(1 AS FLOAT64)
-        WHEN NOT (
-          offer_id <> 0 AND amount = 0
-        )
-        THEN CAST(0 AS FLOAT64)
-      END
-    ) AS rate
-  FROM offers
-  WHERE
-    type IN ('manage_sell_offer', 'manage_buy_offer', 'create_passive_sell_offer')
-    AND COALESCE(successful, TRUE)
-    AND closed_at > @since
-    AND closed_at <= @as_of
-    AND NOT asset IS NULL
-    AND NOT buying_asset IS NULL
-  GROUP BY
-    source_account,
-    CASE
-      WHEN (
-        buying_asset = 'XLM:native'
-        OR (
-          asset <> 'XLM:native' AND asset <= buying_asset
-        )
-      )
-      THEN CONCAT(COALESCE(asset, ''), '/', COALESCE(buying_asset, ''))
-      ELSE CONCAT(COALESCE(buying_asset, ''), '/', COALESCE(asset, ''))
-    END
+    o.wallet,
+    p.pair_id,
+    o.rate
+  FROM (
+    SELECT
+      source_account AS wallet,
+      LEAST(asset, buying_asset) AS lo,
+      GREATEST(asset, buying_asset) AS hi,
+      AVG(
+        CASE
+          WHEN offer_id <> 0 AND amount = 0
+          THEN CAST(1 AS FLOAT64)
+          WHEN NOT (
+            offer_id <> 0 AND amount = 0
+          )
+          THEN CAST(0 AS FLOAT64)
+        END
+      ) AS rate
+    FROM offers
+    WHERE
+      type IN ('manage_sell_offer', 'manage_buy_offer', 'create_passive_sell_offer')
+      AND COALESCE(successful, TRUE)
+      AND closed_at > @since
+      AND closed_at <= @as_of
+      AND NOT asset IS NULL
+      AND NOT buying_asset IS NULL
+    GROUP BY
+      source_account,
+      LEAST(asset, buying_asset),
+      GREATEST(asset, buying_asset)
+  ) AS o
+  JOIN pairs AS p
+    ON p.lo = o.lo AND p.hi = o.hi
 ), created AS (
   SELECT
     account_id,
