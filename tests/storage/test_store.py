@@ -200,3 +200,24 @@ def test_scatter_writes_each_part_its_rows_from_every_batch(tmp_path):
     got = {part: pl.read_ipc(path) for part, path in files.items()}
     assert got[0].columns == ["v"]  # the key is left out
     assert {part: sorted(frame["v"].to_list()) for part, frame in got.items()} == {0: [2, 5], 1: [4], 2: [1, 3, 6]}
+
+
+def test_scatter_writes_a_duckdb_stream_and_passes_its_errors_on(tmp_path):
+    import duckdb
+    import polars as pl
+
+    from storage.routing import scatter
+
+    with duckdb.connect() as con:  # many batches, written compressed
+        reader = con.sql("SELECT i % 3 AS part, i AS v FROM range(10000) t(i)").arrow(batch_size=1000)
+        files = scatter(reader, tmp_path, "t")
+    assert {part: sorted(pl.read_ipc(path)["v"].to_list()) for part, path in files.items()} == {
+        p: list(range(p, 10000, 3)) for p in range(3)
+    }
+
+    def broken():
+        yield pl.DataFrame({"part": [0], "v": [1]}).to_arrow().to_batches()[0]
+        raise OSError("the store went away")
+
+    with pytest.raises(OSError, match="went away"):
+        scatter(broken(), tmp_path, "u")
