@@ -14,11 +14,11 @@ storage.shape_features.sides_ctes), one more relation of the market
     loop_share            loop_trades: trade_id (the trades of the rings step's closed loops)
 
 Like the shape features, the account, pool, pair and trade id columns may be integer keys (one
-key space per kind of id across the relations; the trade ids' keep their order), the assets
-are names: an offer finds its pair by its two assets (the pair {asset, buying_asset}
-whatever the side), never by a pair id made here. The definition is written in DuckDB's
-dialect, transpiled for Spark and compiled for BigQuery into golden SQL (tests/engine/golden), like the shape features; the features step
-runs it on each wallet partition in memory (storage.partition_features). An empty
+key space per kind of id across the relations), the assets are names: an offer finds its
+pair by its two assets (the pair {asset, buying_asset} whatever the side), never by a pair
+id made here. The definition is written in DuckDB's dialect, transpiled for Spark and
+compiled for BigQuery into golden SQL (tests/engine/golden), like the shape features; the
+features step runs it on each wallet partition in memory (storage.partition_features). An empty
 relation means "none": no offers, no known creation or lineage, no ring, no loop (ring
 features 0); the caller writes null where the input was not computed at all (the rings
 step not run).

@@ -27,8 +27,9 @@ statistics, round trips' as-of joins, PageRank) and is one polars definition run
 wallet partition by both engines (engine.features.partitions).
 
 The account, pool, pair and trade id columns may be ids or integer keys (they are only
-grouped, compared and ordered; keys must keep the ids' order); the counterparty is the pair
-(cp_account, cp_pool), so pools and accounts never mix types.
+grouped and compared; a trade id also breaks ties of time and op_id, so its keys must order
+the trades of one op_id as their ids do); the counterparty is the pair (cp_account,
+cp_pool), so pools and accounts never mix types.
 Times are whole seconds since 1970 (floored), days and hours UTC.
 """
 
