@@ -7,8 +7,8 @@ partitions at once; Spark runs the same on its executors). The ids go in as inte
 trade ids' are row numbers in (op_id, id) order: they break ties), the assets as names, and
 come back as ids: DuckDB's window sorts and hash tables over 56-character account ids,
 64-character pool ids and pair ids took three times the memory, spilled past the
-connection's budget and doubled the time (a 4M-trade market's largest partition, 817k trades: 6.9 s with accounts keyed,
-3.1 s with every id keyed).
+connection's budget and doubled the time (a 4M-trade market's largest partition, 817k
+trades: 6.9 s with accounts keyed, 3.1 s with every id keyed).
 """
 
 from __future__ import annotations

@@ -56,4 +56,3 @@ def scatter(reader, folder: Path, name: str, *, key: str = "part") -> dict[int, 
         for writer in writers.values():
             writer.close()
     return paths
-
