@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -189,11 +189,13 @@ RING_TRADE_COLUMNS = ("id", "op_id", "pair_id", "closed_at", "seller_account", "
 KEYED_TRADES_SCHEMA = {**TRADES_SCHEMA, "seller_account": pl.Int64, "buyer_account": pl.Int64}
 
 
-def local_batches(batches: Callable[[], Iterable[pl.DataFrame]]) -> MapBatches:
-    """A MapBatches over the trader trades `batches()` yields (called once per pass)."""
+def local_batches(batches: Callable[[], Iterable[pl.DataFrame]], *,
+                  map_: Callable[[BatchFn, Iterator[pl.DataFrame]], Iterable[dict]] = map) -> MapBatches:  # fmt: skip
+    """A MapBatches over the trader trades `batches()` yields (called once per pass); `map_`
+    runs a pass's function over them, results in their order (engine.services.rings: two at once)."""
 
     def run(fn: BatchFn) -> dict[str, pl.DataFrame]:
-        parts = [fn(tt) for tt in batches()] or [fn(batch_trader_trades(pl.DataFrame(schema=KEYED_TRADES_SCHEMA)))]
+        parts = list(map_(fn, iter(batches()))) or [fn(batch_trader_trades(pl.DataFrame(schema=KEYED_TRADES_SCHEMA)))]
         return {name: pl.concat([p[name] for p in parts]) for name in parts[0]}
 
     return run

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections import deque
-from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,12 +29,12 @@ from engine.features.funding_features import ancestors_from_edges
 from engine.features.partitions import MarketContext, PartitionFeatures, finish_matrix, wallet_partition
 from engine.progress import Progress, no_progress
 from engine.schemas import OFFER_TYPES
+from engine.services.parallel import two_at_once
 from engine.spark.session import DEFAULT_MASTER
 from storage.errors import BadInput
 from storage.store import Store
 
 T = TypeVar("T")
-R = TypeVar("R")
 TRADES_PER_PARTITION = 250_000  # trades of the window per wallet partition (each trade has two sides)
 
 
@@ -106,7 +105,7 @@ def compute_features(
         part, trades, offers = read
         return part, wallet_partition(trades, offers, part=part, ctx=ctx, with_benford=True)
 
-    for part, features in _two_at_once(one, _read_ahead(reads)):
+    for part, features in two_at_once(one, _read_ahead(reads), pending=4):
         parts.append(benford.take(features))
         rows += features.matrix.height
         progress(done=part + 1, total=n_parts, records=rows, unit="partitions")
@@ -154,30 +153,6 @@ def compute_features_spark(
     partitions = [benford.take(p) for p in parts.partitions]
     benford.add(market_benford(parts.market_digits, as_of=ctx.as_of, cfg=ctx.config))
     return _save(store, ctx, finish_matrix(partitions, ctx=ctx), benford)
-
-
-def _two_at_once(fn: Callable[[T], R], items: Iterator[T], *, pending: int = 4) -> Iterator[R]:
-    """fn over items, two at once on threads of their own, results in the items' order: polars
-    leaves a core idle for part of each partition (its single-threaded steps, numpy's), and the
-    other partition fills it (about 7% off the step at 1M trades). Up to `pending` items are
-    under way or done and waiting for an earlier one, so a big partition (a wallet with a
-    million trades makes its partition four times the others at 10M trades) holds one thread,
-    not both. Memory: `pending` partitions and the item read ahead. When one fails or the
-    caller stops, `items` is closed at once (the store's reads end) and the partitions still at
-    work finish before the error goes on."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="partition") as pool:
-        running: deque[Future[R]] = deque()
-        try:
-            for item in items:
-                running.append(pool.submit(fn, item))
-                if len(running) == pending:
-                    yield running.popleft().result()
-            while running:
-                yield running.popleft().result()
-        finally:
-            getattr(items, "close", lambda: None)()
-            for future in running:
-                future.cancel()
 
 
 def _read_ahead(items: Generator[T, None, None]) -> Iterator[T]:

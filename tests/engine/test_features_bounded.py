@@ -66,7 +66,7 @@ def test_read_ahead_keeps_order_and_closes_the_reads_when_the_caller_stops():
 
 
 def test_a_slow_partition_holds_one_thread_not_both():
-    from engine.services.features import _two_at_once
+    from engine.services.parallel import two_at_once
 
     started = {i: threading.Event() for i in range(4)}
 
@@ -76,11 +76,11 @@ def test_a_slow_partition_holds_one_thread_not_both():
             return started[2].wait(timeout=10) and started[3].wait(timeout=10)
         return True
 
-    assert list(_two_at_once(work, iter(range(4)))) == [True] * 4
+    assert list(two_at_once(work, iter(range(4)), pending=4)) == [True] * 4
 
 
 def test_two_at_once_keeps_order_and_ends_the_reads_as_soon_as_a_partition_fails():
-    from engine.services.features import _two_at_once
+    from engine.services.parallel import two_at_once
 
     closed = []
 
@@ -90,7 +90,7 @@ def test_two_at_once_keeps_order_and_ends_the_reads_as_soon_as_a_partition_fails
         finally:
             closed.append(True)
 
-    assert list(_two_at_once(lambda i: i * 10, reads())) == [0, 10, 20, 30, 40, 50]
+    assert list(two_at_once(lambda i: i * 10, reads(), pending=4)) == [0, 10, 20, 30, 40, 50]
 
     def fail_on_three(i):
         if i == 3:
@@ -100,8 +100,15 @@ def test_two_at_once_keeps_order_and_ends_the_reads_as_soon_as_a_partition_fails
     closed.clear()
     got = []
     try:
-        for value in _two_at_once(fail_on_three, reads()):
+        for value in two_at_once(fail_on_three, reads(), pending=4):
             got.append(value)
     except ValueError:
         assert closed == [True]  # the reads ended before the error reached the caller
     assert got == [0, 1, 2]
+
+
+def test_two_at_once_needs_room_for_two():
+    from engine.services.parallel import two_at_once
+
+    with pytest.raises(ValueError, match="at least 2"):
+        list(two_at_once(lambda i: i, iter(range(3)), pending=1))
