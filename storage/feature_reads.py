@@ -5,8 +5,8 @@ integer account key, stable within a run). One query streams the window's trades
 each trade once per partition of its accounts, with the partition of each side
 (`seller_part`, `buyer_part`), and each batch is scattered to one Arrow file per
 partition; another does the same with the offer operations. The trades travel with
-integer keys and get their account ids back one partition at a time, so the engine
-holds one partition, never the market. `Store` inherits these methods. Windows are
+integer keys for their accounts and pair and get the ids back one partition at a time, so
+the engine holds one partition, never the market. `Store` inherits these methods. Windows are
 (since, until], the engine's "as of" convention.
 """
 
@@ -34,10 +34,18 @@ _OFFER_COLUMNS = (
     "id, closed_at, type, successful, source_account, from_account, to_account, asset, amount, offer_id, buying_asset"
 )
 # Each trade once per partition of its accounts (twice when seller and buyer fall apart), by partition.
+# The window's pairs, each with a key (its rank): the routed trades carry the key, not the
+# pair id (~120 characters: at 10M trades the scatter took 11.8-12.6 s against 14.7-15.3 s).
+_PAIR_KEYS = (
+    "SELECT pair_id, (row_number() OVER (ORDER BY pair_id))::INTEGER AS pair_key "
+    f"FROM (SELECT DISTINCT pair_id FROM trade_rows WHERE {_WINDOW})"
+)
 _ROUTED = (
-    "WITH w AS (SELECT id, op_id, ledger, closed_at, pair_id, seller_key, seller_pool_id, buyer_key, buyer_pool_id, "
+    "WITH w AS (SELECT id, op_id, ledger, closed_at, p.pair_key, seller_key, seller_pool_id, buyer_key, buyer_pool_id, "
     "sold_asset, sold_amount, bought_asset, bought_amount, (hash(seller_key) % $n)::BIGINT AS seller_part, "
-    f"(hash(buyer_key) % $n)::BIGINT AS buyer_part FROM trade_rows WHERE {_WINDOW}) "
+    "(hash(buyer_key) % $n)::BIGINT AS buyer_part FROM trade_rows "
+    "JOIN (SELECT unnest($pair_ids) AS pair_id, unnest($pair_keys) AS pair_key) AS p USING (pair_id) "
+    f"WHERE {_WINDOW}) "
     "SELECT *, seller_part AS part FROM w WHERE seller_key IS NOT NULL "
     "UNION ALL SELECT *, buyer_part AS part FROM w WHERE buyer_key IS NOT NULL "
     "AND (seller_key IS NULL OR buyer_part <> seller_part)"
@@ -61,12 +69,13 @@ _SHAPE_VIEW = (
 )
 
 
-def _with_accounts(trades: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
-    """Routed trades with their account ids back in place of the keys (the feature columns,
-    then the sides' partitions)."""
+def _with_ids(trades: pl.DataFrame, accounts: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+    """Routed trades with their account and pair ids back in place of the keys (the feature
+    columns, then the sides' partitions)."""
     for side in ("seller", "buyer"):
         ids = accounts.rename({"account_key": f"{side}_key", "account_id": f"{side}_account"})
         trades = trades.join(ids, on=f"{side}_key", how="left", maintain_order="left")
+    trades = trades.join(pairs, on="pair_key", how="left", maintain_order="left")
     return trades.select(*(c.strip() for c in _FEATURE_TRADE_COLUMNS.split(",")), "seller_part", "buyer_part")
 
 
@@ -101,17 +110,27 @@ class FeatureReads:
         per partition next to the store (removed at the end), so the cost stays linear in the
         trades however many partitions there are, and the memory is one partition's.
         """
-        params = {"n": n_parts, "since": since, "until": until}
+        window = {"since": since, "until": until}
         accounts = self._frame("SELECT account_key, account_id FROM account_keys")
         with TemporaryDirectory(prefix=f"{self.path.name}.partitions-", dir=self.path.parent) as folder:
             with self._cursor() as cur, lean(cur):
-                trades = scatter(cur.sql(_ROUTED, params=params).arrow(batch_size=_ROUTE_BATCH_ROWS), Path(folder), "trades")
-                offers = scatter(cur.sql(_OFFERS_ROUTED, params={**params, "types": list(offer_types)})
-                                  .arrow(batch_size=_ROUTE_BATCH_ROWS), Path(folder), "offers")  # fmt: skip
+                cur.execute("BEGIN TRANSACTION")  # one snapshot: every routed trade's pair has its key
+                try:
+                    pairs = pl.from_arrow(cur.sql(_PAIR_KEYS, params=window).to_arrow_table())
+                    params = {**window, "n": n_parts, "pair_ids": pairs.get_column("pair_id").to_list(),
+                              "pair_keys": pairs.get_column("pair_key").to_list()}  # fmt: skip
+                    trades = scatter(cur.sql(_ROUTED, params=params).arrow(batch_size=_ROUTE_BATCH_ROWS),
+                                     Path(folder), "trades")  # fmt: skip
+                    offers = scatter(cur.sql(_OFFERS_ROUTED, params={**window, "n": n_parts, "types": list(offer_types)})
+                                     .arrow(batch_size=_ROUTE_BATCH_ROWS), Path(folder), "offers")  # fmt: skip
+                except BaseException:
+                    cur.execute("ROLLBACK")  # (a failed query leaves the transaction aborted: COMMIT would fail)
+                    raise
+                cur.execute("COMMIT")
             for part in sorted(trades):
                 rows = pl.read_ipc(trades[part]).sort(_PART_ORDER)
                 mine = pl.read_ipc(offers[part]) if part in offers else _no_offers()
-                yield part, _with_accounts(rows, accounts), mine
+                yield part, _with_ids(rows, accounts, pairs), mine
 
     def market_digits(self, *, as_of: datetime, starts: list[datetime]) -> pl.DataFrame:
         """The digit table of the market Benford scopes of the stored trades (storage.market_digits;
