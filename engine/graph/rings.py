@@ -143,8 +143,9 @@ def rings_by_pairs(map_batches: MapBatches, names: pl.Series, funding: pl.DataFr
     (`batch_loops`). Closed loops, pool legs and pair evidence never span pairs, and the loop
     levels are planned over all batches, so the result is the same for any split into
     batches; a market read in one batch (`n_batches` 1) plans them in that batch, without
-    the levels pass. Held at once: one batch, the co-trading pairs' counts and the directed flows
-    between wallets (`pair_flows`), from which the communities' internal trading is summed.
+    the levels pass. Held at once: one batch (two when `map_batches` runs two at once), the
+    co-trading pairs' counts and the directed flows between wallets (`pair_flows`), from which
+    the communities' internal trading is summed.
     """
     anc = encode_columns(ancestors(funding, depth=options.depth, max_fanout=options.max_fanout), names,
                          ("account_id", "ancestor"))  # fmt: skip
