@@ -20,7 +20,7 @@ from tempfile import TemporaryDirectory
 import polars as pl
 
 from storage.market_digits import market_digit_params, market_digits_sql
-from storage.routing import lean, scatter
+from storage.routing import PAIR_KEY, lean, scatter, with_pair_ids
 from storage.shape_features import ShapeOptions, market_hours_sql, shape_feature_params
 
 # The trade columns the features read (engine.features.sides.TRADE_COLUMNS), and the
@@ -34,18 +34,14 @@ _OFFER_COLUMNS = (
     "id, closed_at, type, successful, source_account, from_account, to_account, asset, amount, offer_id, buying_asset"
 )
 # Each trade once per partition of its accounts (twice when seller and buyer fall apart), by partition.
-# The window's pairs, each with a key (its rank): the routed trades carry the key, not the
-# pair id (~120 characters: at 10M trades the scatter took 11.8-12.6 s against 14.7-15.3 s).
-_PAIR_KEYS = (
-    "SELECT pair_id, (row_number() OVER (ORDER BY pair_id))::INTEGER AS pair_key "
-    f"FROM (SELECT DISTINCT pair_id FROM trade_rows WHERE {_WINDOW})"
-)
+# The window's pairs ($pairs of the routed read): the routed trades carry a key (PAIR_KEY), not
+# the pair id (~120 characters: at 10M trades the scatter took 11.8-12.6 s against 14.7-15.3 s).
+_PAIRS = f"SELECT DISTINCT pair_id FROM trade_rows WHERE {_WINDOW} ORDER BY pair_id"
 _ROUTED = (
     "WITH w AS (SELECT id, op_id, ledger, closed_at, p.pair_key, seller_key, seller_pool_id, buyer_key, buyer_pool_id, "
     "sold_asset, sold_amount, bought_asset, bought_amount, (hash(seller_key) % $n)::BIGINT AS seller_part, "
     "(hash(buyer_key) % $n)::BIGINT AS buyer_part FROM trade_rows "
-    "JOIN (SELECT unnest($pair_ids) AS pair_id, unnest($pair_keys) AS pair_key) AS p USING (pair_id) "
-    f"WHERE {_WINDOW}) "
+    f"JOIN (SELECT unnest($pairs) AS pair_id, {PAIR_KEY}) AS p USING (pair_id) WHERE {_WINDOW}) "
     "SELECT *, seller_part AS part FROM w WHERE seller_key IS NOT NULL "
     "UNION ALL SELECT *, buyer_part AS part FROM w WHERE buyer_key IS NOT NULL "
     "AND (seller_key IS NULL OR buyer_part <> seller_part)"
@@ -69,13 +65,13 @@ _SHAPE_VIEW = (
 )
 
 
-def _with_ids(trades: pl.DataFrame, accounts: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+def _with_ids(trades: pl.DataFrame, accounts: pl.DataFrame, pair_ids: list[str]) -> pl.DataFrame:
     """Routed trades with their account and pair ids back in place of the keys (the feature
     columns, then the sides' partitions)."""
     for side in ("seller", "buyer"):
         ids = accounts.rename({"account_key": f"{side}_key", "account_id": f"{side}_account"})
         trades = trades.join(ids, on=f"{side}_key", how="left", maintain_order="left")
-    trades = trades.join(pairs, on="pair_key", how="left", maintain_order="left")
+    trades = with_pair_ids(trades, pair_ids)
     return trades.select(*(c.strip() for c in _FEATURE_TRADE_COLUMNS.split(",")), "seller_part", "buyer_part")
 
 
@@ -116,9 +112,8 @@ class FeatureReads:
             with self._cursor() as cur, lean(cur):
                 cur.execute("BEGIN TRANSACTION")  # one snapshot: every routed trade's pair has its key
                 try:
-                    pairs = pl.from_arrow(cur.sql(_PAIR_KEYS, params=window).to_arrow_table())
-                    params = {**window, "n": n_parts, "pair_ids": pairs.get_column("pair_id").to_list(),
-                              "pair_keys": pairs.get_column("pair_key").to_list()}  # fmt: skip
+                    pairs = [row[0] for row in cur.execute(_PAIRS, window).fetchall()]
+                    params = {**window, "n": n_parts, "pairs": pairs}
                     trades = scatter(cur.sql(_ROUTED, params=params).arrow(batch_size=_ROUTE_BATCH_ROWS),
                                      Path(folder), "trades")  # fmt: skip
                     offers = scatter(cur.sql(_OFFERS_ROUTED, params={**window, "n": n_parts, "types": list(offer_types)})

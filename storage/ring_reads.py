@@ -15,20 +15,19 @@ from pathlib import Path
 
 import polars as pl
 
-from storage.routing import lean, scatter
+from storage.routing import PAIR_KEY, lean, scatter, with_pair_ids
 
 # The columns the graph steps read (engine.graph.cotrade, closed_loops), accounts as keys
 _RING_TRADE_COLUMNS = (
     "id, op_id, pair_id, closed_at, seller_key AS seller_account, seller_pool_id, buyer_key AS buyer_account, "
     "buyer_pool_id, sold_asset, sold_amount, bought_asset, bought_amount"
 )
-# Every trade with the number of its pair's batch ($pairs[i] is in batch $batches[i]) and its
-# pair as a key, its position i in $pairs (~120 characters less per trade to route)
+# Every trade with the number of its pair's batch ($pairs[i] is in batch $batches[i]), its pair
+# as a key (PAIR_KEY) in place of the pair id
 _ROUTED = (
-    "SELECT {columns}, b.batch FROM trade_rows "
-    "JOIN (SELECT unnest($pairs) AS pair_id, unnest($batches) AS batch, "
-    "generate_subscripts($pairs, 1) - 1 AS pair_key) AS b USING (pair_id)"
-).format(columns=_RING_TRADE_COLUMNS.replace("pair_id,", "b.pair_key AS pair_id,", 1))
+    f"SELECT {_RING_TRADE_COLUMNS.replace('pair_id,', 'b.pair_key,', 1)}, b.batch FROM trade_rows "
+    f"JOIN (SELECT unnest($pairs) AS pair_id, unnest($batches) AS batch, {PAIR_KEY}) AS b USING (pair_id)"
+)
 _CHUNK_ROWS = 1_000_000
 
 
@@ -72,17 +71,15 @@ class RingReads:
             with self._cursor() as cur, lean(cur, let_go=self._let_go_of_cache):
                 files = scatter(cur.sql(_ROUTED, params=params).arrow(batch_size=_CHUNK_ROWS), work_dir, "batch",
                                 key="batch")  # fmt: skip
-            pairs = pl.DataFrame({"pair_id": params["pairs"]}).with_row_index("pair_key")
-            yield partial(_batch_file, files, pairs, empty=self.pair_trades([]))
+            yield partial(_batch_file, files, params["pairs"], empty=self.pair_trades([]))
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _batch_file(files: dict[int, Path], pairs: pl.DataFrame, batch: int, *, empty: pl.DataFrame) -> pl.DataFrame:
-    """One batch's routed trades, in `pair_trades`' order and types, their pair ids back from
-    their keys (`pairs`: pair_key -> pair_id)."""
+def _batch_file(files: dict[int, Path], pair_ids: list[str], batch: int, *, empty: pl.DataFrame) -> pl.DataFrame:
+    """One batch's routed trades, in `pair_trades`' order and types, their pair ids back
+    (`pair_ids`: the routed read's $pairs)."""
     if batch not in files:
         return empty
-    rows = pl.read_ipc(files[batch]).rename({"pair_id": "pair_key"})
-    rows = rows.join(pairs.cast({"pair_key": rows.schema["pair_key"]}), on="pair_key", how="left", maintain_order="left")
+    rows = with_pair_ids(pl.read_ipc(files[batch]), pair_ids)
     return rows.select(empty.columns).sort("op_id", "id").cast(empty.schema)

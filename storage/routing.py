@@ -14,6 +14,10 @@ _MEMORY = "2GB"  # DuckDB's budget during a routed read (it spills to disk beyon
 # LZ4 frames: a 10M-trade window's routed rows are ~5 GB of strings (asset and pair ids), and
 # writing them took 6.1 s against 3.4 s compressed; reading back costs about as much more (0.3 s)
 _WRITE = pa.ipc.IpcWriteOptions(compression="lz4")
+# A routed read's pair key, for a relation over its `$pairs` list (unnested beside it): the
+# pair's position in that list. A trade carries it instead of its pair id (~120 characters),
+# and `with_pair_ids` puts the id back.
+PAIR_KEY = "generate_subscripts($pairs, 1) - 1 AS pair_key"
 
 
 @contextmanager
@@ -56,3 +60,10 @@ def scatter(reader, folder: Path, name: str, *, key: str = "part") -> dict[int, 
         for writer in writers.values():
             writer.close()
     return paths
+
+
+def with_pair_ids(rows: pl.DataFrame, pair_ids: list[str]) -> pl.DataFrame:
+    """Routed `rows` with a `pair_id` column: the id at position `pair_key` of `pair_ids`, the
+    read's `$pairs` (`PAIR_KEY`)."""
+    names = pl.DataFrame({"pair_id": pair_ids}, schema={"pair_id": pl.String}).with_row_index("pair_key")
+    return rows.join(names.cast({"pair_key": rows.schema["pair_key"]}), on="pair_key", how="left", maintain_order="left")
