@@ -15,6 +15,8 @@ def register(sub, common) -> None:
     source.add_argument("--datalake", metavar="SOURCE", help="poll a ledger-exporter data lake (a folder or an "
                         "https:// prefix) for the next object instead of following Horizon; needs --from-ledger")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="data lake: wait between looks for the next object")
+    p.add_argument("--settle-seconds", type=float, default=30.0, help="data lake: read an unreadable object again "
+                   "(it may still be being written) for this long before quarantining it and moving on")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--from-ledger", type=int, help="first run: start at this ledger (a stored cursor wins)")
     start.add_argument("--from", dest="from_now", choices=["now"], help="first run: start with the next ledger (default)")
@@ -43,7 +45,7 @@ def _watch(args, settings) -> int:
                              allow_remote=args.websocket_allow_remote)
     options = WatchOptions(
         horizon_url=None if args.datalake else (args.horizon_url or settings.horizon_url), datalake=args.datalake,
-        poll_s=args.poll_seconds, from_ledger=args.from_ledger,
+        poll_s=args.poll_seconds, settle_s=args.settle_seconds, from_ledger=args.from_ledger,
         threshold=settings.risk_score_flag_threshold if args.threshold is None else args.threshold,
         min_trades=args.min_trades, cooldown_s=args.cooldown_seconds, max_seconds=args.max_seconds,
         idle_exit_s=args.idle_exit_seconds, seed=settings.seed,

@@ -175,6 +175,7 @@ class Decoded:
     trades: pl.DataFrame  # TRADES_SCHEMA
     operations: pl.DataFrame  # OPERATIONS_SCHEMA
     quarantine: pl.DataFrame  # QUARANTINE_SCHEMA
+    unreadable: bool = False  # the whole object could not be read (corrupt, or still being written)
 
 
 def _quarantine(obj: LakeObject, data: bytes, *, ledgers: str, problem: str, retry: str) -> dict:
@@ -229,9 +230,8 @@ def _decode_object(obj: LakeObject, data: bytes, lo: int, hi: int) -> Decoded:
         lcms = _parse(obj, data)
     except ValueError as exc:
         bad = [_quarantine(obj, data, ledgers=f"{lo}-{hi}", problem=f"unreadable data-lake object: {exc}", retry=hint)]
-        return Decoded(
-            lo, hi, empty(TRADES_SCHEMA), empty(OPERATIONS_SCHEMA), pl.DataFrame(bad, schema=QUARANTINE_SCHEMA)
-        )
+        return Decoded(lo, hi, empty(TRADES_SCHEMA), empty(OPERATIONS_SCHEMA),
+                       pl.DataFrame(bad, schema=QUARANTINE_SCHEMA), unreadable=True)
     trades, ops, bad = [], [], []
     for lcm in lcms[lo - obj.first : hi - obj.first + 1]:
         try:

@@ -62,6 +62,7 @@ class WatchOptions:
     horizon_url: str | None = None
     datalake: str | None = None  # a data-lake folder or http(s) prefix to poll instead of Horizon
     poll_s: float = 1.0  # data lake: wait between looks for the next object
+    settle_s: float = 30.0  # data lake: how long an unreadable object is read again before it is quarantined
     from_ledger: int | None = None  # first run only; None = "now" (a stored cursor always wins)
     threshold: int = 70
     min_trades: int = 20
@@ -162,7 +163,7 @@ def pending_alerts(store: Store) -> list[dict]:
 def open_source(options: WatchOptions, store: Store) -> HorizonSource | LakeSource:
     """The source `options` names, positioned at its stored cursor (or `from_ledger` on a first run)."""
     if options.datalake:
-        source = LakeSource(options.datalake, {}, poll_s=options.poll_s)
+        source = LakeSource(options.datalake, {}, poll_s=options.poll_s, settle_s=options.settle_s)
     elif options.horizon_url:
         source = HorizonSource(options.horizon_url, {})
     else:

@@ -9,8 +9,10 @@ to resume. The watch commits that position with the batch's alerts.
   paging tokens, reconnecting with backoff from the last token.
 - `LakeSource`: polls the lake (a local folder or an http(s) prefix, as `ingest
   datalake` reads it) for the object holding the next ledger, every `poll_s` seconds
-  until it appears; a corrupt object is quarantined like in batch ingest, and the watch
-  moves on to the next ledger.
+  until it appears. An object that cannot be read may still be being written (a
+  folder lake sees a file grow): it is read again every `poll_s` until it reads or has
+  stayed unreadable for `settle_s`; then it is quarantined like in batch ingest, and
+  the watch moves on to the next ledger.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -35,6 +38,27 @@ log = logging.getLogger(__name__)
 TAILS = ("trades", "operations")
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """Put on a source's queue by a reader thread that died, for the watch to raise."""
+
+    reader: str
+    error: BaseException
+
+
+def _reader(name: str, target, out: queue.Queue, *args) -> threading.Thread:
+    """A daemon thread running `target(*args)`; if it dies the next `_drain` of `out` raises, so a
+    watch never idles on a reader that is gone."""
+
+    def run() -> None:
+        try:
+            target(*args)
+        except BaseException as exc:
+            out.put(_Failed(name, exc))
+
+    return threading.Thread(target=run, name=name, daemon=True)
+
+
 def _drain(out: queue.Queue, wait_s: float, limit: int = 50_000) -> list:
     got = []
     try:
@@ -43,6 +67,9 @@ def _drain(out: queue.Queue, wait_s: float, limit: int = 50_000) -> list:
             got.append(out.get_nowait())
     except queue.Empty:
         pass
+    for item in got:
+        if isinstance(item, _Failed):
+            raise RuntimeError(f"the watch's reader {item.reader} stopped: {item.error!r}") from item.error
     return got
 
 
@@ -62,8 +89,7 @@ class HorizonSource:
 
     def start(self, stop: threading.Event) -> None:
         for name in TAILS:
-            threading.Thread(target=self._tail, args=(name, self.position[name], stop), name=f"watch-{name}",
-                             daemon=True).start()  # fmt: skip
+            _reader(f"watch-{name}", self._tail, self._records, name, self.position[name], stop).start()
 
     def _tail(self, name: str, cursor: str, stop: threading.Event) -> None:
         delay = 0.5
@@ -108,6 +134,7 @@ class LakeSource:
     source: str
     position: dict
     poll_s: float = 1.0
+    settle_s: float = 30.0  # how long an unreadable object is read again before it is quarantined
     kind: str = "datalake"
     _batches: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=64))
 
@@ -118,11 +145,11 @@ class LakeSource:
         return {"ledger": from_ledger - 1}
 
     def start(self, stop: threading.Event) -> None:
-        threading.Thread(target=self._poll, args=(stop,), name="watch-datalake", daemon=True).start()
+        _reader("watch-datalake", self._poll, self._batches, stop).start()
 
     def _poll(self, stop: threading.Event) -> None:
         ledger, lake = self.position["ledger"] + 1, None
-        opts = datalake.HttpOptions()
+        opts, unreadable_since = datalake.HttpOptions(), {}
         while not stop.is_set():
             try:
                 lake = lake or datalake.open_lake(self.source, probe_ledger=ledger, opts=opts)
@@ -133,6 +160,10 @@ class LakeSource:
                 log.debug("ledger %d not in %s yet (%s)", ledger, self.source, exc)
                 stop.wait(self.poll_s)
                 continue
+            if decoded.unreadable and time.monotonic() - unreadable_since.setdefault(ledger, time.monotonic()) < self.settle_s:
+                stop.wait(self.poll_s)  # perhaps still being written: read it again
+                continue
+            unreadable_since.clear()
             self._batches.put(decoded)
             ledger = decoded.hi + 1
 

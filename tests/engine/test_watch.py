@@ -221,7 +221,8 @@ def test_webhook_signs_retries_and_dead_letters(tmp_path):
 
 def test_watch_polls_the_data_lake_for_the_next_object(market, tmp_path):
     """Objects made as tests/engine/ingest makes them: the recorded ledger, then renumbered copies
-    written while the watch runs; the watch picks each one up, stores it once and moves its cursor."""
+    written while the watch runs, the first of them in two goes as a file grows on a folder lake;
+    the watch waits for the whole of each, stores it once and moves its cursor."""
     lake = tmp_path / "lake"
     lake.mkdir()
     shutil.copy(_object(), lake / OBJECT_NAME)
@@ -230,7 +231,11 @@ def test_watch_polls_the_data_lake_for_the_next_object(market, tmp_path):
     def export_later():
         for seq in (FIRST + 1, FIRST + 2):
             time.sleep(1.0)
-            (lake / dl.object_name(seq)).write_bytes(dl.encode_object([_renumbered(seq)]))
+            blob, path = dl.encode_object([_renumbered(seq)]), lake / dl.object_name(seq)
+            if seq == FIRST + 1:
+                path.write_bytes(blob[: len(blob) // 2])  # half written: unreadable for now
+                time.sleep(1.0)
+            path.write_bytes(blob)
 
     exporter = threading.Thread(target=export_later)
     exporter.start()
@@ -243,8 +248,53 @@ def test_watch_polls_the_data_lake_for_the_next_object(market, tmp_path):
     assert sorted(trades["ledger"].unique().to_list()) == [FIRST, FIRST + 1, FIRST + 2]
     assert trades.height == 3 * 29 and trades["id"].is_unique().all()  # 29 fills per recorded ledger
     assert cursor["ledger"] == FIRST + 2 and stats.n_trades == trades.height
+    assert stats.n_quarantined == 0 and store_quarantined(settings) == []  # the half-written object was not given up
     with Store(tmp_path / "other.duckdb") as other, pytest.raises(BadInput, match="from-ledger"):
         watch(other, settings, WatchOptions(datalake=str(lake)), [])
+
+
+def test_watch_quarantines_an_object_that_stays_unreadable_and_moves_on(market, tmp_path):
+    """A corrupt object between two good ones: read again for `settle_s`, then quarantined by name,
+    and the ledger after it is still stored."""
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    shutil.copy(_object(), lake / OBJECT_NAME)
+    (lake / dl.object_name(FIRST + 1)).write_bytes(b"\x28\xb5\x2f\xfd not a ledger batch")
+    (lake / dl.object_name(FIRST + 2)).write_bytes(dl.encode_object([_renumbered(FIRST + 2)]))
+    settings = settings_for(tmp_path / "lake.duckdb").model_copy(update={"home": market[0]})
+    options = WatchOptions(datalake=str(lake), from_ledger=FIRST, poll_s=0.2, settle_s=1.0, idle_exit_s=5.0,
+                           max_seconds=60)  # fmt: skip
+    started = time.monotonic()
+    with Store(settings.db_path) as store:
+        stats = watch(store, settings, options, [])
+        ledgers = sorted(store.trades()["ledger"].unique().to_list())
+    assert time.monotonic() - started >= options.settle_s  # it waited before giving the object up
+    assert ledgers == [FIRST, FIRST + 2] and stats.n_quarantined == 1
+    assert [(dl.object_name(FIRST + 1) in r["record_id"], "unreadable" in r["reason"])
+            for r in store_quarantined(settings)] == [(True, True)]
+
+
+def test_a_reader_that_dies_stops_the_watch_with_its_error(market, tmp_path, monkeypatch):
+    """A fault the poller does not expect (here injected into the decoder) must end the watch loudly,
+    recorded as a failed run, never leave it idling on a reader that is gone."""
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    shutil.copy(_object(), lake / OBJECT_NAME)
+
+    def broken(*_args, **_kw):
+        raise ZeroDivisionError("injected")
+
+    monkeypatch.setattr(dl, "decode_object", broken)
+    settings = settings_for(tmp_path / "lake.duckdb").model_copy(update={"home": market[0]})
+    with Store(settings.db_path) as store:
+        with pytest.raises(RuntimeError, match="watch-datalake stopped: ZeroDivisionError"):
+            watch(store, settings, WatchOptions(datalake=str(lake), from_ledger=FIRST, poll_s=0.2, max_seconds=60), [])
+        assert [(r["status"], "injected" in r["error"]) for r in store.runs().to_dicts()] == [("failed", True)]
+
+
+def store_quarantined(settings) -> list[dict]:
+    with Store(settings.db_path) as store:
+        return store.quarantined().to_dicts()
 
 
 def _trade(n: int, ledger: int, pair: str, seller: int, buyer: int) -> dict:
