@@ -20,7 +20,6 @@ from engine.ingest import datalake, horizon
 from engine.ingest.files import ingest_files
 from engine.ingest.runner import IngestSummary, run_ingest
 from engine.progress import Progress, no_progress
-from engine.services.demo import load_demo
 from engine.services.jobs import JOBS, BusyError, Cancelled, IngestJob, JobOutcome, JobStatus
 from storage.errors import BadInput, UserFacingError
 
@@ -127,4 +126,6 @@ def files_work(store, paths: list[Path], *, batch_size: int, names: dict[Path, s
 
 def demo_work(store, settings, *, seed: int, scale: float) -> Callable[..., str]:
     """`work(progress)` loading the demo market (engine.services.demo.load_demo) into the open store."""
+    from engine.services.demo import load_demo  # here: it brings the models (3 s of imports) an ingest never needs
+
     return lambda progress: load_demo(store, settings, seed=seed, scale=scale, progress=progress).describe()
