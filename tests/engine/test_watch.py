@@ -254,24 +254,26 @@ def test_watch_polls_the_data_lake_for_the_next_object(market, tmp_path):
 
 
 def test_watch_quarantines_an_object_that_stays_unreadable_and_moves_on(market, tmp_path):
-    """A corrupt object between two good ones: read again for `settle_s`, then quarantined by name,
-    and the ledger after it is still stored."""
+    """From the command line: a corrupt object between two good ones is read again for
+    --settle-seconds, then quarantined by name, and the ledger after it is still stored."""
     lake = tmp_path / "lake"
     lake.mkdir()
     shutil.copy(_object(), lake / OBJECT_NAME)
     (lake / dl.object_name(FIRST + 1)).write_bytes(b"\x28\xb5\x2f\xfd not a ledger batch")
     (lake / dl.object_name(FIRST + 2)).write_bytes(dl.encode_object([_renumbered(FIRST + 2)]))
-    settings = settings_for(tmp_path / "lake.duckdb").model_copy(update={"home": market[0]})
-    options = WatchOptions(datalake=str(lake), from_ledger=FIRST, poll_s=0.2, settle_s=1.0, idle_exit_s=5.0,
-                           max_seconds=60)  # fmt: skip
-    started = time.monotonic()
-    with Store(settings.db_path) as store:
-        stats = watch(store, settings, options, [])
-        ledgers = sorted(store.trades()["ledger"].unique().to_list())
-    assert time.monotonic() - started >= options.settle_s  # it waited before giving the object up
-    assert ledgers == [FIRST, FIRST + 2] and stats.n_quarantined == 1
-    assert [(dl.object_name(FIRST + 1) in r["record_id"], "unreadable" in r["reason"])
-            for r in store_quarantined(settings)] == [(True, True)]
+    db, settle = tmp_path / "lake.duckdb", 2.0
+    env = {**os.environ, "LEDGERLENS_HOME": str(market[0]), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "engine", "watch", "--db", str(db), "--datalake", str(lake), "--from-ledger", str(FIRST),
+           "--poll-seconds", "0.2", "--settle-seconds", str(settle), "--idle-exit-seconds", "5", "--max-seconds", "90"]  # fmt: skip
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"stopped at ledger {FIRST + 2}" in done.stderr and " 1 quarantined" in done.stderr, done.stderr[-2000:]
+    with Store(db, read_only=True) as store:
+        assert sorted(store.trades()["ledger"].unique().to_list()) == [FIRST, FIRST + 2]
+        [bad] = store.quarantined().to_dicts()
+        started = store.runs()["started_at"].item()
+    assert dl.object_name(FIRST + 1) in bad["record_id"] and "unreadable" in bad["reason"]
+    assert (bad["quarantined_at"] - started).total_seconds() >= settle  # read again before it was given up
 
 
 def test_a_reader_that_dies_stops_the_watch_with_its_error(market, tmp_path, monkeypatch):
