@@ -149,7 +149,7 @@ class LakeSource:
 
     def _poll(self, stop: threading.Event) -> None:
         ledger, lake = self.position["ledger"] + 1, None
-        opts, unreadable_since = datalake.HttpOptions(), {}
+        opts, unreadable_since = datalake.HttpOptions(), None  # when `ledger`'s object was first found unreadable
         while not stop.is_set():
             try:
                 lake = lake or datalake.open_lake(self.source, probe_ledger=ledger, opts=opts)
@@ -160,10 +160,12 @@ class LakeSource:
                 log.debug("ledger %d not in %s yet (%s)", ledger, self.source, exc)
                 stop.wait(self.poll_s)
                 continue
-            if decoded.unreadable and time.monotonic() - unreadable_since.setdefault(ledger, time.monotonic()) < self.settle_s:
-                stop.wait(self.poll_s)  # perhaps still being written: read it again
-                continue
-            unreadable_since.clear()
+            if decoded.unreadable:
+                unreadable_since = unreadable_since or time.monotonic()
+                if time.monotonic() - unreadable_since < self.settle_s:
+                    stop.wait(self.poll_s)  # perhaps still being written: read it again
+                    continue
+            unreadable_since = None
             self._batches.put(decoded)
             ledger = decoded.hi + 1
 
