@@ -47,11 +47,13 @@ _ROUTED = (
     "AND (seller_key IS NULL OR buyer_part <> seller_part)"
 )
 _PART_ORDER = ("op_id", "id")  # a partition's trades, in the order the features read them
-# Offers of accounts that never traded belong to no wallet of the matrix. In no order: the
-# cancel rates are counts, the same in any row order.
+# The offers of an account go to the partition of its key (those of an account that never
+# traded find no wallet there). In no order: the cancel rates are counts, the same in any row order.
 _OFFERS_ROUTED = (
-    f"SELECT {', '.join('o.' + c.strip() for c in _OFFER_COLUMNS.split(','))}, (hash(k.account_key) % $n)::BIGINT AS part "
-    f"FROM operations o JOIN account_keys k ON k.account_id = o.source_account "
+    "SELECT o.id, o.closed_at, o.type, o.successful, s.account_id AS source_account, f.account_id AS from_account, "
+    "t.account_id AS to_account, o.asset, o.amount, o.offer_id, o.buying_asset, (hash(o.source_key) % $n)::BIGINT AS part "
+    "FROM operation_rows o JOIN account_keys s ON s.account_key = o.source_key "
+    "LEFT JOIN account_keys f ON f.account_key = o.from_key LEFT JOIN account_keys t ON t.account_key = o.to_key "
     "WHERE o.closed_at > $since AND o.closed_at <= $until AND list_contains($types, o.type)"
 )
 _ROUTE_BATCH_ROWS = 500_000

@@ -83,7 +83,7 @@ class Queries:
     def data_version(self) -> str:
         """A short text that changes whenever data the pages show changes (cache key)."""
         row = self._frame(
-            "SELECT (SELECT count(*) FROM trade_rows) AS t, (SELECT count(*) FROM operations) AS o, "
+            "SELECT (SELECT count(*) FROM trade_rows) AS t, (SELECT count(*) FROM operation_rows) AS o, "
             "(SELECT count(*) FROM scores) AS s, (SELECT count(*) FROM annotations) AS a, "
             "(SELECT count(*) FROM reports) AS r, (SELECT coalesce(max(run_id), 0) FROM ingest_runs) AS runs, "
             "(SELECT count(*) FROM ingest_runs WHERE status = 'running') AS running, "

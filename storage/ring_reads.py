@@ -39,7 +39,7 @@ class RingReads:
         return self._frame("SELECT pair_id, count(*) AS n_trades FROM trade_rows GROUP BY pair_id ORDER BY pair_id")
 
     def account_keys(self) -> pl.DataFrame:
-        """Shapes: -> [account_key: i32, account_id: str] of every account that traded."""
+        """Shapes: -> [account_key: i32, account_id: str] of every account of a stored trade or operation."""
         return self._frame("SELECT account_key, account_id FROM account_keys")
 
     def pair_trades(self, pair_ids: list[str]) -> pl.DataFrame:

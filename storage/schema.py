@@ -270,5 +270,69 @@ DROP TABLE alerts;
 ALTER TABLE alerts_v5 RENAME TO alerts;
 """
 
-MIGRATIONS: tuple[str, ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5)
+# Operations store integer account keys too (storage.schema MIGRATION_3, the same `account_keys`,
+# which now holds every account of a trade or an operation): at 2M operations the batches
+# wrote in 4.1 s against 6.8 s, into half the file (three columns of 56-character ids were
+# most of the cost). The `operations` view gives back the canonical form, column for column;
+# the physical rows keep their order (the live watch reads them past a rowid).
+MIGRATION_6 = """
+INSERT INTO account_keys (account_id)
+    SELECT a FROM (SELECT source_account AS a FROM operations UNION SELECT from_account FROM operations
+                   UNION SELECT to_account FROM operations)
+    WHERE a IS NOT NULL AND a NOT IN (SELECT account_id FROM account_keys) ORDER BY a;
+CREATE TABLE operation_rows (
+    id              BIGINT NOT NULL,       -- unique (see Store)
+    ledger          BIGINT NOT NULL,
+    closed_at       TIMESTAMPTZ NOT NULL,
+    type            VARCHAR NOT NULL,
+    tx_hash         VARCHAR,
+    successful      BOOLEAN,
+    source_key      INTEGER,               -- account_keys.account_key
+    from_key        INTEGER,
+    to_key          INTEGER,
+    asset           VARCHAR,
+    amount          BIGINT,
+    source_asset    VARCHAR,
+    source_amount   BIGINT,
+    offer_id        BIGINT,
+    buying_asset    VARCHAR,
+    price_n         BIGINT,
+    price_d         BIGINT,
+    balance_id      VARCHAR,
+    memo            VARCHAR,
+    source          VARCHAR NOT NULL,
+    run_id          BIGINT
+);
+INSERT INTO operation_rows
+    SELECT o.id, o.ledger, o.closed_at, o.type, o.tx_hash, o.successful, s.account_key, f.account_key, t.account_key,
+           o.asset, o.amount, o.source_asset, o.source_amount, o.offer_id, o.buying_asset, o.price_n, o.price_d,
+           o.balance_id, o.memo, o.source, o.run_id
+    FROM operations o
+    LEFT JOIN account_keys s ON s.account_id = o.source_account
+    LEFT JOIN account_keys f ON f.account_id = o.from_account
+    LEFT JOIN account_keys t ON t.account_id = o.to_account
+    ORDER BY o.rowid;
+DROP VIEW funding_edges;
+DROP TABLE operations;
+CREATE VIEW operations AS
+    SELECT o.id, o.ledger, o.closed_at, o.type, o.tx_hash, o.successful, s.account_id AS source_account,
+           f.account_id AS from_account, t.account_id AS to_account, o.asset, o.amount, o.source_asset,
+           o.source_amount, o.offer_id, o.buying_asset, o.price_n, o.price_d, o.balance_id, o.memo, o.source, o.run_id
+    FROM operation_rows o
+    LEFT JOIN account_keys s ON s.account_key = o.source_key
+    LEFT JOIN account_keys f ON f.account_key = o.from_key
+    LEFT JOIN account_keys t ON t.account_key = o.to_key;
+CREATE VIEW funding_edges AS
+    SELECT o.id, o.ledger, o.closed_at, o.type, f.account_id AS from_account, t.account_id AS to_account, o.asset, o.amount
+    FROM operation_rows o
+    JOIN account_keys f ON f.account_key = o.from_key
+    JOIN account_keys t ON t.account_key = o.to_key
+    WHERE o.type IN ('create_account', 'payment', 'path_payment_strict_send',
+                     'path_payment_strict_receive', 'account_merge',
+                     'create_claimable_balance', 'claim_claimable_balance')
+      AND coalesce(o.successful, TRUE)
+      AND o.from_key <> o.to_key;
+"""
+
+MIGRATIONS: tuple[str, ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6)
 SCHEMA_VERSION = len(MIGRATIONS)

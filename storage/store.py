@@ -458,7 +458,7 @@ class Store(Queries, WatchQueries, FeatureReads, RingReads):
         """(first, last) ledger holding a stored trade or operation."""
         with self._cursor() as cur:
             rows = cur.execute(
-                "SELECT min(l), max(l) FROM (SELECT ledger AS l FROM trade_rows UNION ALL SELECT ledger FROM operations)"
+                "SELECT min(l), max(l) FROM (SELECT ledger AS l FROM trade_rows UNION ALL SELECT ledger FROM operation_rows)"
             ).fetchall()
         return rows[0][0], rows[0][1]
 
@@ -576,8 +576,8 @@ def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts:
         overlap = _any_stored(cur, stored, span)
         if overlap:
             _quarantine_conflicts(cur, table, columns, run_id, span)
-        if table == "trades":
-            cur.execute(_NEW_ACCOUNT_KEYS)
+        cur.execute(_NEW_ACCOUNT_KEYS.format(
+            accounts=" UNION ".join(f"SELECT {c} AS a FROM batch_rows" for c in _ACCOUNT_COLUMNS[table])))
         before = cur.execute(f"SELECT count(*) FROM {stored}").fetchall()[0][0]
         # Ids are unique: the decoders drop repeats inside a batch and, when some batch id is
         # stored, this anti-join drops those. (An ART primary key made inserts 4x slower; one
@@ -594,12 +594,14 @@ def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts:
         _unregister(cur, "batch_rows")
 
 
-_STORED = {"trades": "trade_rows", "operations": "operations"}  # the physical table behind each name
+_STORED = {"trades": "trade_rows", "operations": "operation_rows"}  # the physical table behind each name
+# The batch's accounts not keyed yet get their keys (trades and operations share them)
 _NEW_ACCOUNT_KEYS = """
 INSERT INTO account_keys (account_id)
-SELECT a FROM (SELECT seller_account AS a FROM batch_rows UNION SELECT buyer_account FROM batch_rows)
-WHERE a IS NOT NULL AND a NOT IN (SELECT account_id FROM account_keys) ORDER BY a
+SELECT a FROM ({accounts}) WHERE a IS NOT NULL AND a NOT IN (SELECT account_id FROM account_keys) ORDER BY a
 """
+_ACCOUNT_COLUMNS = {"trades": ("seller_account", "buyer_account"),
+                    "operations": ("source_account", "from_account", "to_account")}
 _INSERT_NEW = {
     "trades": """
 INSERT INTO trade_rows
@@ -610,8 +612,15 @@ FROM batch_rows b
 LEFT JOIN account_keys s ON s.account_id = b.seller_account
 LEFT JOIN account_keys k ON k.account_id = b.buyer_account
 """,
-    "operations": f"""
-INSERT INTO operations ({_OPERATION_COLUMNS}, run_id) SELECT {_OPERATION_COLUMNS}, ? FROM batch_rows b
+    "operations": """
+INSERT INTO operation_rows
+SELECT b.id, b.ledger, b.closed_at, b.type, b.tx_hash, b.successful, s.account_key, f.account_key, t.account_key,
+       b.asset, b.amount, b.source_asset, b.source_amount, b.offer_id, b.buying_asset, b.price_n, b.price_d,
+       b.balance_id, b.memo, b.source, ?
+FROM batch_rows b
+LEFT JOIN account_keys s ON s.account_id = b.source_account
+LEFT JOIN account_keys f ON f.account_id = b.from_account
+LEFT JOIN account_keys t ON t.account_id = b.to_account
 """,
 }
 _NOT_STORED = "WHERE b.id NOT IN (SELECT id FROM {stored} WHERE ledger BETWEEN ? AND ?)"

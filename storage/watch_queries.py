@@ -38,6 +38,8 @@ _FUNDING_WHERE = (
     "'account_merge', 'create_claimable_balance', 'claim_claimable_balance') AND coalesce(successful, TRUE) "
     "AND from_account IS NOT NULL AND to_account IS NOT NULL AND from_account <> to_account"
 )
+# The operations stored past a rowid of their table (a parameter), in the canonical form
+_OPERATIONS_SINCE = f"(SELECT {_OPERATION_COLUMNS} FROM operations WHERE id IN (SELECT id FROM operation_rows WHERE rowid > ?))"
 _LINK_TABLES = (
     f"CREATE TABLE IF NOT EXISTS watch_funding_links AS SELECT {_OPERATION_COLUMNS} FROM operations WHERE FALSE",
     "CREATE INDEX IF NOT EXISTS watch_funding_links_to ON watch_funding_links (to_account)",
@@ -49,7 +51,7 @@ _LINK_TABLES = (
 # kept), and every new edge to one of them. Parameters: rowid, max_children.
 _SAMPLE_NEW_EDGES = f"""
 INSERT INTO watch_funding_out
-WITH new AS (SELECT {_OPERATION_COLUMNS} FROM operations WHERE rowid > ? AND {_FUNDING_WHERE}),
+WITH new AS (SELECT * FROM {_OPERATIONS_SINCE} WHERE {_FUNDING_WHERE}),
 n_known AS (SELECT from_account, count(*) AS n FROM known GROUP BY 1),
 fresh AS (SELECT from_account, to_account, min(id) AS first_id FROM new e
           WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.from_account = e.from_account AND k.to_account = e.to_account)
@@ -136,7 +138,7 @@ class WatchQueries:
             for statement in _LINK_TABLES:
                 cur.execute(statement)
             last = cur.execute("SELECT max(last_rowid) FROM watch_funding_synced").fetchall()[0][0]
-            top = cur.execute("SELECT max(rowid) FROM operations").fetchall()[0][0]
+            top = cur.execute("SELECT max(rowid) FROM operation_rows").fetchall()[0][0]
             if top is None or top == last:
                 return 0
             if last is not None and top < last:  # `operations` was rebuilt: so are these
@@ -203,7 +205,7 @@ def _copy_new_links(cur, *, since: int, max_children: int, first: bool) -> int:
     accounts already kept are looked up by funder, unless this is the first copy (none kept)."""
     known = pl.DataFrame(schema={"from_account": pl.String, "to_account": pl.String})
     if not first:
-        funders = cur.execute(f"SELECT DISTINCT from_account FROM operations WHERE rowid > ? AND {_FUNDING_WHERE}",
+        funders = cur.execute(f"SELECT DISTINCT from_account FROM {_OPERATIONS_SINCE} WHERE {_FUNDING_WHERE}",
                               [since]).fetchall()  # fmt: skip
         known = _keyed(cur, "SELECT from_account, to_account FROM watch_funding_out WHERE from_account IN ({keys}) "
                             "GROUP BY ALL", [f for (f,) in funders])  # fmt: skip
@@ -213,8 +215,7 @@ def _copy_new_links(cur, *, since: int, max_children: int, first: bool) -> int:
     finally:
         cur.unregister("known")
     before = cur.execute("SELECT count(*) FROM watch_funding_links").fetchall()[0][0]
-    cur.execute(f"INSERT INTO watch_funding_links SELECT {_OPERATION_COLUMNS} FROM operations "
-                f"WHERE rowid > ? AND {_FUNDING_WHERE}", [since])  # fmt: skip
+    cur.execute(f"INSERT INTO watch_funding_links SELECT * FROM {_OPERATIONS_SINCE} WHERE {_FUNDING_WHERE}", [since])
     return cur.execute("SELECT count(*) FROM watch_funding_links").fetchall()[0][0] - before
 
 

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from engine.ingest.horizon_records import decode_trades
-from storage.schema import SCHEMA_VERSION
+from storage.schema import MIGRATIONS, SCHEMA_VERSION
 from storage.store import CursorPosition, Store
 from tests.factories import horizon_trade
 
@@ -17,6 +17,16 @@ def _trades(n: int) -> pl.DataFrame:
     trades, bad = decode_trades(raw, source="files", locations=[str(i) for i in range(n)])
     assert bad.height == 0
     return trades
+
+
+def _file_at_version(path, version: int) -> duckdb.DuckDBPyConnection:
+    """A connection to a new file with the schema as of `version` (an older LedgerLens's)."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for number, sql in enumerate(MIGRATIONS[:version], start=1):
+        con.execute(sql)
+        con.execute("INSERT INTO schema_version VALUES (?)", [number])
+    return con
 
 
 def test_new_store_is_at_current_schema_version(store):
@@ -35,18 +45,13 @@ def test_older_file_is_upgraded_on_open(tmp_path):
 
 
 def test_version_2_file_with_trades_upgrades_to_account_keys_without_changing_a_row(tmp_path):
-    from storage.schema import MIGRATIONS
     from storage.store import _TRADE_COLUMNS
 
     trades = _trades(40).with_columns(  # a pool side: one account is null
         buyer_account=pl.when(pl.col("op_id") % 5 == 0).then(None).otherwise(pl.col("buyer_account"))
     )
     path = tmp_path / "v2.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, sql in enumerate(MIGRATIONS[:2], start=1):
-        con.execute(sql)
-        con.execute("INSERT INTO schema_version VALUES (?)", [version])
+    con = _file_at_version(path, 2)
     con.register("old_rows", trades.select(_TRADE_COLUMNS.split(", ")).to_arrow())
     con.execute(f"INSERT INTO trades ({_TRADE_COLUMNS}, run_id) SELECT {_TRADE_COLUMNS}, 7 FROM old_rows")
     con.close()
@@ -66,6 +71,56 @@ def test_version_2_file_with_trades_upgrades_to_account_keys_without_changing_a_
         s.write_batch(run_id=None, trades=_trades(60))
         assert s.counts()["trades"] == 60
         assert s._scalar("SELECT count(*) FROM trade_rows WHERE seller_key IS NULL") == 0
+
+
+def _operations(ids: list[int]) -> pl.DataFrame:
+    """Funding, offer and memo-only operations of accounts 1..5 and 900 (900 only ever pays: it
+    never trades), one with no counterparty at all, in the order of `ids`."""
+    from datetime import UTC, datetime, timedelta
+
+    from engine.schemas import OPERATIONS_SCHEMA
+    from tests.factories import account
+
+    kinds = [("create_account", 1, 2), ("payment", 900, 3), ("manage_sell_offer", None, None), ("payment", 2, 2),
+             ("create_account", 3, 4), ("bump_sequence", None, None)]  # fmt: skip
+    rows = []
+    for n, i in enumerate(ids):
+        kind, frm, to = kinds[n % len(kinds)]
+        rows.append({"id": i, "ledger": 100 + n, "closed_at": datetime(2024, 3, 1, tzinfo=UTC) + timedelta(seconds=5 * n),
+                     "type": kind, "tx_hash": f"{n:064x}", "successful": n != 7, "source_account": account(5 if frm is None else frm),
+                     "from_account": None if frm is None else account(frm), "to_account": None if to is None else account(to),
+                     "asset": "XLM:native", "amount": 10**7 * (n + 1), "memo": f"m{n}", "source": "files"})  # fmt: skip
+    return pl.DataFrame(rows).with_columns(
+        pl.lit(None).alias(c) for c in OPERATIONS_SCHEMA if c not in rows[0]).select(
+        pl.col(c).cast(t) for c, t in OPERATIONS_SCHEMA.items())  # fmt: skip
+
+
+def test_version_5_file_with_operations_upgrades_to_account_keys_without_changing_a_row(tmp_path):
+    from storage.store import _OPERATION_COLUMNS
+
+    ops = _operations([90 - 3 * i for i in range(24)])  # stored out of id order: the rows keep theirs
+    path = tmp_path / "v5.duckdb"
+    con = _file_at_version(path, 5)
+    con.register("old_rows", ops.to_arrow())
+    con.execute(f"INSERT INTO operations ({_OPERATION_COLUMNS}, run_id) SELECT {_OPERATION_COLUMNS}, 7 FROM old_rows")
+    edges_before = pl.from_arrow(con.sql("SELECT * FROM funding_edges ORDER BY id").to_arrow_table()).with_columns(
+        pl.col("closed_at").dt.convert_time_zone("UTC"))  # (this connection's zone is named Etc/UTC)
+    con.close()
+
+    with Store(path) as s:
+        assert s.schema_version == SCHEMA_VERSION
+        assert s.operations().equals(ops.sort("id"))
+        assert s.funding_edges().equals(edges_before) and edges_before.height > 0
+        # the rows' order is kept (the live watch reads them past a rowid), and every account has a key,
+        # 900 too, which only ever paid
+        assert s._frame("SELECT id FROM operation_rows ORDER BY rowid").get_column("id").to_list() == ops["id"].to_list()
+        assert set(s.account_keys().get_column("account_id")) == set(
+            pl.concat([ops[c] for c in ("source_account", "from_account", "to_account")]).drop_nulls())
+        assert s._scalar("SELECT count(*) FROM operation_rows WHERE from_key IS NULL") == ops["from_account"].null_count() > 0
+        # new writes go through the keys too
+        more = _operations(list(range(1000, 1012)))
+        s.write_batch(run_id=None, operations=more)
+        assert s.operations().equals(pl.concat([ops, more]).sort("id"))
 
 
 def test_batch_and_cursor_commit_together_and_repeat_is_idempotent(store):
