@@ -5,8 +5,9 @@ integer account key, stable within a run). One query streams the window's trades
 each trade once per partition of its accounts, with the partition of each side
 (`seller_part`, `buyer_part`), and each batch is scattered to one Arrow file per
 partition; another does the same with the offer operations. The trades travel with
-integer keys for their accounts and pair and get the ids back one partition at a time, so
-the engine holds one partition, never the market. `Store` inherits these methods. Windows are
+integer keys for their accounts and pair and get the ids back one partition at a time (the
+keys stay beside them: the features' SQL reads them, storage.partition_features), so the
+engine holds one partition, never the market. `Store` inherits these methods. Windows are
 (since, until], the engine's "as of" convention.
 """
 
@@ -20,6 +21,7 @@ from tempfile import TemporaryDirectory
 import polars as pl
 
 from storage.market_digits import market_digit_params, market_digits_sql
+from storage.partition_features import OFFER_KEY, STORE_KEYS
 from storage.routing import PAIR_KEY, lean, scatter, with_pair_ids
 from storage.shape_features import ShapeOptions, market_hours_sql, shape_feature_params
 
@@ -51,7 +53,8 @@ _PART_ORDER = ("op_id", "id")  # a partition's trades, in the order the features
 # traded find no wallet there). In no order: the cancel rates are counts, the same in any row order.
 _OFFERS_ROUTED = (
     "SELECT o.id, o.closed_at, o.type, o.successful, s.account_id AS source_account, f.account_id AS from_account, "
-    "t.account_id AS to_account, o.asset, o.amount, o.offer_id, o.buying_asset, (hash(o.source_key) % $n)::BIGINT AS part "
+    "t.account_id AS to_account, o.asset, o.amount, o.offer_id, o.buying_asset, o.source_key, "
+    "(hash(o.source_key) % $n)::BIGINT AS part "
     "FROM operation_rows o JOIN account_keys s ON s.account_key = o.source_key "
     "LEFT JOIN account_keys f ON f.account_key = o.from_key LEFT JOIN account_keys t ON t.account_key = o.to_key "
     "WHERE o.closed_at > $since AND o.closed_at <= $until AND list_contains($types, o.type)"
@@ -68,20 +71,21 @@ _SHAPE_VIEW = (
 
 
 def _with_ids(trades: pl.DataFrame, accounts: pl.DataFrame, pair_ids: list[str]) -> pl.DataFrame:
-    """Routed trades with their account and pair ids back in place of the keys (the feature
-    columns, then the sides' partitions)."""
+    """Routed trades with their account and pair ids beside the keys (the feature columns, the
+    sides' partitions, then the keys: storage.partition_features.STORE_KEYS)."""
     for side in ("seller", "buyer"):
         ids = accounts.rename({"account_key": f"{side}_key", "account_id": f"{side}_account"})
         trades = trades.join(ids, on=f"{side}_key", how="left", maintain_order="left")
     trades = with_pair_ids(trades, pair_ids)
-    return trades.select(*(c.strip() for c in _FEATURE_TRADE_COLUMNS.split(",")), "seller_part", "buyer_part")
+    return trades.select(*(c.strip() for c in _FEATURE_TRADE_COLUMNS.split(",")), "seller_part", "buyer_part",
+                         *STORE_KEYS)  # fmt: skip
 
 
 def _no_offers() -> pl.DataFrame:
     return pl.DataFrame(schema={
         "id": pl.Int64, "closed_at": pl.Datetime("us", "UTC"), "type": pl.String, "successful": pl.Boolean,
         "source_account": pl.String, "from_account": pl.String, "to_account": pl.String, "asset": pl.String,
-        "amount": pl.Int64, "offer_id": pl.Int64, "buying_asset": pl.String,
+        "amount": pl.Int64, "offer_id": pl.Int64, "buying_asset": pl.String, OFFER_KEY: pl.Int32,
     })  # fmt: skip
 
 
@@ -103,8 +107,9 @@ class FeatureReads:
         """(part, trades, offers) for each non-empty wallet partition of `n_parts`, in order.
 
         trades: the window's trades with a side in the partition (the feature columns plus
-        seller_part, buyer_part), by op_id, id; offers: the window's operations of
-        `offer_types` whose source is in it. The window is read once and scattered to a file
+        seller_part, buyer_part and the store's keys of their accounts and pair,
+        storage.partition_features.STORE_KEYS), by op_id, id; offers: the window's operations of
+        `offer_types` whose source is in it, with the source's key (OFFER_KEY). The window is read once and scattered to a file
         per partition next to the store (removed at the end), so the cost stays linear in the
         trades however many partitions there are, and the memory is one partition's.
         """

@@ -8,7 +8,9 @@ trade ids' are row numbers in (op_id, id) order: they break ties), the assets as
 come back as ids: DuckDB's window sorts and hash tables over 56-character account ids,
 64-character pool ids and pair ids took three times the memory, spilled past the
 connection's budget and doubled the time (a 4M-trade market's largest partition, 817k
-trades: 6.9 s with accounts keyed, 3.1 s with every id keyed).
+trades: 6.9 s with accounts keyed, 3.1 s with every id keyed). The account and pair keys are
+the store's when its reads bring them (MarketInputs.store_keys; at 10M trades, keying the
+ids here took 22 of the partitions' 165 thread-seconds), else made here.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ _CONTEXT: dict[str, tuple[dict[str, pl.DataType], tuple[str, ...]]] = {
 }
 
 
+# The store's integer keys a routed read gives its trades (storage.feature_reads): the accounts'
+# (account_keys) and the pair's (its position among the read's pairs), and its offers' source
+STORE_KEYS = ("seller_key", "buyer_key", "pair_key")
+OFFER_KEY = "source_key"
+# the context relations' account columns (the features step keys them with the store's keys once)
+CONTEXT_ACCOUNTS = {name: columns for name, (_, columns) in _CONTEXT.items()}
+
 # the context features whose one input is not the trades (the others are null without it anyway)
 _READS_ONLY = (("ring_members", "ring_size"), ("ring_members", "ring_cp_share"), ("loop_trades", "loop_share"))
 
@@ -68,6 +77,9 @@ class MarketInputs:
     lineage: pl.DataFrame | None = None
     ring_members: pl.DataFrame | None = None
     loop_trades: pl.DataFrame | None = None
+    # the accounts of accounts, lineage and ring_members are the store's integer keys, and the trades
+    # carry theirs (STORE_KEYS) and the offers their source's (OFFER_KEY): no id is hashed here
+    store_keys: bool = False
 
 
 def partition_features_of(
@@ -79,21 +91,13 @@ def partition_features_of(
     the parts only with `part`) and the market hours (HOURS_COLUMNS)."""
     if part is None:
         trades = trades.with_columns(seller_part=pl.lit(0, pl.Int64), buyer_part=pl.lit(0, pl.Int64))
-    trades = trades.select(SOURCE_COLUMNS)
+    store_keys = inputs is not None and inputs.store_keys
+    trades = trades.select(*SOURCE_COLUMNS, *(STORE_KEYS if store_keys else ()))
     if not _in_trade_order(trades):  # (the store's reads are; the trade keys are row numbers in that order)
         trades = trades.sort("op_id", "id", nulls_last=False, maintain_order=True)
-    context = {} if inputs is None else _context(inputs, trades.get_column("seller_account"),
-                                                 trades.get_column("buyer_account"))  # fmt: skip
-    # one key space for the accounts of every relation; pools and pairs only in the trades
-    account_columns = [("trades", "seller_account"), ("trades", "buyer_account")]
-    account_columns += [(name, c) for name in context for c in _CONTEXT[name][1]]
-    frames = {"trades": trades, **context}
-    accounts, account_ids = _keyed(*(frames[name].get_column(c) for name, c in account_columns))
-    for (name, _), keyed in zip(account_columns, accounts, strict=True):
-        frames[name] = frames[name].with_columns(keyed)
+    frames, account_ids, pair_ids = (_by_store_keys if store_keys else _by_keys_made_here)(trades, inputs)
     pools, _ = _keyed(trades.get_column("seller_pool_id"), trades.get_column("buyer_pool_id"))
-    (pairs,), pair_ids = _keyed(trades.get_column("pair_id"))
-    frames["trades"], loops = _trade_keys(frames["trades"].with_columns(*pools, pairs), frames.get("loop_trades"))
+    frames["trades"], loops = _trade_keys(frames["trades"].with_columns(*pools), frames.get("loop_trades"))
     if loops is not None:
         frames["loop_trades"] = loops
     params = shape_feature_params(as_of, options, part=part or 0)
@@ -108,16 +112,56 @@ def partition_features_of(
             got = got.join(more, on=["wallet", "pair_id"], how="left").with_columns(
                 pl.lit(None, pl.Float64).alias(f) for name, f in _READS_ONLY if getattr(inputs, name) is None
             )
-    return got.with_columns(wallet=account_ids.gather(got.get_column("wallet")),
-                            pair_id=pair_ids.gather(got.get_column("pair_id")))  # fmt: skip
+    return got.with_columns(_decoded(got.get_column("wallet"), account_ids), _decoded(got.get_column("pair_id"), pair_ids))
 
 
-def _context(inputs: MarketInputs, *traders: pl.Series) -> dict[str, pl.DataFrame]:
-    """The context relations as frames of their dtypes, the rows of other accounts left out."""
-    traders = pl.concat([t.cast(pl.String) for t in traders]).drop_nulls().unique()
+def _by_keys_made_here(trades: pl.DataFrame, inputs: MarketInputs | None) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+    """The relations with the accounts and pairs keyed (one key space for the accounts of every
+    relation, `_keyed`), and the keys' ids [key, id] of each."""
+    context = {} if inputs is None else _context(inputs, pl.String, trades.get_column("seller_account"),
+                                                 trades.get_column("buyer_account"))  # fmt: skip
+    account_columns = [("trades", "seller_account"), ("trades", "buyer_account")]
+    account_columns += [(name, c) for name in context for c in CONTEXT_ACCOUNTS[name]]
+    frames = {"trades": trades, **context}
+    accounts, account_ids = _keyed(*(frames[name].get_column(c) for name, c in account_columns))
+    for (name, _), keyed in zip(account_columns, accounts, strict=True):
+        frames[name] = frames[name].with_columns(keyed)
+    (pairs,), pair_ids = _keyed(trades.get_column("pair_id"))
+    frames["trades"] = frames["trades"].with_columns(pairs)
+    return frames, _positions(account_ids), _positions(pair_ids)
+
+
+def _by_store_keys(trades: pl.DataFrame, inputs: MarketInputs) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+    """`_by_keys_made_here` when the store's keys came with the trades, the offers and the context
+    (MarketInputs.store_keys): the keys' ids from the trades' own columns."""
+    seller, buyer = trades.get_column("seller_key"), trades.get_column("buyer_key")
+    frames = {"trades": trades.with_columns(seller_account=seller, buyer_account=buyer, pair_id=pl.col("pair_key")),
+              **_context(inputs, seller.dtype, seller, buyer)}  # fmt: skip
+    account_ids = pl.concat([trades.select(key=f"{side}_key", id=f"{side}_account") for side in ("seller", "buyer")])
+    return (frames, account_ids.drop_nulls("key").unique("key"),
+            trades.select(key="pair_key", id="pair_id").unique("key"))  # fmt: skip
+
+
+def _positions(ids: pl.Series) -> pl.DataFrame:
+    """[key, id] of ids whose key is their position."""
+    return pl.DataFrame({"key": pl.int_range(len(ids), dtype=pl.UInt32, eager=True), "id": ids})
+
+
+def _decoded(keys: pl.Series, ids: pl.DataFrame) -> pl.Series:
+    """The ids of `keys` ([key, id] `ids`)."""
+    return keys.replace_strict(ids.get_column("key"), ids.get_column("id"), return_dtype=pl.String).alias(keys.name)
+
+
+def _context(inputs: MarketInputs, account: pl.DataType, *traders: pl.Series) -> dict[str, pl.DataFrame]:
+    """The context relations as frames of their dtypes (accounts as ids or, with the store's keys,
+    of `account`), the rows of other accounts left out."""
+    traders = pl.concat([t.cast(account) for t in traders]).drop_nulls().unique()
     out = {}
-    for name, (schema, _) in _CONTEXT.items():
+    for name, (schema, columns) in _CONTEXT.items():
+        schema = {c: account if c in columns else t for c, t in schema.items()}
         frame = getattr(inputs, name)
+        if frame is not None and name == "offers" and inputs.store_keys:
+            frame = frame.with_columns(source_account=pl.col(OFFER_KEY))
         frame = pl.DataFrame(schema=schema) if frame is None else frame.select(pl.col(c).cast(t) for c, t in schema.items())
         if name in ("accounts", "lineage"):  # (a ring's size counts every member)
             frame = frame.filter(pl.col("account_id").is_in(traders.implode()))

@@ -21,7 +21,7 @@ Arrow UDFs, on Spark (engine.spark.features): one definition of each feature.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import polars as pl
@@ -31,7 +31,7 @@ from engine.features.cross_pair import co_trade_edges, mad_spread, pagerank
 from engine.features.dictionary import FEATURE_DICTIONARY, FEATURE_NAMES, MISSING_INDICATORS, WINDOW_NAMES
 from engine.features.sides import FeatureConfig, categorical, encode, keys_of, trade_sides
 from engine.features.trade_features import round_trips
-from storage.partition_features import MarketInputs, partition_features_of
+from storage.partition_features import CONTEXT_ACCOUNTS, MarketInputs, partition_features_of
 
 KEY = ["wallet", "pair_id"]
 PART_COLUMNS: dict[str, pl.DataType] = {"seller_part": pl.Int64, "buyer_part": pl.Int64}
@@ -54,6 +54,9 @@ class MarketContext:
     ring_members: pl.DataFrame | None = None
     loop_trades: pl.DataFrame | None = None
     hours: pl.DataFrame | None = None  # the market's sides per UTC hour (storage.shape_features.market_hours_sql)
+    # the accounts of accounts, ancestors and ring_members are the store's keys, as the partitions'
+    # trades and offers carry them (`with_store_keys`)
+    store_keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def wallet_partition(
     bf = benford_window_features(coded, as_of=as_of, cfg=cfg, codes=pair_codes)
     sql = partition_features_of(trades, as_of=as_of, options=cfg, hours=ctx.hours, part=part, inputs=MarketInputs(
         offers=operations, accounts=ctx.accounts, lineage=ctx.ancestors, ring_members=ctx.ring_members,
-        loop_trades=ctx.loop_trades,
+        loop_trades=ctx.loop_trades, store_keys=ctx.store_keys,
     ))  # fmt: skip
     parts = [bf, round_trips(in_lookback, cfg=cfg), categorical(sql, *KEY, codes=codes)]
     out = keys
@@ -102,6 +105,33 @@ def wallet_partition(
             "wallet_pair": pair_codes._replace(keys=pair_codes.keys.with_columns(codes.decode(pl.col(c)) for c in KEY))
         }) if with_benford else None,
     )  # fmt: skip
+
+
+def with_store_keys(ctx: MarketContext, keys: pl.DataFrame) -> MarketContext:
+    """`ctx` for partitions read from a store with its integer account keys (storage.feature_reads):
+    the accounts of its relations as those keys (`keys`: account_id, account_key), so that no
+    partition hashes an id again (at 10M trades, 22 of the partitions' 165 thread-seconds). An
+    account the store has no key for (none: every account of a trade or an operation has one)
+    gets a negative key of its own, so nothing is lost or merged."""
+    seen = pl.concat([frame.get_column(c) for frame, c in _account_columns(ctx)]).drop_nulls().unique()
+    unknown = seen.filter(~seen.is_in(keys.get_column("account_id").implode())).sort()
+    index = pl.concat([keys.select("account_id", key=pl.col("account_key").cast(pl.Int64)),
+                       pl.DataFrame({"account_id": unknown, "key": -pl.int_range(1, len(unknown) + 1, eager=True)})])
+
+    def keyed(frame: pl.DataFrame | None, name: str) -> pl.DataFrame | None:
+        for c in () if frame is None else CONTEXT_ACCOUNTS[name]:
+            frame = frame.join(index.rename({"account_id": c, "key": "_key"}), on=c, how="left",
+                               maintain_order="left").with_columns(pl.col("_key").alias(c)).drop("_key")  # fmt: skip
+        return frame
+
+    return replace(ctx, accounts=keyed(ctx.accounts, "accounts"), ancestors=keyed(ctx.ancestors, "lineage"),
+                   ring_members=keyed(ctx.ring_members, "ring_members"), store_keys=True)  # fmt: skip
+
+
+def _account_columns(ctx: MarketContext) -> list[tuple[pl.DataFrame, str]]:
+    """The account id columns of the context's relations."""
+    frames = {"accounts": ctx.accounts, "lineage": ctx.ancestors, "ring_members": ctx.ring_members}
+    return [(f, c) for name, f in frames.items() if f is not None for c in CONTEXT_ACCOUNTS[name]]
 
 
 def finish_matrix(parts: list[PartitionFeatures], *, ctx: MarketContext) -> pl.DataFrame:

@@ -26,7 +26,13 @@ import polars as pl
 from engine.features import DEFAULT_CONFIG, market_context
 from engine.features.benford_features import market_benford, market_window_starts
 from engine.features.funding_features import ancestors_from_edges
-from engine.features.partitions import MarketContext, PartitionFeatures, finish_matrix, wallet_partition
+from engine.features.partitions import (
+    MarketContext,
+    PartitionFeatures,
+    finish_matrix,
+    wallet_partition,
+    with_store_keys,
+)
 from engine.progress import Progress, no_progress
 from engine.schemas import OFFER_TYPES
 from engine.services.parallel import two_at_once
@@ -98,7 +104,7 @@ def compute_features(
     n_parts = max(1, math.ceil(store.count_trades(**window) / max(1, trades_per_partition)))
     parts, rows, benford = [], 0, _BenfordFiles(store.path.with_suffix(".benford-parts"))
     progress(done=0, total=n_parts, records=0, unit="partitions")
-    ctx = replace(ctx, hours=store.market_hours(as_of=ctx.as_of, options=ctx.config))
+    ctx = replace(with_store_keys(ctx, store.account_keys()), hours=store.market_hours(as_of=ctx.as_of, options=ctx.config))
     reads = store.wallet_partitions(n_parts=n_parts, offer_types=OFFER_TYPES, **window)
 
     def one(read: tuple[int, pl.DataFrame, pl.DataFrame]) -> tuple[int, PartitionFeatures]:

@@ -165,3 +165,37 @@ def test_relation_names_are_checked_before_they_enter_the_sql():
 if __name__ == "__main__":
     GOLDEN.write_text(golden_sql())
     print(f"wrote {GOLDEN}")
+
+
+def test_the_stores_account_keys_give_the_features_the_ids_give():
+    """The features step hands the SQL the store's integer keys (trades, offers and context keyed
+    once, engine.features.partitions.with_store_keys); an account the store has no key for (here
+    a funder that never traded) gets one of its own, so no lineage is lost or merged."""
+    from engine.features.partitions import MarketContext, with_store_keys
+    from storage.partition_features import OFFER_KEY
+
+    trades, as_of, inputs = market_with_context()
+    traders = pl.concat([trades.get_column(c) for c in ("seller_account", "buyer_account")]).drop_nulls().unique()
+    offers = inputs.offers.filter(pl.col("source_account").is_in(traders.implode()))
+    known = pl.concat([traders, offers.get_column("source_account")]).unique().sort(descending=True)  # not name order
+    keys = pl.DataFrame({"account_id": known, "account_key": pl.int_range(7, 7 + len(known), dtype=pl.Int32, eager=True)})
+    ancestors = set(inputs.lineage.get_column("ancestor"))
+    assert ancestors - set(known), "the market should have a funder that never traded"
+    ctx = with_store_keys(MarketContext(as_of=as_of, config=DEFAULT_CONFIG, ancestors=inputs.lineage, accounts=inputs.accounts,
+                                        ring_members=inputs.ring_members), keys)  # fmt: skip
+    assert ctx.ancestors.get_column("ancestor").min() < 0 and ctx.ancestors.height == inputs.lineage.height
+
+    def keyed(frame: pl.DataFrame, column: str, key: str) -> pl.DataFrame:
+        return frame.join(keys.rename({"account_id": column, "account_key": key}), on=column, how="left",
+                          maintain_order="left")  # fmt: skip
+
+    store_trades = keyed(keyed(trades, "seller_account", "seller_key"), "buyer_account", "buyer_key").with_columns(
+        pair_key=pl.col("pair_id").rank("dense").cast(pl.Int64))
+    store_inputs = MarketInputs(offers=keyed(offers, "source_account", OFFER_KEY), accounts=ctx.accounts,
+                                lineage=ctx.ancestors, ring_members=ctx.ring_members, loop_trades=inputs.loop_trades,
+                                store_keys=True)  # fmt: skip
+    want = context_of(trades, as_of, MarketInputs(offers=offers, accounts=inputs.accounts, lineage=inputs.lineage,
+                                                  ring_members=inputs.ring_members, loop_trades=inputs.loop_trades))
+    got = context_of(store_trades, as_of, store_inputs)
+    assert want.get_column("same_controller_rate").drop_nulls().len() > 0
+    assert_same_frame(got, want, key=KEY)
