@@ -88,7 +88,8 @@ def partition_features_of(
 ) -> pl.DataFrame:  # fmt: skip
     """wallet, pair_id and the shape features of partition `part`'s wallets (every wallet when
     None), then, given `inputs`, the context features, from trades in memory (SOURCE_COLUMNS;
-    the parts only with `part`) and the market hours (HOURS_COLUMNS)."""
+    the parts only with `part`; STORE_KEYS too when `inputs.store_keys`) and the market hours
+    (HOURS_COLUMNS)."""
     if part is None:
         trades = trades.with_columns(seller_part=pl.lit(0, pl.Int64), buyer_part=pl.lit(0, pl.Int64))
     store_keys = inputs is not None and inputs.store_keys
