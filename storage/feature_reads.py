@@ -50,14 +50,12 @@ _ROUTED = (
 )
 _PART_ORDER = ("op_id", "id")  # a partition's trades, in the order the features read them
 # The offers of an account go to the partition of its key (those of an account that never
-# traded find no wallet there). In no order: the cancel rates are counts, the same in any row order.
+# traded find no wallet there), with the key, not the id: the features' SQL reads the key
+# (storage.partition_features.OFFER_KEY). In no order: the cancel rates are counts.
 _OFFERS_ROUTED = (
-    "SELECT o.id, o.closed_at, o.type, o.successful, s.account_id AS source_account, f.account_id AS from_account, "
-    "t.account_id AS to_account, o.asset, o.amount, o.offer_id, o.buying_asset, o.source_key, "
-    "(hash(o.source_key) % $n)::BIGINT AS part "
-    "FROM operation_rows o JOIN account_keys s ON s.account_key = o.source_key "
-    "LEFT JOIN account_keys f ON f.account_key = o.from_key LEFT JOIN account_keys t ON t.account_key = o.to_key "
-    "WHERE o.closed_at > $since AND o.closed_at <= $until AND list_contains($types, o.type)"
+    f"SELECT id, closed_at, type, successful, asset, amount, offer_id, buying_asset, source_key AS {OFFER_KEY}, "
+    "(hash(source_key) % $n)::BIGINT AS part FROM operation_rows "
+    "WHERE source_key IS NOT NULL AND closed_at > $since AND closed_at <= $until AND list_contains($types, type)"
 )
 _ROUTE_BATCH_ROWS = 500_000
 # The trades as the shape features' SQL reads them (storage.shape_features.SOURCE_COLUMNS), accounts as
@@ -84,8 +82,7 @@ def _with_ids(trades: pl.DataFrame, accounts: pl.DataFrame, pair_ids: list[str])
 def _no_offers() -> pl.DataFrame:
     return pl.DataFrame(schema={
         "id": pl.Int64, "closed_at": pl.Datetime("us", "UTC"), "type": pl.String, "successful": pl.Boolean,
-        "source_account": pl.String, "from_account": pl.String, "to_account": pl.String, "asset": pl.String,
-        "amount": pl.Int64, "offer_id": pl.Int64, "buying_asset": pl.String, OFFER_KEY: pl.Int32,
+        "asset": pl.String, "amount": pl.Int64, "offer_id": pl.Int64, "buying_asset": pl.String, OFFER_KEY: pl.Int32,
     })  # fmt: skip
 
 
@@ -109,9 +106,10 @@ class FeatureReads:
         trades: the window's trades with a side in the partition (the feature columns plus
         seller_part, buyer_part and the store's keys of their accounts and pair,
         storage.partition_features.STORE_KEYS), by op_id, id; offers: the window's operations of
-        `offer_types` whose source is in it, with the source's key (OFFER_KEY). The window is read once and scattered to a file
-        per partition next to the store (removed at the end), so the cost stays linear in the
-        trades however many partitions there are, and the memory is one partition's.
+        `offer_types` whose source is in it, the source as its key (OFFER_KEY), not its id. The
+        window is read once and scattered to a file per partition next to the store (removed at
+        the end), so the cost stays linear in the trades however many partitions there are, and
+        the memory is one partition's.
         """
         window = {"since": since, "until": until}
         accounts = self._frame("SELECT account_key, account_id FROM account_keys")
