@@ -6,14 +6,15 @@ per batch of pairs (`Store.pair_trades`, integer account keys) instead of all at
 engine.graph.rings.rings_by_pairs gives exactly what `detect_rings` gives on the whole table.
 Two batches are at work at once (engine.services.parallel): a batch's loop search leaves a
 core idle for part of its time (numpy, scipy), and the other batch fills it (about 5 s of
-a 10M-trade market's 80). On Spark the same batch functions run on Spark's groups of a
+a 10M-trade market's 80). The biggest batches go first, and each thread takes the next batch
+as soon as its own is done, so the busiest pair's batch does not hold one core at the end
+while the other waits. On Spark the same batch functions run on Spark's groups of a
 trades Parquet (engine.spark.rings).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -22,7 +23,7 @@ import polars as pl
 from engine.graph.account_keys import account_names, key_index, map_columns
 from engine.graph.rings import RingOptions, RingResult, batch_trader_trades, local_batches, pair_batches, rings_by_pairs
 from engine.progress import Progress, no_progress
-from engine.services.parallel import two_at_once
+from engine.services.parallel import two_at_once_as_done
 from storage.store import Store
 
 BATCH_TRADES = 1_000_000  # trades read at once (a larger pair is read alone)
@@ -45,19 +46,25 @@ def store_rings(store: Store, *, options: RingOptions | None = None, batch_trade
     plan = pair_batches(sizes, batch_trades=batch_trades)
     n_trades = dict(sizes.select("pair_id", "n_trades").iter_rows())
     passes = 1 if len(plan) == 1 else 2
+    batch_size = [sum(n_trades[pair] for pair in pairs) for pairs in plan]
+    order = sorted(range(len(plan)), key=lambda i: (-batch_size[i], i))  # the biggest first (two_at_once_as_done)
     read = {"batches": 0, "trades": 0}
     with (store.pair_batch_reader(plan, store.path.with_suffix(".ring-batches")) as pair_trades,
           TemporaryDirectory(prefix=f"{store.path.name}.trader-trades-", dir=store.path.parent) as kept):  # fmt: skip
 
         def batches() -> Iterator[pl.DataFrame]:
-            for i in range(len(plan)):
+            for i in order:
                 tt = _trader_trades(i, pair_trades, recode, Path(kept), keep=passes > 1)
                 yield tt
                 read["batches"] += 1
-                read["trades"] += sum(n_trades[pair] for pair in plan[i])
+                read["trades"] += batch_size[i]
                 progress(done=read["batches"], total=passes * len(plan), records=read["trades"], unit="batches")
 
-        both = partial(two_at_once, pending=2)  # a batch's trader trades are big: two at work, none waiting
+        def both(fn: Callable[[pl.DataFrame], dict], tts: Iterator[pl.DataFrame]) -> list[dict]:
+            """fn over the batches two at once, the results in the plan's order."""
+            done = {order[position]: result for position, result in two_at_once_as_done(fn, tts)}
+            return [done[i] for i in range(len(done))]
+
         return rings_by_pairs(local_batches(batches, map_=both), names, funding, options=options,
                               n_batches=len(plan))  # fmt: skip
 
