@@ -49,7 +49,8 @@ def build_market(scale: float, seed: int, work: Path) -> dict:
     """Simulate, ingest, rings, features: {features, labels, ring_members, funding}."""
     from engine.graph.rings import RingOptions
     from engine.ingest.files import ingest_files
-    from engine.services.analyse import compute_features, compute_rings
+    from engine.services.analyse import compute_features
+    from engine.services.rings import compute_rings
     from engine.synthetic import generate_market
     from storage.store import Store
 

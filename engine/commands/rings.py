@@ -1,6 +1,6 @@
 """`rings`: closed loops, funding lineage and manipulation rings from the stored trades.
 
-Runs engine.services.analyse.compute_rings: the stored trades (read a batch of pairs at a
+Runs engine.services.rings.compute_rings: the stored trades (read a batch of pairs at a
 time, with progress) and funding edges in, the derived tables `rings`, `ring_members` and
 `closed_loops` replaced.
 """
@@ -31,7 +31,7 @@ def register(sub, common) -> None:
 
 def _rings(args, settings) -> int:
     from engine.graph.rings import RingOptions, RingRules
-    from engine.services.analyse import compute_rings
+    from engine.services.rings import compute_rings
     from storage.errors import BadInput
 
     if args.engine == "duckdb" and args.trades is not None:

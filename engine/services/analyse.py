@@ -3,7 +3,8 @@
 Each step reads what it needs from the store, runs the pure engine functions and
 persists its results; the CLI, the demo, training and the pages all go through here.
 
-    compute_rings / ensure_rings          derived closed_loops, rings, ring_members
+    ensure_rings                          derived closed_loops, rings, ring_members
+                                          (engine.services.rings.compute_rings)
     compute_features / ensure_features    derived features, benford (rings first)
     compute_scores                        appends to `scores` (history) and refreshes
                                           derived `scores_latest` (the pages read it)
@@ -14,38 +15,21 @@ persists its results; the CLI, the demo, training and the pages all go through h
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import polars as pl
 
-from engine.graph.rings import RingOptions, RingResult
+from engine.graph.rings import RingOptions
 from engine.progress import Progress, no_progress
 from engine.scoring import score_features, score_wallet
 from engine.services import models
 from engine.services.features import compute_features, last_close
-from engine.services.rings import spark_rings, store_rings
+from engine.services.rings import compute_rings
 from storage.store import Store
 
 ANALYSIS_STEPS = ("rings", "features", "score")
 
 
 # -- rings and features ------------------------------------------------------------------------------------
-
-
-def compute_rings(store: Store, *, options: RingOptions | None = None, progress: Progress = no_progress,
-                  spark_master: str | None = None, trades_path: Path | None = None) -> RingResult:  # fmt: skip
-    """Closed loops, communities and rings from all stored trades and funding edges (read a
-    batch of pairs at a time); replaces the derived tables `closed_loops`, `rings` and `ring_members`.
-    With `spark_master` the batches run on Spark (engine.services.rings.spark_rings), from
-    `trades_path` (trades Parquet) when given."""
-    if spark_master is not None:
-        result = spark_rings(store, master=spark_master, options=options, trades_path=trades_path)
-    else:
-        result = store_rings(store, options=options or RingOptions(), progress=progress)
-    store.save_derived("closed_loops", result.closed_loops)
-    store.save_derived("rings", result.rings)
-    store.save_derived("ring_members", result.ring_members)
-    return result
 
 
 def ensure_rings(store: Store, *, seed: int | None = None) -> pl.DataFrame | None:

@@ -17,8 +17,9 @@ from engine.ingest import horizon
 from engine.ingest.replay import ReplayServer
 from engine.ingest.runner import IngestSummary, run_ingest
 from engine.progress import Progress, no_progress
-from engine.services.analyse import compute_features, compute_rings, compute_scores
+from engine.services.analyse import compute_features, compute_scores
 from engine.services.models import load_model
+from engine.services.rings import compute_rings
 from engine.services.train import train_model_version
 from engine.settings import Settings
 from engine.synthetic import MarketSummary, generate_market

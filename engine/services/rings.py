@@ -1,5 +1,7 @@
-"""The rings use case on a store, a batch of asset pairs at a time (bounded memory), on
-DuckDB (`store_rings`) or Spark (`spark_rings`).
+"""The rings use case on a store (`compute_rings`), a batch of asset pairs at a time (bounded
+memory), on DuckDB (`store_rings`) or Spark (`spark_rings`). It lives apart from the other
+analysis steps (engine.services.analyse) so that the `rings` step does not import the models
+(scikit-learn: about a second of every run).
 
 Closed loops, pool legs and pair evidence never span pairs, so the store's trades are read
 per batch of pairs (`Store.pair_trades`, integer account keys) instead of all at once;
@@ -27,6 +29,22 @@ from engine.services.parallel import two_at_once_as_done
 from storage.store import Store
 
 BATCH_TRADES = 1_000_000  # trades read at once (a larger pair is read alone)
+
+
+def compute_rings(store: Store, *, options: RingOptions | None = None, progress: Progress = no_progress,
+                  spark_master: str | None = None, trades_path: Path | None = None) -> RingResult:  # fmt: skip
+    """Closed loops, communities and rings from all stored trades and funding edges (read a
+    batch of pairs at a time); replaces the derived tables `closed_loops`, `rings` and `ring_members`.
+    With `spark_master` the batches run on Spark (spark_rings), from
+    `trades_path` (trades Parquet) when given."""
+    if spark_master is not None:
+        result = spark_rings(store, master=spark_master, options=options, trades_path=trades_path)
+    else:
+        result = store_rings(store, options=options or RingOptions(), progress=progress)
+    store.save_derived("closed_loops", result.closed_loops)
+    store.save_derived("rings", result.rings)
+    store.save_derived("ring_members", result.ring_members)
+    return result
 
 
 def store_rings(store: Store, *, options: RingOptions | None = None, batch_trades: int = BATCH_TRADES,

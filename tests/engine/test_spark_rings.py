@@ -44,7 +44,7 @@ def market(tmp_path_factory):
 
 
 def test_spark_rings_equal_the_recorded_ones_and_are_stored(market, spark):
-    from engine.services.analyse import compute_rings
+    from engine.services.rings import compute_rings
 
     store, parquet = market
     result = compute_rings(store, spark_master="local[2]", trades_path=parquet)
