@@ -60,6 +60,10 @@ SCORES_SCHEMA = {
 # Sample-size-aware Benford rule of engine.benford (chi-square p < 0.001 AND excess MAD > 0.015),
 # read back from the 30-day window features when the benford table is not at hand.
 BENFORD_WINDOW = "30d"
+# the Benford table's rows the flag reads (benford_flags): a caller that reads the table from the
+# store reads these only (at 10M trades, 0.95M of its 9.9M rows: 6.6 GB peak when the score
+# step read them all)
+BENFORD_FLAG_ROWS = {"scope": "wallet_pair", "test": "first", "window": BENFORD_WINDOW}
 BENFORD_NEGLOG_P = 3.0
 BENFORD_EXCESS_MAD = 0.015
 
@@ -180,9 +184,7 @@ def benford_flags(features: pl.DataFrame, benford: pl.DataFrame | None = None) -
     null (insufficient data) becomes False downstream."""
     if benford is not None and benford.height:
         return (
-            benford.filter(
-                (pl.col("scope") == "wallet_pair") & (pl.col("test") == "first") & (pl.col("window") == BENFORD_WINDOW)
-            )  # fmt: skip
+            benford.filter(**BENFORD_FLAG_ROWS)
             .group_by("wallet", "pair_id")
             .agg(benford_flag=pl.col("flag").cast(pl.Boolean).any())
         )

@@ -20,7 +20,7 @@ import polars as pl
 
 from engine.graph.rings import RingOptions
 from engine.progress import Progress, no_progress
-from engine.scoring import score_features, score_wallet
+from engine.scoring import BENFORD_FLAG_ROWS, score_features, score_wallet
 from engine.services import models
 from engine.services.features import compute_features, last_close
 from engine.services.rings import compute_rings
@@ -65,7 +65,7 @@ def compute_scores(store: Store, loaded, *, flag_threshold: int = 70, wallet: st
 
     Returns the new rows (engine.scoring.SCORE_COLUMNS)."""
     features = ensure_features(store)
-    options = dict(flag_threshold=flag_threshold, benford=store.load_derived("benford"),
+    options = dict(flag_threshold=flag_threshold, benford=store.load_derived("benford", where=BENFORD_FLAG_ROWS),
                    ring_members=store.load_derived("ring_members"))  # fmt: skip
     if wallet is not None:
         scores = score_wallet(loaded, features, wallet, pair_id=pair_id, **options)

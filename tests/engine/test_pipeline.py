@@ -8,6 +8,7 @@ import json
 import polars as pl
 import pytest
 
+from engine.scoring import BENFORD_FLAG_ROWS, benford_flags
 from engine.services.analyse import compute_scores
 from engine.services.demo import DEMO_N_ESTIMATORS, build_demo_store
 from engine.services.models import load_model as load_current_model
@@ -114,3 +115,19 @@ def test_the_current_model_is_compared_only_on_rows_it_never_trained_on(tmp_path
         _, metrics = train_model_version(store, settings, labels=half, n_estimators=10, imbalance="class_weight",
                                              promote=False, force_label_shift=True)  # fmt: skip
         assert metrics["previous"]["basis"] == "its own recorded held-out ROC-AUC"  # every row was seen
+
+
+def test_scores_read_only_the_benford_rows_the_flag_needs_and_flag_as_the_whole_table_does(demo):
+    """compute_scores reads the stored Benford table's flag rows only (BENFORD_FLAG_ROWS; at 10M trades a
+    tenth of it): the flags are those of the whole table."""
+    summary, settings = demo
+    with Store(summary.db_path) as store:
+        table = store.load_derived("benford")
+        features = store.load_derived("features")
+        rows = compute_scores(store, load_current_model(settings))
+    assert table.filter(**BENFORD_FLAG_ROWS).height < table.height  # other scopes, tests and windows are left out
+    whole = features.select("wallet", "pair_id").join(benford_flags(features, table), on=["wallet", "pair_id"],
+                                                      how="left").with_columns(pl.col("benford_flag").fill_null(False))  # fmt: skip
+    got = rows.select("wallet", "pair_id", "benford_flag")
+    assert got.sort("wallet", "pair_id").equals(whole.sort("wallet", "pair_id"))
+    assert got["benford_flag"].any()  # (a market with no flag would not tell the rows apart)
