@@ -61,8 +61,8 @@ SCORES_SCHEMA = {
 # read back from the 30-day window features when the benford table is not at hand.
 BENFORD_WINDOW = "30d"
 # the Benford table's rows the flag reads (benford_flags): a caller that reads the table from the
-# store reads these only (at 10M trades, 0.95M of its 9.9M rows: 6.6 GB peak when the score
-# step read them all)
+# store reads these only (at 10M trades, 0.95M of its 9.9M rows: the score step peaked at 6.2-6.5 GB
+# when it read them all, 2.7-2.8 GB now)
 BENFORD_FLAG_ROWS = {"scope": "wallet_pair", "test": "first", "window": BENFORD_WINDOW}
 BENFORD_NEGLOG_P = 3.0
 BENFORD_EXCESS_MAD = 0.015
