@@ -40,7 +40,7 @@ def compute_rings(store: Store, *, options: RingOptions | None = None, progress:
     if spark_master is not None:
         result = spark_rings(store, master=spark_master, options=options, trades_path=trades_path)
     else:
-        result = store_rings(store, options=options or RingOptions(), progress=progress)
+        result = store_rings(store, options=options, progress=progress)
     store.save_derived("closed_loops", result.closed_loops)
     store.save_derived("rings", result.rings)
     store.save_derived("ring_members", result.ring_members)

@@ -8,7 +8,7 @@ import json
 import polars as pl
 import pytest
 
-from engine.scoring import BENFORD_FLAG_ROWS, benford_flags
+from engine.scoring import BENFORD_FLAG_ROWS, score_features
 from engine.services.analyse import compute_scores
 from engine.services.demo import DEMO_N_ESTIMATORS, build_demo_store
 from engine.services.models import load_model as load_current_model
@@ -124,10 +124,10 @@ def test_scores_read_only_the_benford_rows_the_flag_needs_and_flag_as_the_whole_
     with Store(summary.db_path) as store:
         table = store.load_derived("benford")
         features = store.load_derived("features")
-        rows = compute_scores(store, load_current_model(settings))
+        loaded = load_current_model(settings)
+        rows = compute_scores(store, loaded)
     assert table.filter(**BENFORD_FLAG_ROWS).height < table.height  # other scopes, tests and windows are left out
-    whole = features.select("wallet", "pair_id").join(benford_flags(features, table), on=["wallet", "pair_id"],
-                                                      how="left").with_columns(pl.col("benford_flag").fill_null(False))  # fmt: skip
+    whole = score_features(loaded, features, benford=table).select("wallet", "pair_id", "benford_flag")
     got = rows.select("wallet", "pair_id", "benford_flag")
     assert got.sort("wallet", "pair_id").equals(whole.sort("wallet", "pair_id"))
     assert got["benford_flag"].any()  # (a market with no flag would not tell the rows apart)
