@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import duckdb
 import polars as pl
 import pytest
@@ -11,8 +13,6 @@ from tests.factories import horizon_trade
 
 
 def _trades(n: int) -> pl.DataFrame:
-    import json
-
     raw = [json.dumps(horizon_trade(i)) for i in range(n)]
     trades, bad = decode_trades(raw, source="files", locations=[str(i) for i in range(n)])
     assert bad.height == 0
@@ -276,3 +276,36 @@ def test_scatter_writes_a_duckdb_stream_and_passes_its_errors_on(tmp_path):
 
     with pytest.raises(OSError, match="went away"):
         scatter(broken(), tmp_path, "u")
+
+
+def test_routed_reads_give_each_trade_its_assets_back_and_refuse_a_trade_outside_its_pair(store, tmp_path):
+    # The routed reads carry a pair key and whether the trade sold the base, not the asset ids.
+    from datetime import timedelta
+
+    from storage.errors import BadInput
+
+    raw = [json.dumps(horizon_trade(i, base_is_seller=i % 2 == 0)) for i in range(40)]
+    trades, _ = decode_trades(raw, source="files", locations=[str(i) for i in range(40)])
+    store.write_batch(run_id=None, trades=trades)
+    stored = store.trades().select("id", "pair_id", "sold_asset", "bought_asset").sort("id")
+    assert stored.get_column("sold_asset").n_unique() == 2  # both directions
+    times = store.trades().get_column("closed_at")
+    window = {"since": times.min() - timedelta(seconds=1), "until": times.max()}
+
+    def routed() -> pl.DataFrame:
+        parts = [t for _, t, _ in store.wallet_partitions(n_parts=3, offer_types=("manage_sell_offer",), **window)]
+        return pl.concat(parts).select(stored.columns).unique("id").sort("id")
+
+    assert routed().equals(stored)
+    pair = stored.item(0, "pair_id")
+    with store.pair_batch_reader([[pair], ["none/none"]], tmp_path / "batches") as read:
+        assert read(0).select(stored.columns).sort("id").equals(stored)
+
+    wrong = stored.item(0, "id")
+    with store._cursor() as cur:
+        cur.execute("UPDATE trade_rows SET sold_asset = 'EUR:' || split_part(sold_asset, ':', 2) WHERE id = ?", [wrong])
+    with pytest.raises(BadInput, match=f"trade {wrong} does not trade the two assets of its pair {pair}"):
+        routed()
+    with pytest.raises(BadInput, match=f"trade {wrong} does not"), \
+            store.pair_batch_reader([[pair], ["none/none"]], tmp_path / "batches") as read:  # fmt: skip
+        read(0)
