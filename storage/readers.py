@@ -182,8 +182,8 @@ class NeedsLineReader(Exception):
 
 
 def iter_json_records(path: str | Path, fields: dict, *, chunk_rows: int = 250_000) -> Iterator[pl.DataFrame]:
-    """Stream a plain JSON Lines file through DuckDB's parallel `read_json` (about
-    twice as fast as `iter_json_lines`), in chunks of `chunk_rows` rows.
+    """Stream a plain JSON Lines file through DuckDB's `read_json` (about twice as fast as
+    `iter_json_lines`), in chunks of `chunk_rows` rows.
 
     DuckDB yields one row per non-blank line, in file order, a line that is not a JSON
     object as a row of nulls. So rows come in the shapes of `iter_json_lines` except:
@@ -194,7 +194,11 @@ def iter_json_records(path: str | Path, fields: dict, *, chunk_rows: int = 250_0
     re-reads at most the blank lines' worth of rows. Raises `NeedsLineReader` if
     DuckDB stops on the file (e.g. invalid UTF-8).
     """
-    con = duckdb.connect()
+    # One thread: the reader runs beside the store's writer (engine.ingest.runner.prefetch), which
+    # it outpaces; with DuckDB's default two threads each the four outran the machine's two
+    # cores (at 10M trades the ingest took 66.9-70.8 s against 73.7-84.5 s; the same trades,
+    # operations and accounts, and the same features and rings from them)
+    con = duckdb.connect(config={"threads": 1})
     try:
         _string_views(con)
         relation = con.read_json(
