@@ -22,7 +22,7 @@ import polars as pl
 
 from storage.market_digits import market_digit_params, market_digits_sql
 from storage.partition_features import OFFER_KEY, STORE_KEYS
-from storage.routing import PAIR_KEY, SOLD_BASE, lean, scatter, with_pair_ids
+from storage.routing import PAIR_COLUMNS, SOLD_BASE, lean, scatter, with_pair_ids
 from storage.shape_features import ShapeOptions, market_hours_sql, shape_feature_params
 
 # The trade columns the features read (engine.features.sides.TRADE_COLUMNS), and the
@@ -36,7 +36,7 @@ _OFFER_COLUMNS = (
     "id, closed_at, type, successful, source_account, from_account, to_account, asset, amount, offer_id, buying_asset"
 )
 # Each trade once per partition of its accounts (twice when seller and buyer fall apart), by partition.
-# The window's pairs ($pairs of the routed read): the routed trades carry a key (PAIR_KEY), not
+# The window's pairs ($pairs of the routed read): the routed trades carry a key (PAIR_COLUMNS), not
 # the pair id (~120 characters: at 10M trades the scatter took 11.8-12.6 s against 14.7-15.3 s),
 # nor the assets (SOLD_BASE).
 _PAIRS = f"SELECT DISTINCT pair_id FROM trade_rows WHERE {_WINDOW} ORDER BY pair_id"
@@ -44,7 +44,7 @@ _ROUTED = (
     "WITH w AS (SELECT id, op_id, ledger, closed_at, p.pair_key, seller_key, seller_pool_id, buyer_key, buyer_pool_id, "
     f"{SOLD_BASE}, sold_amount, bought_amount, (hash(seller_key) % $n)::BIGINT AS seller_part, "
     "(hash(buyer_key) % $n)::BIGINT AS buyer_part FROM trade_rows "
-    f"JOIN (SELECT unnest($pairs) AS pair_id, {PAIR_KEY}) AS p USING (pair_id) WHERE {_WINDOW}) "
+    f"JOIN (SELECT unnest($pairs) AS pair_id, {PAIR_COLUMNS}) AS p USING (pair_id) WHERE {_WINDOW}) "
     "SELECT *, seller_part AS part FROM w WHERE seller_key IS NOT NULL "
     "UNION ALL SELECT *, buyer_part AS part FROM w WHERE buyer_key IS NOT NULL "
     "AND (seller_key IS NULL OR buyer_part <> seller_part)"

@@ -13,17 +13,17 @@ import pyarrow as pa
 from storage.errors import BadInput
 
 _MEMORY = "2GB"  # DuckDB's budget during a routed read (it spills to disk beyond)
-# LZ4 frames: a 10M-trade window's routed rows are ~5 GB of strings (asset and pair ids), and
-# writing them took 6.1 s against 3.4 s compressed; reading back costs about as much more (0.3 s)
+# LZ4 frames: a 10M-trade window's routed rows were ~5 GB of strings when they carried the asset
+# and pair ids, and writing them took 6.1 s against 3.4 s compressed; reading back cost 0.3 s more
 _WRITE = pa.ipc.IpcWriteOptions(compression="lz4")
-# A routed read's pairs, for a relation over its `$pairs` list (unnested beside it): the pair's
-# key, its position in that list, and its two assets (a pair id is "base/counter",
+# A routed read's pair columns, for a relation over its `$pairs` list (unnested beside it): the
+# pair's key, its position in that list, and its two assets (a pair id is "base/counter",
 # engine.assets.pair_id_expr). A trade carries the key instead of its pair id (~120
 # characters) and `SOLD_BASE` instead of its two asset ids (~120 more), and `with_pair_ids`
 # puts all three back (at 10M trades the features' routed read took 12.5-13.3 s against
 # 16.1-17.1 s with the assets; the features step 94.9 / 96.4 s against 101.5 / 98.2, the
 # rings step 58.8 / 62.3 s against 63.8 / 64.0).
-PAIR_KEY = (
+PAIR_COLUMNS = (
     "generate_subscripts($pairs, 1) - 1 AS pair_key, split_part(unnest($pairs), '/', 1) AS pair_base, "
     "split_part(unnest($pairs), '/', 2) AS pair_counter"
 )
@@ -78,7 +78,7 @@ def scatter(reader, folder: Path, name: str, *, key: str = "part") -> dict[int, 
 
 def with_pair_ids(rows: pl.DataFrame, pair_ids: list[str]) -> pl.DataFrame:
     """Routed `rows` with their `pair_id`, `sold_asset` and `bought_asset` back: the id at
-    position `pair_key` of `pair_ids` (the read's `$pairs`, `PAIR_KEY`) and its two assets
+    position `pair_key` of `pair_ids` (the read's `$pairs`, `PAIR_COLUMNS`) and its two assets
     in the order `sold_base` says (the rows keep pair_key, lose sold_base)."""
     assets = pl.col("pair_id").str.split("/").list
     names = pl.DataFrame({"pair_id": pair_ids}, schema={"pair_id": pl.String}).with_row_index("pair_key").with_columns(
