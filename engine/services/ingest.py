@@ -16,7 +16,6 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.ingest import datalake, horizon
 from engine.ingest.files import ingest_files
 from engine.ingest.runner import IngestSummary, run_ingest
 from engine.progress import Progress, no_progress
@@ -50,8 +49,13 @@ def plan_ingest(source: str, *, start_ledger: int, end_ledger: int, settings, ho
         raise BadInput(f"ledger range {start}..{end} is empty: give 1 <= A <= B")
     common = dict(start_ledger=start, end_ledger=end, http_timeout_s=settings.http_timeout_s,
                   max_retries=settings.http_max_retries)  # fmt: skip
+    # the network sources import stellar-sdk (a quarter second): only a ledger range needs them
     if source == "horizon":
+        from engine.ingest import horizon
+
         return horizon.plan(horizon_url=horizon_url or settings.horizon_url, pair=pair or None, **common)
+    from engine.ingest import datalake
+
     return datalake.plan(source=lake or settings.datalake_url, workers=workers or settings.decode_workers, **common)
 
 
