@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from engine.graph import closed_loops, detect_rings
-from engine.graph.cotrade import pool_routed_trades
+from engine.graph.closed_loops import trader_loops
+from engine.graph.cotrade import pool_routed_trades, trader_trades
 from tests.engine.graph_cases import NO_FUNDING, PAIR, trade, trades_frame
 
 
@@ -162,3 +163,23 @@ def test_a_loop_lists_both_stored_trades_of_a_leg_through_a_pool():
         rows.append(trade(4 * r + 3, "C", "A", minutes=10 * r + 5, base=4 * 10**8))
     ids = set(closed_loops(trades_frame(rows)).get_column("trade_ids").explode().to_list())
     assert ids == {row["id"] for row in rows}  # the sale into the pool and the purchase out of it
+
+
+@pytest.mark.parametrize("spread", [1, 2**40])
+def test_accounts_as_integer_keys_find_the_loops_their_ids_find(spread):
+    """The rings step searches integer account keys (engine.graph.account_keys), which may be far
+    apart; with them the search finds the loops the ids find."""
+    rng = np.random.default_rng(11)
+    rows = cycle(["A", "B", "C", "D"], rounds=8, lots=[4e8] * 8) + cycle(["B", "E", "F"], rounds=6, lots=[2e8] * 6,
+                                                                         start=300, first_id=100)  # fmt: skip
+    rows += [trade(500 + i, f"O{i % 4}", ["A", "C", "E"][i % 3], minutes=int(rng.integers(0, 400)),
+                   base=int(rng.uniform(1e7, 9e8))) for i in range(30)]  # fmt: skip
+    tt = trader_trades(trades_frame(rows))
+    by_id = trader_loops(tt)
+    ids = pl.concat([tt.get_column("seller"), tt.get_column("buyer")]).unique().sort()
+    key = dict(zip(ids, (np.arange(len(ids), dtype=np.int64) - 3) * spread, strict=True))
+    keyed = tt.with_columns(pl.col(c).replace_strict(key, return_dtype=pl.Int64) for c in ("seller", "buyer"))
+    by_key = trader_loops(keyed).with_columns(
+        pl.col("members").list.eval(pl.element().replace_strict({v: k for k, v in key.items()})).list.sort())
+    assert by_id.height >= 2
+    assert by_key.equals(by_id)
