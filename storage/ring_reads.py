@@ -18,12 +18,12 @@ import polars as pl
 from storage.routing import PAIR_COLUMNS, SOLD_BASE, lean, scatter, with_pair_ids
 
 # The columns the graph steps read (engine.graph.cotrade, closed_loops), accounts as keys
-_KEYED_SIDES = "closed_at, seller_key AS seller_account, seller_pool_id, buyer_key AS buyer_account, buyer_pool_id"
-_RING_TRADE_COLUMNS = f"id, op_id, pair_id, {_KEYED_SIDES}, sold_asset, sold_amount, bought_asset, bought_amount"
+_KEYED_SIDES = "seller_key AS seller_account, seller_pool_id, buyer_key AS buyer_account, buyer_pool_id"
+_RING_TRADE_COLUMNS = f"id, op_id, pair_id, closed_at, {_KEYED_SIDES}, sold_asset, sold_amount, bought_asset, bought_amount"
 # Every trade with the number of its pair's batch ($pairs[i] is in batch $batches[i]), its pair
 # as a key (PAIR_COLUMNS) in place of the pair id, and SOLD_BASE in place of its assets
 _ROUTED = (
-    f"SELECT id, op_id, b.pair_key, {_KEYED_SIDES}, {SOLD_BASE}, sold_amount, bought_amount, b.batch FROM trade_rows "
+    f"SELECT id, op_id, b.pair_key, closed_at, {_KEYED_SIDES}, {SOLD_BASE}, sold_amount, bought_amount, b.batch FROM trade_rows "
     f"JOIN (SELECT unnest($pairs) AS pair_id, unnest($batches) AS batch, {PAIR_COLUMNS}) AS b USING (pair_id)"
 )
 _CHUNK_ROWS = 1_000_000
