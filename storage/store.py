@@ -563,7 +563,8 @@ def _where(clauses: list[str]) -> str:
 
 # Table names and the statements below are constants: no outside text reaches an f-string.
 def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts: tuple[str, ...]) -> int:
-    """Insert the frame's new ids (registered as `batch_rows`), then run the upserts.
+    """Insert the frame's new ids (registered as `batch_rows`), their accounts keyed first, then run
+    the upserts (the accounts' from `account_batch`, which the keys come from).
 
     A row whose id is stored with other content (another source, or a later chunk of
     the same file, disagreeing) is not written over: it goes to quarantine. An id
@@ -576,8 +577,8 @@ def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts:
         overlap = _any_stored(cur, stored, span)
         if overlap:
             _quarantine_conflicts(cur, table, columns, run_id, span)
-        cur.execute(_NEW_ACCOUNT_KEYS.format(
-            accounts=" UNION ".join(f"SELECT {c} AS a FROM batch_rows" for c in _ACCOUNT_COLUMNS[table])))
+        cur.execute(_ACCOUNT_BATCH[table])
+        cur.execute(_NEW_ACCOUNT_KEYS)
         before = cur.execute(f"SELECT count(*) FROM {stored}").fetchall()[0][0]
         # Ids are unique: the decoders drop repeats inside a batch and, when some batch id is
         # stored, this anti-join drops those. (An ART primary key made inserts 4x slower; one
@@ -595,13 +596,14 @@ def _insert(cur, table: str, columns: str, frame: pl.DataFrame, run_id, upserts:
 
 
 _STORED = {"trades": "trade_rows", "operations": "operation_rows"}  # the physical table behind each name
-# The batch's accounts not keyed yet get their keys (trades and operations share them)
+# The batch's accounts not keyed yet get their keys (trades and operations share them), in
+# id order, from the batch's accounts as the account upsert gathers them (`_ACCOUNT_BATCH`):
+# gathering them twice, once here, took 7 of a 10M-trade ingest's 75 s
 _NEW_ACCOUNT_KEYS = """
 INSERT INTO account_keys (account_id)
-SELECT a FROM ({accounts}) WHERE a IS NOT NULL AND a NOT IN (SELECT account_id FROM account_keys) ORDER BY a
+SELECT account_id FROM account_batch
+WHERE account_id IS NOT NULL AND account_id NOT IN (SELECT account_id FROM account_keys) ORDER BY account_id
 """
-_ACCOUNT_COLUMNS = {"trades": ("seller_account", "buyer_account"),
-                    "operations": ("source_account", "from_account", "to_account")}
 _INSERT_NEW = {
     "trades": """
 INSERT INTO trade_rows
@@ -678,14 +680,16 @@ def _insert_quarantine(cur, frame: pl.DataFrame | None, run_id: int | None) -> i
 # (INSERT ... ON CONFLICT DO UPDATE runs as a MERGE whose update cost grew with the stored
 # table: 0.8 s per batch at first, 5.8 s by 4M trades; UPDATE ... FROM joins only the batch's
 # accounts: 0.1-0.2 s.) One writer under the write lock, so nothing comes between the two.
-_ACCOUNT_UPSERT = (
-    """
+# `account_batch`, every account of the batch with what the batch says of it, is made before the
+# rows are inserted (`_ACCOUNT_BATCH`): their keys come from it (`_NEW_ACCOUNT_KEYS`).
+_ACCOUNT_BATCH_OF = """
 CREATE OR REPLACE TEMP TABLE account_batch AS
 SELECT account_id, min(created_at) AS created_at, arg_min(funder, created_at) AS funder,
        arg_min(starting_balance, created_at) AS starting_balance, min(ledger) AS first_seen_ledger,
        max(ledger) AS last_seen_ledger
 FROM ({seen}) GROUP BY account_id
-""",
+"""
+_ACCOUNT_UPSERT = (
     """
 UPDATE accounts SET
     created_at = coalesce(accounts.created_at, b.created_at),
@@ -709,18 +713,34 @@ ON CONFLICT (asset) DO UPDATE SET first_seen_ledger = least(assets.first_seen_le
 """
 
 
-def _accounts_seen(seen: str) -> tuple[str, ...]:
-    """The account upsert statements for the rows of the query `seen` (a constant)."""
-    return tuple(sql.replace("{seen}", seen) for sql in _ACCOUNT_UPSERT)
-
-
 _NO_CREATION = "NULL::TIMESTAMPTZ AS created_at, NULL AS funder, NULL::BIGINT AS starting_balance"
-_UPSERT_FROM_TRADES = (
-    *_accounts_seen(
+
+
+def _account_batch(seen: str) -> str:
+    """The statement making `account_batch` from the rows of the query `seen` (a constant)."""
+    return _ACCOUNT_BATCH_OF.replace("{seen}", seen)
+
+
+# The batch's accounts (`account_batch`) from the rows of each table
+_ACCOUNT_BATCH = {
+    "trades": _account_batch(
         f"SELECT seller_account AS account_id, {_NO_CREATION}, ledger FROM batch_rows "
         f"WHERE seller_account IS NOT NULL UNION ALL "
         f"SELECT buyer_account, {_NO_CREATION}, ledger FROM batch_rows WHERE buyer_account IS NOT NULL"
     ),
+    "operations": _account_batch(
+        "SELECT to_account AS account_id, closed_at AS created_at, from_account AS funder, "
+        "amount AS starting_balance, ledger FROM batch_rows "
+        "WHERE type = 'create_account' AND coalesce(successful, TRUE) UNION ALL "
+        # one SELECT per column, not unnest([...]) of a list per row: 5x faster per batch
+        + " UNION ALL ".join(
+            f"SELECT {c}, {_NO_CREATION}, ledger FROM batch_rows WHERE {c} IS NOT NULL"
+            for c in ("source_account", "from_account", "to_account")
+        )
+    ),
+}
+_UPSERT_FROM_TRADES = (
+    *_ACCOUNT_UPSERT,
     _ASSET_UPSERT.format(
         seen="SELECT sold_asset AS asset, ledger FROM batch_rows UNION ALL SELECT bought_asset, ledger FROM batch_rows"
     ),
@@ -734,16 +754,7 @@ ON CONFLICT (pool_id) DO UPDATE SET
 """,
 )
 _UPSERT_FROM_OPERATIONS = (
-    *_accounts_seen(
-        "SELECT to_account AS account_id, closed_at AS created_at, from_account AS funder, "
-        "amount AS starting_balance, ledger FROM batch_rows "
-        "WHERE type = 'create_account' AND coalesce(successful, TRUE) UNION ALL "
-        # one SELECT per column, not unnest([...]) of a list per row: 5x faster per batch
-        + " UNION ALL ".join(
-            f"SELECT {c}, {_NO_CREATION}, ledger FROM batch_rows WHERE {c} IS NOT NULL"
-            for c in ("source_account", "from_account", "to_account")
-        )
-    ),
+    *_ACCOUNT_UPSERT,
     _ASSET_UPSERT.format(
         seen="SELECT asset, ledger FROM batch_rows UNION ALL SELECT source_asset, ledger FROM batch_rows "
         "UNION ALL SELECT buying_asset, ledger FROM batch_rows"

@@ -123,6 +123,29 @@ def test_version_5_file_with_operations_upgrades_to_account_keys_without_changin
         assert s.operations().equals(pl.concat([ops, more]).sort("id"))
 
 
+def test_every_account_of_a_batch_gets_one_key_in_id_order_and_its_rows_read_back(store):
+    trades = _trades(30)
+    store.write_batch(run_id=None, trades=trades)
+    keys = store.account_keys().sort("account_key")
+    traded = pl.concat([trades["seller_account"], trades["buyer_account"]]).drop_nulls().unique()
+    # a batch's new accounts are keyed in the order of their ids, each once
+    assert keys["account_id"].to_list() == sorted(traded.to_list())
+    # operations key the accounts they add (900 only pays, 4 is created) after the traders,
+    # keep the traders' keys, and both tables read back their ids through the keys
+    ops = _operations(list(range(1, 13)))
+    store.write_batch(run_id=None, operations=ops)
+    after = store.account_keys().sort("account_key")
+    assert after.head(keys.height).equals(keys)
+    seen = pl.concat([ops[c] for c in ("source_account", "from_account", "to_account")]).drop_nulls().unique()
+    added = sorted(set(seen) - set(traded))
+    assert added and after["account_id"].to_list()[keys.height:] == added
+    assert store.trades().sort("id").equals(trades.sort("id"))
+    assert store.operations().equals(ops.sort("id"))
+    # an account a batch creates gets its creation, whatever else the batch says of it
+    created = store.accounts().filter(pl.col("created_at").is_not_null())
+    assert created.height and set(created["account_id"]) <= set(ops.filter(pl.col("type") == "create_account")["to_account"])
+
+
 def test_batch_and_cursor_commit_together_and_repeat_is_idempotent(store):
     trades = _trades(30)
     run = store.start_run("files", {"x": 1})
