@@ -677,12 +677,9 @@ def _insert_quarantine(cur, frame: pl.DataFrame | None, run_id: int | None) -> i
         _unregister(cur, "quarantine_rows")
 
 
-# Accounts seen in a batch: an UPDATE of the stored ones, then an INSERT of the new ones.
-# (INSERT ... ON CONFLICT DO UPDATE runs as a MERGE whose update cost grew with the stored
-# table: 0.8 s per batch at first, 5.8 s by 4M trades; UPDATE ... FROM joins only the batch's
-# accounts: 0.1-0.2 s.) One writer under the write lock, so nothing comes between the two.
-# `account_batch`, every account of the batch with what the batch says of it, is made before the
-# rows are inserted (`_ACCOUNT_BATCH`): their keys come from it (`_NEW_ACCOUNT_KEYS`).
+# `account_batch`: every account of the batch (the rows of the query `seen`, a constant) with what
+# the batch says of it, made before the rows are inserted (`_ACCOUNT_BATCH`); their keys come from
+# it (`_NEW_ACCOUNT_KEYS`), and so does the account upsert.
 _ACCOUNT_BATCH_OF = """
 CREATE OR REPLACE TEMP TABLE account_batch AS
 SELECT account_id, min(created_at) AS created_at, arg_min(funder, created_at) AS funder,
@@ -690,6 +687,10 @@ SELECT account_id, min(created_at) AS created_at, arg_min(funder, created_at) AS
        max(ledger) AS last_seen_ledger
 FROM ({seen}) GROUP BY account_id
 """
+# Accounts seen in a batch: an UPDATE of the stored ones, then an INSERT of the new ones.
+# (INSERT ... ON CONFLICT DO UPDATE runs as a MERGE whose update cost grew with the stored
+# table: 0.8 s per batch at first, 5.8 s by 4M trades; UPDATE ... FROM joins only the batch's
+# accounts: 0.1-0.2 s.) One writer under the write lock, so nothing comes between the two.
 _ACCOUNT_UPSERT = (
     """
 UPDATE accounts SET
@@ -716,21 +717,15 @@ ON CONFLICT (asset) DO UPDATE SET first_seen_ledger = least(assets.first_seen_le
 
 _NO_CREATION = "NULL::TIMESTAMPTZ AS created_at, NULL AS funder, NULL::BIGINT AS starting_balance"
 
-
-def _account_batch(seen: str) -> str:
-    """The statement making `account_batch` from the rows of the query `seen` (a constant)."""
-    return _ACCOUNT_BATCH_OF.replace("{seen}", seen)
-
-
 # The batch's accounts (`account_batch`) from the rows of each table
 _ACCOUNT_BATCH = {
-    "trades": _account_batch(
-        f"SELECT seller_account AS account_id, {_NO_CREATION}, ledger FROM batch_rows "
+    "trades": _ACCOUNT_BATCH_OF.format(
+        seen=f"SELECT seller_account AS account_id, {_NO_CREATION}, ledger FROM batch_rows "
         f"WHERE seller_account IS NOT NULL UNION ALL "
         f"SELECT buyer_account, {_NO_CREATION}, ledger FROM batch_rows WHERE buyer_account IS NOT NULL"
     ),
-    "operations": _account_batch(
-        "SELECT to_account AS account_id, closed_at AS created_at, from_account AS funder, "
+    "operations": _ACCOUNT_BATCH_OF.format(
+        seen="SELECT to_account AS account_id, closed_at AS created_at, from_account AS funder, "
         "amount AS starting_balance, ledger FROM batch_rows "
         "WHERE type = 'create_account' AND coalesce(successful, TRUE) UNION ALL "
         # one SELECT per column, not unnest([...]) of a list per row: 5x faster per batch
