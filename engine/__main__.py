@@ -1,5 +1,13 @@
+import os
 import sys
 
-from engine.cli import main
+# Before polars loads: its allocator gives freed memory back to the system after 5 s, not its
+# default 0.5 s, so the features step's partitions (a few seconds each, gigabytes freed and
+# taken again) reuse pages instead of faulting them in afresh. At 10M trades: page faults
+# 10.2M -> 8.3M, system time 33 -> 26-29 s, peak +0.1 GB; wall 97.1 / 104.2 s against
+# 103.5 / 107.0 s alternating. A value the user set is kept (polars adds it after its own).
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:5000,muzzy_decay_ms:5000")
+
+from engine.cli import main  # noqa: E402  (after the allocator's setting)
 
 sys.exit(main())
