@@ -38,15 +38,22 @@ def test_user_errors_exit_1_with_the_reason(tmp_path):
     assert proc.returncode == 1 and "error: no-such.jsonl: no such file or folder" in proc.stderr
 
 
-def test_the_cli_sets_polars_allocator_before_polars_loads():
+def test_the_features_step_sets_polars_allocator_before_polars_loads():
     # polars puts its own defaults first and a user's setting after them when it loads: ours after
-    # its defaults means polars read it (set after polars had loaded, it would do nothing)
+    # its defaults means polars read it (set after polars had loaded, it would do nothing); the
+    # other steps keep polars' defaults
+    assert _allocator_conf("features")[-2:] == ["dirty_decay_ms:5000", "muzzy_decay_ms:5000"]
+    assert "dirty_decay_ms:5000" not in _allocator_conf("rings")
+
+
+def _allocator_conf(step: str) -> list[str]:
+    """polars' allocator setting after `python -m engine STEP --help` has run (not set beforehand)."""
     run_cli = (
-        "import os, runpy, sys\nsys.argv = ['engine', '--help']\ntry:\n    runpy.run_module('engine', run_name='__main__')\n"
-        "except SystemExit:\n    pass\nprint(os.environ['_RJEM_MALLOC_CONF'])"
+        f"import os, runpy, sys\nsys.argv = ['engine', {step!r}, '--help']\ntry:\n"
+        "    runpy.run_module('engine', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print(os.environ['_RJEM_MALLOC_CONF'])"
     )
     env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     proc = subprocess.run([sys.executable, "-c", run_cli], cwd=ROOT, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    conf = proc.stdout.strip().splitlines()[-1].split(",")
-    assert conf[-2:] == ["dirty_decay_ms:5000", "muzzy_decay_ms:5000"] and len(conf) > 2
+    return proc.stdout.strip().splitlines()[-1].split(",")
