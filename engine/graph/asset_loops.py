@@ -48,7 +48,6 @@ def asset_loops(tt: pl.DataFrame, *, windows: tuple[str, ...] = WINDOWS) -> pl.D
 
     Shapes: -> CLOSED_LOOPS_SCHEMA rows (members keep `tt`'s account type), one per (loop, pair)."""
     names, coded = _Names.of(tt)
-    coded = coded.sort("closed_at", "id")
     view = pl.concat([_asset_view(coded, names, "base"), _asset_view(coded, names, "counter")])
     del coded
     loops = trader_loops(view, windows=windows, balance="base", decode=names.decode)
