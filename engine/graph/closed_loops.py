@@ -52,6 +52,7 @@ DEFAULT_MAX_LEVELS = 6
 DEFAULT_JITTER = 0.05  # per-leg amount noise allowed: the margin grows as jitter x sqrt(legs)
 MAX_PEEL_ROUNDS = 12
 MAX_HUB_SHARE = 0.9  # a loop of 3+ members where one is in more of its trades is a star
+MEMBER_IDS = 2**63 - 1  # a group's members are numbered group x accounts + account (`_node`) within int64
 MIN_MEMBER_SHARE = 0.1  # a loop member with fewer of its trades (pair, bucket) in the loop passes by
 
 CLOSED_LOOPS_SCHEMA = {
@@ -275,8 +276,8 @@ def _qualifying(cand: pl.DataFrame, every: pl.DataFrame, window: str, tolerance:
     c = cand.with_columns(pl.col("closed_at").dt.truncate(window).alias("window_start"))
     if not c.get_column("seq").is_sorted():
         c = c.sort("seq")
-    c = c.with_columns(_bucket_groups(c))
     n_acc = int(c.select(pl.max_horizontal(pl.col("src").max(), pl.col("dst").max())).item() or 0) + 1
+    c = c.with_columns(_bucket_groups(c, n_acc))
     for _ in range(MAX_PEEL_ROUNDS):
         n_before = c.height
         ok = _balanced(c, n_acc, tolerance, jitter, balance).implode()
@@ -287,16 +288,24 @@ def _qualifying(cand: pl.DataFrame, every: pl.DataFrame, window: str, tolerance:
     return _loop_shaped(c.filter(pl.len().over("comp") >= 2), every, window)
 
 
-def _bucket_groups(c: pl.DataFrame) -> pl.Series:
-    """Dense integer ids (from 0, in order of first appearance) of the (comp, window_start)
-    groups of `c`'s trades. Hashed, not ranked: which trades share a group is all that counts.
+def _bucket_groups(c: pl.DataFrame, n_acc: int) -> pl.Series:
+    """Integer ids of the (comp, window_start) groups of `c`'s trades. Which trades share a group
+    is all that counts: an id need not be dense, only small enough that a member's id
+    (`_node`: group x n_acc + node, node < n_acc) stays within int64.
 
+    A group's id is comp x buckets + its bucket's number. `c` is in time order, so its buckets
+    come in runs and a run's number is the bucket's (`rle_id`: no hash, no join). Where the ids
+    could overflow (millions of wallets over years), they are numbered densely instead.
     Shapes: -> Series _g: i64, one per row of `c`."""
-    start = c.get_column("window_start").dt.epoch("s")
-    lo, hi = start.min() or 0, start.max() or 0  # (no trades: an empty key)
-    key = (c.get_column("comp") * (hi - lo + 1) + (start - lo)).alias("_k")
-    ids = key.unique(maintain_order=True).to_frame().with_row_index("_g")
-    return key.to_frame().join(ids, on="_k", how="left", maintain_order="left").get_column("_g").cast(pl.Int64)
+    start = c.get_column("window_start")
+    bucket = (start.rle_id() if start.is_sorted() else start.rank("dense") - 1).cast(pl.Int64)
+    comp = c.get_column("comp").cast(pl.Int64)
+    n_buckets, n_comp = int(bucket.max() or 0) + 1, int(comp.max() or 0) + 1
+    key = (comp * n_buckets + bucket).alias("_g")
+    if n_comp * n_buckets * n_acc <= MEMBER_IDS:
+        return key
+    ids = key.unique().to_frame().with_row_index("_i")
+    return key.to_frame().join(ids, on="_g", how="left", maintain_order="left").get_column("_i").cast(pl.Int64).alias("_g")
 
 
 def _node(side: str, n_acc: int) -> pl.Expr:

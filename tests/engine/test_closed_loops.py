@@ -3,6 +3,7 @@ bucket edges, jittered or log-normal lots, camouflage with outsiders, legs throu
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 
 import numpy as np
@@ -13,6 +14,8 @@ from engine.graph import closed_loops, detect_rings
 from engine.graph.closed_loops import trader_loops
 from engine.graph.cotrade import pool_routed_trades, trader_trades
 from tests.engine.graph_cases import NO_FUNDING, PAIR, trade, trades_frame
+
+closed_loops_module = importlib.import_module("engine.graph.closed_loops")  # the package exports the function
 
 
 def cycle(members, *, rounds, lots, start=0, gap_minutes=3, first_id=0):
@@ -183,3 +186,20 @@ def test_accounts_as_integer_keys_find_the_loops_their_ids_find(spread):
         pl.col("members").list.eval(pl.element().replace_strict({v: k for k, v in key.items()})).list.sort())
     assert by_id.height >= 2
     assert by_key.equals(by_id)
+
+
+def test_groups_numbered_densely_where_their_ids_could_overflow_find_the_same_loops(monkeypatch):
+    """A group's id is its component x buckets + its bucket, and a member's id group x accounts
+    + account; a market too big for those in int64 numbers its groups densely instead. Both
+    numberings group the same trades, so they find the same loops."""
+    rng = np.random.default_rng(17)
+    rows = cycle(["A", "B", "C"], rounds=9, lots=[3e8] * 9, start=50) + cycle(
+        ["D", "E", "F", "G"], rounds=7, lots=[5e8] * 7, start=2000, first_id=100)
+    rows += [trade(500 + i, f"O{i % 5}", ["A", "D", "F"][i % 3], minutes=int(rng.integers(0, 2500)),
+                   base=int(rng.uniform(1e7, 9e8))) for i in range(40)]  # fmt: skip
+    tt = trader_trades(trades_frame(rows))
+    sparse = trader_loops(tt)
+    monkeypatch.setattr(closed_loops_module, "MEMBER_IDS", 0)
+    dense = trader_loops(tt)
+    assert sparse.height >= 2
+    assert dense.equals(sparse)
