@@ -203,3 +203,17 @@ def test_groups_numbered_densely_where_their_ids_could_overflow_find_the_same_lo
     dense = trader_loops(tt)
     assert sparse.height >= 2
     assert dense.equals(sparse)
+
+
+def test_bucket_groups_are_one_id_per_component_and_bucket_in_any_row_order():
+    """The peeling groups: one id per (component, bucket), whether the trades come in time order
+    (buckets numbered by their runs) or not (numbered by rank)."""
+    rng = np.random.default_rng(23)
+    start = pl.datetime(2024, 3, 1, time_zone="UTC")
+    c = pl.DataFrame({"comp": rng.integers(0, 6, 400), "hour": rng.integers(0, 30, 400)}).select(
+        pl.col("comp").cast(pl.Int64), (start + pl.duration(hours=pl.col("hour"))).alias("window_start"))
+    for frame in (c.sort("window_start"), c.sample(fraction=1.0, shuffle=True, seed=5)):
+        groups = frame.with_columns(closed_loops_module._bucket_groups(frame, 50)).select("comp", "window_start", "_g")
+        pairs = groups.unique()
+        assert pairs.height == frame.select("comp", "window_start").unique().height
+        assert pairs.get_column("_g").n_unique() == pairs.height
