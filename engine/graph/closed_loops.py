@@ -295,17 +295,14 @@ def _bucket_groups(c: pl.DataFrame, n_acc: int) -> pl.Series:
 
     A group's id is comp x buckets + its bucket's number. `c` is in time order, so its buckets
     come in runs and a run's number is the bucket's (`rle_id`: no hash, no join). Where the ids
-    could overflow (millions of wallets over years), they are numbered densely instead.
+    could overflow (millions of wallets over years), they are the groups' dense ranks instead.
     Shapes: -> Series _g: i64, one per row of `c`."""
     start = c.get_column("window_start")
     bucket = (start.rle_id() if start.is_sorted() else start.rank("dense") - 1).cast(pl.Int64)
     comp = c.get_column("comp").cast(pl.Int64)
     n_buckets, n_comp = int(bucket.max() or 0) + 1, int(comp.max() or 0) + 1
     key = (comp * n_buckets + bucket).alias("_g")
-    if n_comp * n_buckets * n_acc <= MEMBER_IDS:
-        return key
-    ids = key.unique().to_frame().with_row_index("_i")
-    return key.to_frame().join(ids, on="_g", how="left", maintain_order="left").get_column("_i").cast(pl.Int64).alias("_g")
+    return key if n_comp * n_buckets * n_acc <= MEMBER_IDS else (key.rank("dense") - 1).cast(pl.Int64)
 
 
 def _node(side: str, n_acc: int) -> pl.Expr:
